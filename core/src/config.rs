@@ -1,0 +1,228 @@
+//! Configuration, read from the environment by the binaries (never behind a library
+//! caller's back: libraries take these structs).
+//!
+//! Every variable, its default and its meaning is listed in README.md.
+
+use std::env;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration value that is present but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn parse_var<T: FromStr>(var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e| ConfigError {
+            var,
+            message: format!("cannot parse {v:?}: {e}"),
+        }),
+        _ => Ok(default),
+    }
+}
+
+fn string_var(var: &'static str, default: &str) -> String {
+    env::var(var)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn secs_var(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    parse_var::<f64>(var, default.as_secs_f64()).and_then(|s| {
+        Duration::try_from_secs_f64(s).map_err(|e| ConfigError {
+            var,
+            message: e.to_string(),
+        })
+    })
+}
+
+/// How producers and workers reach the queue and how long it keeps things.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// `GITFLEET_REDIS_URL`, default `redis://127.0.0.1:6379`. May carry a password; it is
+    /// never printed (see [`QueueConfig::redacted_url`]).
+    pub redis_url: String,
+    /// `GITFLEET_KEY_PREFIX`, default `gitfleet:`. Every key the queue writes starts with it;
+    /// tests use one of their own so they can run side by side.
+    pub key_prefix: String,
+    /// `GITFLEET_RESULT_TTL_SECS`, default 86 400 (a day): how long a finished job's record
+    /// and result are kept for waiters and `gitfleet job`.
+    pub result_ttl: Duration,
+    /// `GITFLEET_DEAD_TTL_SECS`, default 604 800 (a week): how long a dead job is kept, to be
+    /// read or retried by hand.
+    pub dead_ttl: Duration,
+    /// `GITFLEET_IDEMPOTENCY_TTL_SECS`, default 86 400: how long an idempotency key maps to
+    /// its first job.
+    pub idempotency_ttl: Duration,
+    /// `GITFLEET_MAX_PAYLOAD_BYTES`, default 1 MiB: the largest job (op + args) accepted.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "gitfleet:".into(),
+            result_ttl: Duration::from_secs(86_400),
+            dead_ttl: Duration::from_secs(7 * 86_400),
+            idempotency_ttl: Duration::from_secs(86_400),
+            max_payload_bytes: 1 << 20,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            redis_url: string_var("GITFLEET_REDIS_URL", &d.redis_url),
+            key_prefix: string_var("GITFLEET_KEY_PREFIX", &d.key_prefix),
+            result_ttl: secs_var("GITFLEET_RESULT_TTL_SECS", d.result_ttl)?,
+            dead_ttl: secs_var("GITFLEET_DEAD_TTL_SECS", d.dead_ttl)?,
+            idempotency_ttl: secs_var("GITFLEET_IDEMPOTENCY_TTL_SECS", d.idempotency_ttl)?,
+            max_payload_bytes: parse_var("GITFLEET_MAX_PAYLOAD_BYTES", d.max_payload_bytes)?,
+        })
+    }
+
+    /// The Redis URL with any password replaced, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.redis_url)
+    }
+}
+
+/// Replaces the password (or a lone user token) of a URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map(|(u, _)| u).unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// How a worker process runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `GITFLEET_CONCURRENCY`, default 10: jobs run at once from the shared queue.
+    pub concurrency: usize,
+    /// `GITFLEET_OWN_QUEUE_CONCURRENCY`, default 10: jobs run at once from the worker's own
+    /// queue (`worker:<id>`, ops on its sandboxes).
+    pub own_queue_concurrency: usize,
+    /// `GITFLEET_QUEUES`, default `jobs`: the shared queues served, comma-separated.
+    pub queues: Vec<String>,
+    /// `GITFLEET_GRACE_SECS`, default 25: on SIGTERM, how long running jobs may take to
+    /// finish before the worker gives them back to the queue and exits.
+    pub grace_period: Duration,
+    /// `GITFLEET_HEARTBEAT_SECS`, default 2.
+    pub heartbeat_interval: Duration,
+    /// `GITFLEET_DEAD_AFTER_SECS`, default 15: a worker silent this long is taken for dead;
+    /// its jobs go back to the queue. Must be well above the heartbeat interval.
+    pub dead_after: Duration,
+    /// `GITFLEET_RETRY_BASE_MS`, default 1 000: the first retry's delay; each next one
+    /// doubles, with jitter, up to `GITFLEET_RETRY_MAX_MS` (default 300 000).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// `GITFLEET_WORKER_NAME`, default the host name: the stem of the worker id
+    /// (`<stem>-<ulid>`, unique per process).
+    pub name_stem: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 10,
+            own_queue_concurrency: 10,
+            queues: vec!["jobs".into()],
+            grace_period: Duration::from_secs(25),
+            heartbeat_interval: Duration::from_secs(2),
+            dead_after: Duration::from_secs(15),
+            retry_base: Duration::from_millis(1000),
+            retry_max: Duration::from_millis(300_000),
+            name_stem: hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "worker".into()),
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let queues: Vec<String> = string_var("GITFLEET_QUEUES", "jobs")
+            .split(',')
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty())
+            .collect();
+        for q in &queues {
+            crate::queue::validate_queue_name(q).map_err(|e| ConfigError {
+                var: "GITFLEET_QUEUES",
+                message: e.message,
+            })?;
+        }
+        let cfg = Self {
+            concurrency: parse_var("GITFLEET_CONCURRENCY", d.concurrency)?,
+            own_queue_concurrency: parse_var(
+                "GITFLEET_OWN_QUEUE_CONCURRENCY",
+                d.own_queue_concurrency,
+            )?,
+            queues,
+            grace_period: secs_var("GITFLEET_GRACE_SECS", d.grace_period)?,
+            heartbeat_interval: secs_var("GITFLEET_HEARTBEAT_SECS", d.heartbeat_interval)?,
+            dead_after: secs_var("GITFLEET_DEAD_AFTER_SECS", d.dead_after)?,
+            retry_base: Duration::from_millis(parse_var("GITFLEET_RETRY_BASE_MS", 1000u64)?),
+            retry_max: Duration::from_millis(parse_var("GITFLEET_RETRY_MAX_MS", 300_000u64)?),
+            name_stem: string_var("GITFLEET_WORKER_NAME", &d.name_stem),
+        };
+        if cfg.concurrency == 0 {
+            return Err(ConfigError {
+                var: "GITFLEET_CONCURRENCY",
+                message: "must be at least 1".into(),
+            });
+        }
+        if cfg.dead_after < cfg.heartbeat_interval * 3 {
+            return Err(ConfigError {
+                var: "GITFLEET_DEAD_AFTER_SECS",
+                message: "must be at least three heartbeat intervals".into(),
+            });
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords() {
+        assert_eq!(
+            redact_url("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://user:s3cret@host"),
+            "redis://user:***@host"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! gitfleet-core: the pieces every gitfleet process shares.
+//!
+//! - [`job`]: the job contract (ops, envelopes, statuses, error kinds) — the product's public
+//!   interface;
+//! - [`queue`]: the Redis queue layer (enqueue, reliable fetch, acknowledgement, retries,
+//!   recovery of dead workers), whose key layout is documented in `docs/queue.md`;
+//! - [`ops`]: the job ops a worker can run, one module per op;
+//! - [`worker`]: the worker runtime that drives apalis workers from that queue;
+//! - [`config`]: configuration read from the environment by the binaries.
+
+pub mod config;
+pub mod job;
+pub mod ops;
+pub mod queue;
+pub mod worker;

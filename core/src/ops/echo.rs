@@ -1,0 +1,30 @@
+//! `echo`: its result is its args. Exercises the queue end to end.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{Op, RunContext};
+use crate::job::JobError;
+
+pub struct Echo;
+
+impl Op for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn validate(&self, _args: &Value) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    fn timeout(&self, _args: &Value) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    fn run(&self, args: Value, _ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        futures::future::ready(Ok(args)).boxed()
+    }
+}

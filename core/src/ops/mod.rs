@@ -1,0 +1,130 @@
+//! The job ops: one module per op, one registry that dispatches.
+//!
+//! An op checks its args (at enqueue time in the client, and again in the worker: a job
+//! pushed by another language's producer is not trusted) and runs. Until the git ops land,
+//! `echo` and `sleep` exercise the queue end to end; they stay, for smoke tests and benches.
+
+mod echo;
+mod sleep;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::job::{JobError, JobSpec};
+
+pub use echo::Echo;
+pub use sleep::Sleep;
+
+/// Runs allowed for a job whose op sets no other limit.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// What an op knows about the run it is part of.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub job_id: String,
+    pub attempt: u32,
+    pub worker_id: String,
+}
+
+/// One kind of job.
+pub trait Op: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Checks `args`, naming the field and the reason when they are wrong.
+    fn validate(&self, args: &Value) -> Result<(), JobError>;
+
+    /// Runs allowed before the job is dead (each run after a retryable failure counts).
+    fn max_attempts(&self) -> u32 {
+        DEFAULT_MAX_ATTEMPTS
+    }
+
+    /// Time one run may take (the job's own `timeout_ms` overrides it).
+    fn timeout(&self, args: &Value) -> Duration;
+
+    fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>>;
+}
+
+/// The ops a worker serves, by name.
+#[derive(Clone)]
+pub struct Ops {
+    ops: BTreeMap<&'static str, Arc<dyn Op>>,
+}
+
+impl Ops {
+    /// No ops at all.
+    pub fn empty() -> Self {
+        Self {
+            ops: BTreeMap::new(),
+        }
+    }
+
+    /// The ops every worker serves.
+    pub fn builtin() -> Self {
+        Self::empty().with(Echo).with(Sleep)
+    }
+
+    /// Adds (or replaces) an op.
+    pub fn with(mut self, op: impl Op) -> Self {
+        self.ops.insert(op.name(), Arc::new(op));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Op>> {
+        self.ops.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.ops.keys().copied()
+    }
+
+    /// Finds the op of `spec` and checks its args.
+    pub fn resolve(&self, spec: &JobSpec) -> Result<&Arc<dyn Op>, JobError> {
+        spec.check_shape()?;
+        let op = self.get(&spec.op).ok_or_else(|| {
+            JobError::invalid_input(format!(
+                "op: unknown op {:?} (known: {})",
+                spec.op,
+                self.names().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        op.validate(&spec.args)?;
+        Ok(op)
+    }
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.ops.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_ops_and_bad_args_are_named() {
+        let ops = Ops::builtin();
+        let err = ops
+            .resolve(&JobSpec::new("frobnicate", json!({})))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, crate::job::ErrorKind::InvalidInput);
+        assert!(err.message.contains("unknown op \"frobnicate\""), "{err}");
+        assert!(err.message.contains("echo, sleep"), "{err}");
+        let err = ops
+            .resolve(&JobSpec::new("sleep", json!({"ms": "soon"})))
+            .err()
+            .unwrap();
+        assert!(err.message.starts_with("ms:"), "{err}");
+        assert!(
+            ops.resolve(&JobSpec::new("sleep", json!({"ms": 5})))
+                .is_ok()
+        );
+    }
+}

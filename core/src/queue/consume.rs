@@ -1,0 +1,279 @@
+//! Consuming: how a worker takes, finishes, delays and gives back jobs, keeps its heartbeat,
+//! and recovers the jobs of workers that died.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, Value};
+use serde_json::Value as Json;
+
+use super::scripts::{FETCH, FINISH, HEARTBEAT, PROMOTE, REAP, REQUEUE_HELD};
+use super::{CHUNK, Queue, QueueError};
+use crate::job::JobError;
+
+/// A job handed to a worker: it is in the worker's held list and marked running.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub queue: String,
+    /// The job as enqueued (`{"op", "args"}`), unparsed: parsing is the worker's first step,
+    /// and a payload that does not parse fails the job, not the worker.
+    pub payload: String,
+    /// Runs started so far, this one included.
+    pub attempts: u32,
+    /// Runs allowed, 0 for the op's default.
+    pub max_attempts: u32,
+    /// Time allowed for one run in ms, 0 for the op's default.
+    pub timeout_ms: u64,
+    pub enqueued_at_us: i64,
+}
+
+/// How one run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Done(Json),
+    /// Failed, to be run again after `delay`.
+    Retry {
+        error: JobError,
+        delay: Duration,
+    },
+    Dead(JobError),
+}
+
+/// One run's outcome, to be acknowledged.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: String,
+    pub outcome: Outcome,
+}
+
+/// What recovering from dead workers did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    pub workers: u64,
+    /// Jobs the dead workers held, back in their queues.
+    pub requeued: u64,
+    /// Jobs waiting in the dead workers' own queues, answered `sandbox_not_found`.
+    pub answered: u64,
+}
+
+impl Queue {
+    /// Blocks up to `timeout` for a job on `queue`, moving its id into `worker`'s held list.
+    /// Uses `conn` (a connection of its own: a blocking command would stall a shared one).
+    pub async fn take_blocking(
+        &self,
+        conn: &mut MultiplexedConnection,
+        queue: &str,
+        worker: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, QueueError> {
+        Ok(redis::cmd("BLMOVE")
+            .arg(self.keys.ready(queue))
+            .arg(self.keys.held(worker))
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(timeout.as_secs_f64())
+            .query_async(conn)
+            .await?)
+    }
+
+    /// Opens a connection for [`Queue::take_blocking`].
+    pub async fn take_connection(&self) -> Result<MultiplexedConnection, QueueError> {
+        self.blocking_connection().await
+    }
+
+    /// Starts `first` (already held) and takes up to `more` further jobs from `queue`
+    /// without blocking, all in one round trip.
+    pub async fn start(
+        &self,
+        queue: &str,
+        worker: &str,
+        first: Option<&str>,
+        more: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut conn = self.conn();
+        let flat: Vec<Value> = FETCH
+            .key(self.keys.ready(queue))
+            .key(self.keys.held(worker))
+            .arg(self.keys.prefix())
+            .arg(worker)
+            .arg(first.unwrap_or(""))
+            .arg(more)
+            .invoke_async(&mut conn)
+            .await?;
+        let parse = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
+        flat.chunks(6)
+            .map(|c| {
+                Ok(Delivery {
+                    id: redis::from_redis_value_ref(&c[0]).map_err(parse)?,
+                    queue: queue.to_string(),
+                    payload: redis::from_redis_value_ref(&c[1]).map_err(parse)?,
+                    attempts: redis::from_redis_value_ref(&c[2]).map_err(parse)?,
+                    max_attempts: redis::from_redis_value_ref(&c[3]).map_err(parse)?,
+                    timeout_ms: redis::from_redis_value_ref(&c[4]).map_err(parse)?,
+                    enqueued_at_us: redis::from_redis_value_ref(&c[5]).map_err(parse)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Acknowledges finished runs of `worker`'s jobs: results kept, retries scheduled,
+    /// dead jobs recorded, waiters woken; each id leaves the held list.
+    pub async fn finish(&self, worker: &str, batch: &[Finished]) -> Result<u64, QueueError> {
+        let mut conn = self.conn();
+        let mut recorded = 0;
+        for chunk in batch.chunks(CHUNK) {
+            let mut inv = FINISH.key(self.keys.held(worker));
+            inv.arg(self.keys.prefix())
+                .arg(worker)
+                .arg(self.config.result_ttl.as_secs().max(1))
+                .arg(self.config.dead_ttl.as_secs().max(1));
+            for f in chunk {
+                let (kind, data, delay) = match &f.outcome {
+                    Outcome::Done(v) => ("done", v.to_string(), 0),
+                    Outcome::Retry { error, delay } => {
+                        ("retry", error_json(error), delay.as_millis() as u64)
+                    }
+                    Outcome::Dead(error) => ("dead", error_json(error), 0),
+                };
+                inv.arg(&f.id).arg(kind).arg(data).arg(delay);
+            }
+            let n: u64 = inv.invoke_async(&mut conn).await?;
+            recorded += n;
+        }
+        Ok(recorded)
+    }
+
+    /// Moves every due job of `queue` from its delayed set to its ready list, a bounded
+    /// chunk per call. Returns how long until the next delayed job is due, if any.
+    pub async fn promote_due(&self, queue: &str) -> Result<Option<Duration>, QueueError> {
+        let mut conn = self.conn();
+        loop {
+            let (moved, wait_ms): (usize, i64) = PROMOTE
+                .key(self.keys.delayed(queue))
+                .key(self.keys.ready(queue))
+                .arg(self.keys.prefix())
+                .arg(CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            if moved < CHUNK {
+                return Ok((wait_ms >= 0).then(|| Duration::from_millis(wait_ms as u64)));
+            }
+        }
+    }
+
+    /// Records `worker`'s heartbeat and its description. Returns true when the worker was
+    /// not registered: its first beat, or it had been taken for dead meanwhile.
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        info: &[(&str, String)],
+    ) -> Result<bool, QueueError> {
+        let mut conn = self.conn();
+        let mut inv = HEARTBEAT.key(self.keys.workers());
+        inv.key(self.keys.worker_info(worker)).arg(worker);
+        for (k, v) in info {
+            inv.arg(*k).arg(v);
+        }
+        let new: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(new == 1)
+    }
+
+    /// Whether `worker` is registered (has a heartbeat and has not left).
+    pub async fn is_worker_alive(&self, worker: &str) -> Result<bool, QueueError> {
+        let mut conn = self.conn();
+        let score: Option<f64> = conn.zscore(self.keys.workers(), worker).await?;
+        Ok(score.is_some())
+    }
+
+    /// Recovers from every worker silent for longer than `dead_after`: its held jobs go back
+    /// to the front of their queues, jobs in its own queue are answered `sandbox_not_found`.
+    /// Safe to run from many workers at once.
+    pub async fn reap_dead_workers(&self, dead_after: Duration) -> Result<ReapReport, QueueError> {
+        let mut conn = self.conn();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let cutoff = now_ms.saturating_sub(dead_after.as_millis() as u64);
+        let dead: Vec<String> = conn
+            .zrangebyscore(self.keys.workers(), "-inf", cutoff)
+            .await?;
+        let mut report = ReapReport::default();
+        for worker in dead {
+            let r = self
+                .reap_worker(&worker, dead_after.as_millis().max(1) as u64)
+                .await?;
+            report.workers += 1;
+            report.requeued += r.requeued;
+            report.answered += r.answered;
+        }
+        Ok(report)
+    }
+
+    /// A worker leaving for good: whatever it still holds goes back to its queues, its own
+    /// queue is answered `sandbox_not_found`, and it is deregistered.
+    pub async fn leave(&self, worker: &str) -> Result<ReapReport, QueueError> {
+        self.requeue_held(worker).await?;
+        let mut r = self.reap_worker(worker, 0).await?;
+        r.workers = 1;
+        Ok(r)
+    }
+
+    async fn reap_worker(&self, worker: &str, cutoff_ms: u64) -> Result<ReapReport, QueueError> {
+        let mut conn = self.conn();
+        let own = format!("worker:{worker}");
+        let mut report = ReapReport::default();
+        loop {
+            let (requeued, answered, finished): (u64, u64, i64) = REAP
+                .key(self.keys.workers())
+                .key(self.keys.held(worker))
+                .key(self.keys.ready(&own))
+                .key(self.keys.delayed(&own))
+                .key(self.keys.dead(&own))
+                .key(self.keys.worker_info(worker))
+                .arg(self.keys.prefix())
+                .arg(worker)
+                .arg(CHUNK)
+                .arg(self.config.dead_ttl.as_secs().max(1))
+                .arg(cutoff_ms)
+                .invoke_async(&mut conn)
+                .await?;
+            report.requeued += requeued;
+            report.answered += answered;
+            if finished == 1 {
+                if requeued + answered > 0 || report.requeued + report.answered > 0 {
+                    tracing::warn!(
+                        worker,
+                        requeued = report.requeued,
+                        answered = report.answered,
+                        "recovered jobs of a worker that is gone"
+                    );
+                }
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Gives back every job `worker` holds (it will not run them): each returns to the
+    /// front of its queue and the run does not count as an attempt.
+    pub async fn requeue_held(&self, worker: &str) -> Result<u64, QueueError> {
+        let mut conn = self.conn();
+        let mut total = 0;
+        loop {
+            let (n, left): (u64, u64) = REQUEUE_HELD
+                .key(self.keys.held(worker))
+                .arg(self.keys.prefix())
+                .arg(worker)
+                .arg(CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            total += n;
+            if left == 0 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn error_json(e: &JobError) -> String {
+    serde_json::to_string(e).expect("an error is plain data")
+}

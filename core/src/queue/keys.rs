@@ -1,0 +1,74 @@
+//! The Redis key layout (documented for other languages in `docs/queue.md`).
+
+/// Builds every key name from one prefix (`gitfleet:` unless configured otherwise).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Hash: one job's record.
+    pub fn job(&self, id: &str) -> String {
+        format!("{}job:{id}", self.prefix)
+    }
+
+    /// List: a finished job's wake-up token, rotated (never popped) by waiters.
+    pub fn wake(&self, id: &str) -> String {
+        format!("{}job:{id}:wake", self.prefix)
+    }
+
+    /// List: the ids waiting in a queue, oldest on the right. This is the backlog.
+    pub fn ready(&self, queue: &str) -> String {
+        format!("{}{queue}", self.prefix)
+    }
+
+    /// Sorted set: jobs due later (delayed or waiting out a retry), by due time in ms.
+    pub fn delayed(&self, queue: &str) -> String {
+        format!("{}{queue}:delayed", self.prefix)
+    }
+
+    /// Sorted set: finished jobs whose records are still kept, by finish time in ms.
+    pub fn done(&self, queue: &str) -> String {
+        format!("{}{queue}:done", self.prefix)
+    }
+
+    /// Sorted set: dead jobs, by time of death in ms.
+    pub fn dead(&self, queue: &str) -> String {
+        format!("{}{queue}:dead", self.prefix)
+    }
+
+    /// List: the jobs one worker holds.
+    pub fn held(&self, worker: &str) -> String {
+        format!("{}held:{worker}", self.prefix)
+    }
+
+    /// Sorted set: live workers, by last heartbeat in ms.
+    pub fn workers(&self) -> String {
+        format!("{}workers", self.prefix)
+    }
+
+    /// Hash: a worker's host, pid, version, start time and queues.
+    pub fn worker_info(&self, worker: &str) -> String {
+        format!("{}worker-info:{worker}", self.prefix)
+    }
+
+    /// Set: every queue that has ever had a job.
+    pub fn queues(&self) -> String {
+        format!("{}queues", self.prefix)
+    }
+
+    /// String: an idempotency key's first job id.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}idem:{key}", self.prefix)
+    }
+}

@@ -1,0 +1,35 @@
+-- gitfleet: start jobs for a worker. The first id (if any) was already moved from the ready
+-- list to the worker's held list by a blocking BLMOVE; up to ARGV[4] more are moved here.
+-- KEYS[1] ready list, KEYS[2] the worker's held list
+-- ARGV: key prefix, worker id, first id ('' = none), how many more to take
+-- Returns a flat array: id, payload, attempts, max_attempts, timeout_ms, enqueued_at_us, ...
+local prefix, worker, first, more = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now_us = t[1] * 1000000 + t[2]
+local out = {}
+
+local function start(id)
+  local k = prefix .. 'job:' .. id
+  if redis.call('HGET', k, 'status') ~= 'waiting' then
+    -- Expired or deleted while it waited, or not this list's to start: nothing to run.
+    redis.call('LREM', KEYS[2], 1, id)
+    return
+  end
+  local attempts = redis.call('HINCRBY', k, 'attempts', 1)
+  redis.call('HSET', k, 'status', 'running', 'started_at', now_us, 'worker', worker)
+  local f = redis.call('HMGET', k, 'payload', 'max_attempts', 'timeout_ms', 'enqueued_at')
+  out[#out + 1] = id
+  out[#out + 1] = f[1] or ''
+  out[#out + 1] = attempts
+  out[#out + 1] = tonumber(f[2]) or 0
+  out[#out + 1] = tonumber(f[3]) or 0
+  out[#out + 1] = tonumber(f[4]) or 0
+end
+
+if first ~= '' then start(first) end
+for _ = 1, more do
+  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not id then break end
+  start(id)
+end
+return out

@@ -1,0 +1,75 @@
+-- gitfleet: recover from one dead (or departing) worker, a bounded chunk per call.
+-- Jobs it held go back to the front of their queues; jobs waiting in its own queue can never
+-- run (its sandboxes are gone) and are answered sandbox_not_found.
+-- KEYS[1] worker zset, KEYS[2] its held list, KEYS[3] its own ready list,
+-- KEYS[4] its own delayed zset, KEYS[5] its own dead zset, KEYS[6] its info hash
+-- ARGV: key prefix, worker id, chunk size, dead_ttl_s,
+--       only_if_older_than_ms (0 = unconditionally: the worker itself is leaving)
+-- Returns {requeued, answered, finished (1 when nothing is left)}.
+local prefix, worker, limit, dead_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local cutoff = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now_us = t[1] * 1000000 + t[2]
+local now_ms = math.floor(now_us / 1000)
+if cutoff > 0 then
+  local beat = redis.call('ZSCORE', KEYS[1], worker)
+  if beat and tonumber(beat) > now_ms - cutoff then
+    return {0, 0, 1} -- it came back to life
+  end
+end
+local requeued, answered, budget = 0, 0, limit
+
+while budget > 0 do
+  local id = redis.call('RPOP', KEYS[2])
+  if not id then break end
+  budget = budget - 1
+  local k = prefix .. 'job:' .. id
+  local f = redis.call('HMGET', k, 'status', 'worker', 'queue')
+  -- 'waiting': taken by BLMOVE but never started.
+  if (f[1] == 'running' and f[2] == worker) or f[1] == 'waiting' then
+    redis.call('HSET', k, 'status', 'waiting')
+    redis.call('HDEL', k, 'worker')
+    -- RPUSH: consumers take from the right, so a rescued job runs next.
+    redis.call('RPUSH', prefix .. f[3], id)
+    requeued = requeued + 1
+  end
+end
+
+local function answer(id)
+  local k = prefix .. 'job:' .. id
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('HSET', k, 'status', 'dead', 'finished_at', now_us, 'error',
+      cjson.encode({kind = 'sandbox_not_found',
+        message = 'worker ' .. worker .. ' is gone; its sandboxes are gone with it'}))
+    redis.call('ZADD', KEYS[5], now_ms, id)
+    redis.call('EXPIRE', k, dead_ttl)
+    if redis.call('HEXISTS', k, 'waiters') == 1 then
+      redis.call('RPUSH', k .. ':wake', 'dead')
+      redis.call('EXPIRE', k .. ':wake', dead_ttl)
+    end
+    answered = answered + 1
+  end
+end
+while budget > 0 do
+  local id = redis.call('RPOP', KEYS[3])
+  if not id then break end
+  budget = budget - 1
+  answer(id)
+end
+while budget > 0 do
+  local ids = redis.call('ZRANGE', KEYS[4], 0, math.min(budget, 100) - 1)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', KEYS[4], id)
+    answer(id)
+  end
+  budget = budget - #ids
+end
+
+local left = redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4])
+if left == 0 then
+  redis.call('ZREM', KEYS[1], worker)
+  redis.call('DEL', KEYS[6])
+  return {requeued, answered, 1}
+end
+return {requeued, answered, 0}

@@ -1,0 +1,32 @@
+//! The Lua scripts, loaded once per process. Each is atomic and bounded in the work it does
+//! per call; the ones a producer in another language needs are documented in
+//! `docs/queue.md`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+pub(crate) static ENQUEUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
+pub(crate) static FETCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
+pub(crate) static FINISH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
+pub(crate) static PROMOTE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
+pub(crate) static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
+pub(crate) static REAP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
+pub(crate) static REQUEUE_HELD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/requeue_held.lua")));
+pub(crate) static RETRY_DEAD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/retry_dead.lua")));
+pub(crate) static REGISTER_WAITER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then \
+           redis.call('HSET', KEYS[1], 'waiters', 1) return 1 end return 0",
+    )
+});
+pub(crate) static STATS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/stats.lua")));

@@ -1,0 +1,492 @@
+//! The worker runtime: one process, one worker id, one apalis worker per queue it serves.
+//!
+//! Beside the apalis workers run a few small loops: per queue a fetcher (blocking `BLMOVE`,
+//! then batches) and a promoter (delayed jobs that fell due), one acknowledger (outcomes to
+//! Redis in batches) and one heartbeat (which also recovers jobs of dead workers).
+//!
+//! Shutdown, in order: stop fetching; let apalis finish the jobs in flight (up to the grace
+//! period); flush the acknowledger; give back whatever is still held; answer the jobs left
+//! in this worker's own queue (`sandbox_not_found`: its sandboxes die with it); deregister.
+
+mod backend;
+mod retry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::layers::WorkerBuilderExt;
+use apalis_core::worker::builder::WorkerBuilder;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use backend::{JobService, QueueBackend, Run};
+pub use retry::RetryPolicy;
+
+use crate::config::WorkerConfig;
+use crate::ops::Ops;
+use crate::queue::{Delivery, Queue, QueueError, validate_worker_id};
+use backend::Ack;
+
+/// Jobs taken from Redis in one round trip, at most.
+const FETCH_BATCH: usize = 100;
+/// How long one blocking take waits before the fetcher looks around (shutdown, errors).
+const BLOCK_FOR: Duration = Duration::from_secs(2);
+/// The longest a promoter sleeps when no delayed job is due sooner.
+const PROMOTE_EVERY: Duration = Duration::from_millis(500);
+
+/// Why a worker could not start or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// What a stopped worker did on its way out.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownReport {
+    /// Every job in flight finished within the grace period.
+    pub drained: bool,
+    /// Jobs given back to their queues (unstarted, or cut off by the grace period).
+    pub requeued: u64,
+    /// Jobs in this worker's own queue answered `sandbox_not_found`.
+    pub answered: u64,
+}
+
+/// A worker, configured but not yet running.
+pub struct Worker {
+    id: String,
+    queue: Queue,
+    config: WorkerConfig,
+    ops: Arc<Ops>,
+}
+
+/// Makes a worker id unique per process: `<stem>-<ulid>`, the stem reduced to letters,
+/// digits and `-` (a pod or host name usually is already).
+pub fn new_worker_id(stem: &str) -> String {
+    let mut clean: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(60)
+        .collect();
+    clean = clean.trim_matches('-').to_string();
+    if clean.is_empty() {
+        clean = "worker".into();
+    }
+    format!("{clean}-{}", ulid::Ulid::new())
+}
+
+impl Worker {
+    pub fn new(queue: Queue, config: WorkerConfig, ops: Ops) -> Self {
+        Self {
+            id: new_worker_id(&config.name_stem),
+            queue,
+            config,
+            ops: Arc::new(ops),
+        }
+    }
+
+    /// This process's worker id; its own queue is `worker:<id>`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts the worker in the background and returns a handle to stop it.
+    pub async fn start(self) -> Result<RunningWorker, WorkerError> {
+        let stop = CancellationToken::new();
+        let id = self.id.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let signal = stop.clone();
+        let task = tokio::spawn(async move {
+            self.run_inner(signal.cancelled_owned(), Some(ready_tx))
+                .await
+        });
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(RunningWorker { id, stop, task }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(WorkerError::Config("worker task ended during start".into())),
+            },
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then stops as described in the module docs.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport, WorkerError> {
+        self.run_inner(shutdown, None).await
+    }
+
+    async fn run_inner(
+        self,
+        shutdown: impl Future<Output = ()>,
+        ready: Option<tokio::sync::oneshot::Sender<Result<(), WorkerError>>>,
+    ) -> Result<ShutdownReport, WorkerError> {
+        let started = self.start_loops().await;
+        let (loops, mut apalis) = match started {
+            Ok(v) => {
+                if let Some(tx) = ready {
+                    let _ = tx.send(Ok(()));
+                }
+                v
+            }
+            Err(e) => {
+                if let Some(tx) = ready {
+                    let _ = tx.send(Err(WorkerError::Config(e.to_string())));
+                }
+                return Err(e);
+            }
+        };
+        tracing::info!(worker = %self.id, queues = ?self.config.queues, "worker started");
+        shutdown.await;
+        let deadline = Instant::now() + self.config.grace_period;
+        tracing::info!(worker = %self.id, grace_ms = self.config.grace_period.as_millis() as u64, "stopping: no new jobs, finishing the ones running");
+
+        loops.stop_fetching.cancel();
+        let mut drained = true;
+        while !apalis.is_empty() {
+            match tokio::time::timeout_at(deadline.into(), apalis.join_next()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    drained = false;
+                    tracing::warn!("grace period over: giving back the jobs still running");
+                    apalis.abort_all();
+                    while apalis.join_next().await.is_some() {}
+                }
+            }
+        }
+        // Every service (and so every sender) is gone: the acknowledger ends once it has
+        // written what it has. Give it what is left of the grace period, and a little more
+        // for a Redis that is just coming back.
+        let flush_by = deadline.max(Instant::now()) + Duration::from_secs(2);
+        if tokio::time::timeout_at(flush_by.into(), loops.acker)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "could not record every outcome before exiting; those jobs will run again"
+            );
+        }
+        loops.stop_background.cancel();
+        let mut report = ShutdownReport {
+            drained,
+            ..Default::default()
+        };
+        match self.queue.leave(&self.id).await {
+            Ok(r) => {
+                report.requeued = r.requeued;
+                report.answered = r.answered;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not deregister; the survivors will recover this worker's jobs")
+            }
+        }
+        for h in loops.background {
+            let _ = h.await;
+        }
+        tracing::info!(worker = %self.id, drained, requeued = report.requeued, "worker stopped");
+        Ok(report)
+    }
+
+    async fn start_loops(&self) -> Result<(Loops, JoinSet<()>), WorkerError> {
+        validate_worker_id(&self.id).map_err(|e| WorkerError::Config(e.message))?;
+        if self.config.concurrency == 0 || self.config.own_queue_concurrency == 0 {
+            return Err(WorkerError::Config("concurrency must be at least 1".into()));
+        }
+        let queue = &self.queue;
+        queue.heartbeat(&self.id, &self.info()).await?;
+
+        let stop_fetching = CancellationToken::new();
+        let stop_background = CancellationToken::new();
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
+        let acker = tokio::spawn(ack_loop(queue.clone(), self.id.clone(), ack_rx));
+        let mut background = vec![tokio::spawn(heartbeat_loop(
+            queue.clone(),
+            self.id.clone(),
+            self.info(),
+            self.config.heartbeat_interval,
+            self.config.dead_after,
+            stop_background.clone(),
+        ))];
+
+        let own_queue = format!("worker:{}", self.id);
+        let mut served: Vec<(String, usize)> = self
+            .config
+            .queues
+            .iter()
+            .map(|q| (q.clone(), self.config.concurrency))
+            .collect();
+        served.push((own_queue, self.config.own_queue_concurrency));
+
+        let service = JobService {
+            ops: self.ops.clone(),
+            retry: RetryPolicy {
+                base: self.config.retry_base,
+                max: self.config.retry_max,
+            },
+            worker_id: self.id.as_str().into(),
+            max_payload_bytes: queue.config().max_payload_bytes,
+            acks: ack_tx,
+        };
+        let mut apalis = JoinSet::new();
+        for (name, concurrency) in served {
+            let (tx, rx) = mpsc::channel::<Run>(concurrency);
+            let permits = Arc::new(Semaphore::new(concurrency));
+            background.push(tokio::spawn(fetch_loop(
+                queue.clone(),
+                name.clone(),
+                self.id.clone(),
+                permits,
+                tx,
+                stop_fetching.clone(),
+            )));
+            background.push(tokio::spawn(promote_loop(
+                queue.clone(),
+                name.clone(),
+                stop_background.clone(),
+            )));
+            let worker = WorkerBuilder::new(format!("{}/{name}", self.id))
+                .backend(QueueBackend::new(rx))
+                .concurrency(concurrency)
+                .build(service.clone());
+            apalis.spawn(async move {
+                if let Err(e) = worker.run().await {
+                    tracing::error!(queue = %name, error = %e, "apalis worker failed");
+                }
+            });
+        }
+        Ok((
+            Loops {
+                stop_fetching,
+                stop_background,
+                acker,
+                background,
+            },
+            apalis,
+        ))
+    }
+
+    fn info(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("host", self.config.name_stem.clone()),
+            ("pid", std::process::id().to_string()),
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("queues", self.config.queues.join(",")),
+        ]
+    }
+}
+
+struct Loops {
+    stop_fetching: CancellationToken,
+    stop_background: CancellationToken,
+    acker: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A worker running in the background of this process (tests, embedding).
+pub struct RunningWorker {
+    id: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<ShutdownReport, WorkerError>>,
+}
+
+impl RunningWorker {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Stops the worker gracefully and waits for it.
+    pub async fn shutdown(self) -> Result<ShutdownReport, WorkerError> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|e| WorkerError::Config(format!("worker task failed: {e}")))?
+    }
+}
+
+/// Takes jobs from one queue and hands them to its apalis worker, never holding more than
+/// the queue's permits allow.
+async fn fetch_loop(
+    queue: Queue,
+    name: String,
+    worker: String,
+    permits: Arc<Semaphore>,
+    tx: mpsc::Sender<Run>,
+    stop: CancellationToken,
+) {
+    let mut conn = None;
+    // An id BLMOVE handed us that is not started yet: it must be, even after an error.
+    let mut pending: Option<String> = None;
+    let mut failing_since: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let mut held = vec![first];
+        while held.len() < FETCH_BATCH {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+        let taken = take(
+            &queue,
+            &name,
+            &worker,
+            held.len(),
+            &mut conn,
+            &mut pending,
+            &stop,
+        )
+        .await;
+        match taken {
+            Ok(batch) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(queue = %name, down_ms = since.elapsed().as_millis() as u64, "redis is back; fetching again");
+                }
+                backoff = Duration::from_millis(50);
+                for delivery in batch {
+                    let permit = held.pop().expect("never more jobs than permits");
+                    if tx.send(Run { delivery, permit }).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                conn = None;
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    tracing::warn!(queue = %name, error = %e, "cannot fetch jobs; retrying");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn take(
+    queue: &Queue,
+    name: &str,
+    worker: &str,
+    n: usize,
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    pending: &mut Option<String>,
+    stop: &CancellationToken,
+) -> Result<Vec<Delivery>, QueueError> {
+    if let Some(id) = pending.as_deref() {
+        let batch = queue.start(name, worker, Some(id), n - 1).await?;
+        *pending = None;
+        return Ok(batch);
+    }
+    let batch = queue.start(name, worker, None, n).await?;
+    if !batch.is_empty() {
+        return Ok(batch);
+    }
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(queue.take_connection().await?),
+    };
+    let id = tokio::select! {
+        _ = stop.cancelled() => {
+            // The BLMOVE may still land; whatever it moves is given back at exit.
+            *conn = None;
+            return Ok(Vec::new());
+        }
+        r = queue.take_blocking(c, name, worker, BLOCK_FOR) => r?,
+    };
+    match id {
+        None => Ok(Vec::new()),
+        Some(id) => {
+            *pending = Some(id);
+            let batch = queue.start(name, worker, pending.as_deref(), n - 1).await?;
+            *pending = None;
+            Ok(batch)
+        }
+    }
+}
+
+/// Writes outcomes to Redis in batches; an outcome is never dropped, only retried until
+/// Redis takes it. Ends when every sender is gone and everything is written.
+async fn ack_loop(queue: Queue, worker: String, mut rx: mpsc::UnboundedReceiver<Ack>) {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if rx.recv_many(&mut buf, 1000).await == 0 {
+            return;
+        }
+        let (finished, permits): (Vec<_>, Vec<_>) =
+            buf.drain(..).map(|a| (a.finished, a.permit)).unzip();
+        let mut backoff = Duration::from_millis(50);
+        let mut warned = false;
+        loop {
+            match queue.finish(&worker, &finished).await {
+                Ok(_) => break,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, jobs = finished.len(), "cannot record outcomes yet; retrying");
+                        warned = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        drop(permits);
+    }
+}
+
+/// Moves delayed jobs of one queue that fell due into its ready list.
+async fn promote_loop(queue: Queue, name: String, stop: CancellationToken) {
+    loop {
+        let wait = match queue.promote_due(&name).await {
+            Ok(Some(next)) => next.min(PROMOTE_EVERY),
+            Ok(None) => PROMOTE_EVERY,
+            Err(e) => {
+                tracing::debug!(queue = %name, error = %e, "cannot promote delayed jobs yet");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+        }
+    }
+}
+
+/// Beats, and recovers the jobs of workers that stopped beating.
+async fn heartbeat_loop(
+    queue: Queue,
+    worker: String,
+    info: Vec<(&'static str, String)>,
+    every: Duration,
+    dead_after: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match queue.heartbeat(&worker, &info).await {
+            Ok(true) => tracing::warn!(
+                "this worker had been taken for dead (no heartbeat for {} s); its jobs went to others",
+                dead_after.as_secs()
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+        }
+        if let Err(e) = queue.reap_dead_workers(dead_after).await {
+            tracing::debug!(error = %e, "could not check for dead workers");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `gitfleet-worker`: one worker process, configured from the environment (see README.md).
+//! Runs until SIGTERM or Ctrl-C, then stops gracefully within `GITFLEET_GRACE_SECS`.
+
+use anyhow::Context;
+use gitfleet_core::config::{QueueConfig, WorkerConfig};
+use gitfleet_core::ops::Ops;
+use gitfleet_core::queue::Queue;
+use gitfleet_core::worker::Worker;
+use tokio::signal::unix::{SignalKind, signal};
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GITFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("GITFLEET_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let queue_config = QueueConfig::from_env()?;
+    let worker_config = WorkerConfig::from_env()?;
+    let redis = queue_config.redacted_url();
+    let queue = Queue::connect(queue_config)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {redis}"))?;
+    let worker = Worker::new(queue, worker_config, Ops::builtin());
+    // Tests and operators read the id from here.
+    println!("{}", serde_json_line(worker.id()));
+    let mut term = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    let report = worker.run(shutdown).await?;
+    if !report.drained {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn serde_json_line(id: &str) -> String {
+    format!("{{\"worker_id\":\"{id}\"}}")
+}
