@@ -53,18 +53,13 @@ impl QueueError {
         QueueError::Invalid(JobError::invalid_input(message))
     }
 
-    /// Script errors that start with `invalid_input:` are the producer's fault.
+    /// Script errors whose code is `invalid_input:` are the producer's fault. (Redis
+    /// splits an error reply into a code, its first word, and the detail.)
     fn from_script(e: redis::RedisError) -> Self {
-        let detail = e.detail().unwrap_or_default().to_string();
-        let text = if detail.is_empty() {
-            e.to_string()
-        } else {
-            detail
-        };
-        match text.find("invalid_input: ") {
-            Some(i) => QueueError::invalid(text[i + "invalid_input: ".len()..].trim()),
-            None => QueueError::Redis(e),
+        if e.code() == Some("invalid_input:") {
+            return QueueError::invalid(e.detail().unwrap_or_default().trim());
         }
+        QueueError::Redis(e)
     }
 
     /// Whether the operation may succeed if tried again (Redis restarting, a dropped

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::worker::builder::WorkerBuilder;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +33,9 @@ use backend::Ack;
 const FETCH_BATCH: usize = 100;
 /// How long one blocking take waits before the fetcher looks around (shutdown, errors).
 const BLOCK_FOR: Duration = Duration::from_secs(2);
-/// The longest a promoter sleeps when no delayed job is due sooner.
-const PROMOTE_EVERY: Duration = Duration::from_millis(500);
+/// The longest a promoter sleeps when no delayed job is due sooner. Retries this worker
+/// schedules wake it at once; a delayed job from a producer may start up to this late.
+const PROMOTE_EVERY: Duration = Duration::from_millis(250);
 
 /// Why a worker could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +205,13 @@ impl Worker {
         let stop_fetching = CancellationToken::new();
         let stop_background = CancellationToken::new();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
-        let acker = tokio::spawn(ack_loop(queue.clone(), self.id.clone(), ack_rx));
+        let retries_scheduled = Arc::new(Notify::new());
+        let acker = tokio::spawn(ack_loop(
+            queue.clone(),
+            self.id.clone(),
+            ack_rx,
+            retries_scheduled.clone(),
+        ));
         let mut background = vec![tokio::spawn(heartbeat_loop(
             queue.clone(),
             self.id.clone(),
@@ -248,6 +255,7 @@ impl Worker {
             background.push(tokio::spawn(promote_loop(
                 queue.clone(),
                 name.clone(),
+                retries_scheduled.clone(),
                 stop_background.clone(),
             )));
             let worker = WorkerBuilder::new(format!("{}/{name}", self.id))
@@ -418,7 +426,12 @@ async fn take(
 
 /// Writes outcomes to Redis in batches; an outcome is never dropped, only retried until
 /// Redis takes it. Ends when every sender is gone and everything is written.
-async fn ack_loop(queue: Queue, worker: String, mut rx: mpsc::UnboundedReceiver<Ack>) {
+async fn ack_loop(
+    queue: Queue,
+    worker: String,
+    mut rx: mpsc::UnboundedReceiver<Ack>,
+    retries_scheduled: Arc<Notify>,
+) {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if rx.recv_many(&mut buf, 1000).await == 0 {
@@ -442,12 +455,27 @@ async fn ack_loop(queue: Queue, worker: String, mut rx: mpsc::UnboundedReceiver<
             }
         }
         drop(permits);
+        if finished
+            .iter()
+            .any(|f| matches!(f.outcome, crate::queue::Outcome::Retry { .. }))
+        {
+            retries_scheduled.notify_waiters();
+        }
     }
 }
 
 /// Moves delayed jobs of one queue that fell due into its ready list.
-async fn promote_loop(queue: Queue, name: String, stop: CancellationToken) {
+async fn promote_loop(
+    queue: Queue,
+    name: String,
+    retries_scheduled: Arc<Notify>,
+    stop: CancellationToken,
+) {
     loop {
+        // Armed before looking, so a retry scheduled meanwhile still wakes this loop.
+        let woken = retries_scheduled.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let wait = match queue.promote_due(&name).await {
             Ok(Some(next)) => next.min(PROMOTE_EVERY),
             Ok(None) => PROMOTE_EVERY,
@@ -458,6 +486,7 @@ async fn promote_loop(queue: Queue, name: String, stop: CancellationToken) {
         };
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = &mut woken => {}
             _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
         }
     }

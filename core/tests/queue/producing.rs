@@ -1,0 +1,302 @@
+//! Producing: idempotency keys, delayed jobs, and clear errors for bad jobs.
+
+use std::time::Duration;
+
+use gitfleet_core::job::{ErrorKind, JobSpec, JobStatus};
+use gitfleet_core::ops::Ops;
+use gitfleet_core::queue::{EnqueueOptions, QueueError};
+use serde_json::json;
+
+use crate::harness::{Counting, TestQueue};
+
+#[tokio::test]
+async fn a_second_enqueue_with_the_same_idempotency_key_returns_the_first_job() {
+    let t = TestQueue::new().await;
+    let counting = Counting::default();
+    let w = t
+        .start_worker(t.worker_config(), Ops::builtin().with(counting.clone()))
+        .await;
+    let keyed = |k: &str| EnqueueOptions {
+        idempotency_key: Some(k.into()),
+        ..Default::default()
+    };
+    let spec = JobSpec::new("count", json!({}));
+    let first = t
+        .queue
+        .enqueue("jobs", &spec, &keyed("order-7"))
+        .await
+        .unwrap();
+    assert!(first.created);
+    let record = t
+        .queue
+        .wait(&first.job_id, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, JobStatus::Done);
+
+    let again = t
+        .queue
+        .enqueue("jobs", &spec, &keyed("order-7"))
+        .await
+        .unwrap();
+    assert_eq!(again.job_id, first.job_id, "same key, same job");
+    assert!(!again.created);
+    assert_eq!(
+        again.status,
+        JobStatus::Done,
+        "the first job's status comes back"
+    );
+    let other = t
+        .queue
+        .enqueue("jobs", &spec, &keyed("order-8"))
+        .await
+        .unwrap();
+    assert_ne!(other.job_id, first.job_id, "another key, another job");
+    t.queue
+        .wait(&other.job_id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    w.shutdown().await.unwrap();
+    assert_eq!(
+        counting.runs.lock().unwrap().len(),
+        2,
+        "the repeated enqueue ran nothing"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_expire_after_their_ttl() {
+    let t = TestQueue::with_config(|c| c.idempotency_ttl = Duration::from_secs(1)).await;
+    let keyed = EnqueueOptions {
+        idempotency_key: Some("k".into()),
+        ..Default::default()
+    };
+    let spec = JobSpec::new("echo", json!({}));
+    let first = t.queue.enqueue("jobs", &spec, &keyed).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = t.queue.enqueue("jobs", &spec, &keyed).await.unwrap();
+    assert_ne!(first.job_id, second.job_id, "an expired key names no job");
+}
+
+#[tokio::test]
+async fn a_delayed_job_waits_until_it_is_due_then_runs() {
+    let t = TestQueue::new().await;
+    let w = t.start_worker(t.worker_config(), Ops::builtin()).await;
+    let options = EnqueueOptions {
+        delay: Some(Duration::from_millis(1500)),
+        ..Default::default()
+    };
+    let job = t
+        .queue
+        .enqueue("jobs", &JobSpec::new("echo", json!({"x": 1})), &options)
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Delayed);
+    let record = t.queue.job(&job.job_id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Delayed);
+    let run_at = record.run_at.expect("a delayed job says when it is due");
+    assert_eq!(
+        (run_at - record.enqueued_at.unwrap()).num_milliseconds(),
+        1500
+    );
+    assert_eq!(t.queue.stats().await.unwrap()[0].delayed, 1);
+
+    let record = t
+        .queue
+        .wait(&job.job_id, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, JobStatus::Done);
+    assert_eq!(record.result, Some(json!({"x": 1})));
+    assert!(
+        record.started_at.unwrap() >= run_at,
+        "it did not start before it was due"
+    );
+    w.shutdown().await.unwrap();
+}
+
+fn invalid(e: QueueError) -> String {
+    match e {
+        QueueError::Invalid(err) => {
+            assert_eq!(err.kind, ErrorKind::InvalidInput);
+            err.message
+        }
+        other => panic!("expected invalid input, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_jobs_are_refused_at_enqueue_with_an_error_naming_the_problem() {
+    let t = TestQueue::with_config(|c| c.max_payload_bytes = 1000).await;
+    let none = EnqueueOptions::default();
+    let big = JobSpec::new("echo", json!({"blob": "x".repeat(2000)}));
+    let msg = invalid(t.queue.enqueue("jobs", &big, &none).await.unwrap_err());
+    assert!(msg.contains("over the limit of 1000 bytes"), "{msg}");
+
+    let msg = invalid(
+        t.queue
+            .enqueue("jobs", &JobSpec::new("echo", json!([1, 2])), &none)
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.starts_with("args:"), "{msg}");
+    let msg = invalid(
+        t.queue
+            .enqueue("no such queue!", &JobSpec::new("echo", json!({})), &none)
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.contains("queue"), "{msg}");
+    let bad_key = EnqueueOptions {
+        idempotency_key: Some("a\nb".into()),
+        ..Default::default()
+    };
+    let msg = invalid(
+        t.queue
+            .enqueue("jobs", &JobSpec::new("echo", json!({})), &bad_key)
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.starts_with("idempotency_key:"), "{msg}");
+    assert!(
+        t.queue.stats().await.unwrap().is_empty(),
+        "nothing was enqueued"
+    );
+}
+
+#[tokio::test]
+async fn the_push_script_itself_refuses_malformed_and_oversize_payloads() {
+    // What a producer in another language sees when it sends garbage.
+    let t = TestQueue::new().await;
+    let client = redis::Client::open(crate::harness::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let k = t.queue.keys();
+    let script = redis::Script::new(include_str!("../../src/queue/lua/enqueue.lua"));
+    let push = |payload: String, max: u64| {
+        let mut inv = script.prepare_invoke();
+        inv.key(k.job("01TESTTESTTESTTESTTESTTEST"))
+            .key(k.ready("jobs"))
+            .key(k.delayed("jobs"))
+            .key(k.queues())
+            .key(k.workers())
+            .key(k.idempotency("-"))
+            .key(k.dead("jobs"))
+            .arg("01TESTTESTTESTTESTTESTTEST")
+            .arg("jobs")
+            .arg(payload)
+            .arg(0)
+            .arg(0)
+            .arg(0)
+            .arg("")
+            .arg(60)
+            .arg(max)
+            .arg("")
+            .arg(60)
+            .arg(k.prefix());
+        inv
+    };
+    for (payload, expected) in [
+        ("{not json".to_string(), "not a JSON object"),
+        (r#"{"args":{}}"#.to_string(), "no \"op\""),
+        (
+            r#"{"op":"echo","args":5}"#.to_string(),
+            "\"args\" must be a JSON object",
+        ),
+        (
+            format!(r#"{{"op":"echo","args":{{"b":"{}"}}}}"#, "x".repeat(300)),
+            "over the limit of 100 bytes",
+        ),
+    ] {
+        let max = if expected.contains("limit") {
+            100
+        } else {
+            1 << 20
+        };
+        let err = push(payload, max)
+            .invoke_async::<redis::Value>(&mut conn)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("invalid_input:"), "{err}");
+        let detail = err.detail().unwrap_or_default();
+        assert!(
+            detail.contains(expected),
+            "{detail} should mention {expected}"
+        );
+    }
+    assert!(
+        t.queue.stats().await.unwrap().is_empty(),
+        "nothing was enqueued"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_job_and_one_bad_job_does_not_stop_the_others() {
+    let t = TestQueue::with_config(|c| c.max_payload_bytes = 200).await;
+    let specs = vec![
+        JobSpec::new("echo", json!({"n": 1})),
+        JobSpec::new("echo", json!({"blob": "x".repeat(500)})),
+        JobSpec::new("echo", json!({"n": 3})),
+    ];
+    let answers = t
+        .queue
+        .enqueue_many("jobs", &specs, &EnqueueOptions::default())
+        .await
+        .unwrap();
+    let mut answers = answers.into_iter();
+    assert!(answers.next().unwrap().is_ok());
+    assert!(invalid(answers.next().unwrap().unwrap_err()).contains("over the limit"));
+    assert!(answers.next().unwrap().is_ok());
+    assert_eq!(t.queue.stats().await.unwrap()[0].waiting, 2);
+}
+
+#[tokio::test]
+async fn a_job_for_a_worker_that_is_not_running_is_answered_sandbox_not_found_at_once() {
+    let t = TestQueue::new().await;
+    let job = t
+        .queue
+        .enqueue(
+            "worker:ghost-01ABC",
+            &JobSpec::new("echo", json!({})),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Dead);
+    let record = t.queue.job(&job.job_id).await.unwrap().unwrap();
+    assert_eq!(record.error.unwrap().kind, ErrorKind::SandboxNotFound);
+
+    // A live worker's own queue is served by that worker.
+    let w = t.start_worker(t.worker_config(), Ops::builtin()).await;
+    let own = format!("worker:{}", w.id());
+    let job = t
+        .queue
+        .enqueue(
+            &own,
+            &JobSpec::new("echo", json!({"to": "me"})),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    let record = t
+        .queue
+        .wait(&job.job_id, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, JobStatus::Done);
+    assert_eq!(record.worker.as_deref(), Some(w.id()));
+    w.shutdown().await.unwrap();
+    // Once it has left, its queue is answered at once again.
+    let job = t
+        .queue
+        .enqueue(
+            &own,
+            &JobSpec::new("echo", json!({})),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Dead);
+}
