@@ -54,7 +54,7 @@ struct Submit {
     #[arg(long, default_value = DEFAULT_QUEUE)]
     queue: String,
     /// Run no earlier than this many seconds from now.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     delay: Option<f64>,
     /// A second submit with the same key returns the first job instead of a new one.
     #[arg(long, value_name = "K", conflicts_with = "bulk")]
@@ -72,7 +72,12 @@ struct Wait {
     #[arg(long)]
     wait: bool,
     /// How long --wait waits, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
     timeout: f64,
 }
 
@@ -213,9 +218,10 @@ async fn submit_bulk(s: Submit) -> Result<u8, Fail> {
     };
     let client = connect().await?;
     for (line, spec) in &specs {
-        client
-            .check(spec)
-            .map_err(|e| Fail::Invalid(format!("line {line}: {e}")))?;
+        client.check(spec).map_err(|e| match Fail::from(e) {
+            Fail::Invalid(m) => Fail::Invalid(format!("line {line}: {m}")),
+            other => other,
+        })?;
     }
     let only_specs: Vec<JobSpec> = specs.iter().map(|(_, s)| s.clone()).collect();
     let mut code = 0;
