@@ -14,6 +14,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod demo;
+
 use std::time::Duration;
 
 pub use gitfleet_core::config::QueueConfig;

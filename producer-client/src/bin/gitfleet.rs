@@ -37,6 +37,12 @@ enum Command {
     Queues,
     /// Send a dead job back to its queue with a fresh set of attempts.
     Retry { id: String },
+    /// Run the queue end to end on this machine: two workers, a batch of jobs, a summary.
+    Demo {
+        /// How many echo jobs to run (five sleep jobs run beside them).
+        #[arg(long, default_value_t = 1000)]
+        jobs: usize,
+    },
 }
 
 #[derive(Args)]
@@ -153,6 +159,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
             print(&serde_json::to_value(stats).expect("plain data"));
             Ok(0)
         }
+        Command::Demo { jobs } => demo(jobs).await,
         Command::Retry { id } => {
             let client = connect().await?;
             client.retry(&id).await?;
@@ -162,6 +169,46 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
             }
         }
     }
+}
+
+async fn demo(jobs: usize) -> Result<u8, Fail> {
+    let config = QueueConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
+    let url = config.redacted_url();
+    eprintln!(
+        "gitfleet demo: two workers and {} jobs on Redis at {url} ...",
+        jobs + 5
+    );
+    let r = gitfleet_client::demo::run(config, jobs)
+        .await
+        .map_err(|e| match e {
+            QueueError::Redis(e) => Fail::Unreachable(format!(
+                "cannot reach Redis at {url}: {e} (start one with: redis-server --daemonize yes)"
+            )),
+            other => Fail::from(other),
+        })?;
+    println!(
+        "{:<34} {:>12}",
+        "jobs enqueued", r.jobs
+    );
+    println!("{:<34} {:>12}", "done", r.done);
+    println!("{:<34} {:>12}", "dead", r.dead);
+    println!(
+        "{:<34} {:>10.0} ms",
+        "all finished after (incl. sleeps)",
+        r.elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<34} {:>10.1} ms",
+        "enqueue -> done, p50",
+        r.latency_p50.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<34} {:>10.1} ms",
+        "enqueue -> done, p99",
+        r.latency_p99.as_secs_f64() * 1e3
+    );
+    println!("\none job, as `gitfleet job <id>` prints it:\n{}", r.sample);
+    Ok(if r.done == r.jobs { 0 } else { 1 })
 }
 
 async fn submit_one(s: Submit) -> Result<u8, Fail> {
