@@ -11,6 +11,7 @@
 //! default `redis://127.0.0.1:6379`).
 
 mod apalis_redis_side;
+mod gitfleet_side;
 mod latency;
 mod redis_keys;
 mod report;
@@ -46,7 +47,7 @@ enum Command {
 #[derive(Args)]
 struct RunArgs {
     /// Comma-separated sides to measure, in column order.
-    #[arg(long, value_delimiter = ',', default_value = apalis_redis_side::NAME)]
+    #[arg(long, value_delimiter = ',', default_value = "gitfleet,apalis-redis")]
     sides: Vec<String>,
     /// ~10x smaller counts, for a smoke run.
     #[arg(long)]
@@ -86,7 +87,14 @@ struct WorkerArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args).await,
-        Command::Worker(args) => worker(args).await,
+        Command::Worker(args) => {
+            // One line the harness can quote if this worker dies.
+            if let Err(e) = worker(args).await {
+                eprintln!("queue-bench worker error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -112,13 +120,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let side = apalis_redis_side::ApalisRedisSide::connect(&args.redis_url).await?;
                 measure(&side, &conn, &plan).await?
             }
-            // >>> gitfleet side plugs in here (bench/src/gitfleet_side.rs): <<<
-            // gitfleet_side::NAME => {
-            //     let side = gitfleet_side::GitfleetSide::connect(&args.redis_url).await?;
-            //     measure(&side, &conn, &plan).await?
-            // }
+            gitfleet_side::NAME => {
+                let side = gitfleet_side::GitfleetSide::connect(&args.redis_url).await?;
+                measure(&side, &conn, &plan).await?
+            }
             other => anyhow::bail!(
-                "unknown side {other:?} (known: {})",
+                "unknown side {other:?} (known: {}, {})",
+                gitfleet_side::NAME,
                 apalis_redis_side::NAME
             ),
         };
@@ -148,8 +156,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     // ---- Worker dispatch: one arm per side. ---------------------------------
     match args.side.as_str() {
         apalis_redis_side::NAME => apalis_redis_side::run_worker(url, ns, c).await,
-        // >>> gitfleet side plugs in here: <<<
-        // gitfleet_side::NAME => gitfleet_side::run_worker(url, ns, c).await,
+        gitfleet_side::NAME => gitfleet_side::run_worker(url, ns, c).await,
         other => anyhow::bail!("unknown side {other:?}"),
     }
 }

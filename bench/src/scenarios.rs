@@ -31,10 +31,8 @@ pub struct Plan {
     /// Max wait for a fresh worker to process its warm-up job.
     pub warmup_timeout: Duration,
     pub idle_cpu_window: Duration,
-    pub drain_jobs: usize,
-    pub drain_concurrency: Vec<usize>,
-    pub large_drain_jobs: usize,
-    pub large_drain_concurrency: usize,
+    /// (jobs waiting, worker concurrency) per drain measurement, in order.
+    pub drains: Vec<(usize, usize)>,
     pub drain_timeout: Duration,
     /// A drain with no completion progress for this long is declared stalled.
     pub drain_stall_window: Duration,
@@ -53,10 +51,17 @@ impl Plan {
             pickup_wait: Duration::from_secs(60),
             warmup_timeout: Duration::from_secs(60),
             idle_cpu_window: Duration::from_secs(10),
-            drain_jobs: 20_000,
-            drain_concurrency: vec![1, 10, 50],
-            large_drain_jobs: 50_000,
-            large_drain_concurrency: 10,
+            drains: vec![
+                (20_000, 1),
+                (20_000, 10),
+                (20_000, 50),
+                (50_000, 10),
+                // Extra: below the ~8,000 Lua `unpack` limit that stops a
+                // bare apalis-redis worker, so both sides get a rate.
+                (5_000, 1),
+                (5_000, 10),
+                (5_000, 50),
+            ],
             drain_timeout,
             drain_stall_window: Duration::from_secs(45),
             far_future_jobs: 50_000,
@@ -72,8 +77,7 @@ impl Plan {
         Self {
             pickup_jobs: 50,
             idle_cpu_window: Duration::from_secs(3),
-            drain_jobs: 2_000,
-            large_drain_jobs: 5_000,
+            drains: vec![(2_000, 1), (2_000, 10), (2_000, 50), (5_000, 10)],
             far_future_jobs: 5_000,
             far_future_pickup_jobs: 10,
             enqueue_single_jobs: 500,
@@ -101,12 +105,7 @@ pub async fn run_side<S: Side>(side: &S, conn: &ConnectionManager, plan: &Plan) 
     report.idle_cpu = Some(Measured::from_result(
         b.idle_cpu().await.context("idle CPU"),
     ));
-    let drains = plan
-        .drain_concurrency
-        .iter()
-        .map(|&c| (plan.drain_jobs, c))
-        .chain([(plan.large_drain_jobs, plan.large_drain_concurrency)]);
-    for (jobs, concurrency) in drains {
+    for &(jobs, concurrency) in &plan.drains {
         let result = b
             .drain(jobs, concurrency, &mut notes)
             .await

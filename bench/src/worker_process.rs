@@ -29,6 +29,8 @@ impl WorkerProcess {
         let log_err = log.try_clone()?;
         let child = Command::new(exe)
             .args(args)
+            // Keep the log to the error itself, no anyhow backtrace.
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -52,16 +54,14 @@ impl WorkerProcess {
         }
     }
 
-    /// Last non-empty line of the worker's log (trimmed), or "" if none.
+    /// The most telling line of the worker's log: the last one mentioning
+    /// an error, else the last non-empty one; "" if none.
     pub fn log_tail(&self) -> String {
-        std::fs::read_to_string(&self.log_path)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .map(str::to_owned)
-            })
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines = || log.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+        lines()
+            .find(|l| l.to_ascii_lowercase().contains("error"))
+            .or_else(|| lines().next())
             .map(|l| l.chars().take(300).collect())
             .unwrap_or_default()
     }

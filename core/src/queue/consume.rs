@@ -7,7 +7,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Value};
 use serde_json::Value as Json;
 
-use super::scripts::{FETCH, FINISH, HEARTBEAT, PROMOTE, REAP, REQUEUE_HELD};
+use super::scripts::{FETCH, FINISH, GIVE_BACK, HEARTBEAT, PROMOTE, REAP, REQUEUE_HELD};
 use super::{CHUNK, Queue, QueueError};
 use crate::job::JobError;
 
@@ -230,6 +230,8 @@ impl Queue {
                 .key(self.keys.delayed(&own))
                 .key(self.keys.dead(&own))
                 .key(self.keys.worker_info(worker))
+                .key(self.keys.queues())
+                .key(self.keys.done(&own))
                 .arg(self.keys.prefix())
                 .arg(worker)
                 .arg(CHUNK)
@@ -251,6 +253,24 @@ impl Queue {
                 return Ok(report);
             }
         }
+    }
+
+    /// The ids in `worker`'s held list (at most its concurrency, plus outcomes in flight).
+    pub async fn held(&self, worker: &str) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn();
+        Ok(conn.lrange(self.keys.held(worker), 0, -1).await?)
+    }
+
+    /// Gives back particular held jobs that `worker` is not running (their fetch reply was
+    /// lost): each returns to the front of its queue; the run does not count.
+    pub async fn give_back(&self, worker: &str, ids: &[String]) -> Result<u64, QueueError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let mut inv = GIVE_BACK.key(self.keys.held(worker));
+        inv.arg(self.keys.prefix()).arg(worker).arg(ids);
+        Ok(inv.invoke_async(&mut conn).await?)
     }
 
     /// Gives back every job `worker` holds (it will not run them): each returns to the

@@ -3,9 +3,9 @@
 //!
 //! apalis drives the loop (readiness, concurrency limit, in-flight futures, draining on
 //! stop); Redis is reached only by the fetcher and the acknowledger, which batch their
-//! round trips. A job reaches apalis holding a permit of its queue's semaphore, and the
-//! permit is released only once the job's outcome is written to Redis, so a worker never
-//! holds more jobs than its concurrency.
+//! round trips. A job reaches apalis holding a permit of its queue's semaphore, released
+//! when its outcome is handed to the acknowledger, so the next fetch overlaps the write:
+//! a worker holds at most its concurrency in running jobs, plus outcomes being written.
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
@@ -44,10 +44,9 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// An outcome on its way to Redis, still holding its permit.
+/// An outcome on its way to Redis.
 pub(crate) struct Ack {
     pub finished: Finished,
-    pub permit: OwnedSemaphorePermit,
 }
 
 /// The apalis backend of one queue: the receiving end of its fetcher. It ends when the
@@ -165,9 +164,10 @@ impl Service<Task<Run>> for JobService {
                     id: delivery.id,
                     outcome,
                 },
-                permit,
             };
-            if this.acks.send(ack).is_err() {
+            let sent = this.acks.send(ack);
+            drop(permit);
+            if sent.is_err() {
                 // Only after the acknowledger is gone (shutdown past its grace): the job
                 // stays in this worker's held list and is given back or recovered.
                 tracing::error!("acknowledger stopped; outcome not recorded");

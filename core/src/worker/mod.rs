@@ -11,8 +11,9 @@
 mod backend;
 mod retry;
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apalis::layers::WorkerBuilderExt;
@@ -206,11 +207,13 @@ impl Worker {
         let stop_background = CancellationToken::new();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
         let retries_scheduled = Arc::new(Notify::new());
+        let in_flight = InFlight::default();
         let acker = tokio::spawn(ack_loop(
             queue.clone(),
             self.id.clone(),
             ack_rx,
             retries_scheduled.clone(),
+            in_flight.clone(),
         ));
         let mut background = vec![tokio::spawn(heartbeat_loop(
             queue.clone(),
@@ -218,6 +221,7 @@ impl Worker {
             self.info(),
             self.config.heartbeat_interval,
             self.config.dead_after,
+            in_flight.clone(),
             stop_background.clone(),
         ))];
 
@@ -250,6 +254,7 @@ impl Worker {
                 self.id.clone(),
                 permits,
                 tx,
+                in_flight.clone(),
                 stop_fetching.clone(),
             )));
             background.push(tokio::spawn(promote_loop(
@@ -317,6 +322,26 @@ impl RunningWorker {
     }
 }
 
+/// The ids this worker has taken and not yet acknowledged: what its held list in Redis
+/// should contain. Anything else found there lingering is a job whose fetch reply was lost.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    fn insert(&self, id: &str) {
+        self.0.lock().expect("not poisoned").insert(id.to_string());
+    }
+    fn remove(&self, ids: impl Iterator<Item = String>) {
+        let mut set = self.0.lock().expect("not poisoned");
+        for id in ids {
+            set.remove(&id);
+        }
+    }
+    fn contains(&self, id: &str) -> bool {
+        self.0.lock().expect("not poisoned").contains(id)
+    }
+}
+
 /// Takes jobs from one queue and hands them to its apalis worker, never holding more than
 /// the queue's permits allow.
 async fn fetch_loop(
@@ -325,6 +350,7 @@ async fn fetch_loop(
     worker: String,
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Run>,
+    in_flight: InFlight,
     stop: CancellationToken,
 ) {
     let mut conn = None;
@@ -361,6 +387,7 @@ async fn fetch_loop(
                 }
                 backoff = Duration::from_millis(50);
                 for delivery in batch {
+                    in_flight.insert(&delivery.id);
                     let permit = held.pop().expect("never more jobs than permits");
                     if tx.send(Run { delivery, permit }).await.is_err() {
                         return;
@@ -431,14 +458,14 @@ async fn ack_loop(
     worker: String,
     mut rx: mpsc::UnboundedReceiver<Ack>,
     retries_scheduled: Arc<Notify>,
+    in_flight: InFlight,
 ) {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if rx.recv_many(&mut buf, 1000).await == 0 {
             return;
         }
-        let (finished, permits): (Vec<_>, Vec<_>) =
-            buf.drain(..).map(|a| (a.finished, a.permit)).unzip();
+        let finished: Vec<_> = buf.drain(..).map(|a| a.finished).collect();
         let mut backoff = Duration::from_millis(50);
         let mut warned = false;
         loop {
@@ -454,7 +481,7 @@ async fn ack_loop(
                 }
             }
         }
-        drop(permits);
+        in_flight.remove(finished.iter().map(|f| f.id.clone()));
         if finished
             .iter()
             .any(|f| matches!(f.outcome, crate::queue::Outcome::Retry { .. }))
@@ -492,15 +519,18 @@ async fn promote_loop(
     }
 }
 
-/// Beats, and recovers the jobs of workers that stopped beating.
+/// Beats; recovers the jobs of workers that stopped beating; gives back jobs of its own
+/// whose fetch reply was lost.
 async fn heartbeat_loop(
     queue: Queue,
     worker: String,
     info: Vec<(&'static str, String)>,
     every: Duration,
     dead_after: Duration,
+    in_flight: InFlight,
     stop: CancellationToken,
 ) {
+    let mut suspects: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -517,5 +547,39 @@ async fn heartbeat_loop(
         if let Err(e) = queue.reap_dead_workers(dead_after).await {
             tracing::debug!(error = %e, "could not check for dead workers");
         }
+        suspects = match give_back_lost(&queue, &worker, &in_flight, &suspects).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not check the held list");
+                suspects
+            }
+        };
     }
+}
+
+/// An id in the held list that this worker does not know of, on two checks a heartbeat
+/// apart, was taken by a fetch whose reply never arrived (between a fetch's reply and its
+/// registration here lie microseconds, not seconds). Gives those back; returns the new
+/// suspects.
+async fn give_back_lost(
+    queue: &Queue,
+    worker: &str,
+    in_flight: &InFlight,
+    suspects: &HashSet<String>,
+) -> Result<HashSet<String>, QueueError> {
+    let unknown: HashSet<String> = queue
+        .held(worker)
+        .await?
+        .into_iter()
+        .filter(|id| !in_flight.contains(id))
+        .collect();
+    let lost: Vec<String> = unknown.intersection(suspects).cloned().collect();
+    if !lost.is_empty() {
+        let n = queue.give_back(worker, &lost).await?;
+        tracing::warn!(jobs = n, "gave back jobs whose fetch reply was lost");
+    }
+    Ok(unknown
+        .into_iter()
+        .filter(|id| !lost.contains(id))
+        .collect())
 }

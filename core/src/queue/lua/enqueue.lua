@@ -53,7 +53,6 @@ redis.call('HSET', KEYS[1],
   'max_attempts', tonumber(ARGV[5]) or 0, 'timeout_ms', tonumber(ARGV[6]) or 0,
   'enqueued_at', now_us)
 if idem ~= '' then redis.call('HSET', KEYS[1], 'idempotency_key', idem) end
-redis.call('SADD', KEYS[4], queue)
 
 -- A job for a worker that is gone can never run: answer it now.
 if routed ~= '' and not redis.call('ZSCORE', KEYS[5], routed) then
@@ -61,9 +60,11 @@ if routed ~= '' and not redis.call('ZSCORE', KEYS[5], routed) then
     cjson.encode({kind = 'sandbox_not_found',
       message = 'worker ' .. routed .. ' is not running; its sandboxes are gone'}))
   redis.call('ZADD', KEYS[7], now_ms, id)
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[11]))
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[11]))
   return {id, 'dead', 1}
 end
+redis.call('SADD', KEYS[4], queue)
 
 if delay_ms > 0 then
   redis.call('HSET', KEYS[1], 'status', 'delayed', 'run_at', now_us + delay_ms * 1000)

@@ -2,7 +2,8 @@
 -- Jobs it held go back to the front of their queues; jobs waiting in its own queue can never
 -- run (its sandboxes are gone) and are answered sandbox_not_found.
 -- KEYS[1] worker zset, KEYS[2] its held list, KEYS[3] its own ready list,
--- KEYS[4] its own delayed zset, KEYS[5] its own dead zset, KEYS[6] its info hash
+-- KEYS[4] its own delayed zset, KEYS[5] its own dead zset, KEYS[6] its info hash,
+-- KEYS[7] the queue set, KEYS[8] its own done zset
 -- ARGV: key prefix, worker id, chunk size, dead_ttl_s,
 --       only_if_older_than_ms (0 = unconditionally: the worker itself is leaving)
 -- Returns {requeued, answered, finished (1 when nothing is left)}.
@@ -70,6 +71,10 @@ local left = redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) + redis.c
 if left == 0 then
   redis.call('ZREM', KEYS[1], worker)
   redis.call('DEL', KEYS[6])
+  -- Its queue is gone with it: unlisted, and its bookkeeping expires with its records.
+  redis.call('SREM', KEYS[7], 'worker:' .. worker)
+  redis.call('EXPIRE', KEYS[5], dead_ttl)
+  redis.call('EXPIRE', KEYS[8], dead_ttl)
   return {requeued, answered, 1}
 end
 return {requeued, answered, 0}

@@ -1,0 +1,25 @@
+-- gitfleet: a live worker gives back particular held jobs it is not running: ids whose
+-- fetch reply never reached it (a dropped connection, a Redis restart mid-call).
+-- KEYS[1] its held list
+-- ARGV: key prefix, worker id, then the ids
+-- Returns the number of jobs put back in their queues.
+local prefix, worker = ARGV[1], ARGV[2]
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('LREM', KEYS[1], 1, id) == 1 then
+    local k = prefix .. 'job:' .. id
+    local f = redis.call('HMGET', k, 'status', 'worker', 'queue')
+    if f[1] == 'waiting' then
+      redis.call('RPUSH', prefix .. f[3], id)
+      n = n + 1
+    elseif f[1] == 'running' and f[2] == worker then
+      redis.call('HINCRBY', k, 'attempts', -1)
+      redis.call('HSET', k, 'status', 'waiting')
+      redis.call('HDEL', k, 'worker', 'started_at')
+      redis.call('RPUSH', prefix .. f[3], id)
+      n = n + 1
+    end
+  end
+end
+return n
