@@ -186,10 +186,7 @@ async fn demo(jobs: usize) -> Result<u8, Fail> {
             )),
             other => Fail::from(other),
         })?;
-    println!(
-        "{:<34} {:>12}",
-        "jobs enqueued", r.jobs
-    );
+    println!("{:<34} {:>12}", "jobs enqueued", r.jobs);
     println!("{:<34} {:>12}", "done", r.done);
     println!("{:<34} {:>12}", "dead", r.dead);
     println!(

@@ -8,28 +8,35 @@ local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]
 local out = {}
 
-local function start(id)
+local function start(id, retaken)
   local k = prefix .. 'job:' .. id
-  if redis.call('HGET', k, 'status') ~= 'waiting' then
+  local f = redis.call('HMGET', k, 'status', 'worker')
+  local attempts
+  if retaken and f[1] == 'running' and f[2] == worker then
+    -- This worker's earlier call started it but the reply was lost: hand it over again,
+    -- as the same run.
+    attempts = tonumber(redis.call('HGET', k, 'attempts'))
+  elseif f[1] ~= 'waiting' then
     -- Expired or deleted while it waited, or not this list's to start: nothing to run.
     redis.call('LREM', KEYS[2], 1, id)
     return
+  else
+    attempts = redis.call('HINCRBY', k, 'attempts', 1)
+    redis.call('HSET', k, 'status', 'running', 'started_at', now_us, 'worker', worker)
   end
-  local attempts = redis.call('HINCRBY', k, 'attempts', 1)
-  redis.call('HSET', k, 'status', 'running', 'started_at', now_us, 'worker', worker)
-  local f = redis.call('HMGET', k, 'payload', 'max_attempts', 'timeout_ms', 'enqueued_at')
+  local d = redis.call('HMGET', k, 'payload', 'max_attempts', 'timeout_ms', 'enqueued_at')
   out[#out + 1] = id
-  out[#out + 1] = f[1] or ''
+  out[#out + 1] = d[1] or ''
   out[#out + 1] = attempts
-  out[#out + 1] = tonumber(f[2]) or 0
-  out[#out + 1] = tonumber(f[3]) or 0
-  out[#out + 1] = tonumber(f[4]) or 0
+  out[#out + 1] = tonumber(d[2]) or 0
+  out[#out + 1] = tonumber(d[3]) or 0
+  out[#out + 1] = tonumber(d[4]) or 0
 end
 
-if first ~= '' then start(first) end
+if first ~= '' then start(first, true) end
 for _ = 1, more do
   local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
   if not id then break end
-  start(id)
+  start(id, false)
 end
 return out

@@ -1,0 +1,496 @@
+//! What every process test needs: a key prefix of its own (purged when the test ends), worker
+//! processes that cannot outlive the test, a Redis server of its own for the tests that kill
+//! Redis, and waits on conditions with a deadline instead of sleeps.
+
+use std::fmt::Display;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::marker::PhantomData;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use gitfleet_client::{Client, EnqueueOptions, Enqueued, JobRecord, JobSpec, QueueConfig};
+use redis::aio::MultiplexedConnection;
+use serde_json::Value;
+
+macro_rules! redis_addr {
+    () => {
+        "127.0.0.1:6379"
+    };
+}
+
+/// The Redis every test shares (each under its own prefix).
+pub const REDIS_ADDR: &str = redis_addr!();
+pub const REDIS_URL: &str = concat!("redis://", redis_addr!());
+
+/// How often a wait looks again.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// How long a worker may take to connect and print its id.
+const WORKER_START: Duration = Duration::from_secs(15);
+
+/// Polls `probe` every `every` until it returns `Ok`, or `within` has passed; then returns
+/// what `probe` last saw, in its `Err`. Errors talking to Redis belong in that `Err` too: a
+/// test that restarts Redis waits through them.
+pub async fn poll_until<T>(
+    within: Duration,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(v) => return Ok(v),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
+/// [`poll_until`], panicking with what was last seen when `within` has passed, so a failure
+/// shows the last state, not just "timed out".
+pub async fn eventually_every<T>(
+    within: Duration,
+    every: Duration,
+    what: impl Display,
+    probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    match poll_until(within, every, probe).await {
+        Ok(v) => v,
+        Err(seen) => panic!("{what}: not so within {within:?}; last seen: {seen}"),
+    }
+}
+
+/// [`eventually_every`] at the usual pace.
+pub async fn eventually<T>(
+    within: Duration,
+    what: impl Display,
+    probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    eventually_every(within, POLL, what, probe).await
+}
+
+/// One test's corner of Redis: a unique key prefix, a producer client on it, and the worker
+/// processes it spawned. Dropping it deletes every key under the prefix; the workers borrow
+/// it, so they are always killed first and cannot write keys back after the purge.
+pub struct TestQueue {
+    pub client: Client,
+    pub config: QueueConfig,
+    log_dir: PathBuf,
+    workers_spawned: std::cell::Cell<usize>,
+}
+
+impl TestQueue {
+    /// A fresh prefix on the shared Redis.
+    pub async fn new() -> Self {
+        Self::on(REDIS_URL).await
+    }
+
+    /// A fresh prefix on the Redis at `redis_url`.
+    pub async fn on(redis_url: &str) -> Self {
+        let id = ulid::Ulid::new().to_string().to_lowercase();
+        let config = QueueConfig {
+            redis_url: redis_url.to_string(),
+            key_prefix: format!("test-{id}:"),
+            ..Default::default()
+        };
+        let client = Client::connect(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to Redis at {redis_url}: {e}"));
+        let log_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("process-tests")
+            .join(format!("test-{id}"));
+        std::fs::create_dir_all(&log_dir).expect("create the log directory");
+        Self {
+            client,
+            config,
+            log_dir,
+            workers_spawned: Default::default(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.config.key_prefix
+    }
+
+    /// A connection of its own, for writing to Redis by hand.
+    pub async fn redis(&self) -> MultiplexedConnection {
+        redis::Client::open(self.config.redis_url.as_str())
+            .expect("a valid Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to Redis")
+    }
+
+    /// Starts a `gitfleet-worker` on this prefix, with `env` on top of the defaults, and
+    /// returns once it has printed its id.
+    pub async fn spawn_worker(&self, env: &[(&str, &str)]) -> WorkerProcess<'_> {
+        let n = self.workers_spawned.get() + 1;
+        self.workers_spawned.set(n);
+        let log = self.log_dir.join(format!("worker-{n}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet-worker"));
+        // Whatever the developer's shell sets must not leak into the test.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("GITFLEET_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("GITFLEET_REDIS_URL", &self.config.redis_url)
+            .env("GITFLEET_KEY_PREFIX", &self.config.key_prefix)
+            .env("GITFLEET_LOG", "info,gitfleet_core=debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).expect("create the worker log"));
+        let mut child = cmd.spawn().expect("spawn gitfleet-worker");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = lines.read_line(&mut first);
+            let _ = tx.send(first);
+            // Keep draining so the worker never blocks on a full pipe.
+            let _ = std::io::copy(&mut lines, &mut std::io::sink());
+        });
+        let mut worker = WorkerProcess {
+            id: String::new(),
+            child,
+            log,
+            _queue: PhantomData,
+        };
+        let line = match tokio::time::timeout(WORKER_START, rx).await {
+            Ok(Ok(line)) => line,
+            _ => panic!(
+                "worker did not print its id within {WORKER_START:?}\n{}",
+                worker.log_text()
+            ),
+        };
+        let parsed: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!(
+                "worker's first line {line:?} is not JSON ({e})\n{}",
+                worker.log_text()
+            )
+        });
+        worker.id = parsed["worker_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no worker_id in {line:?}"))
+            .to_string();
+        worker
+    }
+
+    /// Submits a job through the Rust client and returns what the queue answered.
+    pub async fn submit(&self, queue: &str, op: &str, args: Value) -> Enqueued {
+        self.client
+            .submit(queue, &JobSpec::new(op, args), &EnqueueOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("submit {op} to {queue}: {e}"))
+    }
+
+    /// Submits `n` copies of one job to `queue` and returns their ids.
+    pub async fn submit_n(&self, queue: &str, op: &str, args: Value, n: usize) -> Vec<String> {
+        let specs = vec![JobSpec::new(op, args); n];
+        self.client
+            .submit_many(queue, &specs, &EnqueueOptions::default())
+            .await
+            .expect("submit a batch")
+            .into_iter()
+            .map(|r| r.expect("each job of the batch is accepted").job_id)
+            .collect()
+    }
+
+    /// Job `id`'s record, or what went wrong reading it (for [`eventually`]).
+    pub async fn job(&self, id: &str) -> Result<JobRecord, String> {
+        match self.client.job(id).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(format!("job {id} has no record")),
+            Err(e) => Err(format!("reading job {id}: {e}")),
+        }
+    }
+
+    /// Waits until every job of `ids` satisfies `ready`, and returns their records.
+    pub async fn wait_for_jobs(
+        &self,
+        ids: &[String],
+        within: Duration,
+        what: &str,
+        ready: impl Fn(&JobRecord) -> bool,
+    ) -> Vec<JobRecord> {
+        let what = format!("{what} (worker logs: {})", self.log_dir.display());
+        eventually(within, what, async || {
+            let mut records = Vec::with_capacity(ids.len());
+            for id in ids {
+                let record = self.job(id).await?;
+                if !ready(&record) {
+                    return Err(format!("{record:?}"));
+                }
+                records.push(record);
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    /// Waits until job `id` satisfies `ready`, and returns its record.
+    pub async fn wait_for_job(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        ready: impl Fn(&JobRecord) -> bool,
+    ) -> JobRecord {
+        let ids = [id.to_string()];
+        let mut records = self.wait_for_jobs(&ids, within, what, ready).await;
+        records.pop().expect("one id, one record")
+    }
+
+    /// Waits until worker `id` has registered (its first heartbeat).
+    pub async fn wait_until_registered(&self, id: &str) {
+        eventually(
+            Duration::from_secs(10),
+            format!("worker {id} registers"),
+            async || match self.client.queue().is_worker_alive(id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("not in the workers set".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .await
+    }
+
+    /// Which of `lists` (ready lists, held lists) hold job `id`: where a job that is not
+    /// moving actually is.
+    pub async fn lists_holding(&self, id: &str, lists: &[String]) -> Result<Vec<String>, String> {
+        let mut conn = self.redis().await;
+        let mut found = Vec::new();
+        for list in lists {
+            let pos: Option<i64> = redis::cmd("LPOS")
+                .arg(list)
+                .arg(id)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| format!("LPOS {list} {id}: {e}"))?;
+            if pos.is_some() {
+                found.push(list.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether `id` is in `queue`'s ready list.
+    pub async fn is_in_ready_list(&self, queue: &str, id: &str) -> bool {
+        let ready = self.client.queue().keys().ready(queue);
+        !self
+            .lists_holding(id, &[ready])
+            .await
+            .expect("read the ready list")
+            .is_empty()
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        // The test's runtime is unusable from a destructor: purge from a thread of its own.
+        let config = self.config.clone();
+        let purge = std::thread::spawn(move || -> Result<u64, String> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let purge = async {
+                    let client = Client::connect(config).await?;
+                    client.queue().purge_prefix().await
+                };
+                match tokio::time::timeout(Duration::from_secs(10), purge).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("timed out".into()),
+                }
+            })
+        });
+        if let Ok(Err(e)) | Err(e) = purge.join().map_err(|_| "panicked".to_string()) {
+            eprintln!("could not purge {}: {e}", self.config.key_prefix);
+        }
+        if std::thread::panicking() {
+            eprintln!("worker logs kept in {}", self.log_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+/// A running `gitfleet-worker`. It cannot outlive its [`TestQueue`], and dropping it kills
+/// the process if it is still running.
+pub struct WorkerProcess<'q> {
+    pub id: String,
+    child: Child,
+    log: PathBuf,
+    _queue: PhantomData<&'q TestQueue>,
+}
+
+impl WorkerProcess<'_> {
+    /// This worker's own queue.
+    pub fn own_queue(&self) -> String {
+        format!("worker:{}", self.id)
+    }
+
+    /// Kills the process at once (no clean-up of any kind) and reaps it.
+    pub fn sigkill(&mut self) {
+        self.child.kill().expect("SIGKILL the worker");
+        self.child.wait().expect("reap the worker");
+    }
+
+    /// Asks the process to stop gracefully.
+    #[allow(unsafe_code)] // std has no way to send SIGTERM; kill(2) touches no memory of ours.
+    pub fn sigterm(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers and only sends a signal to our own child.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(
+            rc,
+            0,
+            "kill -TERM {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("check the worker").is_none()
+    }
+
+    /// Waits for the process to exit, up to `within`, and returns its status.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let what = format!("worker {} exits", self.id);
+        eventually(within, &what, async || {
+            match self.child.try_wait().expect("check the worker") {
+                Some(status) => Ok(status),
+                None => Err("still running".into()),
+            }
+        })
+        .await
+    }
+
+    /// Waits until the worker's log contains `needle`: the only sign of some steps that
+    /// happen inside the process, such as having handled a signal.
+    pub async fn wait_for_log(&self, needle: &str, within: Duration) {
+        let what = format!("worker {} logs {needle:?}", self.id);
+        eventually(within, what, async || {
+            let text = self.log_text();
+            if text.contains(needle) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        })
+        .await
+    }
+
+    /// What the worker logged so far.
+    pub fn log_text(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!("--- {} ---\n{text}", self.log.display())
+    }
+}
+
+impl Drop for WorkerProcess<'_> {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A `redis-server` of the test's own, on a free loopback port, writing every change to its
+/// append-only file before answering (`appendfsync always`), so that it can be killed and
+/// restarted without losing anything it acknowledged.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("gitfleet-redis-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).expect("create the Redis directory");
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.run().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the server: no shutdown, no last save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL redis-server");
+            child.wait().expect("reap redis-server");
+        }
+    }
+
+    /// Starts the server again on the same port and directory (so from its append-only
+    /// file), and returns once it answers PING.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.run().await;
+    }
+
+    async fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--save", ""])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (is it on PATH?)");
+        self.child = Some(child);
+        let url = self.url();
+        let log = self.dir.join("redis.log");
+        eventually(
+            Duration::from_secs(10),
+            format!(
+                "redis-server at {url} answers PING (log: {})",
+                log.display()
+            ),
+            async || {
+                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,16 @@
+//! Process-level tests of the `gitfleet-worker` binary against real Redis: workers are
+//! started, signalled and killed as an orchestrator would, and each test checks what a user
+//! of the fleet sees in the job records.
+//!
+//! Every test runs under a key prefix of its own (see `harness`), so they run side by side
+//! on the shared Redis; the ones that kill Redis start a server of their own.
+
+mod harness;
+
+mod crash;
+mod invalid_jobs;
+mod lost_replies;
+mod python_producer;
+mod redis_restart;
+mod routing;
+mod shutdown;
