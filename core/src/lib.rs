@@ -4,12 +4,16 @@
 //!   interface;
 //! - [`queue`]: the Redis queue layer (enqueue, reliable fetch, acknowledgement, retries,
 //!   recovery of dead workers), whose key layout is documented in `docs/queue.md`;
+//! - [`git`]: the one git runner and the checks on untrusted input;
 //! - [`ops`]: the job ops a worker can run, one module per op;
+//! - [`sandbox`]: pooled, isolated working copies, mirrors and the cache of released copies;
 //! - [`worker`]: the worker runtime that drives apalis workers from that queue;
 //! - [`config`]: configuration read from the environment by the binaries.
 
 pub mod config;
+pub mod git;
 pub mod job;
 pub mod ops;
 pub mod queue;
+pub mod sandbox;
 pub mod worker;

@@ -53,7 +53,13 @@ impl Client {
             .map_err(QueueError::Invalid)
     }
 
-    /// Enqueues one job on `queue` (usually [`DEFAULT_QUEUE`]).
+    /// The queue a job goes to when the producer names none: ops on a sandbox go to the
+    /// own queue of the worker that holds it (`worker:<id>`), the rest to [`DEFAULT_QUEUE`].
+    pub fn route(spec: &JobSpec) -> String {
+        Ops::route(spec).unwrap_or_else(|| DEFAULT_QUEUE.to_string())
+    }
+
+    /// Enqueues one job on `queue` (usually [`Client::route`] of the job).
     pub async fn submit(
         &self,
         queue: &str,

@@ -2,7 +2,7 @@
 //! Runs until SIGTERM or Ctrl-C, then stops gracefully within `GITFLEET_GRACE_SECS`.
 
 use anyhow::Context;
-use gitfleet_core::config::{QueueConfig, WorkerConfig};
+use gitfleet_core::config::{GitSettings, QueueConfig, WorkerConfig};
 use gitfleet_core::ops::Ops;
 use gitfleet_core::queue::Queue;
 use gitfleet_core::worker::Worker;
@@ -30,7 +30,17 @@ async fn main() -> anyhow::Result<()> {
     let queue = Queue::connect(queue_config)
         .await
         .with_context(|| format!("cannot connect to Redis at {redis}"))?;
-    let worker = Worker::new(queue, worker_config, Ops::builtin());
+    let git = GitSettings::from_env()?;
+    let worker = Worker::new(
+        queue,
+        worker_config,
+        Ops::with_file_repos(git.allow_file_protocol),
+    );
+    let sandboxes = git
+        .sandboxes(worker.id())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot set up sandboxes: {e}"))?;
+    let worker = worker.with_sandboxes(sandboxes);
     // Tests and operators read the id from here.
     println!("{}", serde_json_line(worker.id()));
     let mut term = signal(SignalKind::terminate())?;

@@ -4,8 +4,16 @@
 //! pushed by another language's producer is not trusted) and runs. Until the git ops land,
 //! `echo` and `sleep` exercise the queue end to end; they stay, for smoke tests and benches.
 
+mod clone;
+mod diff;
 mod echo;
+pub mod fields;
+mod pull;
+mod push;
+mod release;
 mod sleep;
+mod status;
+mod write_files;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,18 +24,48 @@ use serde_json::Value;
 
 use crate::job::{JobError, JobSpec};
 
+pub use clone::CloneOp;
+pub use diff::DiffOp;
 pub use echo::Echo;
+pub use pull::PullOp;
+pub use push::{ChangeOp, PushOp};
+pub use release::ReleaseOp;
 pub use sleep::Sleep;
+pub use status::StatusOp;
+pub use write_files::WriteFilesOp;
+
+use crate::queue::Queue;
+use crate::sandbox::{Sandbox, SandboxManager};
 
 /// Runs allowed for a job whose op sets no other limit.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
-/// What an op knows about the run it is part of.
+/// What an op knows about the run it is part of, and the worker's services.
 #[derive(Debug, Clone)]
 pub struct RunContext {
     pub job_id: String,
     pub attempt: u32,
     pub worker_id: String,
+    /// The worker's sandboxes (absent on a worker without git support).
+    pub sandboxes: Option<Arc<SandboxManager>>,
+    /// The queue the job came from (its Redis also holds the push locks).
+    pub queue: Option<Queue>,
+}
+
+impl RunContext {
+    pub fn sandboxes(&self) -> Result<&Arc<SandboxManager>, JobError> {
+        self.sandboxes
+            .as_ref()
+            .ok_or_else(|| JobError::internal("this worker runs no git ops (no sandbox root)"))
+    }
+
+    /// The sandbox a job names, on this worker.
+    pub fn sandbox(&self, args: &Value) -> Result<(Arc<SandboxManager>, Arc<Sandbox>), JobError> {
+        let (id, _) = fields::sandbox_id(args)?;
+        let manager = self.sandboxes()?.clone();
+        let sandbox = manager.get(id)?;
+        Ok((manager, sandbox))
+    }
 }
 
 /// One kind of job.
@@ -62,9 +100,34 @@ impl Ops {
         }
     }
 
-    /// The ops every worker serves.
+    /// The ops every worker serves: the git ops of the job contract, and `echo` and
+    /// `sleep`; `file://` repositories refused.
     pub fn builtin() -> Self {
-        Self::empty().with(Echo).with(Sleep)
+        Self::with_file_repos(false)
+    }
+
+    /// As [`Ops::builtin`], with `file://` repositories accepted or not (a worker's
+    /// `GITFLEET_GIT_ALLOW_FILE`).
+    pub fn with_file_repos(allow_file: bool) -> Self {
+        Self::empty()
+            .with(Echo)
+            .with(Sleep)
+            .with(CloneOp { allow_file })
+            .with(StatusOp)
+            .with(DiffOp)
+            .with(WriteFilesOp)
+            .with(PullOp)
+            .with(PushOp)
+            .with(ReleaseOp)
+            .with(ChangeOp { allow_file })
+    }
+
+    /// The queue a job should go to when the producer named none: the own queue of the
+    /// worker holding the sandbox it names, else the shared queue.
+    pub fn route(spec: &JobSpec) -> Option<String> {
+        fields::sandbox_id(&spec.args)
+            .ok()
+            .map(|(_, worker)| format!("worker:{worker}"))
     }
 
     /// Adds (or replaces) an op.
@@ -116,7 +179,7 @@ mod tests {
             .unwrap();
         assert_eq!(err.kind, crate::job::ErrorKind::InvalidInput);
         assert!(err.message.contains("unknown op \"frobnicate\""), "{err}");
-        assert!(err.message.contains("echo, sleep"), "{err}");
+        assert!(err.message.contains("echo"), "{err}");
         let err = ops
             .resolve(&JobSpec::new("sleep", json!({"ms": "soon"})))
             .err()

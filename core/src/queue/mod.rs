@@ -11,6 +11,7 @@
 mod consume;
 mod inspect;
 mod keys;
+mod lock;
 mod produce;
 mod scripts;
 
@@ -22,6 +23,7 @@ use redis::{AsyncConnectionConfig, Client};
 pub use consume::{Delivery, Finished, Outcome, ReapReport};
 pub use inspect::QueueStats;
 pub use keys::Keys;
+pub use lock::Lock;
 pub use produce::{EnqueueOptions, Enqueued};
 
 use crate::config::QueueConfig;

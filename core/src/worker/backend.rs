@@ -129,6 +129,8 @@ pub struct JobService {
     pub(crate) worker_id: Arc<str>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) acks: mpsc::UnboundedSender<Ack>,
+    pub(crate) sandboxes: Option<Arc<crate::sandbox::SandboxManager>>,
+    pub(crate) queue: crate::queue::Queue,
 }
 
 impl Service<Task<Run>> for JobService {
@@ -219,6 +221,8 @@ impl JobService {
             job_id: d.id.clone(),
             attempt: d.attempts,
             worker_id: self.worker_id.to_string(),
+            sandboxes: self.sandboxes.clone(),
+            queue: Some(self.queue.clone()),
         };
         let run = AssertUnwindSafe(op.run(spec.args, ctx)).catch_unwind();
         let result = match tokio::time::timeout(timeout, run).await {

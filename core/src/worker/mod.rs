@@ -28,6 +28,7 @@ pub use retry::RetryPolicy;
 use crate::config::WorkerConfig;
 use crate::ops::Ops;
 use crate::queue::{Delivery, Queue, QueueError, validate_worker_id};
+use crate::sandbox::SandboxManager;
 use backend::Ack;
 
 /// Jobs taken from Redis in one round trip, at most.
@@ -64,6 +65,7 @@ pub struct Worker {
     queue: Queue,
     config: WorkerConfig,
     ops: Arc<Ops>,
+    sandboxes: Option<Arc<SandboxManager>>,
 }
 
 /// Makes a worker id unique per process: `<stem>-<ulid>`, the stem reduced to letters,
@@ -88,7 +90,15 @@ impl Worker {
             queue,
             config,
             ops: Arc::new(ops),
+            sandboxes: None,
         }
+    }
+
+    /// Gives the worker sandboxes, so it can run git ops. Make them with this worker's
+    /// [`Worker::id`].
+    pub fn with_sandboxes(mut self, sandboxes: Arc<SandboxManager>) -> Self {
+        self.sandboxes = Some(sandboxes);
+        self
     }
 
     /// This process's worker id; its own queue is `worker:<id>`.
@@ -191,6 +201,9 @@ impl Worker {
         for h in loops.background {
             let _ = h.await;
         }
+        if let Some(sandboxes) = &self.sandboxes {
+            sandboxes.remove_all().await;
+        }
         tracing::info!(worker = %self.id, drained, requeued = report.requeued, "worker stopped");
         Ok(report)
     }
@@ -243,7 +256,16 @@ impl Worker {
             worker_id: self.id.as_str().into(),
             max_payload_bytes: queue.config().max_payload_bytes,
             acks: ack_tx,
+            sandboxes: self.sandboxes.clone(),
+            queue: queue.clone(),
         };
+        if let Some(sandboxes) = &self.sandboxes {
+            background.push(tokio::spawn(
+                sandboxes
+                    .clone()
+                    .maintain(Duration::from_secs(60), stop_background.clone()),
+            ));
+        }
         let mut apalis = JoinSet::new();
         for (name, concurrency) in served {
             let (tx, rx) = mpsc::channel::<Run>(concurrency);

@@ -56,9 +56,10 @@ struct Submit {
     /// Read one {"op", "args"} object per line from standard input; print one job id a line.
     #[arg(long)]
     bulk: bool,
-    /// The queue (default: the shared queue `jobs`; `worker:<id>` for one worker's own).
-    #[arg(long, default_value = DEFAULT_QUEUE)]
-    queue: String,
+    /// The queue (default: the own queue of the worker holding the job's `sandbox_id`, else
+    /// the shared queue `jobs`).
+    #[arg(long)]
+    queue: Option<String>,
     /// Run no earlier than this many seconds from now.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     delay: Option<f64>,
@@ -223,7 +224,8 @@ async fn submit_one(s: Submit) -> Result<u8, Fail> {
         timeout: None,
     };
     let client = connect().await?;
-    let enqueued = client.submit(&s.queue, &spec, &options).await?;
+    let queue = s.queue.clone().unwrap_or_else(|| Client::route(&spec));
+    let enqueued = client.submit(&queue, &spec, &options).await?;
     let record = if s.wait.wait {
         client
             .wait(&enqueued.job_id, secs("--timeout", s.wait.timeout)?)
@@ -273,7 +275,7 @@ async fn submit_bulk(s: Submit) -> Result<u8, Fail> {
     for chunk in only_specs.chunks(1000) {
         for r in client
             .queue()
-            .enqueue_many(&s.queue, chunk, &options)
+            .enqueue_many(s.queue.as_deref().unwrap_or(DEFAULT_QUEUE), chunk, &options)
             .await?
         {
             match r {

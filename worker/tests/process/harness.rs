@@ -140,6 +140,8 @@ impl TestQueue {
         cmd.env("GITFLEET_REDIS_URL", &self.config.redis_url)
             .env("GITFLEET_KEY_PREFIX", &self.config.key_prefix)
             .env("GITFLEET_LOG", "info,gitfleet_core=debug")
+            // Sandboxes live with the test's other files, and go with them.
+            .env("GITFLEET_SANDBOX_ROOT", self.log_dir.join("sandboxes"))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,0 +1,403 @@
+//! Turning a failed git process into an error kind and a short message.
+//!
+//! git runs with `LC_ALL=C`, so its messages are stable English. The table is checked in a
+//! fixed order, first match wins: auth, conflict, invalid_input, network, then internal.
+//! Auth comes first because an HTTP 403 also prints the generic "unable to access" and "the
+//! remote end hung up" lines that would otherwise read as network trouble; conflict and
+//! invalid_input come before network for the same reason (ssh adds "Could not read from
+//! remote repository" to almost every failure).
+
+use crate::job::ErrorKind;
+
+/// Most characters of git's own words kept in a failure message.
+const MAX_DETAIL_CHARS: usize = 500;
+
+/// Phrases (lowercase) that decide the kind, in the order they are tried.
+const TABLE: &[(ErrorKind, &[&str])] = &[
+    (
+        ErrorKind::Auth,
+        &[
+            "authentication failed",
+            "could not read username",
+            "could not read password",
+            "terminal prompts disabled",
+            "returned error: 401",
+            "returned error: 403",
+            "http 401",
+            "http 403",
+            "permission denied (publickey",
+            "permission denied (password",
+            "permission denied (keyboard-interactive",
+            "invalid username or password",
+            "http basic: access denied",
+            "host key verification failed",
+            "support for password authentication was removed",
+            "write access to repository not granted",
+        ],
+    ),
+    (
+        ErrorKind::Conflict,
+        &[
+            "[rejected]",
+            "non-fast-forward",
+            "fetch first",
+            "conflict (",
+            "needs merge",
+            "could not apply",
+            "resolve all conflicts",
+            "merge conflict",
+            "not possible to fast-forward",
+            "divergent branches",
+            "would be overwritten by",
+            "cannot lock ref",
+            "incorrect old value",
+            "stale info",
+        ],
+    ),
+    (
+        ErrorKind::InvalidInput,
+        &[
+            "does not appear to be a git repository",
+            "repository not found",
+            // git daemon: "fatal: remote error: no such repository: /x.git"
+            "no such repository",
+            "couldn't find remote ref",
+            "invalid refspec",
+            "did not match any",
+            "does not match any",
+            "not found in upstream",
+            "returned error: 404",
+            "http 404",
+            "is not a valid branch name",
+            "not a valid ref",
+            "invalid reference",
+            "unknown revision",
+            "bad revision",
+            "ambiguous argument",
+            "not a valid object name",
+            "uses plaintext credentials",
+            "[remote rejected]",
+            "unsupported url protocol",
+        ],
+    ),
+    (
+        ErrorKind::Network,
+        &[
+            "could not resolve host",
+            "could not resolve proxy",
+            "connection refused",
+            "failed to connect",
+            "connection timed out",
+            "operation timed out",
+            "connection reset",
+            "network is unreachable",
+            "no route to host",
+            "early eof",
+            "the remote end hung up unexpectedly",
+            "unexpected disconnect",
+            "rpc failed",
+            "unable to access",
+            "unable to connect",
+            "could not read from remote repository",
+            "returned error: 429",
+            "returned error: 5",
+            "ssl certificate",
+            "ssl connect error",
+            "gnutls",
+            "tls connection",
+            "index-pack failed",
+        ],
+    ),
+];
+
+/// The kind a failed git process's (redacted) stderr points to.
+pub(super) fn classify(stderr: &str) -> ErrorKind {
+    let lower = stderr.to_ascii_lowercase();
+    for &(kind, phrases) in TABLE {
+        if phrases.iter().any(|p| lower.contains(p)) {
+            return kind;
+        }
+        if kind == ErrorKind::InvalidInput && lower.lines().any(is_remote_not_found) {
+            return kind;
+        }
+        if kind == ErrorKind::InvalidInput && lower.lines().any(is_blocked_transport) {
+            return kind;
+        }
+    }
+    ErrorKind::Internal
+}
+
+/// `fatal: repository 'https://host/x.git/' not found`, `fatal: repository 'x' does not
+/// exist`.
+fn is_remote_not_found(line: &str) -> bool {
+    line.contains("repository '") && (line.contains("not found") || line.contains("does not exist"))
+}
+
+/// `fatal: transport 'ext' not allowed`: the protocol allow-list at work.
+fn is_blocked_transport(line: &str) -> bool {
+    line.contains("transport '") && line.contains("not allowed")
+}
+
+/// `git <subcommand> failed: <detail>`, the detail being git's last meaningful stderr lines
+/// (already redacted), at most 500 characters.
+pub(super) fn failure_message(subcommand: Option<&str>, exit: &str, stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| is_meaningful(l))
+        .collect();
+    let mut picked: Vec<&str> = Vec::new();
+    let mut used = 0;
+    for line in lines.iter().rev() {
+        let cost = line.chars().count() + if picked.is_empty() { 0 } else { 2 };
+        if used + cost > MAX_DETAIL_CHARS && !picked.is_empty() {
+            break;
+        }
+        picked.push(line);
+        used += cost;
+    }
+    picked.reverse();
+    let mut detail = picked.join("; ");
+    if detail.chars().count() > MAX_DETAIL_CHARS {
+        // One line longer than the limit: keep its end, where git puts the reason.
+        let skip = detail.chars().count() - (MAX_DETAIL_CHARS - 3);
+        detail = format!("...{}", detail.chars().skip(skip).collect::<String>());
+    }
+    if detail.is_empty() {
+        detail = exit.to_string();
+    }
+    match subcommand {
+        Some(sub) => format!("git {sub} failed: {detail}"),
+        None => format!("git failed: {detail}"),
+    }
+}
+
+/// Drops blank lines, hints, progress meters and the runner's own askpass refusal (it
+/// precedes the line that says why git wanted a password), which say nothing about the
+/// failure.
+fn is_meaningful(line: &str) -> bool {
+    if line.is_empty()
+        || line.starts_with("hint:")
+        || line == "remote:"
+        || line.starts_with("error: unable to read askpass response")
+    {
+        return false;
+    }
+    let body = line.strip_prefix("remote: ").unwrap_or(line);
+    const PROGRESS: &[&str] = &[
+        "Enumerating objects",
+        "Counting objects",
+        "Compressing objects",
+        "Receiving objects",
+        "Resolving deltas",
+        "Writing objects",
+        "Total ",
+        "Delta compression",
+        "Unpacking objects",
+        "Updating files",
+        "Checking out files",
+        "Filtering content",
+    ];
+    !PROGRESS.iter().any(|p| body.starts_with(p))
+}
+
+/// The git subcommand in an argv (`fetch` in `-C dir -c a=b fetch origin`), skipping the
+/// global options before it, for messages.
+pub(super) fn subcommand<'a>(args: &[&'a str]) -> Option<&'a str> {
+    const TAKES_VALUE: &[&str] = &[
+        "-c",
+        "-C",
+        "--git-dir",
+        "--work-tree",
+        "--namespace",
+        "--super-prefix",
+        "--config-env",
+        "--exec-path",
+    ];
+    let mut iter = args.iter();
+    while let Some(&arg) = iter.next() {
+        if TAKES_VALUE.contains(&arg) {
+            iter.next();
+        } else if !arg.starts_with('-') {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_what_real_git_prints() {
+        use ErrorKind::*;
+        let cases: &[(&str, ErrorKind)] = &[
+            (
+                "remote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/o/r.git/'",
+                Auth,
+            ),
+            (
+                "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+                Auth,
+            ),
+            (
+                "error: RPC failed; HTTP 403 curl 22 The requested URL returned error: 403\nfatal: the remote end hung up unexpectedly",
+                Auth,
+            ),
+            (
+                "fatal: unable to access 'https://h/r.git/': The requested URL returned error: 401",
+                Auth,
+            ),
+            (
+                "git@github.com: Permission denied (publickey).\nfatal: Could not read from remote repository.",
+                Auth,
+            ),
+            (
+                "Host key verification failed.\nfatal: Could not read from remote repository.",
+                Auth,
+            ),
+            (
+                " ! [rejected]        main -> main (fetch first)\nerror: failed to push some refs to 'h'",
+                Conflict,
+            ),
+            (
+                " ! [rejected]        main -> main (non-fast-forward)",
+                Conflict,
+            ),
+            (
+                "CONFLICT (content): Merge conflict in a.txt\nerror: could not apply 1234567... msg",
+                Conflict,
+            ),
+            (
+                "error: you need to resolve your current index first\na.txt: needs merge",
+                Conflict,
+            ),
+            (
+                " ! [remote rejected] main -> main (cannot lock ref 'refs/heads/main': is at 1 but expected 2)",
+                Conflict,
+            ),
+            ("fatal: Not possible to fast-forward, aborting.", Conflict),
+            (
+                "fatal: '/tmp/x' does not appear to be a git repository\nfatal: Could not read from remote repository.",
+                InvalidInput,
+            ),
+            (
+                "remote: Repository not found.\nfatal: repository 'https://github.com/o/nope.git/' not found",
+                InvalidInput,
+            ),
+            (
+                "fatal: repository 'http://127.0.0.1:9/x.git/' not found",
+                InvalidInput,
+            ),
+            (
+                "fatal: repository 'no-such-repo' does not exist",
+                InvalidInput,
+            ),
+            (
+                "fatal: couldn't find remote ref refs/heads/nope",
+                InvalidInput,
+            ),
+            (
+                "warning: Could not find remote branch nope to clone.\nfatal: Remote branch nope not found in upstream origin",
+                InvalidInput,
+            ),
+            ("fatal: invalid refspec 'a b'", InvalidInput),
+            (
+                "error: pathspec 'nope' did not match any file(s) known to git",
+                InvalidInput,
+            ),
+            ("error: src refspec nope does not match any", InvalidInput),
+            ("fatal: transport 'ext' not allowed", InvalidInput),
+            (
+                " ! [remote rejected] main -> main (protected branch hook declined)",
+                InvalidInput,
+            ),
+            (
+                "fatal: unable to access 'https://nope.invalid/x/': Could not resolve host: nope.invalid",
+                Network,
+            ),
+            (
+                "ssh: Could not resolve hostname nope: Name or service not known\nfatal: Could not read from remote repository.",
+                Network,
+            ),
+            (
+                "fatal: unable to access 'http://127.0.0.1:1/x/': Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server",
+                Network,
+            ),
+            (
+                "fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: errno=Connection refused",
+                Network,
+            ),
+            (
+                "fetch-pack: unexpected disconnect while reading sideband packet\nfatal: early EOF\nfatal: index-pack failed",
+                Network,
+            ),
+            (
+                "error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502",
+                Network,
+            ),
+            (
+                "fatal: unable to access 'https://h/': gnutls_handshake() failed: Error in the pull function.",
+                Network,
+            ),
+            (
+                "fatal: not a git repository (or any of the parent directories): .git",
+                Internal,
+            ),
+            (
+                "fatal: destination path 'x' already exists and is not an empty directory.",
+                Internal,
+            ),
+            ("", Internal),
+        ];
+        for (stderr, want) in cases {
+            assert_eq!(classify(stderr), *want, "{stderr}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_subcommand_and_keep_the_last_meaningful_lines() {
+        let stderr = "Cloning into 'x'...\nhint: try this\nremote: Counting objects: 10% (1/10)\rremote: Counting objects: 100% (10/10), done.\n\nfatal: repository 'https://h/x/' not found\n";
+        assert_eq!(
+            failure_message(Some("clone"), "exit status 128", stderr),
+            "git clone failed: Cloning into 'x'...; fatal: repository 'https://h/x/' not found"
+        );
+        assert_eq!(
+            failure_message(
+                Some("ls-remote"),
+                "exit status 128",
+                "error: unable to read askpass response from 'false'\nfatal: could not read Username for 'https://h': terminal prompts disabled\n"
+            ),
+            "git ls-remote failed: fatal: could not read Username for 'https://h': terminal prompts disabled"
+        );
+        assert_eq!(
+            failure_message(Some("push"), "exit status 1", "\n"),
+            "git push failed: exit status 1"
+        );
+        let long = format!("{}\nfatal: the end", "error: filler line\n".repeat(100));
+        let msg = failure_message(None, "x", &long);
+        assert!(msg.starts_with("git failed: error: filler line; "), "{msg}");
+        assert!(msg.ends_with("; fatal: the end"), "{msg}");
+        assert!(msg.len() - "git failed: ".len() <= MAX_DETAIL_CHARS);
+        let one = format!("fatal: {}reason", "ü".repeat(600));
+        let msg = failure_message(Some("fetch"), "x", &one);
+        assert!(msg.ends_with("reason"));
+        assert_eq!(
+            msg.chars().count() - "git fetch failed: ".len(),
+            MAX_DETAIL_CHARS
+        );
+    }
+
+    #[test]
+    fn finds_the_subcommand_after_global_options() {
+        assert_eq!(subcommand(&["fetch", "origin"]), Some("fetch"));
+        assert_eq!(
+            subcommand(&["-C", "dir", "-c", "a=b", "--no-pager", "push"]),
+            Some("push")
+        );
+        assert_eq!(subcommand(&["--git-dir", "x", "log"]), Some("log"));
+        assert_eq!(subcommand(&["--git-dir=x", "log"]), Some("log"));
+        assert_eq!(subcommand(&["--version"]), None);
+    }
+}

@@ -1,0 +1,772 @@
+//! The one git runner. Every git process of the fleet starts here, so the hardening is in
+//! one place: the `-c` flags that a repository's own config cannot override, the scrubbed
+//! environment, the controlled global config in the worker's git HOME, the time limit that
+//! kills the whole process group, the output caps and the redaction of what git says.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::capture::{Capture, drain, feed};
+use super::classify::{classify, failure_message, subcommand};
+use super::credentials::Credentials;
+use super::redact::{Redactor, basic_auth_value};
+use super::validate;
+use crate::job::{ErrorKind, JobError};
+
+/// PATH for git when the worker's own process has none.
+const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How long pipes may stay open after git itself exited and its group was killed (only a
+/// descendant that left the group can hold them).
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+/// Time limit for the `git --version` check in [`Git::new`].
+const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How git is run on this worker.
+#[derive(Debug, Clone)]
+pub struct GitConfig {
+    /// The git binary (default `git` from PATH).
+    pub git_bin: PathBuf,
+    /// A directory of the worker's own that becomes git's HOME; the runner writes the
+    /// controlled global config there.
+    pub home: PathBuf,
+    /// Allow `file://` (and plain-path) remotes. Off in production; tests and the demo turn
+    /// it on for local repositories.
+    pub allow_file_protocol: bool,
+    /// Default time limit for one git process.
+    pub timeout: Duration,
+    /// Most bytes kept of a process's stdout (and of its stderr); the rest is discarded.
+    pub max_output: usize,
+    /// Tokens per host.
+    pub credentials: Credentials,
+}
+
+impl GitConfig {
+    /// Default for [`GitConfig::timeout`]: five minutes, enough for a full clone of a large
+    /// repository over a slow link; ops that should be quick pass their own limit.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Default for [`GitConfig::max_output`]: 16 MiB per stream.
+    pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
+
+    /// A config with git from PATH, `file` remotes off, the default limits and no
+    /// credentials.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            git_bin: PathBuf::from("git"),
+            home: home.into(),
+            allow_file_protocol: false,
+            timeout: Self::DEFAULT_TIMEOUT,
+            max_output: Self::DEFAULT_MAX_OUTPUT,
+            credentials: Credentials::default(),
+        }
+    }
+
+    /// The controlled global config file inside [`GitConfig::home`].
+    pub fn global_config_path(&self) -> PathBuf {
+        self.home.join(".gitconfig")
+    }
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the default timeout.
+    pub timeout: Option<Duration>,
+    /// Bytes written to the process's stdin.
+    pub stdin: Option<Vec<u8>>,
+    /// The remote this call talks to: its host's token, if any, is passed to git (scoped to
+    /// that URL) through `GIT_CONFIG_*` environment variables.
+    pub remote: Option<String>,
+    /// Return a non-zero exit as `Ok` (with its status) instead of an error.
+    pub allow_failure: bool,
+    /// Extra environment variables (names must not start with `GIT_CONFIG`).
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// What a git process produced.
+#[derive(Debug, Clone)]
+pub struct GitOutput {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    /// Redacted.
+    pub stderr: String,
+    /// Output past `max_output` was discarded.
+    pub truncated: bool,
+}
+
+impl GitOutput {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// The runner. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Git {
+    config: Arc<GitConfig>,
+    prepared: Arc<Prepared>,
+}
+
+/// What [`Git::new`] works out once for every run.
+#[derive(Debug)]
+struct Prepared {
+    redactor: Redactor,
+    /// The `-c` flags put before every git argv.
+    flags: Vec<String>,
+    /// The environment every git process gets (before per-call additions).
+    env: Vec<(OsString, OsString)>,
+    version: String,
+}
+
+impl Git {
+    /// Prepares HOME (the controlled global config) and checks the git binary runs.
+    pub async fn new(config: GitConfig) -> Result<Self, JobError> {
+        prepare_home(&config).await?;
+        let prepared = Prepared {
+            redactor: Redactor::new(&config.credentials),
+            flags: hardening_flags(config.allow_file_protocol),
+            env: base_env(&config),
+            version: String::new(),
+        };
+        let mut git = Self {
+            config: Arc::new(config),
+            prepared: Arc::new(prepared),
+        };
+        let bin = git.config.git_bin.display().to_string();
+        let out = git
+            .run(
+                &git.config.home.clone(),
+                &["--version"],
+                RunOptions {
+                    timeout: Some(VERSION_TIMEOUT),
+                    ..RunOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                JobError::internal(format!("git: `{bin} --version` failed: {}", e.message))
+            })?;
+        let version = out.stdout_str().trim().to_string();
+        if !version.starts_with("git version ") {
+            return Err(JobError::internal(format!(
+                "git: `{bin} --version` printed {version:?}, not a git version"
+            )));
+        }
+        Arc::get_mut(&mut git.prepared)
+            .expect("not shared yet")
+            .version = version;
+        Ok(git)
+    }
+
+    pub fn config(&self) -> &GitConfig {
+        &self.config
+    }
+
+    /// The redaction every message about git output must pass, for callers that report git's
+    /// stdout or build messages of their own.
+    pub fn redactor(&self) -> &Redactor {
+        &self.prepared.redactor
+    }
+
+    /// What `git --version` printed, e.g. `git version 2.47.3`.
+    pub fn version(&self) -> &str {
+        &self.prepared.version
+    }
+
+    /// Runs `git <hardening -c flags> <args>` in `cwd`. A failure is classified into an
+    /// error kind (auth, network, timeout, invalid_input, conflict, internal) with a redacted
+    /// message that names the git command.
+    pub async fn run(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        options: RunOptions,
+    ) -> Result<GitOutput, JobError> {
+        let sub = subcommand(args);
+        let what = sub.map_or_else(|| "git".to_string(), |s| format!("git {s}"));
+        check_extra_env(&options.env)?;
+        let limit = options.timeout.unwrap_or(self.config.timeout);
+
+        let mut command = tokio::process::Command::new(&self.config.git_bin);
+        command
+            .args(&self.prepared.flags)
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .envs(self.prepared.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.credential_env(options.remote.as_deref()))
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if options.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout can kill git and every helper it started
+            // (remote-https, ssh, index-pack) at once.
+            .process_group(0)
+            .kill_on_drop(true);
+
+        let started = std::time::Instant::now();
+        let mut child = command.spawn().map_err(|e| {
+            if !cwd.is_dir() {
+                JobError::internal(format!(
+                    "{what}: the working directory {} does not exist",
+                    cwd.display()
+                ))
+            } else {
+                JobError::internal(format!(
+                    "{what}: cannot start {}: {e}",
+                    self.config.git_bin.display()
+                ))
+            }
+        })?;
+        let mut group = ProcessGroup(child.id().and_then(|id| i32::try_from(id).ok()));
+
+        let mut out = Capture::head(self.config.max_output);
+        let mut err = Capture::head_and_tail(self.config.max_output);
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let deadline = tokio::time::Instant::now() + limit;
+
+        // Set when a pipe was still open after git exited and its group was killed: what
+        // was read is returned, flagged as incomplete.
+        let mut io_cut = false;
+        let waited = {
+            let io = async {
+                tokio::join!(
+                    feed(stdin, options.stdin),
+                    drain(stdout, &mut out),
+                    drain(stderr, &mut err)
+                );
+            };
+            tokio::pin!(io);
+            let mut io_done = false;
+            let waited = loop {
+                tokio::select! {
+                    waited = tokio::time::timeout_at(deadline, child.wait()) => break waited,
+                    () = &mut io, if !io_done => io_done = true,
+                }
+            };
+            if let Ok(Ok(_)) = waited {
+                // git has exited; anything left in its group is an orphan.
+                group.kill();
+                if !io_done {
+                    io_cut = tokio::time::timeout(PIPE_GRACE, &mut io).await.is_err();
+                }
+            }
+            waited
+        };
+
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let status = match waited {
+            Err(_elapsed) => {
+                tracing::debug!(command = %what, ms, "git timed out");
+                // Kill the group while git is still unreaped, so its id cannot be reused.
+                group.kill();
+                let _ = child.kill().await;
+                return Err(JobError::timeout(format!(
+                    "{what} timed out after {limit:?} (its process group was killed)"
+                )));
+            }
+            Ok(Err(e)) => {
+                group.kill();
+                return Err(JobError::internal(format!(
+                    "{what}: waiting for git failed: {e}"
+                )));
+            }
+            Ok(Ok(status)) => status,
+        };
+
+        tracing::debug!(command = %what, ms, status = exit_code(status), "git finished");
+        let truncated = io_cut || out.truncated() || err.truncated();
+        let stderr = self
+            .prepared
+            .redactor
+            .redact(&String::from_utf8_lossy(&err.into_bytes()));
+        let output = GitOutput {
+            status: exit_code(status),
+            stdout: out.into_bytes(),
+            stderr,
+            truncated,
+        };
+        if status.success() || options.allow_failure {
+            return Ok(output);
+        }
+        let exit = match status.signal() {
+            Some(signal) => format!("killed by signal {signal}"),
+            None => format!("exit status {}", output.status),
+        };
+        let kind = if status.signal().is_some() {
+            ErrorKind::Internal
+        } else {
+            classify(&output.stderr)
+        };
+        Err(JobError::new(
+            kind,
+            failure_message(sub, &exit, &output.stderr),
+        ))
+    }
+
+    /// `GIT_CONFIG_*` variables carrying the token for `remote`'s host, if there is one: an
+    /// `Authorization` header scoped to `<scheme>://<host>/`. Never argv (visible in `ps`),
+    /// never the URL (echoed in git's messages and stored in `.git/config`).
+    fn credential_env(&self, remote: Option<&str>) -> Vec<(OsString, OsString)> {
+        let Some(remote) = remote else {
+            return Vec::new();
+        };
+        let Ok(url) = validate::repo_url("remote", remote, true) else {
+            return Vec::new();
+        };
+        let Some(scope) = url.credential_scope() else {
+            return Vec::new();
+        };
+        let credentials = &self.config.credentials;
+        let Some(credential) = credentials
+            .get(&url.host)
+            .or_else(|| credentials.get(url.hostname()))
+        else {
+            return Vec::new();
+        };
+        let header = format!(
+            "Authorization: Basic {}",
+            basic_auth_value(&credential.username, credential.token())
+        );
+        vec![
+            ("GIT_CONFIG_COUNT".into(), "1".into()),
+            (
+                "GIT_CONFIG_KEY_0".into(),
+                format!("http.{scope}.extraHeader").into(),
+            ),
+            ("GIT_CONFIG_VALUE_0".into(), header.into()),
+        ]
+    }
+}
+
+/// Kills a process group (once) when told to or when dropped, so a cancelled run leaves
+/// nothing behind.
+struct ProcessGroup(Option<i32>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // ESRCH (the group is already gone) is the usual, harmless outcome.
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The exit code, or 128 + the signal number for a process killed by a signal (as shells
+/// report it).
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// `protocol.file.allow`: `always` when file remotes are allowed, otherwise `user`. `user`
+/// still lets the worker clone from its own local mirrors (commands it runs itself), while
+/// file transports that git starts on a repository's behalf (submodules,
+/// CVE-2022-39253) stay off. Job URLs never reach git as local paths in production
+/// because [`validate::repo_url`] refuses them.
+fn file_protocol_policy(allow_file: bool) -> &'static str {
+    if allow_file { "always" } else { "user" }
+}
+
+/// The `-c` flags put before every argv. Command-line config outranks every config file,
+/// so a repository's own `.git/config` cannot switch these back on.
+fn hardening_flags(allow_file: bool) -> Vec<String> {
+    let settings = [
+        // Nothing from the repository runs: no hooks, no fsmonitor daemon or script.
+        "core.hooksPath=/dev/null".to_string(),
+        "core.fsmonitor=false".to_string(),
+        // Transports: an allow-list. ext:: and fd:: are named too, because a repository's
+        // `protocol.ext.allow` would outrank the blanket `protocol.allow`.
+        "protocol.allow=never".to_string(),
+        "protocol.https.allow=always".to_string(),
+        "protocol.http.allow=always".to_string(),
+        "protocol.ssh.allow=always".to_string(),
+        "protocol.git.allow=always".to_string(),
+        format!("protocol.file.allow={}", file_protocol_policy(allow_file)),
+        "protocol.ext.allow=never".to_string(),
+        "protocol.fd.allow=never".to_string(),
+        // No credential helper (an empty value resets the list); tokens come only from us.
+        "credential.helper=".to_string(),
+        "transfer.credentialsInUrl=die".to_string(),
+        "submodule.recurse=false".to_string(),
+        // Signing would run gpg.program, a command a repository config could name.
+        "commit.gpgSign=false".to_string(),
+    ];
+    settings
+        .into_iter()
+        .flat_map(|setting| ["-c".to_string(), setting])
+        .collect()
+}
+
+/// The whole environment of a git process (the parent's is cleared first). Names the
+/// runner sets cannot be overridden per call (see [`check_extra_env`]).
+fn base_env(config: &GitConfig) -> Vec<(OsString, OsString)> {
+    // The worker's own PATH, so git finds the same helpers (ssh) the operator installed.
+    let path = std::env::var_os("PATH")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| FALLBACK_PATH.into());
+    let known_hosts = config.home.join(".ssh").join("known_hosts");
+    let ssh = format!(
+        "ssh -o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=accept-new \
+         -o UserKnownHostsFile={}",
+        shell_quote(&known_hosts.to_string_lossy())
+    );
+    let pairs: Vec<(&str, OsString)> = vec![
+        ("PATH", path),
+        ("HOME", config.home.clone().into_os_string()),
+        ("GIT_CONFIG_NOSYSTEM", "1".into()),
+        (
+            "GIT_CONFIG_GLOBAL",
+            config.global_config_path().into_os_string(),
+        ),
+        ("GIT_ATTR_NOSYSTEM", "1".into()),
+        // Nothing may wait for a person: no terminal prompt, askpass programs that fail at
+        // once, ssh in batch mode, no editor and no pager.
+        ("GIT_TERMINAL_PROMPT", "0".into()),
+        ("GIT_ASKPASS", "false".into()),
+        ("SSH_ASKPASS", "false".into()),
+        ("SSH_ASKPASS_REQUIRE", "never".into()),
+        ("GIT_SSH_COMMAND", ssh.into()),
+        ("GIT_EDITOR", ":".into()),
+        ("GIT_SEQUENCE_EDITOR", ":".into()),
+        ("GIT_PAGER", "cat".into()),
+        ("PAGER", "cat".into()),
+        // Set but empty: outranks a repository's `core.gitProxy` (a command) and means none.
+        ("GIT_PROXY_COMMAND", "".into()),
+        // Stable English messages (the classifier reads them) and stable dates.
+        ("LANG", "C".into()),
+        ("LC_ALL", "C".into()),
+        ("TZ", "UTC".into()),
+    ];
+    pairs
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), v))
+        .collect()
+}
+
+/// Names a caller may not set through [`RunOptions::env`]: config injection, the names the
+/// runner sets itself, and the ones that would turn a protection off.
+fn check_extra_env(env: &[(OsString, OsString)]) -> Result<(), JobError> {
+    const DENIED: &[&str] = &[
+        "PATH",
+        "HOME",
+        "GIT_ATTR_NOSYSTEM",
+        "GIT_TERMINAL_PROMPT",
+        "GIT_ASKPASS",
+        "SSH_ASKPASS",
+        "SSH_ASKPASS_REQUIRE",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_SSH_VARIANT",
+        "GIT_EDITOR",
+        "GIT_SEQUENCE_EDITOR",
+        "GIT_PAGER",
+        "PAGER",
+        "GIT_PROXY_COMMAND",
+        "LANG",
+        "LC_ALL",
+        "GIT_ALLOW_PROTOCOL",
+        "GIT_PROTOCOL_FROM_USER",
+        "GIT_EXEC_PATH",
+        "GIT_EXTERNAL_DIFF",
+        "GIT_TRACE_REDACT",
+    ];
+    for (name, _) in env {
+        let name_str = name.to_string_lossy();
+        let bad = name.is_empty()
+            || name_str.contains(['=', '\0'])
+            || name_str.starts_with("GIT_CONFIG")
+            || name_str.starts_with("LD_")
+            || DENIED.contains(&name_str.as_ref());
+        if bad {
+            return Err(JobError::internal(format!(
+                "git: the environment variable {name_str:?} is set by the runner and cannot be \
+                 overridden"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Single-quotes `s` for the `sh -c` git runs `GIT_SSH_COMMAND` through.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Creates HOME (private to the worker) with the controlled global config and an empty
+/// template directory, and writes the config atomically so workers sharing a HOME never
+/// read half of it.
+async fn prepare_home(config: &GitConfig) -> Result<(), JobError> {
+    let home = &config.home;
+    let fail = |what: &str, e: std::io::Error| {
+        JobError::internal(format!("git: cannot {what} in {}: {e}", home.display()))
+    };
+    if !home.is_absolute() {
+        return Err(JobError::internal(format!(
+            "git: HOME {} must be an absolute path",
+            home.display()
+        )));
+    }
+    let template = home.join("template");
+    let ssh = home.join(".ssh");
+    for dir in [home, &template, &ssh] {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| fail("create directories", e))?;
+    }
+    for dir in [home, &ssh] {
+        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .map_err(|e| fail("set permissions", e))?;
+    }
+    let text = global_config_text(config)?;
+    let path = config.global_config_path();
+    let tmp = home.join(format!(".gitconfig.tmp-{}", ulid::Ulid::new()));
+    tokio::fs::write(&tmp, text)
+        .await
+        .map_err(|e| fail("write the global config", e))?;
+    tokio::fs::rename(&tmp, &path)
+        .await
+        .map_err(|e| fail("write the global config", e))?;
+    Ok(())
+}
+
+/// The controlled global config. The `-c` flags repeat the settings that matter for safety
+/// (a repository's config outranks this file); this file adds identity, speed and quiet.
+fn global_config_text(config: &GitConfig) -> Result<String, JobError> {
+    let template = quote_config_value(config.home.join("template").as_os_str())?;
+    let file = file_protocol_policy(config.allow_file_protocol);
+    let advice = [
+        "addEmbeddedRepo",
+        "addEmptyPathspec",
+        "addIgnoredFile",
+        "ambiguousFetchRefspec",
+        "checkoutAmbiguousRemoteBranchName",
+        "commitBeforeMerge",
+        "detachedHead",
+        "diverging",
+        "fetchShowForcedUpdates",
+        "forceDeleteBranch",
+        "ignoredHook",
+        "implicitIdentity",
+        "mergeConflict",
+        "nestedTag",
+        "pushAlreadyExists",
+        "pushFetchFirst",
+        "pushNeedsForce",
+        "pushNonFFCurrent",
+        "pushNonFFMatching",
+        "pushRefNeedsUpdate",
+        "pushUnqualifiedRefname",
+        "pushUpdateRejected",
+        "resetNoRefresh",
+        "resolveConflict",
+        "rmHints",
+        "sequencerInUse",
+        "setUpstreamFailure",
+        "skippedCherryPicks",
+        "statusAheadBehind",
+        "statusHints",
+        "statusUoption",
+        "submodulesNotUpdated",
+        "suggestDetachingHead",
+        "updateSparsePath",
+        "waitingForEditor",
+        "worktreeAddOrphan",
+    ]
+    .map(|key| format!("\t{key} = false\n"))
+    .concat();
+    Ok(format!(
+        "\
+# Written by gitfleet (core/src/git/runner.rs) every time a worker starts; edits are lost.
+[user]
+\tname = gitfleet
+\temail = gitfleet@gitfleet.invalid
+[init]
+\tdefaultBranch = main
+\t# Empty: no sample hooks or description copied into every new repository.
+\ttemplateDir = {template}
+[core]
+\thooksPath = /dev/null
+\tfsmonitor = false
+\tsymlinks = true
+\tautocrlf = false
+\tuntrackedCache = true
+\tprotectNTFS = true
+\tprotectHFS = true
+\teditor = :
+\tpager = cat
+[protocol]
+\tallow = never
+\tversion = 2
+[protocol \"https\"]
+\tallow = always
+[protocol \"http\"]
+\tallow = always
+[protocol \"ssh\"]
+\tallow = always
+[protocol \"git\"]
+\tallow = always
+[protocol \"file\"]
+\tallow = {file}
+[protocol \"ext\"]
+\tallow = never
+[protocol \"fd\"]
+\tallow = never
+[credential]
+\thelper =
+[transfer]
+\tcredentialsInUrl = die
+\t# Off: checking every received object costs CPU on every clone and fetch; checkout's
+\t# own path checks (protectNTFS/HFS, no .git entries) still apply.
+\tfsckObjects = false
+[fetch]
+\tfsckObjects = false
+\trecurseSubmodules = false
+\twriteCommitGraph = true
+\tshowForcedUpdates = false
+[submodule]
+\trecurse = false
+[push]
+\trecurseSubmodules = no
+\tgpgSign = false
+[commit]
+\tgpgSign = false
+[tag]
+\tgpgSign = false
+[gc]
+\tauto = 0
+\tautoDetach = false
+[maintenance]
+\tauto = false
+[rerere]
+\tenabled = false
+[color]
+\tui = false
+[advice]
+{advice}"
+    ))
+}
+
+/// A value for a config file, double-quoted with git's escapes.
+fn quote_config_value(value: &OsStr) -> Result<String, JobError> {
+    let value = value.to_str().ok_or_else(|| {
+        JobError::internal("git: the HOME path must be valid UTF-8 to go into the git config")
+    })?;
+    if value.contains(['\n', '\0']) {
+        return Err(JobError::internal(
+            "git: the HOME path must not contain a newline",
+        ));
+    }
+    Ok(format!(
+        "\"{}\"",
+        value.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::Credential;
+
+    #[test]
+    fn hardening_flags_come_in_pairs_and_cover_the_essentials() {
+        let flags = hardening_flags(false);
+        assert_eq!(flags.len() % 2, 0);
+        let settings: Vec<&str> = flags
+            .chunks(2)
+            .map(|p| {
+                assert_eq!(p[0], "-c");
+                p[1].as_str()
+            })
+            .collect();
+        for want in [
+            "core.hooksPath=/dev/null",
+            "core.fsmonitor=false",
+            "protocol.allow=never",
+            "protocol.ext.allow=never",
+            "protocol.file.allow=user",
+        ] {
+            assert!(settings.contains(&want), "{want}");
+        }
+        assert!(hardening_flags(true).contains(&"protocol.file.allow=always".to_string()));
+    }
+
+    #[test]
+    fn callers_cannot_override_the_hardened_environment() {
+        for name in [
+            "GIT_CONFIG_COUNT",
+            "GIT_CONFIG_PARAMETERS",
+            "GIT_CONFIG_GLOBAL",
+            "HOME",
+            "GIT_ASKPASS",
+            "LD_PRELOAD",
+            "A=B",
+            "",
+        ] {
+            let env = vec![(OsString::from(name), OsString::from("x"))];
+            assert!(check_extra_env(&env).is_err(), "{name}");
+        }
+        let ok = vec![
+            (OsString::from("GIT_INDEX_FILE"), OsString::from("/tmp/i")),
+            (OsString::from("GIT_AUTHOR_NAME"), OsString::from("a")),
+        ];
+        assert!(check_extra_env(&ok).is_ok());
+    }
+
+    #[test]
+    fn the_global_config_is_valid_and_quotes_home() {
+        let mut config = GitConfig::new("/tmp/odd \"home\"\\x");
+        config.credentials.insert("h", Credential::new("u", "t"));
+        let text = global_config_text(&config).unwrap();
+        assert!(
+            text.contains("templateDir = \"/tmp/odd \\\"home\\\"\\\\x/template\""),
+            "{text}"
+        );
+        assert!(text.contains("hooksPath = /dev/null"));
+        assert!(!text.contains("\tt\n"));
+        let parsed = std::process::Command::new("git")
+            .args(["config", "--file", "-", "--list"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(text.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("run git config");
+        assert!(parsed.status.success());
+        let listed = String::from_utf8(parsed.stdout).unwrap();
+        assert!(
+            listed.contains("init.templatedir=/tmp/odd \"home\"\\x/template"),
+            "{listed}"
+        );
+        assert!(listed.contains("protocol.file.allow=user"));
+        assert!(listed.contains("advice.detachedhead=false"));
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+    }
+}

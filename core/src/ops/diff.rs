@@ -1,0 +1,98 @@
+//! `diff`: the sandbox's changes against HEAD (or, with `staged`, the index against HEAD),
+//! optionally limited to `paths`. Result: `diff` (capped), `files_changed`, `insertions`,
+//! `deletions`, `truncated`.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::{Op, RunContext, fields};
+use crate::git::RunOptions;
+use crate::job::JobError;
+
+pub struct DiffOp;
+
+/// Totals from `git diff --numstat -z`.
+pub(crate) fn numstat(out: &[u8]) -> (u64, u64, u64) {
+    let text = String::from_utf8_lossy(out);
+    let mut parts = text.split('\0').peekable();
+    let (mut files, mut ins, mut del) = (0, 0, 0);
+    while let Some(entry) = parts.next() {
+        if entry.is_empty() {
+            continue;
+        }
+        let mut cols = entry.splitn(3, '\t');
+        let (a, d, path) = (cols.next(), cols.next(), cols.next());
+        if path == Some("") {
+            // A rename: the two paths follow as fields of their own.
+            parts.next();
+            parts.next();
+        }
+        files += 1;
+        ins += a.and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
+        del += d.and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+    }
+    (files, ins, del)
+}
+
+impl Op for DiffOp {
+    fn name(&self) -> &'static str {
+        "diff"
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), JobError> {
+        fields::sandbox_id(args)?;
+        fields::opt_paths(args, "paths")?;
+        fields::opt_bool(args, "staged", false)?;
+        Ok(())
+    }
+
+    fn timeout(&self, _: &Value) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        async move {
+            let (manager, sandbox) = ctx.sandbox(&args)?;
+            let paths = fields::opt_paths(&args, "paths")?;
+            let staged = fields::opt_bool(&args, "staged", false)?;
+            let _busy = sandbox.lock().await;
+            let mut base = vec!["diff", "--no-color", "--no-ext-diff", "--no-textconv"];
+            if staged {
+                base.push("--cached");
+            }
+            let mut stat = base.clone();
+            stat.extend(["--numstat", "-z", "--"]);
+            stat.extend(paths.iter().map(String::as_str));
+            let mut full = base;
+            full.push("--");
+            full.extend(paths.iter().map(String::as_str));
+            let counts = manager
+                .git_in(&sandbox, &stat, RunOptions::default())
+                .await?;
+            let text = manager
+                .git_in(&sandbox, &full, RunOptions::default())
+                .await?;
+            let (files, ins, del) = numstat(&counts.stdout);
+            Ok(json!({
+                "diff": text.stdout_str(),
+                "files_changed": files,
+                "insertions": ins,
+                "deletions": del,
+                "truncated": text.truncated,
+            }))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numstat_counts_files_lines_and_renames() {
+        let out = b"3\t1\ta.txt\0-\t-\tbin.png\0\x30\t0\t\0old.txt\0new.txt\0";
+        assert_eq!(super::numstat(out), (3, 3, 1));
+    }
+}

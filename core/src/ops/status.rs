@@ -1,0 +1,143 @@
+//! `status`: where a sandbox stands. Result: `branch`, `head_sha`, `ahead`, `behind`
+//! (against the branch it was cloned from), and the paths `staged`, `modified`,
+//! `untracked`, `conflicted`.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::{Op, RunContext, fields};
+use crate::git::RunOptions;
+use crate::job::JobError;
+
+pub struct StatusOp;
+
+/// `git status --porcelain=v2 --branch -z`, read into the result object.
+pub(crate) fn parse(out: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(out);
+    let mut fields = text.split('\0');
+    let (mut branch, mut head, mut ahead, mut behind) = (String::new(), String::new(), 0i64, 0i64);
+    let (mut staged, mut modified, mut untracked, mut conflicted) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    while let Some(entry) = fields.next() {
+        if let Some(h) = entry.strip_prefix("# ") {
+            let mut parts = h.split(' ');
+            match parts.next() {
+                Some("branch.oid") => head = parts.next().unwrap_or("").to_string(),
+                Some("branch.head") => branch = parts.next().unwrap_or("").to_string(),
+                Some("branch.ab") => {
+                    ahead = parts
+                        .next()
+                        .and_then(|a| a.trim_start_matches('+').parse().ok())
+                        .unwrap_or(0);
+                    behind = parts
+                        .next()
+                        .and_then(|b| b.trim_start_matches('-').parse().ok())
+                        .unwrap_or(0);
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let kind = entry.chars().next();
+        match kind {
+            Some('1') | Some('2') => {
+                let n = if kind == Some('1') { 8 } else { 9 };
+                let parts: Vec<&str> = entry.splitn(n + 1, ' ').collect();
+                let xy = parts.get(1).copied().unwrap_or("..");
+                let path = parts.get(n).copied().unwrap_or("").to_string();
+                if kind == Some('2') {
+                    fields.next(); // the rename's original path
+                }
+                let mut xy = xy.chars();
+                if xy.next().is_some_and(|x| x != '.') {
+                    staged.push(path.clone());
+                }
+                if xy.next().is_some_and(|y| y != '.') {
+                    modified.push(path);
+                }
+            }
+            Some('u') => {
+                let parts: Vec<&str> = entry.splitn(11, ' ').collect();
+                conflicted.push(parts.get(10).copied().unwrap_or("").to_string());
+            }
+            Some('?') => untracked.push(entry[2..].to_string()),
+            _ => {}
+        }
+    }
+    json!({
+        "branch": branch,
+        "head_sha": head,
+        "ahead": ahead,
+        "behind": behind,
+        "staged": staged,
+        "modified": modified,
+        "untracked": untracked,
+        "conflicted": conflicted,
+    })
+}
+
+impl Op for StatusOp {
+    fn name(&self) -> &'static str {
+        "status"
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), JobError> {
+        fields::sandbox_id(args).map(|_| ())
+    }
+
+    fn timeout(&self, _: &Value) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        async move {
+            let (manager, sandbox) = ctx.sandbox(&args)?;
+            let _busy = sandbox.lock().await;
+            let out = manager
+                .git_in(
+                    &sandbox,
+                    &[
+                        "status",
+                        "--porcelain=v2",
+                        "--branch",
+                        "-z",
+                        "--untracked-files=all",
+                    ],
+                    RunOptions::default(),
+                )
+                .await?;
+            Ok(parse(&out.stdout))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn porcelain_v2_is_read_into_the_contract_fields() {
+        let out = b"# branch.oid abc123\0# branch.head agent-a-t\0# branch.upstream origin/main\0\
+# branch.ab +2 -1\0\
+1 M. N... 100644 100644 100644 1111 2222 staged.txt\0\
+1 .M N... 100644 100644 100644 1111 1111 dir/changed file.txt\0\
+2 R. N... 100644 100644 100644 1111 1111 R100 new.txt\0old.txt\0\
+u UU N... 100644 100644 100644 100644 1 2 3 both.txt\0\
+? new dir/untracked.txt\0";
+        let v = parse(out);
+        assert_eq!(v["branch"], "agent-a-t");
+        assert_eq!(v["head_sha"], "abc123");
+        assert_eq!(
+            (v["ahead"].as_i64(), v["behind"].as_i64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(v["staged"], json!(["staged.txt", "new.txt"]));
+        assert_eq!(v["modified"], json!(["dir/changed file.txt"]));
+        assert_eq!(v["conflicted"], json!(["both.txt"]));
+        assert_eq!(v["untracked"], json!(["new dir/untracked.txt"]));
+    }
+}

@@ -1,0 +1,203 @@
+//! `write_files`: writes (or deletes) files in a sandbox's working tree. Each path is
+//! checked before anything is written: inside the tree, nothing under `.git`, and no
+//! existing component of it a symlink, so a repository cannot redirect a write outside
+//! its sandbox through a link it contains. Result: `written`, `deleted`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::{Op, RunContext, fields};
+use crate::git::validate;
+use crate::job::JobError;
+
+pub struct WriteFilesOp;
+
+/// Files in one job, at most.
+const MAX_FILES: usize = 10_000;
+/// Bytes of one file, at most (after decoding).
+const MAX_FILE_BYTES: usize = 16 << 20;
+
+/// One file to write or delete.
+#[derive(Debug)]
+pub(crate) struct FileChange {
+    pub field: String,
+    pub path: PathBuf,
+    /// `None`: delete.
+    pub content: Option<Vec<u8>>,
+}
+
+pub(crate) fn changes(args: &Value) -> Result<Vec<FileChange>, JobError> {
+    let files = match args.get("files") {
+        Some(Value::Array(files)) => files,
+        None | Some(Value::Null) => return Err(JobError::invalid_input("files: required")),
+        Some(_) => return Err(JobError::invalid_input("files: must be a list")),
+    };
+    if files.is_empty() || files.len() > MAX_FILES {
+        return Err(JobError::invalid_input(format!(
+            "files: must hold 1-{MAX_FILES} entries"
+        )));
+    }
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let field = format!("files[{i}]");
+            if !f.is_object() {
+                return Err(JobError::invalid_input(format!(
+                    "{field}: must be an object"
+                )));
+            }
+            let path_field = format!("{field}.path");
+            let path = validate::path(
+                &path_field,
+                fields::string(f, "path")
+                    .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?,
+            )?;
+            let delete = fields::opt_bool(f, "delete", false)
+                .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?;
+            if delete {
+                return Ok(FileChange {
+                    field: path_field,
+                    path,
+                    content: None,
+                });
+            }
+            let content = fields::string(f, "content")
+                .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?;
+            let encoding = fields::opt_string(f, "encoding")
+                .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?
+                .unwrap_or("utf8");
+            let bytes = match encoding {
+                "utf8" => content.as_bytes().to_vec(),
+                "base64" => base64::engine::general_purpose::STANDARD
+                    .decode(content)
+                    .map_err(|e| {
+                        JobError::invalid_input(format!("{field}.content: not valid base64: {e}"))
+                    })?,
+                other => {
+                    return Err(JobError::invalid_input(format!(
+                        "{field}.encoding: {other:?} is not utf8 or base64"
+                    )));
+                }
+            };
+            if bytes.len() > MAX_FILE_BYTES {
+                return Err(JobError::invalid_input(format!(
+                    "{field}.content: {} bytes, over the limit of {MAX_FILE_BYTES}",
+                    bytes.len()
+                )));
+            }
+            Ok(FileChange {
+                field: path_field,
+                path,
+                content: Some(bytes),
+            })
+        })
+        .collect()
+}
+
+/// Refuses a path any existing component of which (the file itself included) is a
+/// symlink, or whose parent is not a directory.
+async fn check_no_links(work: &Path, change: &FileChange) -> Result<(), JobError> {
+    let mut at = work.to_path_buf();
+    for component in change.path.components() {
+        at.push(component);
+        match tokio::fs::symlink_metadata(&at).await {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(JobError::invalid_input(format!(
+                    "{}: {} goes through a symlink ({})",
+                    change.field,
+                    change.path.display(),
+                    at.strip_prefix(work).unwrap_or(&at).display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(JobError::internal(format!("{}: {e}", change.field)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the changes, all checked first: nothing is written if any path is refused.
+pub(crate) async fn apply(work: &Path, changes: &[FileChange]) -> Result<(u64, u64), JobError> {
+    for change in changes {
+        check_no_links(work, change).await?;
+    }
+    let (mut written, mut deleted) = (0, 0);
+    for change in changes {
+        let target = work.join(&change.path);
+        match &change.content {
+            None => match tokio::fs::remove_file(&target).await {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(JobError::invalid_input(format!(
+                        "{}: cannot delete {}: {e}",
+                        change.field,
+                        change.path.display()
+                    )));
+                }
+            },
+            Some(bytes) => {
+                if let Some(parent) = target.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                        JobError::invalid_input(format!(
+                            "{}: cannot create its directory: {e}",
+                            change.field
+                        ))
+                    })?;
+                }
+                if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
+                    return Err(JobError::invalid_input(format!(
+                        "{}: {} is a directory",
+                        change.field,
+                        change.path.display()
+                    )));
+                }
+                // Write beside, then rename: a reader never sees half a file.
+                let tmp = target.with_file_name(format!(".gitfleet-{}.tmp", ulid::Ulid::new()));
+                tokio::fs::write(&tmp, bytes)
+                    .await
+                    .map_err(|e| JobError::internal(format!("{}: {e}", change.field)))?;
+                tokio::fs::rename(&tmp, &target)
+                    .await
+                    .map_err(|e| JobError::internal(format!("{}: {e}", change.field)))?;
+                written += 1;
+            }
+        }
+    }
+    Ok((written, deleted))
+}
+
+impl Op for WriteFilesOp {
+    fn name(&self) -> &'static str {
+        "write_files"
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), JobError> {
+        fields::sandbox_id(args)?;
+        changes(args).map(|_| ())
+    }
+
+    fn timeout(&self, _: &Value) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        async move {
+            let (_, sandbox) = ctx.sandbox(&args)?;
+            let changes = changes(&args)?;
+            let _busy = sandbox.lock().await;
+            let (written, deleted) = apply(&sandbox.work(), &changes).await?;
+            Ok(json!({ "written": written, "deleted": deleted }))
+        }
+        .boxed()
+    }
+}

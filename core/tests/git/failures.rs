@@ -1,0 +1,133 @@
+//! Real git failures come back with the right kind and a message naming the command.
+
+use std::fs;
+
+use gitfleet_core::git::RunOptions;
+use gitfleet_core::job::{ErrorKind, JobError};
+
+use crate::support::{TestGit, closed_port};
+
+async fn fails(t: &TestGit, cwd: &std::path::Path, args: &[&str]) -> JobError {
+    t.git
+        .run(cwd, args, RunOptions::default())
+        .await
+        .expect_err("git should fail")
+}
+
+#[tokio::test]
+async fn a_push_behind_the_remote_is_a_conflict() {
+    let t = TestGit::new().await;
+    t.repo_with_a_commit("origin-src").await;
+    let root = t.tmp.path();
+    t.ok(
+        root,
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            "--",
+            "origin-src",
+            "origin.git",
+        ],
+    )
+    .await;
+    t.ok(root, &["clone", "--quiet", "--", "origin.git", "a"])
+        .await;
+    t.ok(root, &["clone", "--quiet", "--", "origin.git", "b"])
+        .await;
+    for (dir, file) in [("a", "a.txt"), ("b", "b.txt")] {
+        let dir = t.path(dir);
+        fs::write(dir.join(file), "x\n").unwrap();
+        t.ok(&dir, &["add", "--", file]).await;
+        t.ok(&dir, &["commit", "--quiet", "-m", file]).await;
+    }
+    t.ok(&t.path("a"), &["push", "--quiet", "origin", "main"])
+        .await;
+    let err = fails(&t, &t.path("b"), &["push", "--quiet", "origin", "main"]).await;
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert!(err.message.starts_with("git push failed: "), "{err}");
+    assert!(err.message.contains("[rejected]"), "{err}");
+    assert!(!err.message.contains("hint:"), "{err}");
+
+    // A rebase onto the remote that touches the same lines is a conflict too.
+    let (a, b) = (t.path("a"), t.path("b"));
+    fs::write(a.join("README"), "from a\n").unwrap();
+    t.ok(&a, &["commit", "--quiet", "-am", "a edits README"])
+        .await;
+    t.ok(&a, &["push", "--quiet", "origin", "main"]).await;
+    fs::write(b.join("README"), "from b\n").unwrap();
+    t.ok(&b, &["commit", "--quiet", "-am", "b edits README"])
+        .await;
+    let err = fails(&t, &b, &["pull", "--rebase", "--quiet", "origin", "main"]).await;
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert!(err.message.starts_with("git pull failed: "), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_repository_branch_or_path_is_invalid_input() {
+    let t = TestGit::new().await;
+    let repo = t.repo_with_a_commit("repo").await;
+    let root = t.tmp.path();
+
+    let err = fails(&t, root, &["clone", "--quiet", "--", "no-such-repo", "x"]).await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.message.contains("'no-such-repo' does not exist"),
+        "{err}"
+    );
+
+    fs::create_dir(t.path("plain-dir")).unwrap();
+    let err = fails(&t, root, &["ls-remote", "--", "plain-dir"]).await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.message
+            .contains("does not appear to be a git repository"),
+        "{err}"
+    );
+
+    let err = fails(
+        &t,
+        root,
+        &["clone", "--quiet", "--branch", "nope", "--", "repo", "y"],
+    )
+    .await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+
+    let err = fails(
+        &t,
+        &repo,
+        &["fetch", "--quiet", "--", "../repo", "refs/heads/nope"],
+    )
+    .await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(err.message.starts_with("git fetch failed: "), "{err}");
+
+    let err = fails(&t, &repo, &["checkout", "--", "no-such-file"]).await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_remote_is_a_network_failure() {
+    let t = TestGit::new().await;
+    let url = format!("http://127.0.0.1:{}/org/repo.git", closed_port());
+    let err = fails(&t, t.tmp.path(), &["ls-remote", "--", &url]).await;
+    assert_eq!(err.kind, ErrorKind::Network, "{err}");
+    let url = format!("git://127.0.0.1:{}/repo.git", closed_port());
+    let err = fails(&t, t.tmp.path(), &["ls-remote", "--", &url]).await;
+    assert_eq!(err.kind, ErrorKind::Network, "{err}");
+}
+
+#[tokio::test]
+async fn anything_else_is_internal_and_still_says_what_failed() {
+    let t = TestGit::new().await;
+    let not_a_repo = t.path("plain");
+    fs::create_dir(&not_a_repo).unwrap();
+    let err = fails(&t, &not_a_repo, &["-C", ".", "status"]).await;
+    assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+    assert!(err.message.starts_with("git status failed: "), "{err}");
+    assert!(err.message.contains("not a git repository"), "{err}");
+
+    let err = fails(&t, &t.path("gone"), &["status"]).await;
+    assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+    assert!(err.message.contains("does not exist"), "{err}");
+}

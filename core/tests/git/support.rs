@@ -1,0 +1,203 @@
+//! Shared plumbing for the git runner tests: a runner with its own HOME in a temp dir,
+//! tiny loopback servers (one that never answers, one that answers every HTTP request with
+//! 401 and records it), and a look at /proc for process groups.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gitfleet_core::git::{Git, GitConfig, GitOutput, RunOptions};
+use tempfile::TempDir;
+
+/// Longest any loopback server in these tests lives, whatever happens to the test.
+const SERVER_LIFETIME: Duration = Duration::from_secs(30);
+
+/// A runner whose HOME and scratch space live in a temp dir deleted afterwards.
+pub struct TestGit {
+    pub git: Git,
+    pub tmp: TempDir,
+}
+
+impl TestGit {
+    /// File remotes allowed (tests use local repositories), default limits.
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(change: impl FnOnce(&mut GitConfig)) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut config = GitConfig::new(tmp.path().join("home"));
+        config.allow_file_protocol = true;
+        config.timeout = Duration::from_secs(60);
+        change(&mut config);
+        let git = Git::new(config).await.expect("git runs");
+        Self { git, tmp }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Runs git and expects success.
+    pub async fn ok(&self, cwd: &Path, args: &[&str]) -> GitOutput {
+        self.git
+            .run(cwd, args, RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("git {args:?} in {}: {e}", cwd.display()))
+    }
+
+    /// A new repository with one commit on `main`.
+    pub async fn repo_with_a_commit(&self, name: &str) -> PathBuf {
+        let dir = self.path(name);
+        self.ok(self.tmp.path(), &["init", "--quiet", "--", name])
+            .await;
+        std::fs::write(dir.join("README"), "hello\n").unwrap();
+        self.ok(&dir, &["add", "--", "README"]).await;
+        self.ok(&dir, &["commit", "--quiet", "-m", "first"]).await;
+        dir
+    }
+}
+
+/// Writes an executable shell script.
+pub fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A loopback server running on a thread until dropped (or [`SERVER_LIFETIME`]).
+pub struct Server {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Request heads (request line and headers) received, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Accepts connections and never answers them: a remote that hangs.
+    pub fn silent() -> Self {
+        Self::start(|stream, _| Some(stream))
+    }
+
+    /// Answers every HTTP request with `401 Unauthorized`, recording its head.
+    pub fn unauthorized() -> Self {
+        Self::start(|mut stream, requests| {
+            stream.set_nonblocking(false).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            let mut reader = BufReader::new(stream.try_clone().ok()?);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            requests.lock().unwrap().push(head);
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            None
+        })
+    }
+
+    /// `handle` gets each accepted connection; a stream it returns is kept open until the
+    /// server stops.
+    fn start(
+        handle: impl Fn(TcpStream, &Mutex<Vec<String>>) -> Option<TcpStream> + Send + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, requests) = (stop.clone(), requests.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < SERVER_LIFETIME {
+                    match listener.accept() {
+                        Ok((stream, _)) => held.extend(handle(stream, &requests)),
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+            requests,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// One process as /proc shows it.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: i32,
+    pub pgid: i32,
+    pub state: char,
+    pub cmdline: String,
+}
+
+impl Proc {
+    pub fn is_alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Every process on the machine that /proc lets us read.
+pub fn processes() -> Vec<Proc> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let mut fields = rest.split(' ');
+            let state = fields.next()?.chars().next()?;
+            let _ppid = fields.next()?;
+            let pgid = fields.next()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            Some(Proc {
+                pid,
+                pgid,
+                state,
+                cmdline,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! The git ops end to end: in-process workers with real sandboxes, the real Redis, and real
+//! git servers on loopback (`git daemon`, and `git http-backend` behind basic auth), started
+//! by each test under a temporary directory of its own.
+
+mod harness;
+
+mod contention;
+mod hostile;
+mod ops;
+mod secrets;

@@ -1,0 +1,152 @@
+//! Credentials reach git only as an HTTP header, and the token never shows up in a result,
+//! an error, a log line or Redis. Without them the server's refusal is an `auth` error.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use gitfleet_client::{ErrorKind, JobStatus};
+use gitfleet_testkit::HttpGitServer;
+use gitfleet_testkit::http::basic_auth;
+use serde_json::json;
+
+use crate::harness::{Fleet, REDIS_URL, credentials_for, no_credentials, prefix_of, sample_repo};
+
+const TOKEN: &str = "tok-Zq8v3-SECRET-91x";
+
+/// Everything the process logs, for checking.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || LogWriter(writer.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or_redis() {
+    let logs = logs();
+    let probe = Fleet::start(0, no_credentials()).await;
+    sample_repo(&probe.remotes(), "private.git");
+    let server = HttpGitServer::start(&probe.remotes(), "agent", TOKEN).unwrap();
+    let host = format!("127.0.0.1:{}", server.port());
+    let url = server.url("private.git");
+
+    // Without credentials: auth, and no retries.
+    let mut fleet = Fleet::start(0, no_credentials()).await;
+    fleet.add_worker(no_credentials()).await;
+    let r = fleet
+        .run(
+            "clone",
+            json!({"repo_url": url, "agent_id": "a", "task_id": "t"}),
+        )
+        .await;
+    assert_eq!(r.status, JobStatus::Dead);
+    assert_eq!(
+        r.error.as_ref().unwrap().kind,
+        ErrorKind::Auth,
+        "{:?}",
+        r.error
+    );
+    assert_eq!(r.attempts, 1);
+    fleet.stop().await;
+
+    // With them: clone, write, push; then a failing push whose error text comes from git.
+    let mut fleet = Fleet::start(0, no_credentials()).await;
+    fleet
+        .add_worker(credentials_for(&host, "agent", TOKEN))
+        .await;
+    let c = fleet
+        .ok(
+            "clone",
+            json!({"repo_url": url, "agent_id": "a", "task_id": "t"}),
+        )
+        .await;
+    fleet
+        .ok(
+            "write_files",
+            json!({"sandbox_id": c["sandbox_id"], "files": [{"path": "x.txt", "content": "x"}]}),
+        )
+        .await;
+    let p = fleet
+        .ok(
+            "push",
+            json!({"sandbox_id": c["sandbox_id"], "message": "via http"}),
+        )
+        .await;
+    assert_eq!(p["branch"], "agent-a-t");
+    let bad = fleet
+        .run(
+            "clone",
+            json!({"repo_url": server.url("missing.git"), "agent_id": "b", "task_id": "t"}),
+        )
+        .await;
+    assert_eq!(bad.status, JobStatus::Dead);
+
+    let expected = basic_auth("agent", TOKEN);
+    let authed: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.authorization)
+        .collect();
+    assert!(
+        !authed.is_empty() && authed.iter().all(|a| *a == expected),
+        "{authed:?}"
+    );
+    assert!(
+        server.requests().iter().all(|r| !r.path.contains(TOKEN)),
+        "not in any URL"
+    );
+
+    let seen = [
+        serde_json::to_string(&c).unwrap(),
+        serde_json::to_string(&p).unwrap(),
+        serde_json::to_string(&bad.to_cli_json()).unwrap(),
+    ];
+    for text in &seen {
+        assert!(!text.contains(TOKEN), "token in a result or error: {text}");
+    }
+    let encoded_secret = expected.trim_start_matches("Basic ").to_string();
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", prefix_of(&fleet)))
+        .query(&mut conn)
+        .unwrap();
+    assert!(!keys.is_empty());
+    for key in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut conn)
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&dump);
+        assert!(
+            !text.contains(TOKEN) && !text.contains(&encoded_secret),
+            "token in Redis key {key}"
+        );
+    }
+    fleet.stop().await;
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        !logged.contains(TOKEN) && !logged.contains(&encoded_secret),
+        "token in the logs"
+    );
+    drop(probe);
+}
