@@ -1,112 +1,330 @@
-//! `gitfleet demo`: the queue end to end on this machine, in one command.
+//! `gitfleet demo`: gitfleet's main job on this machine, in one command.
 //!
-//! Starts two workers in this process, under a key prefix of their own, enqueues a batch
-//! of `echo` jobs and a few `sleep` jobs, waits for every one of them, prints what happened,
-//! and removes its keys. (Once the git ops land, the demo runs agents through clone, write
-//! and push instead.)
+//! Starts a local `git daemon` serving a sample repository, two workers (in this process,
+//! with sandboxes under a temporary directory and a Redis key prefix of their own), and runs
+//! ten agents through clone → write_files → push: six onto branches of their own, four onto
+//! one shared branch, so the push protocol's lock and rebase show. Prints what each agent
+//! saw and what the remote ends up with, then removes everything it made.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-
-use gitfleet_core::config::{QueueConfig, WorkerConfig};
-use gitfleet_core::job::{JobSpec, JobStatus};
+use gitfleet_core::config::{GitSettings, QueueConfig, WorkerConfig};
+use gitfleet_core::job::{JobRecord, JobSpec, JobStatus};
 use gitfleet_core::ops::Ops;
 use gitfleet_core::queue::{EnqueueOptions, Queue, QueueError};
-use gitfleet_core::worker::Worker;
-use serde_json::json;
+use gitfleet_core::worker::{RunningWorker, Worker};
+use serde_json::{Value, json};
 
-/// What the demo measured.
+/// One agent's run.
 #[derive(Debug, Clone)]
-pub struct DemoReport {
-    pub jobs: usize,
-    pub done: usize,
-    pub dead: usize,
-    pub elapsed: Duration,
-    pub latency_p50: Duration,
-    pub latency_p99: Duration,
-    pub sample: serde_json::Value,
+pub struct AgentRun {
+    pub agent: usize,
+    pub worker: String,
+    pub cache_hit: bool,
+    pub clone_ms: f64,
+    pub write_ms: f64,
+    pub push_ms: f64,
+    pub branch: String,
+    pub commit: String,
+    pub rebased: bool,
+    pub attempts: u64,
 }
 
-/// Runs the demo against the Redis of `config` (its prefix is replaced by a private one).
-pub async fn run(mut config: QueueConfig, echo_jobs: usize) -> Result<DemoReport, QueueError> {
+/// What the demo did.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub agents: Vec<AgentRun>,
+    pub failures: Vec<String>,
+    /// Commits on the shared branch beyond the base, and the agents that pushed there.
+    pub shared_commits: usize,
+    pub shared_agents: usize,
+    pub elapsed: Duration,
+}
+
+const AGENTS: usize = 10;
+const SHARED: usize = 4;
+const SHARED_BRANCH: &str = "integration";
+
+/// Runs the demo against the Redis of `config` (its prefix replaced by a private one).
+pub async fn run(mut config: QueueConfig) -> Result<DemoReport, String> {
     config.key_prefix = format!("gitfleet-demo-{}:", ulid::Ulid::new());
-    let queue = Queue::connect(config).await?;
-    let result = run_with(&queue, echo_jobs).await;
-    queue.purge_prefix().await?;
+    let queue = Queue::connect(config).await.map_err(|e| describe(&e))?;
+    let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let result = run_in(&queue, tmp.path()).await;
+    let _ = queue.purge_prefix().await;
     result
 }
 
-async fn run_with(queue: &Queue, echo_jobs: usize) -> Result<DemoReport, QueueError> {
-    let worker_config = WorkerConfig {
-        concurrency: 20,
-        name_stem: "demo".into(),
-        ..Default::default()
-    };
-    let a = Worker::new(queue.clone(), worker_config.clone(), Ops::builtin())
-        .start()
-        .await
-        .map_err(|e| QueueError::Protocol(e.to_string()))?;
-    let b = Worker::new(queue.clone(), worker_config, Ops::builtin())
-        .start()
-        .await
-        .map_err(|e| QueueError::Protocol(e.to_string()))?;
+fn describe(e: &QueueError) -> String {
+    match e {
+        QueueError::Redis(_) => format!("{e} (is Redis running? redis-server --daemonize yes)"),
+        other => other.to_string(),
+    }
+}
 
-    let mut specs: Vec<JobSpec> = (0..echo_jobs)
-        .map(|i| JobSpec::new("echo", json!({"agent": i % 10, "n": i})))
-        .collect();
-    specs.extend((0..5).map(|i| JobSpec::new("sleep", json!({"ms": 100 * (i + 1)}))));
+async fn run_in(queue: &Queue, tmp: &Path) -> Result<DemoReport, String> {
+    let remotes = tmp.join("remotes");
+    let bare = sample_repo(tmp, &remotes)?;
+    let daemon = Daemon::start(&remotes)?;
+    let url = daemon.url("sample.git");
+
+    let mut workers: Vec<RunningWorker> = Vec::new();
+    for _ in 0..2 {
+        let settings = GitSettings {
+            sandbox_root: Some(tmp.join("sandboxes")),
+            allow_file_protocol: false,
+            timeout: Duration::from_secs(60),
+            pool_min: 2,
+            pool_max: 8,
+            credentials: Default::default(),
+        };
+        let config = WorkerConfig {
+            name_stem: "demo".into(),
+            ..Default::default()
+        };
+        let worker = Worker::new(queue.clone(), config, Ops::builtin());
+        let sandboxes = settings
+            .sandboxes(worker.id())
+            .await
+            .map_err(|e| format!("cannot set up sandboxes: {e}"))?;
+        workers.push(
+            worker
+                .with_sandboxes(sandboxes)
+                .start()
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+
     let started = Instant::now();
-    let ids: Vec<String> = queue
-        .enqueue_many("jobs", &specs, &EnqueueOptions::default())
-        .await?
-        .into_iter()
-        .map(|r| r.map(|e| e.job_id))
-        .collect::<Result<_, _>>()?;
-
-    let records: Vec<_> = futures::stream::iter(ids.iter())
-        .map(|id| queue.wait(id, Duration::from_secs(60)))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let mut latencies = Vec::with_capacity(ids.len());
-    let (mut done, mut dead) = (0, 0);
-    let mut sample = serde_json::Value::Null;
-    for record in records {
-        let record = record?.ok_or_else(|| QueueError::Protocol("a job vanished".into()))?;
-        match record.status {
-            JobStatus::Done => done += 1,
-            JobStatus::Dead => dead += 1,
-            _ => {}
-        }
-        if let (Some(e), Some(f)) = (record.enqueued_at, record.finished_at) {
-            latencies.push((f - e).to_std().unwrap_or_default());
-        }
-        if sample.is_null() && record.op == "echo" {
-            sample = record.to_cli_json();
+    let runs = futures::future::join_all((0..AGENTS).map(|i| agent(queue, &url, i))).await;
+    let elapsed = started.elapsed();
+    for w in workers {
+        let _ = w.shutdown().await;
+    }
+    let (mut agents, mut failures) = (Vec::new(), Vec::new());
+    for r in runs {
+        match r {
+            Ok(a) => agents.push(a),
+            Err(e) => failures.push(e),
         }
     }
-    let elapsed = started.elapsed();
-    a.shutdown()
-        .await
-        .map_err(|e| QueueError::Protocol(e.to_string()))?;
-    b.shutdown()
-        .await
-        .map_err(|e| QueueError::Protocol(e.to_string()))?;
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
+    let shared_commits = git_count(&bare, SHARED_BRANCH)? - git_count(&bare, "main")?;
+    drop(daemon);
     Ok(DemoReport {
-        jobs: ids.len(),
-        done,
-        dead,
+        agents,
+        failures,
+        shared_commits,
+        shared_agents: SHARED,
         elapsed,
-        latency_p50: pct(0.5),
-        latency_p99: pct(0.99),
-        sample,
     })
+}
+
+/// One agent: clone, write two files, push (to the shared branch for the last few).
+async fn agent(queue: &Queue, url: &str, i: usize) -> Result<AgentRun, String> {
+    let (c, clone_ms) = job(
+        queue,
+        "clone",
+        json!({"repo_url": url, "agent_id": format!("demo{i}"), "task_id": "readme"}),
+    )
+    .await?;
+    let sandbox = c["sandbox_id"].as_str().unwrap_or_default().to_string();
+    let mut files = vec![json!({
+        "path": format!("agents/agent-{i}.md"),
+        "content": format!("# Agent {i}\n\nHello from agent {i}.\n"),
+    })];
+    if i == 0 {
+        files.push(json!({"path": "src/lib.rs", "delete": true}));
+    }
+    let (_, write_ms) = job(
+        queue,
+        "write_files",
+        json!({"sandbox_id": sandbox, "files": files}),
+    )
+    .await?;
+    let mut push = json!({"sandbox_id": sandbox, "message": format!("agent {i}: say hello")});
+    if i >= AGENTS - SHARED {
+        push["target_branch"] = json!(SHARED_BRANCH);
+    }
+    let (p, push_ms) = job(queue, "push", push).await?;
+    let _ = job(queue, "release", json!({"sandbox_id": sandbox})).await;
+    Ok(AgentRun {
+        agent: i,
+        worker: sandbox.split('.').next().unwrap_or_default().to_string(),
+        cache_hit: c["cache_hit"] == true,
+        clone_ms,
+        write_ms,
+        push_ms,
+        branch: p["branch"].as_str().unwrap_or_default().to_string(),
+        commit: p["commit_sha"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(10)
+            .collect(),
+        rebased: p["rebased"] == true,
+        attempts: p["attempts"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Submits a job where the client would route it, and waits for its result.
+async fn job(queue: &Queue, op: &str, args: Value) -> Result<(Value, f64), String> {
+    let spec = JobSpec::new(op, args);
+    let route = Ops::route(&spec).unwrap_or_else(|| "jobs".into());
+    let started = Instant::now();
+    let enqueued = queue
+        .enqueue(&route, &spec, &EnqueueOptions::default())
+        .await
+        .map_err(|e| format!("{op}: {e}"))?;
+    let record: JobRecord = queue
+        .wait(&enqueued.job_id, Duration::from_secs(120))
+        .await
+        .map_err(|e| format!("{op}: {e}"))?
+        .ok_or_else(|| format!("{op}: the job vanished"))?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    match record.status {
+        JobStatus::Done => Ok((record.result.unwrap_or(Value::Null), ms)),
+        _ => Err(format!(
+            "{op} {}: {}",
+            record.status,
+            record.error.map(|e| e.to_string()).unwrap_or_default()
+        )),
+    }
+}
+
+/// Runs git for the demo's own set-up (not a job's: nothing here comes from outside).
+fn git(cwd: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(cwd)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "gitfleet demo")
+        .env("GIT_AUTHOR_EMAIL", "demo@gitfleet.invalid")
+        .env("GIT_COMMITTER_NAME", "gitfleet demo")
+        .env("GIT_COMMITTER_EMAIL", "demo@gitfleet.invalid")
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {} failed: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn git_count(bare: &Path, branch: &str) -> Result<usize, String> {
+    git(bare, &["rev-list", "--count", branch])?
+        .parse()
+        .map_err(|e| format!("rev-list: {e}"))
+}
+
+/// A bare repository with a few files and a shared branch, under `remotes`.
+fn sample_repo(tmp: &Path, remotes: &Path) -> Result<PathBuf, String> {
+    let bare = remotes.join("sample.git");
+    std::fs::create_dir_all(&bare).map_err(|e| e.to_string())?;
+    git(
+        &bare,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    )?;
+    git(&bare, &["config", "core.logAllRefUpdates", "always"])?;
+    let work = tmp.join("seed");
+    std::fs::create_dir_all(work.join("src")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        work.join("README.md"),
+        "# sample\n\nA repository for the gitfleet demo.\n",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(
+        work.join("src/lib.rs"),
+        "pub fn answer() -> u32 {\n    42\n}\n",
+    )
+    .map_err(|e| e.to_string())?;
+    git(&work, &["init", "--quiet", "--initial-branch=main"])?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "--quiet", "-m", "initial commit"])?;
+    let bare_s = bare.to_string_lossy().into_owned();
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            &bare_s,
+            "main",
+            &format!("main:{SHARED_BRANCH}"),
+        ],
+    )?;
+    Ok(bare)
+}
+
+/// `git daemon` on a free loopback port, stopped on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(root: &Path) -> Result<Self, String> {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| e.to_string())?;
+            let child = Command::new("git")
+                .args([
+                    "daemon",
+                    "--reuseaddr",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                    &format!("--port={port}"),
+                    &format!("--base-path={}", root.display()),
+                ])
+                .arg(root)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| format!("cannot start git daemon: {e}"))?;
+            let mut daemon = Daemon { child, port };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(daemon);
+                }
+                if let Ok(Some(_)) = daemon.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            daemon.stop();
+        }
+        Err("git daemon did not start".into())
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+
+    fn stop(&mut self) {
+        // git daemon forks: end its whole process group.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

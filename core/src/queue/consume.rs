@@ -95,6 +95,7 @@ impl Queue {
         let flat: Vec<Value> = FETCH
             .key(self.keys.ready(queue))
             .key(self.keys.held(worker))
+            .key(self.keys.workers())
             .arg(self.keys.prefix())
             .arg(worker)
             .arg(first.unwrap_or(""))

@@ -324,7 +324,7 @@ impl SandboxManager {
                 RunOptions::default(),
             )
             .await?;
-        self.checkout(work, req).await
+        self.checkout(work, req, false).await
     }
 
     async fn recycle(&self, work: &Path, req: &CloneRequest) -> Result<(), JobError> {
@@ -333,21 +333,27 @@ impl SandboxManager {
             &["fetch", "--prune", "--no-tags", "--quiet", "origin"],
         )
         .await?;
-        self.checkout(work, req).await
+        self.checkout(work, req, true).await
     }
 
-    async fn checkout(&self, work: &Path, req: &CloneRequest) -> Result<(), JobError> {
+    /// Checks out the agent branch; on a recycled copy also undoes an earlier sparse
+    /// checkout and removes whatever the previous agent left.
+    async fn checkout(
+        &self,
+        work: &Path,
+        req: &CloneRequest,
+        recycled: bool,
+    ) -> Result<(), JobError> {
+        let was_sparse = recycled
+            && tokio::fs::try_exists(work.join(".git/info/sparse-checkout"))
+                .await
+                .unwrap_or(false);
         if req.sparse_paths.is_empty() {
-            self.git
-                .run(
-                    work,
-                    &["sparse-checkout", "disable"],
-                    RunOptions {
-                        allow_failure: true,
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            if was_sparse {
+                self.git
+                    .run(work, &["sparse-checkout", "disable"], RunOptions::default())
+                    .await?;
+            }
         } else {
             let mut args = vec!["sparse-checkout", "set", "--no-cone", "--"];
             let patterns: Vec<String> = req.sparse_paths.iter().map(|p| format!("/{p}")).collect();
@@ -370,9 +376,11 @@ impl SandboxManager {
                 RunOptions::default(),
             )
             .await?;
-        self.git
-            .run(work, &["clean", "-ffdxq"], RunOptions::default())
-            .await?;
+        if recycled {
+            self.git
+                .run(work, &["clean", "-ffdxq"], RunOptions::default())
+                .await?;
+        }
         Ok(())
     }
 

@@ -37,12 +37,9 @@ enum Command {
     Queues,
     /// Send a dead job back to its queue with a fresh set of attempts.
     Retry { id: String },
-    /// Run the queue end to end on this machine: two workers, a batch of jobs, a summary.
-    Demo {
-        /// How many echo jobs to run (five sleep jobs run beside them).
-        #[arg(long, default_value_t = 1000)]
-        jobs: usize,
-    },
+    /// gitfleet's main job on this machine: a local git server, two workers, ten agents
+    /// through clone, write_files and push; prints a summary.
+    Demo,
 }
 
 #[derive(Args)]
@@ -160,7 +157,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
             print(&serde_json::to_value(stats).expect("plain data"));
             Ok(0)
         }
-        Command::Demo { jobs } => demo(jobs).await,
+        Command::Demo => demo().await,
         Command::Retry { id } => {
             let client = connect().await?;
             client.retry(&id).await?;
@@ -172,41 +169,60 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
     }
 }
 
-async fn demo(jobs: usize) -> Result<u8, Fail> {
+async fn demo() -> Result<u8, Fail> {
     let config = QueueConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
-    let url = config.redacted_url();
     eprintln!(
-        "gitfleet demo: two workers and {} jobs on Redis at {url} ...",
-        jobs + 5
+        "gitfleet demo: a git server, two workers and ten agents, on Redis at {} ...",
+        config.redacted_url()
     );
-    let r = gitfleet_client::demo::run(config, jobs)
+    let r = gitfleet_client::demo::run(config)
         .await
-        .map_err(|e| match e {
-            QueueError::Redis(e) => Fail::Unreachable(format!(
-                "cannot reach Redis at {url}: {e} (start one with: redis-server --daemonize yes)"
-            )),
-            other => Fail::from(other),
-        })?;
-    println!("{:<34} {:>12}", "jobs enqueued", r.jobs);
-    println!("{:<34} {:>12}", "done", r.done);
-    println!("{:<34} {:>12}", "dead", r.dead);
+        .map_err(Fail::Unreachable)?;
     println!(
-        "{:<34} {:>10.0} ms",
-        "all finished after (incl. sleeps)",
-        r.elapsed.as_secs_f64() * 1e3
+        "{:<6} {:<34} {:>6} {:>9} {:>9} {:>9}  {:<18} {:<10} {:>7}",
+        "agent",
+        "worker",
+        "cached",
+        "clone ms",
+        "write ms",
+        "push ms",
+        "branch",
+        "commit",
+        "rebased"
     );
+    let mut agents = r.agents.clone();
+    agents.sort_by_key(|a| a.agent);
+    for a in &agents {
+        println!(
+            "{:<6} {:<34} {:>6} {:>9.1} {:>9.1} {:>9.1}  {:<18} {:<10} {:>7}",
+            a.agent,
+            a.worker,
+            a.cache_hit,
+            a.clone_ms,
+            a.write_ms,
+            a.push_ms,
+            a.branch,
+            a.commit,
+            a.rebased
+        );
+    }
+    for f in &r.failures {
+        println!("failed: {f}");
+    }
     println!(
-        "{:<34} {:>10.1} ms",
-        "enqueue -> done, p50",
-        r.latency_p50.as_secs_f64() * 1e3
+        "\n{} of 10 agents pushed in {:.0} ms; the shared branch got {} commits from {} agents (each once, none forced).",
+        r.agents.len(),
+        r.elapsed.as_secs_f64() * 1e3,
+        r.shared_commits,
+        r.shared_agents
     );
-    println!(
-        "{:<34} {:>10.1} ms",
-        "enqueue -> done, p99",
-        r.latency_p99.as_secs_f64() * 1e3
-    );
-    println!("\none job, as `gitfleet job <id>` prints it:\n{}", r.sample);
-    Ok(if r.done == r.jobs { 0 } else { 1 })
+    Ok(
+        if r.failures.is_empty() && r.shared_commits == r.shared_agents {
+            0
+        } else {
+            1
+        },
+    )
 }
 
 async fn submit_one(s: Submit) -> Result<u8, Fail> {

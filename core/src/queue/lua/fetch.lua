@@ -1,6 +1,8 @@
 -- gitfleet: start jobs for a worker. The first id (if any) was already moved from the ready
 -- list to the worker's held list by a blocking BLMOVE; up to ARGV[4] more are moved here.
--- KEYS[1] ready list, KEYS[2] the worker's held list
+-- KEYS[1] ready list, KEYS[2] the worker's held list, KEYS[3] the worker zset
+-- A worker takes at most its fair share of the backlog (waiting jobs / live workers), so
+-- a big backlog is fetched in batches while a few slow jobs spread over the fleet.
 -- ARGV: key prefix, worker id, first id ('' = none), how many more to take
 -- Returns a flat array: id, payload, attempts, max_attempts, timeout_ms, enqueued_at_us, ...
 local prefix, worker, first, more = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -32,6 +34,9 @@ local function start(id, retaken)
   out[#out + 1] = tonumber(d[3]) or 0
   out[#out + 1] = tonumber(d[4]) or 0
 end
+
+local live = math.max(1, redis.call('ZCARD', KEYS[3]))
+more = math.min(more, math.floor(redis.call('LLEN', KEYS[1]) / live))
 
 if first ~= '' then start(first, true) end
 for _ = 1, more do
