@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod fixtures;
 pub mod http;
 mod process;
+pub mod redis_keys;
 
 pub use daemon::GitDaemon;
 pub use http::{HttpGitServer, RecordedRequest};

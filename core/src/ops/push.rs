@@ -241,6 +241,13 @@ async fn push_locked(
     unreachable!("the last attempt returns")
 }
 
+/// The Redis that holds the push locks: the queue's.
+fn lock_queue(ctx: &RunContext) -> Result<Queue, JobError> {
+    ctx.queue
+        .clone()
+        .ok_or_else(|| JobError::internal("pushing needs the queue's Redis for its lock"))
+}
+
 struct PushArgs<'a> {
     message: &'a str,
     paths: Vec<String>,
@@ -280,10 +287,7 @@ impl Op for PushOp {
         async move {
             let (manager, sandbox) = ctx.sandbox(&args)?;
             let p = push_args(&args)?;
-            let queue = ctx
-                .queue
-                .clone()
-                .ok_or_else(|| JobError::internal("push needs the queue's Redis for its lock"))?;
+            let queue = lock_queue(&ctx)?;
             let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();
             let _busy = sandbox.lock().await;
             push(
@@ -322,10 +326,7 @@ impl Op for ChangeOp {
             let req = super::clone::request(&args, manager.config().allow_file_protocol)?;
             let files = changes(&args)?;
             let p = push_args(&args)?;
-            let queue = ctx
-                .queue
-                .clone()
-                .ok_or_else(|| JobError::internal("change needs the queue's Redis for its lock"))?;
+            let queue = lock_queue(&ctx)?;
             let cloned = manager.clone_repo(&req).await?;
             let sandbox = cloned.sandbox;
             let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();

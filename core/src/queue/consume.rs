@@ -7,7 +7,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Value};
 use serde_json::Value as Json;
 
-use super::scripts::{FETCH, FINISH, GIVE_BACK, HEARTBEAT, PROMOTE, REAP, REQUEUE_HELD};
+use super::scripts::{FETCH, FINISH, GIVE_BACK, HEARTBEAT, PROMOTE, REAP};
 use super::{CHUNK, Queue, QueueError};
 use crate::job::JobError;
 
@@ -277,19 +277,14 @@ impl Queue {
     /// Gives back every job `worker` holds (it will not run them): each returns to the
     /// front of its queue and the run does not count as an attempt.
     pub async fn requeue_held(&self, worker: &str) -> Result<u64, QueueError> {
-        let mut conn = self.conn();
         let mut total = 0;
         loop {
-            let (n, left): (u64, u64) = REQUEUE_HELD
-                .key(self.keys.held(worker))
-                .arg(self.keys.prefix())
-                .arg(worker)
-                .arg(CHUNK)
-                .invoke_async(&mut conn)
-                .await?;
-            total += n;
-            if left == 0 {
+            let held = self.held(worker).await?;
+            if held.is_empty() {
                 return Ok(total);
+            }
+            for chunk in held.chunks(CHUNK) {
+                total += self.give_back(worker, chunk).await?;
             }
         }
     }

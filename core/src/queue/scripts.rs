@@ -18,8 +18,6 @@ pub(crate) static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 pub(crate) static REAP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
-pub(crate) static REQUEUE_HELD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/requeue_held.lua")));
 pub(crate) static GIVE_BACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/give_back.lua")));
 pub(crate) static RETRY_DEAD: LazyLock<Script> =

@@ -62,22 +62,7 @@ impl TestQueue {
 
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        // Synchronous on purpose: Drop cannot await, and cleanup must happen even when
-        // an assertion failed.
-        let prefix = self.queue.keys().prefix().to_string();
-        let Ok(client) = redis::Client::open(redis_url()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query(&mut conn)
-            .unwrap_or_default();
-        for chunk in keys.chunks(1000) {
-            let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(chunk).query(&mut conn);
-        }
+        gitfleet_testkit::redis_keys::purge_prefix(&redis_url(), self.queue.keys().prefix());
     }
 }
 

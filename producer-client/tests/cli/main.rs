@@ -80,19 +80,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(redis_url()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
-        }
+        gitfleet_testkit::redis_keys::purge_prefix(&redis_url(), &self.prefix);
     }
 }
 

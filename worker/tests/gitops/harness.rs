@@ -121,19 +121,7 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(REDIS_URL) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
-        }
+        gitfleet_testkit::redis_keys::purge_prefix(REDIS_URL, &self.prefix);
     }
 }
 
@@ -164,4 +152,54 @@ pub fn credentials_for(host: &str, user: &str, token: &str) -> Credentials {
     let mut c = Credentials::default();
     c.insert(host, Credential::new(user, token));
     c
+}
+
+/// The working tree of the live sandbox on `agent_branch`, found on disk: every worker's
+/// sandboxes are `<tmp>/sandboxes/<worker id>/sandboxes/<dir>/work`, and a sandbox's
+/// `.git/HEAD` names its agent branch. Panics unless exactly one working tree is on it.
+pub fn work_tree(fleet: &Fleet, agent_branch: &str) -> PathBuf {
+    let wanted = format!("ref: refs/heads/{agent_branch}");
+    let mut found = Vec::new();
+    let root = fleet.tmp.path().join("sandboxes");
+    for worker in std::fs::read_dir(&root).expect("the sandbox root").flatten() {
+        let Ok(dirs) = std::fs::read_dir(worker.path().join("sandboxes")) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let work = dir.path().join("work");
+            let head = std::fs::read_to_string(work.join(".git").join("HEAD")).unwrap_or_default();
+            if head.trim() == wanted {
+                found.push(work);
+            }
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "one working tree on {agent_branch} under {}: {found:?}",
+        root.display()
+    );
+    found.pop().unwrap()
+}
+
+/// The files checked out in `work` (relative paths, sorted), `.git` left out.
+pub fn files_on_disk(work: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read a directory").flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            if entry.file_type().expect("file type").is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).expect("under the root");
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(work, work, &mut out);
+    out.sort();
+    out
 }

@@ -1,5 +1,6 @@
--- gitfleet: a live worker gives back particular held jobs it is not running: ids whose
--- fetch reply never reached it (a dropped connection, a Redis restart mid-call).
+-- gitfleet: a live worker gives back held jobs it is not running: ids whose fetch reply
+-- never reached it (a dropped connection, a Redis restart mid-call), or everything it
+-- still holds when it shuts down. Ids no longer its own are just dropped from its list.
 -- KEYS[1] its held list
 -- ARGV: key prefix, worker id, then the ids
 -- Returns the number of jobs put back in their queues.
