@@ -59,7 +59,14 @@ impl Op for DiffOp {
             let paths = fields::opt_paths(&args, "paths")?;
             let staged = fields::opt_bool(&args, "staged", false)?;
             let _busy = sandbox.lock().await;
-            let mut base = vec!["diff", "--no-color", "--no-ext-diff", "--no-textconv"];
+            // A repository's .gitmodules must not be able to make diff fail.
+            let mut base = vec![
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--ignore-submodules=all",
+            ];
             if staged {
                 base.push("--cached");
             }

@@ -31,7 +31,13 @@ pub(crate) async fn conflicted(
     let out = manager
         .git_in(
             sandbox,
-            &["diff", "--name-only", "--diff-filter=U", "-z"],
+            &[
+                "diff",
+                "--ignore-submodules=all",
+                "--name-only",
+                "--diff-filter=U",
+                "-z",
+            ],
             RunOptions::default(),
         )
         .await?;
@@ -101,7 +107,7 @@ impl Op for PullOp {
             let rebase = fields::opt_bool(&args, "rebase", true)?;
             let _busy = sandbox.lock().await;
             let before = head(&manager, &sandbox).await?;
-            manager.fetch(&sandbox).await?;
+            manager.fetch(&sandbox, &sandbox.branch).await?;
             let upstream = format!("origin/{}", sandbox.branch);
             let conflicts = integrate(&manager, &sandbox, &upstream, rebase).await?;
             let after = head(&manager, &sandbox).await?;

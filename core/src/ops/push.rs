@@ -59,7 +59,8 @@ async fn commit(
     if last.status == 0 && last.stdout_str().lines().any(|l| l.trim() == trailer) {
         return Ok(());
     }
-    let mut add = vec!["add", "-A", "--"];
+    // --sparse: a file written outside a sparse checkout's set is committed too.
+    let mut add = vec!["add", "--sparse", "-A", "--"];
     if paths.is_empty() {
         add.push(".");
     } else {
@@ -93,10 +94,12 @@ async fn commit(
 }
 
 /// Pushes the sandbox's HEAD to `target` by the protocol above.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn push(
     manager: &SandboxManager,
     sandbox: &Sandbox,
     queue: &Queue,
+    worker_id: &str,
     job_id: &str,
     message: &str,
     paths: &[String],
@@ -105,9 +108,17 @@ pub(crate) async fn push(
     let trailer = format!("Gitfleet-Job: {job_id}");
     commit(manager, sandbox, &trailer, message, paths).await?;
 
+    // A run after a crash: if the commit already landed, say so without waiting for a lock
+    // (the crashed run may still hold it).
+    manager.fetch(sandbox, target).await?;
+    if let Some(landed) = landed(manager, sandbox, trailer.as_str(), target).await? {
+        return Ok(
+            json!({"commit_sha": landed, "branch": target, "attempts": 1, "rebased": false}),
+        );
+    }
     let lock_name = format!("push:{}:{target}", sandbox.repo.cache_key);
     let lock = queue
-        .lock(&lock_name, LOCK_TTL, LOCK_WAIT)
+        .lock(worker_id, &lock_name, LOCK_TTL, LOCK_WAIT)
         .await
         .map_err(|e| JobError::new(ErrorKind::Network, format!("push lock: {e}")))?
         .ok_or_else(|| {
@@ -121,6 +132,63 @@ pub(crate) async fn push(
         tracing::warn!(error = %e, "could not release the push lock; it expires by itself");
     }
     result
+}
+
+/// Whether the remote has `target` (as last fetched).
+async fn remote_has(
+    manager: &SandboxManager,
+    sandbox: &Sandbox,
+    target: &str,
+) -> Result<bool, JobError> {
+    let remote_ref = format!("refs/remotes/origin/{target}");
+    let out = manager
+        .git_in(
+            sandbox,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &remote_ref,
+            ],
+            tolerant(),
+        )
+        .await?;
+    Ok(out.status == 0)
+}
+
+/// The commit on the remote `target` that carries `trailer`, if there is one (as last
+/// fetched).
+async fn landed(
+    manager: &SandboxManager,
+    sandbox: &Sandbox,
+    trailer: &str,
+    target: &str,
+) -> Result<Option<String>, JobError> {
+    if !remote_has(manager, sandbox, target).await? {
+        return Ok(None);
+    }
+    let remote_ref = format!("refs/remotes/origin/{target}");
+    let grep = format!("--grep={trailer}");
+    let found = manager
+        .git_in(
+            sandbox,
+            &[
+                "log",
+                "-F",
+                &grep,
+                "--format=%H",
+                "-n",
+                "1",
+                "--end-of-options",
+                &remote_ref,
+                "--",
+            ],
+            RunOptions::default(),
+        )
+        .await?;
+    let sha = found.stdout_str().trim().to_string();
+    Ok((!sha.is_empty()).then_some(sha))
 }
 
 async fn push_locked(
@@ -139,50 +207,17 @@ async fn push_locked(
         .build();
     let mut rebased = false;
     for attempt in 1..=ATTEMPTS {
-        manager.fetch(sandbox).await?;
-        let exists = manager
-            .git_in(
-                sandbox,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    "--end-of-options",
-                    &remote_ref,
-                ],
-                tolerant(),
-            )
-            .await?
-            .status
-            == 0;
-        if exists {
-            let grep = format!("--grep={trailer}");
-            let landed = manager
-                .git_in(
-                    sandbox,
-                    &[
-                        "log",
-                        "-F",
-                        &grep,
-                        "--format=%H",
-                        "-n",
-                        "1",
-                        "--end-of-options",
-                        &remote_ref,
-                        "--",
-                    ],
-                    RunOptions::default(),
-                )
-                .await?;
-            let landed = landed.stdout_str().trim().to_string();
-            if !landed.is_empty() {
-                return Ok(json!({
-                    "commit_sha": landed,
-                    "branch": target,
-                    "attempts": attempt,
-                    "rebased": rebased,
-                }));
-            }
+        // Under the lock: the branch may have moved while this job waited for it.
+        manager.fetch(sandbox, target).await?;
+        if let Some(sha) = landed(manager, sandbox, trailer, target).await? {
+            return Ok(json!({
+                "commit_sha": sha,
+                "branch": target,
+                "attempts": attempt,
+                "rebased": rebased,
+            }));
+        }
+        if remote_has(manager, sandbox, target).await? {
             let ancestor = manager
                 .git_in(
                     sandbox,
@@ -294,6 +329,7 @@ impl Op for PushOp {
                 &manager,
                 &sandbox,
                 &queue,
+                &ctx.worker_id,
                 &ctx.job_id,
                 p.message,
                 &p.paths,
@@ -336,6 +372,7 @@ impl Op for ChangeOp {
                     &manager,
                     &sandbox,
                     &queue,
+                    &ctx.worker_id,
                     &ctx.job_id,
                     p.message,
                     &p.paths,

@@ -101,6 +101,7 @@ impl Op for StatusOp {
                     &sandbox,
                     &[
                         "status",
+                        "--ignore-submodules=all",
                         "--porcelain=v2",
                         "--branch",
                         "-z",

@@ -1,6 +1,7 @@
-//! A lock in Redis, held by one process at a time, for the push protocol's `(repo, branch)`
-//! serialisation. It expires by itself (a holder that dies cannot block others for longer
-//! than its TTL) and is renewed while held. Only its holder can release it.
+//! A lock in Redis, held by one worker at a time, for the push protocol's `(repo, branch)`
+//! serialisation. It is renewed while held and expires by itself; and since every lock is
+//! listed under its owner (`locks:<worker id>`), recovering a dead worker frees its locks
+//! at once (`reap.lua`) instead of after the TTL. Only its holder can release it.
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Queue, QueueError};
 
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-    return redis.call('DEL', KEYS[1]) end return 0";
+const RELEASE: &str = "redis.call('SREM', KEYS[2], KEYS[1]) \
+    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
@@ -19,6 +20,8 @@ pub struct Lock {
     queue: Queue,
     key: String,
     token: String,
+    /// The owner's set of lock keys.
+    owned: String,
     stop_renewing: CancellationToken,
 }
 
@@ -27,12 +30,15 @@ impl Queue {
     /// to `wait` for it. `None` when it stayed taken.
     pub async fn lock(
         &self,
+        owner: &str,
         name: &str,
         ttl: Duration,
         wait: Duration,
     ) -> Result<Option<Lock>, QueueError> {
         let key = format!("{}lock:{name}", self.keys.prefix());
-        let token = ulid::Ulid::new().to_string();
+        // The owner in the value: reap.lua frees only locks still held by the dead worker.
+        let token = format!("{owner}:{}", ulid::Ulid::new());
+        let owned = format!("{}locks:{owner}", self.keys.prefix());
         let deadline = Instant::now() + wait;
         let mut conn = self.conn();
         let mut pause = Duration::from_millis(5);
@@ -46,6 +52,11 @@ impl Queue {
                 .query_async(&mut conn)
                 .await?;
             if taken.is_some() {
+                let _: () = redis::cmd("SADD")
+                    .arg(&owned)
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
                 break;
             }
             if Instant::now() >= deadline {
@@ -85,6 +96,7 @@ impl Queue {
             queue: self.clone(),
             key,
             token,
+            owned,
             stop_renewing,
         }))
     }
@@ -96,6 +108,7 @@ impl Lock {
         let mut conn = self.queue.conn();
         let _: i64 = Script::new(RELEASE)
             .key(&self.key)
+            .key(&self.owned)
             .arg(&self.token)
             .invoke_async(&mut conn)
             .await?;

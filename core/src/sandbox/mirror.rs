@@ -4,7 +4,7 @@
 //! others wait for it and then use its result.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ pub struct Mirrors {
 struct MirrorState {
     /// When the last fetch that this worker ran began.
     fetched_at: Option<Instant>,
+    /// Per branch: when a check that the remote branch had not moved began.
+    checked_at: HashMap<String, Instant>,
 }
 
 /// The flags that let git read a local mirror even though `file` is not an allowed
@@ -42,10 +44,12 @@ impl Mirrors {
         self.root.join(format!("{}.git", repo.cache_key))
     }
 
-    /// Makes sure the mirror of `repo` exists and holds what the remote had no earlier than
-    /// the moment of this call: if another job's fetch began after this call, that fetch
-    /// is enough, and this call only waits for it.
-    pub async fn refresh(&self, repo: &RepoUrl) -> Result<PathBuf, JobError> {
+    /// Makes sure the mirror of `repo` exists and holds `branch` as the remote had it no
+    /// earlier than the moment of this call. If another job's fetch (or check) began after
+    /// this call, it is enough, and this call only waits for it. An existing mirror is first
+    /// asked whether the remote branch moved (`ls-remote` of that one ref, no pack
+    /// negotiation); only if it did is it fetched.
+    pub async fn refresh(&self, repo: &RepoUrl, branch: &str) -> Result<PathBuf, JobError> {
         let asked_at = Instant::now();
         let lock = {
             let mut locks = self.locks.lock().expect("not poisoned");
@@ -53,7 +57,8 @@ impl Mirrors {
         };
         let mut state = lock.lock().await;
         let path = self.path(repo);
-        if state.fetched_at.is_some_and(|t| t >= asked_at) {
+        let fresh = |t: Option<&Instant>| t.is_some_and(|t| *t >= asked_at);
+        if fresh(state.fetched_at.as_ref()) || fresh(state.checked_at.get(branch)) {
             return Ok(path);
         }
         let started = Instant::now();
@@ -62,10 +67,14 @@ impl Mirrors {
             timeout: Some(Duration::from_secs(600)),
             ..Default::default()
         };
-        if tokio::fs::try_exists(path.join("HEAD"))
+        let exists = tokio::fs::try_exists(path.join("HEAD"))
             .await
-            .unwrap_or(false)
-        {
+            .unwrap_or(false);
+        if exists && self.unmoved(&path, branch, remote.clone()).await? {
+            state.checked_at.insert(branch.to_string(), started);
+            return Ok(path);
+        }
+        if exists {
             self.git
                 .run(
                     &path,
@@ -119,6 +128,48 @@ impl Mirrors {
         }
         tracing::debug!(repo = %repo.cache_key, ms = started.elapsed().as_millis() as u64, "mirror refreshed");
         state.fetched_at = Some(started);
+        state.checked_at.clear();
         Ok(path)
+    }
+
+    /// Whether the remote's `branch` is where the mirror has it.
+    async fn unmoved(
+        &self,
+        mirror: &Path,
+        branch: &str,
+        remote: RunOptions,
+    ) -> Result<bool, JobError> {
+        let reference = format!("refs/heads/{branch}");
+        let listed = self
+            .git
+            .run(
+                mirror,
+                &["ls-remote", "--quiet", "origin", &reference],
+                remote,
+            )
+            .await?;
+        let theirs = listed.stdout_str();
+        let theirs = theirs.split_whitespace().next().unwrap_or("");
+        if theirs.is_empty() {
+            return Ok(false);
+        }
+        let ours = self
+            .git
+            .run(
+                mirror,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    "--end-of-options",
+                    &reference,
+                ],
+                RunOptions {
+                    allow_failure: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(ours.stdout_str().trim() == theirs)
     }
 }

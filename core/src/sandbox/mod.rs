@@ -61,6 +61,8 @@ pub struct Sandbox {
     pub branch: String,
     /// `agent-{agent_id}-{task_id}`.
     pub agent_branch: String,
+    /// A `--depth 1` clone: never recycled for another clone.
+    pub shallow: bool,
     /// One op at a time per sandbox.
     busy: tokio::sync::Mutex<()>,
 }
@@ -167,10 +169,11 @@ impl SandboxManager {
         self.git.run(work, &full, RunOptions::default()).await
     }
 
-    /// Fetches the latest of the sandbox's repository into its working copy (through the
-    /// mirror): the remote is read once, however many sandboxes wait for it.
-    pub async fn fetch(&self, sandbox: &Sandbox) -> Result<(), JobError> {
-        self.mirrors.refresh(&sandbox.repo).await?;
+    /// Fetches the latest of the sandbox's repository, `branch` at least as new as now, into
+    /// its working copy (through the mirror): the remote is read once, however many
+    /// sandboxes wait for it.
+    pub async fn fetch(&self, sandbox: &Sandbox, branch: &str) -> Result<(), JobError> {
+        self.mirrors.refresh(&sandbox.repo, branch).await?;
         self.git_local(
             &sandbox.work(),
             &["fetch", "--prune", "--no-tags", "--quiet", "origin"],
@@ -210,7 +213,7 @@ impl SandboxManager {
     /// `req.agent_branch`: from a released copy of the repository when there is one,
     /// otherwise cloned from the mirror into a warm empty sandbox.
     pub async fn clone_repo(&self, req: &CloneRequest) -> Result<Cloned, JobError> {
-        let mirror = self.mirrors.refresh(&req.repo).await?;
+        let mirror = self.mirrors.refresh(&req.repo, &req.branch).await?;
         let start_ref = format!("refs/heads/{}", req.branch);
         let exists = self
             .git
@@ -266,6 +269,7 @@ impl SandboxManager {
             repo: req.repo.clone(),
             branch: req.branch.clone(),
             agent_branch: req.agent_branch.clone(),
+            shallow: req.shallow,
             busy: tokio::sync::Mutex::new(()),
         });
         self.live
@@ -385,8 +389,8 @@ impl SandboxManager {
     }
 
     /// Gives a sandbox up. Its working copy is kept for the next clone of the same
-    /// repository when it is healthy and there is room; otherwise it is removed. Returns
-    /// whether it was kept.
+    /// repository when it is healthy, full (not shallow) and there is room; otherwise it is
+    /// removed. Returns whether it was kept.
     pub async fn release(&self, id: &str) -> Result<bool, JobError> {
         let sandbox = self
             .live
@@ -413,7 +417,8 @@ impl SandboxManager {
             .map(|o| o.status == 0)
             .unwrap_or(false);
         let key = &sandbox.repo.cache_key;
-        let keep = healthy && {
+        // A shallow copy lacks history a full clone would need: it is not kept.
+        let keep = healthy && !sandbox.shallow && {
             let mut cache = self.cache.lock().expect("not poisoned");
             let room = cache.count(key) < self.config.cache_per_repo;
             if room {

@@ -161,7 +161,10 @@ pub fn work_tree(fleet: &Fleet, agent_branch: &str) -> PathBuf {
     let wanted = format!("ref: refs/heads/{agent_branch}");
     let mut found = Vec::new();
     let root = fleet.tmp.path().join("sandboxes");
-    for worker in std::fs::read_dir(&root).expect("the sandbox root").flatten() {
+    for worker in std::fs::read_dir(&root)
+        .expect("the sandbox root")
+        .flatten()
+    {
         let Ok(dirs) = std::fs::read_dir(worker.path().join("sandboxes")) else {
             continue;
         };

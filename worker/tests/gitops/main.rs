@@ -4,7 +4,9 @@
 
 mod harness;
 
+mod clone_variants;
 mod contention;
 mod hostile;
+mod hostile_repo;
 mod ops;
 mod secrets;

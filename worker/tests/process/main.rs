@@ -10,6 +10,7 @@ mod harness;
 mod crash;
 mod invalid_jobs;
 mod lost_replies;
+mod push_crash;
 mod python_producer;
 mod redis_restart;
 mod routing;

@@ -67,6 +67,16 @@ while budget > 0 do
   budget = budget - #ids
 end
 
+-- Locks it held (a push cut short) are freed now, not when their TTL runs out.
+local locks = prefix .. 'locks:' .. worker
+for _, key in ipairs(redis.call('SMEMBERS', locks)) do
+  local v = redis.call('GET', key)
+  if v and string.sub(v, 1, #worker + 1) == worker .. ':' then
+    redis.call('DEL', key)
+  end
+end
+redis.call('DEL', locks)
+
 local left = redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4])
 if left == 0 then
   redis.call('ZREM', KEYS[1], worker)
