@@ -100,6 +100,7 @@ pub(crate) async fn push(
     sandbox: &Sandbox,
     queue: &Queue,
     worker_id: &str,
+    attempt: u32,
     job_id: &str,
     message: &str,
     paths: &[String],
@@ -108,13 +109,16 @@ pub(crate) async fn push(
     let trailer = format!("Gitfleet-Job: {job_id}");
     commit(manager, sandbox, &trailer, message, paths).await?;
 
-    // A run after a crash: if the commit already landed, say so without waiting for a lock
-    // (the crashed run may still hold it).
-    manager.fetch(sandbox, target).await?;
-    if let Some(landed) = landed(manager, sandbox, trailer.as_str(), target).await? {
-        return Ok(
-            json!({"commit_sha": landed, "branch": target, "attempts": 1, "rebased": false}),
-        );
+    // A run after a crash (a later attempt): if the commit already landed, say so without
+    // waiting for a lock the crashed run may still hold. A first attempt skips this: it
+    // cannot have landed anything, and the check costs a mirror refresh.
+    if attempt > 1 {
+        manager.fetch(sandbox, target).await?;
+        if let Some(landed) = landed(manager, sandbox, trailer.as_str(), target).await? {
+            return Ok(
+                json!({"commit_sha": landed, "branch": target, "attempts": 1, "rebased": false}),
+            );
+        }
     }
     let lock_name = format!("push:{}:{target}", sandbox.repo.cache_key);
     let lock = queue
@@ -330,6 +334,7 @@ impl Op for PushOp {
                 &sandbox,
                 &queue,
                 &ctx.worker_id,
+                ctx.attempt,
                 &ctx.job_id,
                 p.message,
                 &p.paths,
@@ -373,6 +378,7 @@ impl Op for ChangeOp {
                     &sandbox,
                     &queue,
                     &ctx.worker_id,
+                    ctx.attempt,
                     &ctx.job_id,
                     p.message,
                     &p.paths,
