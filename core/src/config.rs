@@ -92,27 +92,10 @@ impl QueueConfig {
         })
     }
 
-    /// The Redis URL with any password replaced, for logs and errors.
+    /// The Redis URL with any password replaced, for logs and errors (through the one
+    /// redaction function, [`crate::git::Redactor`]).
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.redis_url)
-    }
-}
-
-/// Replaces the password (or a lone user token) of a URL with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map(|(u, _)| u).unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
+        crate::git::Redactor::default().redact(&self.redis_url)
     }
 }
 
@@ -211,17 +194,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_url_hides_passwords() {
+    fn the_redis_url_is_printed_without_its_password() {
+        let url = |u: &str| QueueConfig {
+            redis_url: u.into(),
+            ..Default::default()
+        };
         assert_eq!(
-            redact_url("redis://:s3cret@host:6379/0"),
-            "redis://:***@host:6379/0"
+            url("redis://:s3cret@host:6379/0").redacted_url(),
+            "redis://***@host:6379/0"
         );
         assert_eq!(
-            redact_url("redis://user:s3cret@host"),
-            "redis://user:***@host"
+            url("redis://user:s3cret@host").redacted_url(),
+            "redis://***@host"
         );
         assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
+            url("redis://127.0.0.1:6379").redacted_url(),
             "redis://127.0.0.1:6379"
         );
     }

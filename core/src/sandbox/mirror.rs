@@ -49,7 +49,10 @@ impl Mirrors {
     /// this call, it is enough, and this call only waits for it. An existing mirror is first
     /// asked whether the remote branch moved (`ls-remote` of that one ref, no pack
     /// negotiation); only if it did is it fetched.
-    pub async fn refresh(&self, repo: &RepoUrl, branch: &str) -> Result<PathBuf, JobError> {
+    ///
+    /// Returns the mirror's path, and whether this refresh saw `branch` on the remote and in
+    /// the mirror (so a caller need not check again).
+    pub async fn refresh(&self, repo: &RepoUrl, branch: &str) -> Result<(PathBuf, bool), JobError> {
         let asked_at = Instant::now();
         let lock = {
             let mut locks = self.locks.lock().expect("not poisoned");
@@ -58,8 +61,11 @@ impl Mirrors {
         let mut state = lock.lock().await;
         let path = self.path(repo);
         let fresh = |t: Option<&Instant>| t.is_some_and(|t| *t >= asked_at);
-        if fresh(state.fetched_at.as_ref()) || fresh(state.checked_at.get(branch)) {
-            return Ok(path);
+        if fresh(state.checked_at.get(branch)) {
+            return Ok((path, true));
+        }
+        if fresh(state.fetched_at.as_ref()) {
+            return Ok((path, false));
         }
         let started = Instant::now();
         let remote = RunOptions {
@@ -72,7 +78,7 @@ impl Mirrors {
             .unwrap_or(false);
         if exists && self.unmoved(&path, branch, remote.clone()).await? {
             state.checked_at.insert(branch.to_string(), started);
-            return Ok(path);
+            return Ok((path, true));
         }
         if exists {
             self.git
@@ -129,7 +135,7 @@ impl Mirrors {
         tracing::debug!(repo = %repo.cache_key, ms = started.elapsed().as_millis() as u64, "mirror refreshed");
         state.fetched_at = Some(started);
         state.checked_at.clear();
-        Ok(path)
+        Ok((path, false))
     }
 
     /// Whether the remote's `branch` is where the mirror has it.

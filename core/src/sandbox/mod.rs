@@ -197,14 +197,6 @@ impl SandboxManager {
             })
     }
 
-    pub fn live_count(&self) -> usize {
-        self.live.lock().expect("not poisoned").len()
-    }
-
-    pub fn cached_count(&self) -> usize {
-        self.cache.lock().expect("not poisoned").len()
-    }
-
     pub fn pooled_count(&self) -> usize {
         self.pool.lock().expect("not poisoned").len()
     }
@@ -213,26 +205,29 @@ impl SandboxManager {
     /// `req.agent_branch`: from a released copy of the repository when there is one,
     /// otherwise cloned from the mirror into a warm empty sandbox.
     pub async fn clone_repo(&self, req: &CloneRequest) -> Result<Cloned, JobError> {
-        let mirror = self.mirrors.refresh(&req.repo, &req.branch).await?;
+        let (mirror, branch_seen) = self.mirrors.refresh(&req.repo, &req.branch).await?;
         let start_ref = format!("refs/heads/{}", req.branch);
-        let exists = self
-            .git
-            .run(
-                &mirror,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    "--end-of-options",
-                    &start_ref,
-                ],
-                RunOptions {
-                    allow_failure: true,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        if exists.status != 0 {
+        let exists = branch_seen
+            || self
+                .git
+                .run(
+                    &mirror,
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        "--end-of-options",
+                        &start_ref,
+                    ],
+                    RunOptions {
+                        allow_failure: true,
+                        ..Default::default()
+                    },
+                )
+                .await?
+                .status
+                == 0;
+        if !exists {
             return Err(JobError::invalid_input(format!(
                 "branch: the repository has no branch {:?}",
                 req.branch
