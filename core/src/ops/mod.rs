@@ -28,7 +28,7 @@ pub use clone::CloneOp;
 pub use diff::DiffOp;
 pub use echo::Echo;
 pub use pull::PullOp;
-pub use push::{ChangeOp, PushOp};
+pub use push::{ChangeOp, PushGroups, PushOp};
 pub use release::ReleaseOp;
 pub use sleep::Sleep;
 pub use status::StatusOp;

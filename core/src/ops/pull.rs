@@ -57,9 +57,10 @@ pub(crate) async fn integrate(
     upstream: &str,
     rebase: bool,
 ) -> Result<Vec<String>, JobError> {
+    // New commits go into the mirror, like a push's (see `push::group::shared_objects`).
     let tolerant = RunOptions {
         allow_failure: true,
-        ..Default::default()
+        ..super::push::group::shared_objects(manager, sandbox)
     };
     let args: Vec<&str> = if rebase {
         vec!["rebase", "--autostash", "--quiet", upstream]

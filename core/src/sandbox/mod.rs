@@ -106,6 +106,7 @@ pub struct SandboxManager {
     pool: Mutex<Vec<PathBuf>>,
     live: Mutex<HashMap<String, Arc<Sandbox>>>,
     config: SandboxConfig,
+    push_groups: crate::ops::PushGroups,
 }
 
 impl std::fmt::Debug for SandboxManager {
@@ -135,6 +136,7 @@ impl SandboxManager {
             pool: Mutex::new(Vec::new()),
             live: Mutex::new(HashMap::new()),
             config,
+            push_groups: Default::default(),
         });
         manager.refill_pool().await?;
         Ok(manager)
@@ -150,6 +152,11 @@ impl SandboxManager {
 
     pub fn mirrors(&self) -> &Mirrors {
         &self.mirrors
+    }
+
+    /// The pushes this worker is grouping, per `(repo, branch)`.
+    pub(crate) fn push_groups(&self) -> &crate::ops::PushGroups {
+        &self.push_groups
     }
 
     /// Runs git in a sandbox's working tree.

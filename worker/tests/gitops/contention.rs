@@ -64,10 +64,11 @@ async fn twenty_agents_pushing_to_one_branch_all_land_once_and_nothing_is_forced
     }
     // Every update of the branch on the remote was a fast-forward.
     let reflog = fixtures::reflog(&bare, "shared");
-    assert_eq!(
-        reflog.len(),
-        AGENTS + 1,
-        "created once, then one update per push: {reflog:#?}"
+    // Pushes from one worker to one branch go out in groups: at least one update, at most
+    // one per agent.
+    assert!(
+        (2..=AGENTS + 1).contains(&reflog.len()),
+        "created once, then between one update and one per agent: {reflog:#?}"
     );
     for line in reflog.iter().skip(1) {
         let mut parts = line.split(' ');

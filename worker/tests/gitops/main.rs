@@ -6,6 +6,7 @@ mod harness;
 
 mod clone_variants;
 mod contention;
+mod group;
 mod hostile;
 mod hostile_repo;
 mod ops;

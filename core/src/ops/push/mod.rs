@@ -1,0 +1,345 @@
+//! `push` and `change`: DESIGN.md's push protocol.
+//!
+//! Commit what the sandbox has, with a `Gitfleet-Job: <job id>` trailer, then put it on the
+//! target branch holding a Redis lock on `(repo, branch)` (TTL 30 s, renewed, acquired
+//! within 5 s): fetch; if the branch already has a commit with this job's trailer, the job
+//! ran before (a crash between push and acknowledgement) and that commit is the answer;
+//! rebase onto the branch if it moved (a conflict fails with `conflict` and the paths, and
+//! leaves the sandbox as it was); push, never forced. A rejected push (someone outside the
+//! fleet pushed) is retried with exponential backoff and jitter, 3 attempts (1 s, 2 s, 4 s).
+//!
+//! The pushes a worker has for one branch at a time go out together, under one hold of the
+//! lock and in one `git push` ([`group`]): the rebase is done in the repository's mirror,
+//! without a working tree, and the sandbox is moved onto its landed commit afterwards. A
+//! shallow sandbox pushes by itself ([`alone`]).
+//!
+//! `change` is the self-contained form for any worker: clone, write the files, push,
+//! release.
+
+mod alone;
+pub(crate) mod group;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+pub use group::PushGroups;
+
+use super::pull::head;
+use super::write_files::{apply, changes};
+use super::{Op, RunContext, fields};
+use crate::git::RunOptions;
+use crate::git::validate::RepoUrl;
+use crate::job::{ErrorKind, JobError};
+use crate::queue::Queue;
+use crate::sandbox::{Sandbox, SandboxManager};
+
+pub struct PushOp;
+/// `allow_file`: as for [`super::CloneOp`].
+pub struct ChangeOp {
+    pub allow_file: bool,
+}
+
+/// Push attempts when the remote rejects the push.
+const ATTEMPTS: usize = 3;
+const LOCK_TTL: Duration = Duration::from_secs(30);
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The Redis lock of `(repo, branch)`, shared by grouped and lone pushes.
+fn lock_name(repo: &RepoUrl, target: &str) -> String {
+    format!("push:{}:{target}", repo.cache_key)
+}
+
+fn tolerant() -> RunOptions {
+    RunOptions {
+        allow_failure: true,
+        ..Default::default()
+    }
+}
+
+/// Commits what is staged (after `git add` of `paths`, or of everything), unless HEAD is
+/// already this job's commit (the job is running again).
+async fn commit(
+    manager: &SandboxManager,
+    sandbox: &Sandbox,
+    trailer: &str,
+    message: &str,
+    paths: &[String],
+) -> Result<(), JobError> {
+    let last = manager
+        .git_in(sandbox, &["log", "-1", "--format=%B"], tolerant())
+        .await?;
+    if last.status == 0 && last.stdout_str().lines().any(|l| l.trim() == trailer) {
+        return Ok(());
+    }
+    // --sparse: a file written outside a sparse checkout's set is committed too.
+    let mut add = vec!["add", "--sparse", "-A", "--"];
+    if paths.is_empty() {
+        add.push(".");
+    } else {
+        add.extend(paths.iter().map(String::as_str));
+    }
+    // The new objects go into the mirror, where a group's leader reads them.
+    let shared = group::shared_objects(manager, sandbox);
+    manager.git_in(sandbox, &add, shared.clone()).await?;
+    let staged = manager
+        .git_in(sandbox, &["diff", "--cached", "--quiet"], tolerant())
+        .await?;
+    if staged.status == 0 {
+        return Err(JobError::invalid_input(
+            "nothing to commit: the sandbox has no changes (in the given paths)",
+        ));
+    }
+    manager
+        .git_in(
+            sandbox,
+            &[
+                "commit",
+                "--quiet",
+                "--no-verify",
+                "-m",
+                message,
+                "-m",
+                trailer,
+            ],
+            shared,
+        )
+        .await?;
+    Ok(())
+}
+
+/// One push: what the job asked for and the run it is part of.
+struct PushJob<'a> {
+    queue: Queue,
+    worker_id: &'a str,
+    attempt: u32,
+    job_id: &'a str,
+    message: &'a str,
+    paths: &'a [String],
+    target: &'a str,
+    /// Move the sandbox onto its landed commit afterwards (not for a sandbox about to be
+    /// released).
+    keep_sandbox: bool,
+}
+
+impl PushJob<'_> {
+    /// Commits and pushes the sandbox's HEAD to the target by the protocol above.
+    async fn run(
+        &self,
+        manager: &Arc<SandboxManager>,
+        sandbox: &Arc<Sandbox>,
+    ) -> Result<Value, JobError> {
+        let target = self.target;
+        let trailer = format!("Gitfleet-Job: {}", self.job_id);
+        commit(manager, sandbox, &trailer, self.message, self.paths).await?;
+
+        // A run after a crash (a later attempt): if the commit already landed, say so
+        // without waiting for a lock the crashed run may still hold. A first attempt skips
+        // this: it cannot have landed anything, and the check costs a mirror refresh.
+        let rerun = self.attempt > 1;
+        if rerun {
+            manager.fetch(sandbox, target).await?;
+            if let Some(landed) = alone::landed(manager, sandbox, &trailer, target).await? {
+                return Ok(
+                    json!({"commit_sha": landed, "branch": target, "attempts": 1, "rebased": false}),
+                );
+            }
+        }
+        if sandbox.shallow {
+            return self.push_alone(manager, sandbox, &trailer).await;
+        }
+        let request = group::Request::new(
+            sandbox.clone(),
+            head(manager, sandbox).await?,
+            trailer,
+            rerun,
+        );
+        let landed = group::push(manager, &self.queue, self.worker_id, target, request).await?;
+        if landed.rebased && self.keep_sandbox {
+            move_onto(manager, sandbox, &landed.commit_sha).await;
+        }
+        Ok(json!({
+            "commit_sha": landed.commit_sha,
+            "branch": target,
+            "attempts": landed.attempts,
+            "rebased": landed.rebased,
+        }))
+    }
+
+    async fn push_alone(
+        &self,
+        manager: &SandboxManager,
+        sandbox: &Sandbox,
+        trailer: &str,
+    ) -> Result<Value, JobError> {
+        let target = self.target;
+        let lock = self
+            .queue
+            .lock(
+                self.worker_id,
+                &lock_name(&sandbox.repo, target),
+                LOCK_TTL,
+                LOCK_WAIT,
+            )
+            .await
+            .map_err(|e| JobError::new(ErrorKind::Network, format!("push lock: {e}")))?
+            .ok_or_else(|| {
+                JobError::timeout(format!(
+                    "branch {target} is being pushed by others; lock not free within {} s",
+                    LOCK_WAIT.as_secs()
+                ))
+            })?;
+        let result = alone::push_locked(manager, sandbox, trailer, target).await;
+        if let Err(e) = lock.release().await {
+            tracing::warn!(error = %e, "could not release the push lock; it expires by itself");
+        }
+        result
+    }
+}
+
+/// Moves the sandbox's branch onto `landed` (its commit as replayed onto the branch),
+/// keeping uncommitted changes, as a rebase in the sandbox would have left it. If that
+/// cannot be done cleanly the sandbox stays where it was: the push has landed either way,
+/// and a later push of the old commit is recognised as already applied.
+async fn move_onto(manager: &SandboxManager, sandbox: &Sandbox, landed: &str) {
+    let moved = manager
+        .git_in(
+            sandbox,
+            &["reset", "--keep", "--quiet", landed, "--"],
+            tolerant(),
+        )
+        .await;
+    match moved {
+        Ok(out) if out.status == 0 => {}
+        Ok(out) => tracing::warn!(
+            sandbox = %sandbox.id,
+            stderr = %out.stderr.trim(),
+            "pushed, but could not move the sandbox onto its landed commit"
+        ),
+        Err(e) => {
+            tracing::warn!(sandbox = %sandbox.id, error = %e, "pushed, but could not move the sandbox onto its landed commit")
+        }
+    }
+}
+
+/// The Redis that holds the push locks: the queue's.
+fn lock_queue(ctx: &RunContext) -> Result<Queue, JobError> {
+    ctx.queue
+        .clone()
+        .ok_or_else(|| JobError::internal("pushing needs the queue's Redis for its lock"))
+}
+
+struct PushArgs<'a> {
+    message: &'a str,
+    paths: Vec<String>,
+    target: Option<&'a str>,
+}
+
+fn push_args(args: &Value) -> Result<PushArgs<'_>, JobError> {
+    let target = match fields::opt_string(args, "target_branch")? {
+        Some(t) => {
+            crate::git::validate::branch("target_branch", t)?;
+            Some(t)
+        }
+        None => None,
+    };
+    Ok(PushArgs {
+        message: fields::message(args, "message")?,
+        paths: fields::opt_paths(args, "paths")?,
+        target,
+    })
+}
+
+impl Op for PushOp {
+    fn name(&self) -> &'static str {
+        "push"
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), JobError> {
+        fields::sandbox_id(args)?;
+        push_args(args).map(|_| ())
+    }
+
+    fn timeout(&self, _: &Value) -> Duration {
+        Duration::from_secs(600)
+    }
+
+    fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        async move {
+            let (manager, sandbox) = ctx.sandbox(&args)?;
+            let p = push_args(&args)?;
+            let queue = lock_queue(&ctx)?;
+            let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();
+            let _busy = sandbox.lock().await;
+            let job = PushJob {
+                queue,
+                worker_id: &ctx.worker_id,
+                attempt: ctx.attempt,
+                job_id: &ctx.job_id,
+                message: p.message,
+                paths: &p.paths,
+                target: &target,
+                keep_sandbox: true,
+            };
+            job.run(&manager, &sandbox).await
+        }
+        .boxed()
+    }
+}
+
+impl Op for ChangeOp {
+    fn name(&self) -> &'static str {
+        "change"
+    }
+
+    fn validate(&self, args: &Value) -> Result<(), JobError> {
+        super::clone::request(args, self.allow_file)?;
+        changes(args)?;
+        push_args(args).map(|_| ())
+    }
+
+    fn timeout(&self, _: &Value) -> Duration {
+        Duration::from_secs(900)
+    }
+
+    fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        async move {
+            let manager = ctx.sandboxes()?.clone();
+            let req = super::clone::request(&args, manager.config().allow_file_protocol)?;
+            let files = changes(&args)?;
+            let p = push_args(&args)?;
+            let queue = lock_queue(&ctx)?;
+            let cloned = manager.clone_repo(&req).await?;
+            let sandbox = cloned.sandbox;
+            let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();
+            let result = async {
+                apply(&sandbox.work(), &files).await?;
+                let job = PushJob {
+                    queue,
+                    worker_id: &ctx.worker_id,
+                    attempt: ctx.attempt,
+                    job_id: &ctx.job_id,
+                    message: p.message,
+                    paths: &p.paths,
+                    target: &target,
+                    keep_sandbox: false,
+                };
+                job.run(&manager, &sandbox).await
+            }
+            .await;
+            if let Err(e) = manager.release(&sandbox.id).await {
+                tracing::warn!(error = %e, "could not release the change's sandbox");
+            }
+            let v = result?;
+            Ok(json!({
+                "commit_sha": v["commit_sha"],
+                "branch": v["branch"],
+                "attempts": v["attempts"],
+            }))
+        }
+        .boxed()
+    }
+}
