@@ -1,7 +1,8 @@
 //! `write_files`: writes (or deletes) files in a sandbox's working tree. Each path is
 //! checked before anything is written: inside the tree, nothing under `.git`, and no
 //! existing component of it a symlink, so a repository cannot redirect a write outside
-//! its sandbox through a link it contains. Result: `written`, `deleted`.
+//! its sandbox through a link it contains. A file overwritten keeps its mode. Result:
+//! `written`, `deleted`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -166,6 +167,12 @@ pub(crate) async fn apply(work: &Path, changes: &[FileChange]) -> Result<(u64, u
                 tokio::fs::write(&tmp, bytes)
                     .await
                     .map_err(|e| JobError::internal(format!("{}: {e}", change.field)))?;
+                // Overwriting keeps the file's mode (an executable stays one).
+                if let Ok(meta) = tokio::fs::metadata(&target).await {
+                    tokio::fs::set_permissions(&tmp, meta.permissions())
+                        .await
+                        .map_err(|e| JobError::internal(format!("{}: {e}", change.field)))?;
+                }
                 tokio::fs::rename(&tmp, &target)
                     .await
                     .map_err(|e| JobError::internal(format!("{}: {e}", change.field)))?;

@@ -72,6 +72,11 @@ impl Sandbox {
         self.dir.join("work")
     }
 
+    /// The working copy's own object store (besides the mirror, its alternate).
+    pub fn objects(&self) -> PathBuf {
+        self.work().join(".git").join("objects")
+    }
+
     /// Waits for the sandbox to be free; ops hold the guard while they run.
     pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.busy.lock().await

@@ -158,6 +158,28 @@ async fn a_write_through_a_symlink_the_repository_contains_is_refused() {
         assert_eq!(e.kind, ErrorKind::InvalidInput);
         assert!(e.message.contains("symlink"), "{e:?}");
     }
+    // `change` builds its commit without a working copy: the same links are refused, from
+    // the branch's tree, and nothing reaches the remote.
+    let before = git(&bare, ["rev-parse", "main"]).unwrap();
+    for path in ["escape/pwn.txt", "escape-file"] {
+        let r = fleet
+            .run(
+                "change",
+                json!({"repo_url": daemon.url("links.git"), "agent_id": "a", "task_id": "c",
+                       "target_branch": "main", "message": "through a link",
+                       "files": [{"path": "fine.txt", "content": "ok"},
+                                 {"path": path, "content": "pwned"}]}),
+            )
+            .await;
+        assert_eq!(r.status, JobStatus::Dead);
+        let e = r.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::InvalidInput);
+        assert!(
+            e.message.contains("files[1].path") && e.message.contains("symlink"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(git(&bare, ["rev-parse", "main"]).unwrap(), before);
     assert!(
         std::fs::read_dir(&outside).unwrap().next().is_none(),
         "nothing was written outside"

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod change;
 mod clone_variants;
 mod contention;
 mod group;

@@ -59,8 +59,10 @@ impl std::fmt::Debug for PushGroups {
 
 /// One job's commits, waiting to be pushed.
 pub(super) struct Request {
-    pub sandbox: Arc<Sandbox>,
-    /// The sandbox's HEAD: its commits are those not yet on the branch.
+    /// The object store of the sandbox the commits come from, if any: read besides the
+    /// mirror's.
+    pub store: Option<PathBuf>,
+    /// The commit to put on the branch: its commits are those not yet on it.
     pub head: String,
     /// `Gitfleet-Job: <job id>`.
     pub trailer: String,
@@ -70,9 +72,9 @@ pub(super) struct Request {
 }
 
 impl Request {
-    pub fn new(sandbox: Arc<Sandbox>, head: String, trailer: String, rerun: bool) -> Self {
+    pub fn new(store: Option<PathBuf>, head: String, trailer: String, rerun: bool) -> Self {
         Self {
-            sandbox,
+            store,
             head,
             trailer,
             rerun,
@@ -106,9 +108,10 @@ pub(super) async fn push(
     queue: &Queue,
     worker_id: &str,
     target: &str,
+    repo: &RepoUrl,
     mut request: Request,
 ) -> Result<Landed, JobError> {
-    let repo = request.sandbox.repo.clone();
+    let repo = repo.clone();
     let key = format!("{}\n{target}", repo.cache_key);
     let (tx, rx) = oneshot::channel();
     request.reply = Some(tx);
@@ -138,6 +141,22 @@ pub(super) async fn push(
     }
     rx.await
         .map_err(|_| JobError::internal("the push group's leader stopped before answering"))?
+}
+
+/// The commit on `target` (refreshed now) that carries `trailer`, if there is one: how a
+/// re-run of a job finds that its commit landed before, without waiting for the lock.
+pub(super) async fn landed(
+    manager: &SandboxManager,
+    repo: &RepoUrl,
+    target: &str,
+    trailer: &str,
+) -> Result<Option<String>, JobError> {
+    manager.mirrors().refresh(repo, target).await?;
+    let mirror = Mirror::new(manager, repo, &[]);
+    match mirror.branch_tip(target).await? {
+        Some(tip) => mirror.find_trailer(&tip, trailer).await,
+        None => Ok(None),
+    }
 }
 
 /// Runs batches for one `(repo, branch)` until no request waits.
@@ -379,8 +398,7 @@ struct CommitInfo {
 impl<'a> Mirror<'a> {
     fn new(manager: &'a SandboxManager, repo: &'a RepoUrl, batch: &[Request]) -> Self {
         let mut stores: Vec<String> = Vec::new();
-        for r in batch {
-            let store = r.sandbox.work().join(".git").join("objects");
+        for store in batch.iter().filter_map(|r| r.store.as_ref()) {
             let store = quote_alternate(&store.to_string_lossy());
             if !stores.contains(&store) {
                 stores.push(store);
@@ -437,7 +455,9 @@ impl<'a> Mirror<'a> {
 
     async fn tree_of(&self, commit: &str) -> Result<String, JobError> {
         let spec = format!("{commit}^{{tree}}");
-        let out = self.git(&["rev-parse", "--end-of-options", &spec]).await?;
+        let out = self
+            .git(&["rev-parse", "--verify", "--end-of-options", &spec])
+            .await?;
         Ok(out.stdout_str().trim().to_string())
     }
 
@@ -703,7 +723,7 @@ pub(crate) fn shared_objects(manager: &SandboxManager, sandbox: &Sandbox) -> Run
         return RunOptions::default();
     }
     let mirror_objects = manager.mirrors().path(&sandbox.repo).join("objects");
-    let own = sandbox.work().join(".git").join("objects");
+    let own = sandbox.objects();
     RunOptions {
         env: vec![
             (

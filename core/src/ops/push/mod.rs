@@ -17,6 +17,7 @@
 //! release.
 
 mod alone;
+mod direct;
 pub(crate) mod group;
 
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use serde_json::{Value, json};
 pub use group::PushGroups;
 
 use super::pull::head;
-use super::write_files::{apply, changes};
+use super::write_files::changes;
 use super::{Op, RunContext, fields};
 use crate::git::RunOptions;
 use crate::git::validate::RepoUrl;
@@ -152,12 +153,20 @@ impl PushJob<'_> {
             return self.push_alone(manager, sandbox, &trailer).await;
         }
         let request = group::Request::new(
-            sandbox.clone(),
+            Some(sandbox.objects()),
             head(manager, sandbox).await?,
             trailer,
             rerun,
         );
-        let landed = group::push(manager, &self.queue, self.worker_id, target, request).await?;
+        let landed = group::push(
+            manager,
+            &self.queue,
+            self.worker_id,
+            target,
+            &sandbox.repo,
+            request,
+        )
+        .await?;
         if landed.rebased && self.keep_sandbox {
             move_onto(manager, sandbox, &landed.commit_sha).await;
         }
@@ -309,35 +318,40 @@ impl Op for ChangeOp {
         async move {
             let manager = ctx.sandboxes()?.clone();
             let req = super::clone::request(&args, manager.config().allow_file_protocol)?;
-            let files = changes(&args)?;
+            let mut files = changes(&args)?;
             let p = push_args(&args)?;
             let queue = lock_queue(&ctx)?;
-            let cloned = manager.clone_repo(&req).await?;
-            let sandbox = cloned.sandbox;
-            let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();
-            let result = async {
-                apply(&sandbox.work(), &files).await?;
-                let job = PushJob {
-                    queue,
-                    worker_id: &ctx.worker_id,
-                    attempt: ctx.attempt,
-                    job_id: &ctx.job_id,
-                    message: p.message,
-                    paths: &p.paths,
-                    target: &target,
-                    keep_sandbox: false,
-                };
-                job.run(&manager, &sandbox).await
+            let target = p.target.unwrap_or(&req.agent_branch).to_string();
+            if !p.paths.is_empty() {
+                files.retain(|f| p.paths.iter().any(|scope| f.path.starts_with(scope)));
+                if files.is_empty() {
+                    return Err(JobError::invalid_input(
+                        "nothing to commit: no file is under the given paths",
+                    ));
+                }
             }
-            .await;
-            if let Err(e) = manager.release(&sandbox.id).await {
-                tracing::warn!(error = %e, "could not release the change's sandbox");
+            let trailer = format!("Gitfleet-Job: {}", ctx.job_id);
+            let rerun = ctx.attempt > 1;
+            if rerun
+                && let Some(sha) = group::landed(&manager, &req.repo, &target, &trailer).await?
+            {
+                return Ok(json!({"commit_sha": sha, "branch": target, "attempts": 1}));
             }
-            let v = result?;
+            let head = direct::build_commit(&manager, &req, &files, p.message, &trailer).await?;
+            let request = group::Request::new(None, head, trailer, rerun);
+            let landed = group::push(
+                &manager,
+                &queue,
+                &ctx.worker_id,
+                &target,
+                &req.repo,
+                request,
+            )
+            .await?;
             Ok(json!({
-                "commit_sha": v["commit_sha"],
-                "branch": v["branch"],
-                "attempts": v["attempts"],
+                "commit_sha": landed.commit_sha,
+                "branch": target,
+                "attempts": landed.attempts,
             }))
         }
         .boxed()

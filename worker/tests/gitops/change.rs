@@ -1,0 +1,127 @@
+//! `change` builds its commit without a working copy. What lands must be what
+//! clone → write_files → push makes of the same files: same tree (modes kept, the branch's
+//! `.gitattributes` applied, deletions), same message, one commit on the branch.
+
+use std::os::unix::fs::PermissionsExt;
+
+use gitfleet_testkit::GitDaemon;
+use gitfleet_testkit::fixtures::{self, git};
+use serde_json::json;
+
+use crate::harness::{Fleet, no_credentials, sample_repo};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_lands_the_tree_a_working_copy_push_would() {
+    let fleet = Fleet::start(1, no_credentials()).await;
+    let bare = sample_repo(&fleet.remotes(), "repo.git");
+    // The branch gets an executable and line-ending rules.
+    let author = fleet.tmp.path().join("author");
+    git(
+        fleet.tmp.path(),
+        [
+            "clone",
+            "--quiet",
+            bare.to_str().unwrap(),
+            author.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(author.join("bin")).unwrap();
+    std::fs::write(author.join("bin/run.sh"), "#!/bin/sh\necho old\n").unwrap();
+    std::fs::set_permissions(
+        author.join("bin/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(author.join(".gitattributes"), "*.txt text eol=lf\n").unwrap();
+    git(&author, ["add", "-A"]).unwrap();
+    git(&author, ["commit", "--quiet", "-m", "tooling"]).unwrap();
+    git(&author, ["push", "--quiet", "origin", "main"]).unwrap();
+    let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
+    let url = daemon.url("repo.git");
+
+    let files = json!([
+        {"path": "bin/run.sh", "content": "#!/bin/sh\necho new\n"},
+        {"path": "notes/crlf.txt", "content": "one\r\ntwo\r\n"},
+        {"path": "docs/guide.md", "delete": true},
+        {"path": "never/there.md", "delete": true},
+    ]);
+    let message = "Change things  \n\n\nwith a body\n";
+
+    // The working-copy way, onto branch `by-sandbox`.
+    let c = fleet
+        .ok(
+            "clone",
+            json!({"repo_url": url, "agent_id": "w", "task_id": "t"}),
+        )
+        .await;
+    fleet
+        .ok(
+            "write_files",
+            json!({"sandbox_id": c["sandbox_id"], "files": files}),
+        )
+        .await;
+    fleet
+        .ok(
+            "push",
+            json!({"sandbox_id": c["sandbox_id"], "message": message, "target_branch": "by-sandbox"}),
+        )
+        .await;
+
+    // The change way, onto its agent branch.
+    let ch = fleet
+        .ok(
+            "change",
+            json!({"repo_url": url, "agent_id": "d", "task_id": "t", "files": files, "message": message}),
+        )
+        .await;
+    assert_eq!(ch["branch"], "agent-d-t");
+    let sha = ch["commit_sha"].as_str().unwrap();
+    assert_eq!(git(&bare, ["rev-parse", "agent-d-t"]).unwrap(), sha);
+
+    let tree = |rev: &str| git(&bare, ["rev-parse", &format!("{rev}^{{tree}}")]).unwrap();
+    assert_eq!(
+        tree("agent-d-t"),
+        tree("by-sandbox"),
+        "the same tree both ways:\n{}\n{}",
+        git(&bare, ["ls-tree", "-r", "agent-d-t"]).unwrap(),
+        git(&bare, ["ls-tree", "-r", "by-sandbox"]).unwrap()
+    );
+    let listing = git(&bare, ["ls-tree", "-r", "agent-d-t"]).unwrap();
+    assert!(
+        listing.contains("100755 blob"),
+        "the executable stays one: {listing}"
+    );
+    assert!(!listing.contains("docs/guide.md"), "{listing}");
+    assert_eq!(
+        git(&bare, ["cat-file", "-p", "agent-d-t:notes/crlf.txt"]).unwrap(),
+        "one\ntwo",
+        "the branch's .gitattributes applied"
+    );
+    let body = |rev: &str| git(&bare, ["log", "-1", "--format=%B", rev]).unwrap();
+    let strip = |b: String| {
+        b.lines()
+            .filter(|l| !l.starts_with("Gitfleet-Job:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(body("agent-d-t")), strip(body("by-sandbox")));
+    assert_eq!(
+        fixtures::commit_count(&bare, "agent-d-t"),
+        fixtures::commit_count(&bare, "main") + 1
+    );
+
+    // Nothing to change: refused, nothing pushed.
+    let same = fleet
+        .run(
+            "change",
+            json!({"repo_url": url, "agent_id": "d", "task_id": "u",
+                   "files": [{"path": "README.md", "content": "# sample\n"}], "message": "noop"}),
+        )
+        .await;
+    let e = same.error.expect("refused");
+    assert_eq!(e.kind, gitfleet_client::ErrorKind::InvalidInput);
+    assert!(e.message.contains("nothing to commit"), "{e:?}");
+    assert!(git(&bare, ["rev-parse", "--verify", "--quiet", "agent-d-u"]).is_err());
+    fleet.stop().await;
+}
