@@ -39,13 +39,14 @@ pub(super) async fn build_commit(
         }
     };
     let start = format!("refs/heads/{}", req.branch);
-    let base = git(
+    let tip = git(
         strings(&[
-            "rev-parse",
-            "--verify",
-            "--quiet",
+            "log",
+            "-1",
+            "--format=%H %T",
             "--end-of-options",
             &start,
+            "--",
         ]),
         RunOptions {
             allow_failure: true,
@@ -53,13 +54,14 @@ pub(super) async fn build_commit(
         },
     )
     .await?;
-    let base = base.stdout_str().trim().to_string();
-    if base.is_empty() {
+    let tip = tip.stdout_str();
+    let Some((base, base_tree)) = tip.trim().split_once(' ') else {
         return Err(JobError::invalid_input(format!(
             "branch: the repository has no branch {:?}",
             req.branch
         )));
-    }
+    };
+    let (base, base_tree) = (base.to_string(), base_tree.to_string());
     let modes = existing_modes(manager, &mirror, &base, files).await?;
     for change in files {
         check_against_tree(change, &modes)?;
@@ -147,17 +149,7 @@ pub(super) async fn build_commit(
     .await?;
     let tree = git(strings(&["write-tree"]), with_index(None)).await?;
     let tree = tree.stdout_str().trim().to_string();
-    let base_tree = git(
-        strings(&[
-            "rev-parse",
-            "--verify",
-            "--end-of-options",
-            &format!("{base}^{{tree}}"),
-        ]),
-        RunOptions::default(),
-    )
-    .await?;
-    if base_tree.stdout_str().trim() == tree {
+    if base_tree == tree {
         return Err(JobError::invalid_input(
             "nothing to commit: the files are as the branch has them",
         ));

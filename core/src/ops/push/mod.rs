@@ -61,20 +61,23 @@ fn tolerant() -> RunOptions {
     }
 }
 
-/// Commits what is staged (after `git add` of `paths`, or of everything), unless HEAD is
-/// already this job's commit (the job is running again).
+/// Commits what the sandbox has (after `git add` of `paths`, or of everything), unless
+/// this is a re-run of the job and HEAD is already its commit.
 async fn commit(
     manager: &SandboxManager,
     sandbox: &Sandbox,
     trailer: &str,
     message: &str,
     paths: &[String],
+    rerun: bool,
 ) -> Result<(), JobError> {
-    let last = manager
-        .git_in(sandbox, &["log", "-1", "--format=%B"], tolerant())
-        .await?;
-    if last.status == 0 && last.stdout_str().lines().any(|l| l.trim() == trailer) {
-        return Ok(());
+    if rerun {
+        let last = manager
+            .git_in(sandbox, &["log", "-1", "--format=%B"], tolerant())
+            .await?;
+        if last.status == 0 && last.stdout_str().lines().any(|l| l.trim() == trailer) {
+            return Ok(());
+        }
     }
     // --sparse: a file written outside a sparse checkout's set is committed too.
     let mut add = vec!["add", "--sparse", "-A", "--"];
@@ -86,15 +89,7 @@ async fn commit(
     // The new objects go into the mirror, where a group's leader reads them.
     let shared = group::shared_objects(manager, sandbox);
     manager.git_in(sandbox, &add, shared.clone()).await?;
-    let staged = manager
-        .git_in(sandbox, &["diff", "--cached", "--quiet"], tolerant())
-        .await?;
-    if staged.status == 0 {
-        return Err(JobError::invalid_input(
-            "nothing to commit: the sandbox has no changes (in the given paths)",
-        ));
-    }
-    manager
+    let committed = manager
         .git_in(
             sandbox,
             &[
@@ -106,10 +101,28 @@ async fn commit(
                 "-m",
                 trailer,
             ],
-            shared,
+            RunOptions {
+                allow_failure: true,
+                ..shared
+            },
         )
         .await?;
-    Ok(())
+    if committed.status == 0 {
+        return Ok(());
+    }
+    // Only now ask why: usually nothing was staged.
+    let staged = manager
+        .git_in(sandbox, &["diff", "--cached", "--quiet"], tolerant())
+        .await?;
+    if staged.status == 0 {
+        return Err(JobError::invalid_input(
+            "nothing to commit: the sandbox has no changes (in the given paths)",
+        ));
+    }
+    Err(JobError::internal(format!(
+        "git commit failed: {}",
+        committed.stderr.trim()
+    )))
 }
 
 /// One push: what the job asked for and the run it is part of.
@@ -135,12 +148,12 @@ impl PushJob<'_> {
     ) -> Result<Value, JobError> {
         let target = self.target;
         let trailer = format!("Gitfleet-Job: {}", self.job_id);
-        commit(manager, sandbox, &trailer, self.message, self.paths).await?;
-
-        // A run after a crash (a later attempt): if the commit already landed, say so
-        // without waiting for a lock the crashed run may still hold. A first attempt skips
-        // this: it cannot have landed anything, and the check costs a mirror refresh.
+        // A first attempt cannot have committed or landed anything before.
         let rerun = self.attempt > 1;
+        commit(manager, sandbox, &trailer, self.message, self.paths, rerun).await?;
+
+        // A run after a crash: if the commit already landed, say so without waiting for a
+        // lock the crashed run may still hold.
         if rerun {
             manager.fetch(sandbox, target).await?;
             if let Some(landed) = alone::landed(manager, sandbox, &trailer, target).await? {
