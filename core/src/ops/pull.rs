@@ -1,7 +1,13 @@
 //! `pull`: brings a sandbox up to date with the branch it was cloned from, by rebase
-//! (default) or merge; uncommitted changes are carried along (autostash). A conflict
-//! leaves the sandbox as it was and lists the conflicting paths. Result: `head_sha`,
-//! `updated`, `conflicts`.
+//! (default) or merge; uncommitted changes are carried along. A conflict leaves the sandbox
+//! as it was and lists the conflicting paths. Result: `head_sha`, `updated`, `conflicts`.
+//!
+//! The rebase or merge is computed in the repository's mirror, without a working tree
+//! (`merge-tree`, `commit-tree`, as a push group does it), and the sandbox then moves onto
+//! the result with `reset --keep`, which keeps uncommitted changes and refuses if they are
+//! in files the pull changes (those files are the conflicts then). No stash is involved: a
+//! stash reads the repository's `.gitmodules`, which a hostile one can make unreadable. A
+//! shallow sandbox (its objects are its own) still rebases or merges in place.
 
 use std::time::Duration;
 
@@ -9,6 +15,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use super::push::group::{Mirror, Replayed};
 use super::{Op, RunContext, fields};
 use crate::git::RunOptions;
 use crate::job::JobError;
@@ -88,6 +95,127 @@ pub(crate) async fn integrate(
     Ok(conflicts)
 }
 
+/// The NUL-separated names a git command lists.
+async fn names(
+    manager: &SandboxManager,
+    sandbox: &Sandbox,
+    args: &[&str],
+) -> Result<Vec<String>, JobError> {
+    let out = manager.git_in(sandbox, args, RunOptions::default()).await?;
+    Ok(out
+        .stdout_str()
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Brings the sandbox onto `upstream` (a ref it has), by rebase or merge, in the mirror.
+/// `Ok(conflicts)`: empty when it went through; otherwise nothing changed.
+async fn catch_up(
+    manager: &SandboxManager,
+    sandbox: &Sandbox,
+    upstream_ref: &str,
+    rebase: bool,
+) -> Result<Vec<String>, JobError> {
+    if sandbox.shallow {
+        return integrate(manager, sandbox, upstream_ref, rebase).await;
+    }
+    let before = head(manager, sandbox).await?;
+    let upstream = manager
+        .git_in(
+            sandbox,
+            &["rev-parse", "--verify", "--end-of-options", upstream_ref],
+            RunOptions::default(),
+        )
+        .await?
+        .stdout_str()
+        .trim()
+        .to_string();
+    let own = [sandbox.objects()];
+    let mirror = Mirror::new(manager, &sandbox.repo, &own);
+    let ancestor = |a: String, b: String| {
+        let mirror = &mirror;
+        async move {
+            let out = mirror
+                .git_tolerant(&["merge-base", "--is-ancestor", &a, &b])
+                .await?;
+            Ok::<bool, JobError>(out.status == 0)
+        }
+    };
+    let target = if ancestor(upstream.clone(), before.clone()).await? {
+        // Nothing new upstream.
+        before.clone()
+    } else if ancestor(before.clone(), upstream.clone()).await? {
+        upstream.clone()
+    } else if rebase {
+        let tree = mirror.tree_of(&upstream).await?;
+        match mirror.replay(&before, &upstream, Some(&tree)).await? {
+            Replayed::Unchanged => upstream.clone(),
+            Replayed::FastForward => before.clone(),
+            Replayed::Onto { commit, .. } => commit,
+            Replayed::Conflict(paths) => return Ok(paths),
+        }
+    } else {
+        match mirror.merge(&before, &upstream, upstream_ref).await? {
+            Ok(commit) => commit,
+            Err(paths) => return Ok(paths),
+        }
+    };
+    if target == before {
+        return Ok(Vec::new());
+    }
+    let moved = manager
+        .git_in(
+            sandbox,
+            &["reset", "--keep", "--quiet", &target, "--"],
+            RunOptions {
+                allow_failure: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    if moved.status == 0 {
+        return Ok(Vec::new());
+    }
+    // Uncommitted changes in files the pull changes: those are the conflicts.
+    let local = names(
+        manager,
+        sandbox,
+        &[
+            "diff",
+            "--ignore-submodules=all",
+            "--name-only",
+            "-z",
+            "HEAD",
+            "--",
+        ],
+    )
+    .await?;
+    let incoming = names(
+        manager,
+        sandbox,
+        &[
+            "diff",
+            "--ignore-submodules=all",
+            "--name-only",
+            "-z",
+            &before,
+            &target,
+            "--",
+        ],
+    )
+    .await?;
+    let conflicts: Vec<String> = local.into_iter().filter(|p| incoming.contains(p)).collect();
+    if conflicts.is_empty() {
+        return Err(JobError::internal(format!(
+            "could not move the sandbox onto {target}: {}",
+            moved.stderr.trim()
+        )));
+    }
+    Ok(conflicts)
+}
+
 impl Op for PullOp {
     fn name(&self) -> &'static str {
         "pull"
@@ -110,7 +238,7 @@ impl Op for PullOp {
             let before = head(&manager, &sandbox).await?;
             manager.fetch(&sandbox, &sandbox.branch).await?;
             let upstream = format!("origin/{}", sandbox.branch);
-            let conflicts = integrate(&manager, &sandbox, &upstream, rebase).await?;
+            let conflicts = catch_up(&manager, &sandbox, &upstream, rebase).await?;
             let after = head(&manager, &sandbox).await?;
             Ok(json!({
                 "head_sha": after,

@@ -18,9 +18,8 @@
 //! - a `.gitmodules` with `update = !<command>`: only `git submodule update` would read it
 //!   (and git refuses commands from `.gitmodules` anyway). It runs nothing, but git dies
 //!   reading it ("invalid value for 'submodule.ext.update'") in `status`, `diff` and
-//!   stash/autostash. `status` and `diff` pass `--ignore-submodules=all` and are not affected;
-//!   `pull` of a sandbox with uncommitted changes still is (its autostash dies, and no
-//!   switch turns that off): a known issue, and its test is ignored until it is fixed.
+//!   stash/autostash. `status` and `diff` pass `--ignore-submodules=all`, and `pull` uses no
+//!   stash (it rebases in the mirror and moves the sandbox with `reset --keep`).
 //!
 //! Every op is run on that repository (clone fresh and recycled, status, diff, write_files,
 //! push, pull, change, release); no marker may appear, no config the worker's git reads may
@@ -424,15 +423,11 @@ async fn a_submodule_update_command_in_gitmodules_runs_nothing() {
 /// A repository whose `.gitmodules` holds `update = !<command>` must not break its
 /// sandboxes' `status`, `diff` and `pull`.
 ///
-/// Fails today: git dies on that value ("fatal: invalid value for 'submodule.ext.update'")
-/// whenever it loads the submodule config: `git status` (core/src/ops/status.rs), `git diff`
-/// (core/src/ops/diff.rs, and `conflicted` in core/src/ops/pull.rs), and the stash behind
-/// `rebase --autostash` (`integrate` in core/src/ops/pull.rs, also used by push's rebase).
-/// The ops fail as `internal`, a retryable kind, so each is tried five times. Passing
-/// `--ignore-submodules=all` to `status` and `diff` avoids loading it; autostash has no
-/// such switch (`-c diff.ignoreSubmodules=all` does not help).
+/// git dies on that value ("fatal: invalid value for 'submodule.ext.update'") whenever it
+/// loads the submodule config: `status` and `diff` pass `--ignore-submodules=all`, and
+/// `pull` computes its rebase in the mirror and moves the sandbox with `reset --keep`, with
+/// no stash (the stash behind `rebase --autostash` had no switch to avoid it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known issue: a .gitmodules `update = !cmd` makes pull's autostash die; see the module doc"]
 async fn a_gitmodules_update_command_does_not_break_status_diff_or_pull() {
     let fleet = Fleet::start(1, no_credentials()).await;
     let markers = Markers::new(fleet.tmp.path());

@@ -11,4 +11,5 @@ mod group;
 mod hostile;
 mod hostile_repo;
 mod ops;
+mod pull;
 mod secrets;

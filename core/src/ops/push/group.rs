@@ -152,7 +152,7 @@ pub(super) async fn landed(
     trailer: &str,
 ) -> Result<Option<String>, JobError> {
     manager.mirrors().refresh(repo, target).await?;
-    let mirror = Mirror::new(manager, repo, &[]);
+    let mirror = Mirror::new(manager, repo, []);
     match mirror.branch_tip(target).await? {
         Some(tip) => mirror.find_trailer(&tip, trailer).await,
         None => Ok(None),
@@ -245,7 +245,11 @@ impl Leader {
             .with_jitter()
             .with_max_times(ATTEMPTS)
             .build();
-        let mirror = Mirror::new(&self.manager, &self.repo, batch);
+        let mirror = Mirror::new(
+            &self.manager,
+            &self.repo,
+            batch.iter().filter_map(|r| r.store.as_ref()),
+        );
         for attempt in 1..=ATTEMPTS {
             let planned = match self.plan(&mirror, batch).await {
                 Ok(p) => p,
@@ -331,6 +335,14 @@ impl Leader {
                     tip = Some(commit.clone());
                     outcomes.push(Ok((commit, true)));
                 }
+                Ok(Replayed::Conflict(paths)) => outcomes.push(Err(JobError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "putting this job's commit onto {} conflicts in: {}",
+                        self.target,
+                        paths.join(", ")
+                    ),
+                ))),
                 Err(e) => outcomes.push(Err(e)),
             }
         }
@@ -366,17 +378,19 @@ impl Drop for KeyGuard {
 }
 
 /// How a request's commits went onto the tip.
-enum Replayed {
+pub(crate) enum Replayed {
     /// Nothing to add: its HEAD is on the tip already.
     Unchanged,
     /// Its commits sit right on the tip: the tip becomes its HEAD as it is.
     FastForward,
     /// Replayed: the new tip (its last commit) and that commit's tree.
     Onto { commit: String, tree: String },
+    /// A commit does not apply: these paths conflict. Nothing was changed.
+    Conflict(Vec<String>),
 }
 
 /// Git in a repository's mirror, seeing the batch's sandboxes' objects too.
-struct Mirror<'a> {
+pub(crate) struct Mirror<'a> {
     manager: &'a SandboxManager,
     repo: &'a RepoUrl,
     path: PathBuf,
@@ -396,12 +410,17 @@ struct CommitInfo {
 }
 
 impl<'a> Mirror<'a> {
-    fn new(manager: &'a SandboxManager, repo: &'a RepoUrl, batch: &[Request]) -> Self {
-        let mut stores: Vec<String> = Vec::new();
-        for store in batch.iter().filter_map(|r| r.store.as_ref()) {
+    /// Git in `repo`'s mirror, reading `stores` (sandboxes' own object stores) too.
+    pub(crate) fn new<'s>(
+        manager: &'a SandboxManager,
+        repo: &'a RepoUrl,
+        stores: impl IntoIterator<Item = &'s PathBuf>,
+    ) -> Self {
+        let mut alternates: Vec<String> = Vec::new();
+        for store in stores {
             let store = quote_alternate(&store.to_string_lossy());
-            if !stores.contains(&store) {
-                stores.push(store);
+            if !alternates.contains(&store) {
+                alternates.push(store);
             }
         }
         Self {
@@ -410,7 +429,7 @@ impl<'a> Mirror<'a> {
             path: manager.mirrors().path(repo),
             alternates: vec![(
                 OsString::from("GIT_ALTERNATE_OBJECT_DIRECTORIES"),
-                OsString::from(stores.join(":")),
+                OsString::from(alternates.join(":")),
             )],
         }
     }
@@ -422,11 +441,90 @@ impl<'a> Mirror<'a> {
         }
     }
 
-    async fn git(&self, args: &[&str]) -> Result<crate::git::GitOutput, JobError> {
+    pub(crate) async fn git(&self, args: &[&str]) -> Result<crate::git::GitOutput, JobError> {
         self.manager
             .git()
             .run(&self.path, args, self.options())
             .await
+    }
+
+    /// Like [`Self::git`], returning a failed exit as `Ok`.
+    pub(crate) async fn git_tolerant(
+        &self,
+        args: &[&str],
+    ) -> Result<crate::git::GitOutput, JobError> {
+        self.manager
+            .git()
+            .run(
+                &self.path,
+                args,
+                RunOptions {
+                    allow_failure: true,
+                    ..self.options()
+                },
+            )
+            .await
+    }
+
+    /// Merges `theirs` into `ours` (neither an ancestor of the other): the merge commit, or
+    /// the conflicting paths.
+    pub(crate) async fn merge(
+        &self,
+        ours: &str,
+        theirs: &str,
+        their_name: &str,
+    ) -> Result<Result<String, Vec<String>>, JobError> {
+        let merged = self
+            .git_tolerant(&[
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                "-z",
+                "--end-of-options",
+                ours,
+                theirs,
+            ])
+            .await?;
+        let out = merged.stdout_str();
+        let mut fields = out.split('\0').filter(|f| !f.is_empty());
+        let tree = fields.next().unwrap_or("").trim().to_string();
+        match merged.status {
+            0 => {}
+            1 => {
+                let mut paths: Vec<String> = fields.map(str::to_string).collect();
+                paths.dedup();
+                return Ok(Err(paths));
+            }
+            _ => {
+                return Err(JobError::internal(format!(
+                    "git merge-tree failed: {}",
+                    merged.stderr.trim()
+                )));
+            }
+        }
+        let mut options = self.options();
+        options.stdin = Some(format!("Merge {their_name}\n").into_bytes());
+        let made = self
+            .manager
+            .git()
+            .run(
+                &self.path,
+                &[
+                    "commit-tree",
+                    "-p",
+                    ours,
+                    "-p",
+                    theirs,
+                    "-F",
+                    "-",
+                    "--end-of-options",
+                    &tree,
+                ],
+                options,
+            )
+            .await?;
+        Ok(Ok(made.stdout_str().trim().to_string()))
     }
 
     async fn branch_tip(&self, branch: &str) -> Result<Option<String>, JobError> {
@@ -453,7 +551,7 @@ impl<'a> Mirror<'a> {
         Ok((out.status == 0 && !sha.is_empty()).then_some(sha))
     }
 
-    async fn tree_of(&self, commit: &str) -> Result<String, JobError> {
+    pub(crate) async fn tree_of(&self, commit: &str) -> Result<String, JobError> {
         let spec = format!("{commit}^{{tree}}");
         let out = self
             .git(&["rev-parse", "--verify", "--end-of-options", &spec])
@@ -483,7 +581,7 @@ impl<'a> Mirror<'a> {
 
     /// Puts the commits of `head` that `tip` lacks on top of `tip` (whose tree is
     /// `tip_tree`).
-    async fn replay(
+    pub(crate) async fn replay(
         &self,
         head: &str,
         tip: &str,
@@ -559,13 +657,7 @@ impl<'a> Mirror<'a> {
                 1 => {
                     let mut paths: Vec<String> = fields.map(str::to_string).collect();
                     paths.dedup();
-                    return Err(JobError::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "putting this job's commit onto the branch conflicts in: {}",
-                            paths.join(", ")
-                        ),
-                    ));
+                    return Ok(Replayed::Conflict(paths));
                 }
                 _ => {
                     return Err(JobError::internal(format!(
