@@ -265,16 +265,20 @@ impl GitSettings {
         })
     }
 
+    /// The directory every worker of this machine keeps its root under (`<root>/<worker
+    /// id>`), and the record writer its spool (`<root>/spool`).
+    pub fn base_root(&self) -> std::path::PathBuf {
+        self.sandbox_root
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("gitfleet"))
+    }
+
     /// Sets up git and the sandboxes of worker `worker_id`.
     pub async fn sandboxes(
         &self,
         worker_id: &str,
     ) -> Result<std::sync::Arc<crate::sandbox::SandboxManager>, crate::job::JobError> {
-        let root = self
-            .sandbox_root
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("gitfleet"))
-            .join(worker_id);
+        let root = self.base_root().join(worker_id);
         let git = crate::git::Git::new(crate::git::GitConfig {
             git_bin: "git".into(),
             home: root.join("home"),
