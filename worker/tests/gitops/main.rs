@@ -9,4 +9,5 @@ mod contention;
 mod hostile;
 mod hostile_repo;
 mod ops;
+mod registry;
 mod secrets;
