@@ -20,9 +20,9 @@ pub mod tables;
 use std::time::Duration;
 
 pub use gitfleet_core::config::{QueueConfig, StoreConfig};
-pub use gitfleet_core::store::{self, Store};
 pub use gitfleet_core::job::{ErrorKind, JobError, JobRecord, JobSpec, JobStatus};
 pub use gitfleet_core::queue::{DEFAULT_QUEUE, EnqueueOptions, Enqueued, QueueError, QueueStats};
+pub use gitfleet_core::store::{self, Store};
 
 use gitfleet_core::ops::Ops;
 use gitfleet_core::queue::Queue;

@@ -77,7 +77,9 @@ pub fn jobs(rows: &[JobRow]) -> String {
         })
         .collect();
     render(
-        &["JOB", "OP", "STATUS", "ATTEMPTS", "ORG", "ENQUEUED", "RUN MS", "ERROR"],
+        &[
+            "JOB", "OP", "STATUS", "ATTEMPTS", "ORG", "ENQUEUED", "RUN MS", "ERROR",
+        ],
         &body,
     )
 }
@@ -154,7 +156,15 @@ pub fn sandboxes(rows: &[SandboxRow]) -> String {
         .collect();
     render(
         &[
-            "SANDBOX", "STATUS", "ORG", "BRANCH", "REPO", "LAST OP", "USES", "ERRORS", "LAST USED",
+            "SANDBOX",
+            "STATUS",
+            "ORG",
+            "BRANCH",
+            "REPO",
+            "LAST OP",
+            "USES",
+            "ERRORS",
+            "LAST USED",
         ],
         &body,
     )
@@ -176,7 +186,13 @@ pub fn orgs(rows: &[OrgSpend]) -> String {
         })
         .collect();
     render(
-        &["ORG", "BUDGET USD/MONTH", "SPENT USD", "LIVE SANDBOXES", "OVER"],
+        &[
+            "ORG",
+            "BUDGET USD/MONTH",
+            "SPENT USD",
+            "LIVE SANDBOXES",
+            "OVER",
+        ],
         &body,
     )
 }

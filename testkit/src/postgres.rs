@@ -116,8 +116,8 @@ impl PgServer {
         let bin = pg_bin()?;
         let dir = tempfile::Builder::new().prefix("gitfleet-pg-").tempdir()?;
         let me = Command::new("id").arg("-u").output()?;
-        let as_user = (String::from_utf8_lossy(&me.stdout).trim() == "0")
-            .then(|| "postgres".to_string());
+        let as_user =
+            (String::from_utf8_lossy(&me.stdout).trim() == "0").then(|| "postgres".to_string());
         if as_user.is_some() {
             let out = Command::new("id").args(["-u", "postgres"]).output()?;
             let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
@@ -188,7 +188,18 @@ impl PgServer {
         );
         self.run(
             "pg_ctl",
-            &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         )
     }
 

@@ -53,7 +53,9 @@ async fn main() -> anyhow::Result<()> {
             };
             worker = worker.with_store(store, writer, store_config.budget_refresh);
         }
-        None => tracing::warn!("GITFLEET_DATABASE_URL=none: no job history, sandbox registry or budgets"),
+        None => tracing::warn!(
+            "GITFLEET_DATABASE_URL=none: no job history, sandbox registry or budgets"
+        ),
     }
     // Tests and operators read the id from here.
     println!("{}", serde_json_line(worker.id()));

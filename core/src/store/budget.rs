@@ -100,7 +100,9 @@ SELECT names.org_id AS "org_id!", o.monthly_budget_usd AS "monthly_budget_usd?",
     /// Sets (or with `None` removes) an organization's monthly budget in USD.
     pub async fn set_budget(&self, org_id: &str, usd: Option<f64>) -> Result<(), StoreError> {
         if usd.is_some_and(|u| !(u.is_finite() && u >= 0.0)) {
-            return Err(StoreError::Config("a budget is a number of USD >= 0".into()));
+            return Err(StoreError::Config(
+                "a budget is a number of USD >= 0".into(),
+            ));
         }
         sqlx::query!(
             r#"

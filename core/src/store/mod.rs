@@ -17,8 +17,8 @@ pub mod writer;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use budget::{Budgets, CheckError, OrgSpend, budget_exceeded, exempt_from_budget};
 pub use history::{JobFilter, JobHistory, JobRow, RunRow, SandboxRow, SchedulerRun};

@@ -192,7 +192,10 @@ ON CONFLICT (sandbox_id) DO NOTHING
     }
 }
 
-async fn apply_job(tx: &mut Transaction<'static, Postgres>, j: &JobEvent) -> Result<(), sqlx::Error> {
+async fn apply_job(
+    tx: &mut Transaction<'static, Postgres>,
+    j: &JobEvent,
+) -> Result<(), sqlx::Error> {
     let (kind, message) = match &j.error {
         Some(e) => (Some(e.kind.as_str()), Some(e.message.as_str())),
         None => (None, None),
@@ -367,7 +370,10 @@ ON CONFLICT (sandbox_id) DO NOTHING
     Ok(())
 }
 
-async fn apply_worker(tx: &mut Transaction<'static, Postgres>, w: &WorkerEvent) -> Result<(), sqlx::Error> {
+async fn apply_worker(
+    tx: &mut Transaction<'static, Postgres>,
+    w: &WorkerEvent,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
 INSERT INTO workers (worker_id, host, version, pid, queues, state, started_at, last_heartbeat_at, stopped_at)

@@ -283,7 +283,7 @@ impl Recorder {
         if clean == text {
             result.clone()
         } else {
-            serde_json::from_str(&clean).unwrap_or_else(|_| Value::String(clean))
+            serde_json::from_str(&clean).unwrap_or(Value::String(clean))
         }
     }
 
@@ -360,7 +360,11 @@ impl Recorder {
                 let counts = map.get_mut(&id)?;
                 if let Outcome::Retry { error, .. } | Outcome::Dead(error) = outcome {
                     counts.1 += 1;
-                    event.last_error = Some(format!("{}: {}", error.kind, inner.redactor.redact(&error.message)));
+                    event.last_error = Some(format!(
+                        "{}: {}",
+                        error.kind,
+                        inner.redactor.redact(&error.message)
+                    ));
                     if matches!(error.kind, ErrorKind::Internal | ErrorKind::SandboxNotFound) {
                         event.status = SandboxStatus::Error;
                     }
@@ -415,7 +419,10 @@ impl Writer {
             .map(|dir| spool_files(dir, &worker.worker_id))
             .unwrap_or_default();
         if !claimable.is_empty() {
-            tracing::info!(files = claimable.len(), "records: replaying spool files left by earlier workers");
+            tracing::info!(
+                files = claimable.len(),
+                "records: replaying spool files left by earlier workers"
+            );
         }
         Self {
             store,
@@ -478,7 +485,10 @@ impl Writer {
             match self.write_some().await {
                 Ok(()) => {
                     if let Some(since) = down_since.take() {
-                        tracing::info!(down_ms = since.elapsed().as_millis() as u64, "records: postgres is back; writing what was kept");
+                        tracing::info!(
+                            down_ms = since.elapsed().as_millis() as u64,
+                            "records: postgres is back; writing what was kept"
+                        );
                     }
                     backoff = Duration::from_millis(100);
                 }
@@ -547,17 +557,16 @@ impl Writer {
         let Some(dir) = &self.config.spool_dir else {
             if !self.warned_unspooled {
                 self.warned_unspooled = true;
-                tracing::warn!(limit = self.config.memory_limit, "records: memory limit reached and no spool directory; keeping them in memory");
+                tracing::warn!(
+                    limit = self.config.memory_limit,
+                    "records: memory limit reached and no spool directory; keeping them in memory"
+                );
             }
             return;
         };
         let path = dir.join(format!("{}.overflow", self.worker.worker_id));
-        let opened = std::fs::create_dir_all(dir).and_then(|_| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-        });
+        let opened = std::fs::create_dir_all(dir)
+            .and_then(|_| OpenOptions::new().create(true).append(true).open(&path));
         match opened {
             Ok(f) => {
                 tracing::warn!(path = %path.display(), "records: memory limit reached; new records go to the overflow file");
@@ -620,7 +629,9 @@ impl Writer {
                     Ok(_) if line.trim().is_empty() => {}
                     Ok(_) => match serde_json::from_str::<Record>(line.trim()) {
                         Ok(r) => self.replay_batch.push(r),
-                        Err(e) => tracing::error!(error = %e, path = %replay.path.display(), "records: skipping a line of a spool file that does not parse"),
+                        Err(e) => {
+                            tracing::error!(error = %e, path = %replay.path.display(), "records: skipping a line of a spool file that does not parse")
+                        }
                     },
                     Err(e) => {
                         tracing::error!(error = %e, path = %replay.path.display(), "records: cannot read a spool file");
@@ -683,18 +694,23 @@ impl Writer {
             return;
         }
         let Some(dir) = self.config.spool_dir.clone() else {
-            tracing::error!(records = rest.len(), "records: postgres unreachable at exit and no spool directory; records lost");
+            tracing::error!(
+                records = rest.len(),
+                "records: postgres unreachable at exit and no spool directory; records lost"
+            );
             return;
         };
         let path = dir.join(format!("{}.jsonl", self.worker.worker_id));
         let mut spooled = rest.len() as u64;
         let written = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
-            let mut out = BufWriter::new(
-                OpenOptions::new().create(true).append(true).open(&path)?,
-            );
+            let mut out = BufWriter::new(OpenOptions::new().create(true).append(true).open(&path)?);
             for r in &rest {
-                writeln!(out, "{}", serde_json::to_string(r).expect("records serialize"))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(r).expect("records serialize")
+                )?;
             }
             out.flush()
         })();
@@ -734,7 +750,8 @@ fn spool_files(dir: &Path, own_worker: &str) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            (name.ends_with(".jsonl") || name.ends_with(".replaying")) && !name.starts_with(own_worker)
+            (name.ends_with(".jsonl") || name.ends_with(".replaying"))
+                && !name.starts_with(own_worker)
         })
         .collect();
     // Any order will do (every write is order-independent); sorted, for a stable one.

@@ -122,7 +122,12 @@ impl Worker {
     /// keeps what it cannot write; see [`crate::store::writer`]); and refuses jobs of
     /// organizations over budget, re-reading the list every `budget_refresh`. Without it
     /// the worker records nothing and enforces no budget.
-    pub fn with_store(mut self, store: Store, writer: WriterConfig, budget_refresh: Duration) -> Self {
+    pub fn with_store(
+        mut self,
+        store: Store,
+        writer: WriterConfig,
+        budget_refresh: Duration,
+    ) -> Self {
         self.store = Some(StoreSettings {
             store,
             writer,
@@ -237,7 +242,11 @@ impl Worker {
         if let Some(writer) = loops.writer {
             loops.records.worker_sandboxes_terminated();
             let r = writer.close().await;
-            tracing::debug!(written = r.written, spooled = r.spooled, "records writer stopped");
+            tracing::debug!(
+                written = r.written,
+                spooled = r.spooled,
+                "records writer stopped"
+            );
         }
         tracing::info!(worker = %self.id, drained, requeued = report.requeued, "worker stopped");
         Ok(report)
@@ -372,8 +381,12 @@ impl Worker {
             .as_ref()
             .map(|s| s.git().redactor().clone())
             .unwrap_or_default();
-        let (records, writer) =
-            Recorder::start(settings.store.clone(), settings.writer.clone(), row, redactor);
+        let (records, writer) = Recorder::start(
+            settings.store.clone(),
+            settings.writer.clone(),
+            row,
+            redactor,
+        );
         background.push(tokio::spawn(budgets.clone().keep_fresh(
             settings.store.clone(),
             settings.budget_refresh,

@@ -32,7 +32,11 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
     let broke = orgs.iter().find(|o| o.org_id == "broke").unwrap();
     assert!((broke.spend_usd - 0.15).abs() < 1e-9, "{broke:?}");
     assert!(broke.over_budget());
-    assert!(orgs.iter().filter(|o| o.org_id != "broke").all(|o| !o.over_budget()));
+    assert!(
+        orgs.iter()
+            .filter(|o| o.org_id != "broke")
+            .all(|o| !o.over_budget())
+    );
 
     // At enqueue time (what the client and CLI ask).
     let err = store.check_budget("broke", "echo").await.unwrap_err();
@@ -51,17 +55,30 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
     let mut ids = Vec::new();
     for org in ["broke", "rich", "thrifty"] {
         let spec = JobSpec::new("echo", json!({"org_id": org}));
-        ids.push(q.queue.enqueue("jobs", &spec, &EnqueueOptions::default()).await.unwrap().job_id);
+        ids.push(
+            q.queue
+                .enqueue("jobs", &spec, &EnqueueOptions::default())
+                .await
+                .unwrap()
+                .job_id,
+        );
     }
     let broke_job = wait_final(&q, &ids[0]).await;
     assert_eq!(broke_job.status, JobStatus::Dead);
-    assert_eq!(broke_job.error.as_ref().unwrap().kind, ErrorKind::BudgetExceeded);
+    assert_eq!(
+        broke_job.error.as_ref().unwrap().kind,
+        ErrorKind::BudgetExceeded
+    );
     assert_eq!(broke_job.attempts, 1, "budget_exceeded is never retried");
     for id in &ids[1..] {
         assert_eq!(wait_final(&q, id).await.status, JobStatus::Done);
     }
     let row = eventually("the refused job's row", Duration::from_secs(10), || async {
-        store.job_history(&ids[0]).await.unwrap().filter(|h| h.job.status == "dead")
+        store
+            .job_history(&ids[0])
+            .await
+            .unwrap()
+            .filter(|h| h.job.status == "dead")
     })
     .await;
     assert_eq!(row.job.error_kind.as_deref(), Some("budget_exceeded"));
@@ -70,7 +87,11 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
     store.set_budget("broke", Some(1.0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let spec = JobSpec::new("echo", json!({"org_id": "broke"}));
-    let again = q.queue.enqueue("jobs", &spec, &EnqueueOptions::default()).await.unwrap();
+    let again = q
+        .queue
+        .enqueue("jobs", &spec, &EnqueueOptions::default())
+        .await
+        .unwrap();
     assert_eq!(wait_final(&q, &again.job_id).await.status, JobStatus::Done);
     worker.shutdown().await.unwrap();
 }

@@ -103,7 +103,10 @@ impl Op for Flaky {
             let fail_times = args["fail_times"].as_u64().unwrap_or(0) as u32;
             if ctx.attempt <= fail_times {
                 let message = args["message"].as_str().unwrap_or("flaky failure");
-                return Err(JobError::internal(format!("{message} (run {})", ctx.attempt)));
+                return Err(JobError::internal(format!(
+                    "{message} (run {})",
+                    ctx.attempt
+                )));
             }
             Ok(json!({"attempt": ctx.attempt}))
         }
@@ -115,9 +118,17 @@ pub fn ops() -> Ops {
     Ops::builtin().with(Flaky)
 }
 
-pub async fn start_worker(q: &TestQueue, store: &Store, spool: Option<&std::path::Path>) -> RunningWorker {
+pub async fn start_worker(
+    q: &TestQueue,
+    store: &Store,
+    spool: Option<&std::path::Path>,
+) -> RunningWorker {
     Worker::new(q.queue.clone(), worker_config(), ops())
-        .with_store(store.clone(), writer_config(spool), Duration::from_millis(100))
+        .with_store(
+            store.clone(),
+            writer_config(spool),
+            Duration::from_millis(100),
+        )
         .start()
         .await
         .expect("worker starts")

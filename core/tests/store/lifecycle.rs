@@ -37,7 +37,9 @@ async fn a_job_row_follows_it_through_retries_to_done() {
     assert_eq!(h.job.task_id.as_deref(), Some("t1"));
     assert_eq!(h.job.result, Some(json!({"attempt": 3})));
     assert_eq!(h.job.error_kind, None, "a job that is done shows no error");
-    assert!(h.job.enqueued_at.is_some() && h.job.started_at.is_some() && h.job.finished_at.is_some());
+    assert!(
+        h.job.enqueued_at.is_some() && h.job.started_at.is_some() && h.job.finished_at.is_some()
+    );
     let outcomes: Vec<(i32, &str, Option<&str>)> = h
         .runs
         .iter()
@@ -45,9 +47,17 @@ async fn a_job_row_follows_it_through_retries_to_done() {
         .collect();
     assert_eq!(
         outcomes,
-        [(1, "retry", Some("internal")), (2, "retry", Some("internal")), (3, "done", None)]
+        [
+            (1, "retry", Some("internal")),
+            (2, "retry", Some("internal")),
+            (3, "done", None)
+        ]
     );
-    assert!(h.runs.iter().all(|r| r.duration_ms.is_some() && r.worker_id == worker.id()));
+    assert!(
+        h.runs
+            .iter()
+            .all(|r| r.duration_ms.is_some() && r.worker_id == worker.id())
+    );
     assert!(h.runs[0].retry_at.is_some());
     worker.shutdown().await.unwrap();
 
@@ -92,7 +102,10 @@ async fn a_job_row_follows_it_through_retries_to_dead_with_its_error_redacted() 
     assert_eq!(h.job.error_kind.as_deref(), Some("internal"));
     let message = h.job.error_message.clone().unwrap();
     assert!(!message.contains("hunter2"), "{message}");
-    assert!(message.contains("https://***@git.example/r.git"), "{message}");
+    assert!(
+        message.contains("https://***@git.example/r.git"),
+        "{message}"
+    );
     let outcomes: Vec<&str> = h.runs.iter().map(|r| r.outcome.as_str()).collect();
     assert_eq!(outcomes, ["retry", "dead"]);
     // Nothing anywhere in the record holds the secret.

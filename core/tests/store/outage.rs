@@ -14,7 +14,13 @@ async fn run_jobs(q: &TestQueue, n: usize, tag: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let spec = JobSpec::new("flaky", json!({"fail_times": i % 2, "tag": tag}));
-        ids.push(q.queue.enqueue("jobs", &spec, &EnqueueOptions::default()).await.unwrap().job_id);
+        ids.push(
+            q.queue
+                .enqueue("jobs", &spec, &EnqueueOptions::default())
+                .await
+                .unwrap()
+                .job_id,
+        );
     }
     for id in &ids {
         assert_eq!(wait_final(q, id).await.status, JobStatus::Done);
@@ -41,9 +47,11 @@ async fn a_postgres_outage_during_a_run_of_jobs_loses_no_record() {
     let worker = start_worker(&q, &store, Some(spool.path())).await;
 
     let mut ids = run_jobs(&q, 20, "before").await;
-    eventually("the first jobs recorded", Duration::from_secs(20), || async {
-        done_rows(&store).await.filter(|n| *n == 20)
-    })
+    eventually(
+        "the first jobs recorded",
+        Duration::from_secs(20),
+        || async { done_rows(&store).await.filter(|n| *n == 20) },
+    )
     .await;
 
     pg.stop().unwrap();
@@ -54,9 +62,11 @@ async fn a_postgres_outage_during_a_run_of_jobs_loses_no_record() {
     pg.start_again().unwrap();
     ids.extend(run_jobs(&q, 10, "after").await);
 
-    eventually("every job recorded once postgres is back", Duration::from_secs(30), || async {
-        done_rows(&store).await.filter(|n| *n == ids.len() as i64)
-    })
+    eventually(
+        "every job recorded once postgres is back",
+        Duration::from_secs(30),
+        || async { done_rows(&store).await.filter(|n| *n == ids.len() as i64) },
+    )
     .await;
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM job_runs")
         .fetch_one(store.pool())
@@ -64,7 +74,13 @@ async fn a_postgres_outage_during_a_run_of_jobs_loses_no_record() {
         .unwrap();
     assert_eq!(runs, 70 + 35, "every run, the failed ones too");
     worker.shutdown().await.unwrap();
-    assert_eq!(std::fs::read_dir(spool.path()).map(|d| d.count()).unwrap_or(0), 0, "nothing left spooled");
+    assert_eq!(
+        std::fs::read_dir(spool.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "nothing left spooled"
+    );
 }
 
 #[tokio::test]
@@ -80,15 +96,20 @@ async fn records_a_worker_could_not_write_before_stopping_are_replayed_by_the_ne
     pg.stop().unwrap();
     let ids = run_jobs(&q, 15, "while-down").await;
     first.shutdown().await.unwrap();
-    let files: Vec<_> = std::fs::read_dir(spool.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(spool.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].to_string_lossy().starts_with(&first_id));
 
     pg.start_again().unwrap();
     let second = start_worker(&q, &store, Some(spool.path())).await;
-    eventually("the spooled records replayed", Duration::from_secs(30), || async {
-        done_rows(&store).await.filter(|n| *n == ids.len() as i64)
-    })
+    eventually(
+        "the spooled records replayed",
+        Duration::from_secs(30),
+        || async { done_rows(&store).await.filter(|n| *n == ids.len() as i64) },
+    )
     .await;
     // The first worker's row and its end were in the spool too.
     let state: String = sqlx::query_scalar("SELECT state FROM workers WHERE worker_id = $1")
@@ -97,9 +118,11 @@ async fn records_a_worker_could_not_write_before_stopping_are_replayed_by_the_ne
         .await
         .unwrap();
     assert_eq!(state, "stopped");
-    eventually("the spool file removed", Duration::from_secs(10), || async {
-        (std::fs::read_dir(spool.path()).unwrap().count() == 0).then_some(())
-    })
+    eventually(
+        "the spool file removed",
+        Duration::from_secs(10),
+        || async { (std::fs::read_dir(spool.path()).unwrap().count() == 0).then_some(()) },
+    )
     .await;
     second.shutdown().await.unwrap();
 }

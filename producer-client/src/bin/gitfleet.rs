@@ -242,7 +242,8 @@ async fn history(cmd: Command) -> Result<u8, Fail> {
             list,
         } => {
             if let Some(s) = &status {
-                s.parse::<JobStatus>().map_err(|e| Fail::Invalid(format!("--status: {e}")))?;
+                s.parse::<JobStatus>()
+                    .map_err(|e| Fail::Invalid(format!("--status: {e}")))?;
             }
             let store = need_store()?;
             let filter = store::JobFilter {
@@ -256,7 +257,10 @@ async fn history(cmd: Command) -> Result<u8, Fail> {
         }
         Command::Sandboxes { list } => {
             let store = need_store()?;
-            let rows = store.sandboxes(list.limit).await.map_err(unreachable(&store))?;
+            let rows = store
+                .sandboxes(list.limit)
+                .await
+                .map_err(unreachable(&store))?;
             print_rows(&rows, list.json, tables::sandboxes);
         }
         Command::Schedule { list } => {
@@ -273,9 +277,14 @@ async fn history(cmd: Command) -> Result<u8, Fail> {
                 let budget = if usd.eq_ignore_ascii_case("none") {
                     None
                 } else {
-                    Some(usd.parse::<f64>().ok().filter(|u| u.is_finite() && *u >= 0.0).ok_or_else(
-                        || Fail::Invalid(format!("usd: {usd:?} is not a number >= 0 or none")),
-                    )?)
+                    Some(
+                        usd.parse::<f64>()
+                            .ok()
+                            .filter(|u| u.is_finite() && *u >= 0.0)
+                            .ok_or_else(|| {
+                                Fail::Invalid(format!("usd: {usd:?} is not a number >= 0 or none"))
+                            })?,
+                    )
                 };
                 store
                     .set_budget(&org, budget)
@@ -311,7 +320,10 @@ async fn show_job(id: &str, wait: Wait) -> Result<u8, Fail> {
         Some(store) => match store.job_history(id).await {
             Ok(h) => h,
             Err(e) => {
-                eprintln!("gitfleet: no history: cannot read the record at {}: {e}", store.redacted_url());
+                eprintln!(
+                    "gitfleet: no history: cannot read the record at {}: {e}",
+                    store.redacted_url()
+                );
                 None
             }
         },
@@ -347,9 +359,10 @@ async fn show_job(id: &str, wait: Wait) -> Result<u8, Fail> {
         }
     };
     if let Some(h) = history {
-        out.as_object_mut()
-            .expect("an object")
-            .insert("history".into(), serde_json::to_value(h).expect("plain data"));
+        out.as_object_mut().expect("an object").insert(
+            "history".into(),
+            serde_json::to_value(h).expect("plain data"),
+        );
     }
     print(&out);
     Ok(match status {

@@ -40,7 +40,14 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
         .unwrap();
 
     let (code, done) = env
-        .run_json(&["submit", "echo", r#"{"org_id":"acme","n":1}"#, "--wait", "--timeout", "10"])
+        .run_json(&[
+            "submit",
+            "echo",
+            r#"{"org_id":"acme","n":1}"#,
+            "--wait",
+            "--timeout",
+            "10",
+        ])
         .await;
     assert_eq!(code, 0, "{done}");
     let id = done["job_id"].as_str().unwrap().to_string();
@@ -72,12 +79,22 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
     assert_eq!(all[0]["status"], "done");
     let (_, none) = env.run_json(&["jobs", "--status", "dead", "--json"]).await;
     assert_eq!(none, json!([]));
-    let (_, by_org) = env.run_json(&["jobs", "--org", "acme", "--op", "echo", "--limit", "5", "--json"]).await;
+    let (_, by_org) = env
+        .run_json(&[
+            "jobs", "--org", "acme", "--op", "echo", "--limit", "5", "--json",
+        ])
+        .await;
     assert_eq!(by_org.as_array().unwrap().len(), 1);
     let (code, table) = env.run(&["jobs"], None).await;
     assert_eq!(code, 0);
-    assert!(table[0].starts_with("JOB") && table[0].contains("STATUS"), "{table:?}");
-    assert!(table[1].starts_with(&id) && table[1].contains("done") && table[1].contains("acme"), "{table:?}");
+    assert!(
+        table[0].starts_with("JOB") && table[0].contains("STATUS"),
+        "{table:?}"
+    );
+    assert!(
+        table[1].starts_with(&id) && table[1].contains("done") && table[1].contains("acme"),
+        "{table:?}"
+    );
     let (code, bad) = env.run_json(&["jobs", "--status", "finished"]).await;
     assert_eq!(code, 2, "{bad}");
 
@@ -86,17 +103,28 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
     assert_eq!(code, 0, "{set}");
     assert_eq!(set["org_id"], "acme");
     assert_eq!(set["monthly_budget_usd"], 0.0);
-    let (code, refused) = env.run_json(&["submit", "echo", r#"{"org_id":"acme"}"#]).await;
+    let (code, refused) = env
+        .run_json(&["submit", "echo", r#"{"org_id":"acme"}"#])
+        .await;
     assert_eq!(code, 5, "{refused}");
     assert_eq!(refused["error"]["kind"], "budget_exceeded");
-    let (code, other) = env.run_json(&["submit", "echo", r#"{"org_id":"other"}"#, "--wait"]).await;
-    assert_eq!((code, other["status"].as_str()), (0, Some("done")), "{other}");
+    let (code, other) = env
+        .run_json(&["submit", "echo", r#"{"org_id":"other"}"#, "--wait"])
+        .await;
+    assert_eq!(
+        (code, other["status"].as_str()),
+        (0, Some("done")),
+        "{other}"
+    );
     let (_, orgs) = env.run_json(&["orgs", "--json"]).await;
     assert_eq!(orgs[0]["org_id"], "acme");
     assert_eq!(orgs[0]["monthly_budget_usd"], 0.0);
     let (_, table) = env.run(&["orgs"], None).await;
     assert!(table[0].starts_with("ORG"), "{table:?}");
-    assert!(table[1].starts_with("acme") && table[1].trim_end().ends_with("yes"), "{table:?}");
+    assert!(
+        table[1].starts_with("acme") && table[1].trim_end().ends_with("yes"),
+        "{table:?}"
+    );
     let (code, unlimited) = env.run_json(&["orgs", "set-budget", "acme", "none"]).await;
     assert_eq!(code, 0);
     assert_eq!(unlimited["monthly_budget_usd"], Value::Null);
@@ -118,7 +146,10 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
 async fn an_unreachable_record_exits_4_without_showing_the_password() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitfleet"))
         .args(["jobs"])
-        .env("GITFLEET_DATABASE_URL", "postgres://bot:hunter2@127.0.0.1:1/x")
+        .env(
+            "GITFLEET_DATABASE_URL",
+            "postgres://bot:hunter2@127.0.0.1:1/x",
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
@@ -126,6 +157,15 @@ async fn an_unreachable_record_exits_4_without_showing_the_password() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["error"]["kind"], "network");
-    assert!(v["error"]["message"].as_str().unwrap().contains("postgres://***@127.0.0.1:1/x"), "{v}");
-    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"), "{stdout} {stderr}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("postgres://***@127.0.0.1:1/x"),
+        "{v}"
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout} {stderr}"
+    );
 }

@@ -30,7 +30,10 @@ async fn sandbox_where(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("sandbox {id} never became {status}: {:?}", store.sandboxes(100).await.unwrap());
+    panic!(
+        "sandbox {id} never became {status}: {:?}",
+        store.sandboxes(100).await.unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,10 +63,19 @@ async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_
     let row = sandbox(&store, &id, "ready").await;
     assert_eq!(row.worker_id, worker);
     assert_eq!(row.org_id.as_deref(), Some("acme"));
-    assert_eq!((row.agent_id.as_deref(), row.task_id.as_deref()), (Some("a1"), Some("t1")));
+    assert_eq!(
+        (row.agent_id.as_deref(), row.task_id.as_deref()),
+        (Some("a1"), Some("t1"))
+    );
     assert_eq!(row.repo_url, url);
-    assert_eq!((row.branch.as_str(), row.agent_branch.as_str()), ("main", "agent-a1-t1"));
-    assert_eq!((row.use_count, row.last_operation.as_deref()), (1, Some("clone")));
+    assert_eq!(
+        (row.branch.as_str(), row.agent_branch.as_str()),
+        ("main", "agent-a1-t1")
+    );
+    assert_eq!(
+        (row.use_count, row.last_operation.as_deref()),
+        (1, Some("clone"))
+    );
 
     fleet.ok("status", json!({"sandbox_id": id})).await;
     fleet
@@ -90,7 +102,10 @@ async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_
 
     // A sandbox still alive when its worker stops is terminated with it.
     let c = fleet
-        .ok("clone", json!({"repo_url": url, "agent_id": "a2", "task_id": "t2", "org_id": "acme"}))
+        .ok(
+            "clone",
+            json!({"repo_url": url, "agent_id": "a2", "task_id": "t2", "org_id": "acme"}),
+        )
         .await;
     let second = c["sandbox_id"].as_str().unwrap().to_string();
     sandbox(&store, &second, "ready").await;
