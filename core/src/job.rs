@@ -262,7 +262,7 @@ pub fn time_from_micros(us: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us)
 }
 
-mod rfc3339_micros {
+pub(crate) mod rfc3339_micros {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

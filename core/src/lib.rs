@@ -8,6 +8,8 @@
 //! - [`ops`]: the job ops a worker can run, one module per op;
 //! - [`sandbox`]: pooled, isolated working copies, mirrors and the cache of released copies;
 //! - [`worker`]: the worker runtime that drives apalis workers from that queue;
+//! - [`store`]: the durable record in Postgres (history, sandbox registry, workers,
+//!   budgets), written in the background by workers;
 //! - [`config`]: configuration read from the environment by the binaries.
 
 pub mod config;
@@ -16,4 +18,5 @@ pub mod job;
 pub mod ops;
 pub mod queue;
 pub mod sandbox;
+pub mod store;
 pub mod worker;

@@ -15,12 +15,14 @@
 //! ```
 
 pub mod demo;
+pub mod tables;
 
 use std::time::Duration;
 
-pub use gitfleet_core::config::QueueConfig;
+pub use gitfleet_core::config::{QueueConfig, StoreConfig};
 pub use gitfleet_core::job::{ErrorKind, JobError, JobRecord, JobSpec, JobStatus};
 pub use gitfleet_core::queue::{DEFAULT_QUEUE, EnqueueOptions, Enqueued, QueueError, QueueStats};
+pub use gitfleet_core::store::{self, Store};
 
 use gitfleet_core::ops::Ops;
 use gitfleet_core::queue::Queue;
@@ -30,6 +32,7 @@ use gitfleet_core::queue::Queue;
 pub struct Client {
     queue: Queue,
     ops: Ops,
+    store: Option<Store>,
 }
 
 impl Client {
@@ -37,7 +40,80 @@ impl Client {
         Ok(Self {
             queue: Queue::connect(config).await?,
             ops: Ops::builtin(),
+            store: None,
         })
+    }
+
+    /// Uses the durable record: jobs of an organization over its budget are refused at
+    /// submit (`budget_exceeded`), and each job enqueued gets its row (`waiting` or
+    /// `delayed`). Should Postgres be unreachable, jobs are enqueued all the same: the
+    /// worker checks the budget again and writes the row when it starts the job.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The durable record, if the client uses one.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Refuses a job whose organization (`org_id` in its args) has spent its budget.
+    async fn check_budget(&self, spec: &JobSpec) -> Result<(), QueueError> {
+        let (Some(store), Some(org)) = (
+            &self.store,
+            spec.args.get("org_id").and_then(serde_json::Value::as_str),
+        ) else {
+            return Ok(());
+        };
+        match store.check_budget(org, &spec.op).await {
+            Ok(()) => Ok(()),
+            Err(store::CheckError::Exceeded(e)) => Err(QueueError::Invalid(e)),
+            // Fail open: the worker checks again before running it.
+            Err(store::CheckError::Store(_)) => Ok(()),
+        }
+    }
+
+    /// Writes the rows of jobs just enqueued (best effort: a worker writes them anyway).
+    async fn record_enqueued(&self, queue: &str, jobs: &[(&JobSpec, &Enqueued)]) {
+        let Some(store) = &self.store else { return };
+        let now = chrono::Utc::now();
+        let records: Vec<store::Record> = jobs
+            .iter()
+            .filter(|(_, e)| e.created)
+            .map(|(spec, e)| {
+                let arg = |name: &str| {
+                    spec.args
+                        .get(name)
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string)
+                };
+                store::Record::Job(store::JobEvent {
+                    job_id: e.job_id.clone(),
+                    op: spec.op.clone(),
+                    queue: queue.to_string(),
+                    org_id: arg("org_id"),
+                    agent_id: arg("agent_id"),
+                    task_id: arg("task_id"),
+                    sandbox_id: arg("sandbox_id"),
+                    status: e.status,
+                    attempts: 0,
+                    max_attempts: None,
+                    worker_id: None,
+                    run_id: None,
+                    error: None,
+                    result: None,
+                    enqueued_at: Some(now),
+                    started_at: None,
+                    finished_at: None,
+                    retry_at: None,
+                    reset: false,
+                })
+            })
+            .collect();
+        if !records.is_empty() {
+            let _ = store.apply(&records).await;
+        }
     }
 
     /// The queue handle underneath, for what the client does not wrap.
@@ -67,7 +143,10 @@ impl Client {
         options: &EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
         self.check(spec)?;
-        self.queue.enqueue(queue, spec, options).await
+        self.check_budget(spec).await?;
+        let enqueued = self.queue.enqueue(queue, spec, options).await?;
+        self.record_enqueued(queue, &[(spec, &enqueued)]).await;
+        Ok(enqueued)
     }
 
     /// Enqueues many jobs, a thousand per round trip. Nothing is enqueued when any job is
@@ -88,7 +167,23 @@ impl Client {
                 other => other,
             })?;
         }
-        self.queue.enqueue_many(queue, specs, options).await
+        for (i, spec) in specs.iter().enumerate() {
+            self.check_budget(spec).await.map_err(|e| match e {
+                QueueError::Invalid(err) => QueueError::Invalid(JobError::new(
+                    err.kind,
+                    format!("job {}: {}", i + 1, err.message),
+                )),
+                other => other,
+            })?;
+        }
+        let results = self.queue.enqueue_many(queue, specs, options).await?;
+        let done: Vec<(&JobSpec, &Enqueued)> = specs
+            .iter()
+            .zip(&results)
+            .filter_map(|(s, r)| r.as_ref().ok().map(|e| (s, e)))
+            .collect();
+        self.record_enqueued(queue, &done).await;
+        Ok(results)
     }
 
     /// The record of job `id`; `None` if there is none (never was, or expired).
@@ -109,6 +204,32 @@ impl Client {
 
     /// Sends a dead job back to its queue with a fresh set of attempts.
     pub async fn retry(&self, id: &str) -> Result<(), QueueError> {
-        self.queue.retry_dead(id).await
+        self.queue.retry_dead(id).await?;
+        // Its row starts over too (attempts from 0), whatever it said before.
+        if let (Some(store), Some(job)) = (&self.store, self.queue.job(id).await?) {
+            let record = store::Record::Job(store::JobEvent {
+                job_id: job.job_id,
+                op: job.op,
+                queue: job.queue,
+                org_id: None,
+                agent_id: None,
+                task_id: None,
+                sandbox_id: None,
+                status: JobStatus::Waiting,
+                attempts: 0,
+                max_attempts: None,
+                worker_id: None,
+                run_id: None,
+                error: None,
+                result: None,
+                enqueued_at: None,
+                started_at: None,
+                finished_at: None,
+                retry_at: None,
+                reset: true,
+            });
+            let _ = store.apply(&[record]).await;
+        }
+        Ok(())
     }
 }

@@ -10,6 +10,9 @@
 //!   (deterministic commit ids), a fast generator of large repositories (`git fast-import`),
 //!   and helpers to read a remote's history and reflog.
 //!
+//! - [`postgres`]: a database of its own per test on the machine's Postgres, and a private
+//!   Postgres server a test can stop and start (an outage for real).
+//!
 //! Every server is stopped on `Drop`, together with every process it started.
 //!
 //! ```no_run
@@ -26,6 +29,7 @@
 pub mod daemon;
 pub mod fixtures;
 pub mod http;
+pub mod postgres;
 mod process;
 pub mod redis_keys;
 

@@ -2,9 +2,11 @@
 //! Runs until SIGTERM or Ctrl-C, then stops gracefully within `GITFLEET_GRACE_SECS`.
 
 use anyhow::Context;
-use gitfleet_core::config::{GitSettings, QueueConfig, WorkerConfig};
+use gitfleet_core::config::{GitSettings, QueueConfig, StoreConfig, WorkerConfig};
 use gitfleet_core::ops::Ops;
 use gitfleet_core::queue::Queue;
+use gitfleet_core::store::Store;
+use gitfleet_core::store::writer::WriterConfig;
 use gitfleet_core::worker::Worker;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -40,7 +42,21 @@ async fn main() -> anyhow::Result<()> {
         .sandboxes(worker.id())
         .await
         .map_err(|e| anyhow::anyhow!("cannot set up sandboxes: {e}"))?;
-    let worker = worker.with_sandboxes(sandboxes);
+    let mut worker = worker.with_sandboxes(sandboxes);
+    let store_config = StoreConfig::from_env()?;
+    match Store::open(&store_config)? {
+        Some(store) => {
+            tracing::info!(postgres = %store.redacted_url(), "keeping the record in postgres");
+            let writer = WriterConfig {
+                spool_dir: Some(git.base_root().join("spool")),
+                ..Default::default()
+            };
+            worker = worker.with_store(store, writer, store_config.budget_refresh);
+        }
+        None => tracing::warn!(
+            "GITFLEET_DATABASE_URL=none: no job history, sandbox registry or budgets"
+        ),
+    }
     // Tests and operators read the id from here.
     println!("{}", serde_json_line(worker.id()));
     let mut term = signal(SignalKind::terminate())?;

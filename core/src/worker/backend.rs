@@ -131,6 +131,9 @@ pub struct JobService {
     pub(crate) acks: mpsc::UnboundedSender<Ack>,
     pub(crate) sandboxes: Option<Arc<crate::sandbox::SandboxManager>>,
     pub(crate) queue: crate::queue::Queue,
+    /// The durable record (disabled without Postgres) and the organizations over budget.
+    pub(crate) records: crate::store::Recorder,
+    pub(crate) budgets: crate::store::Budgets,
 }
 
 impl Service<Task<Run>> for JobService {
@@ -155,7 +158,14 @@ impl Service<Task<Run>> for JobService {
         );
         async move {
             let started = Instant::now();
+            let spec = if this.records.is_enabled() {
+                JobSpec::parse(&delivery.payload).ok()
+            } else {
+                None
+            };
+            let run = this.records.job_started(&delivery, spec.as_ref());
             let outcome = this.execute(&delivery).await;
+            this.records.job_finished(run, spec.as_ref(), &outcome);
             match &outcome {
                 Outcome::Done(_) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "done"),
                 Outcome::Retry { error, delay } => tracing::warn!(kind = %error.kind, message = %error.message, retry_in_ms = delay.as_millis() as u64, "failed; will retry"),
@@ -199,6 +209,12 @@ impl JobService {
             Ok(op) => op.clone(),
             Err(e) => return Outcome::Dead(e),
         };
+        // Refused here too (not only at enqueue): the budget may have run out while the job
+        // waited. Reads memory; the list is refreshed in the background.
+        let org = spec.args.get("org_id").and_then(serde_json::Value::as_str);
+        if let Err(e) = self.budgets.check(org, &spec.op) {
+            return Outcome::Dead(e);
+        }
         let max_attempts = if d.max_attempts > 0 {
             d.max_attempts
         } else {

@@ -4,9 +4,14 @@
 //! then batches) and a promoter (delayed jobs that fell due), one acknowledger (outcomes to
 //! Redis in batches) and one heartbeat (which also recovers jobs of dead workers).
 //!
+//! With a store ([`Worker::with_store`]), a record writer keeps the durable record in
+//! Postgres off the job path, and jobs of organizations over budget are refused.
+//!
 //! Shutdown, in order: stop fetching; let apalis finish the jobs in flight (up to the grace
 //! period); flush the acknowledger; give back whatever is still held; answer the jobs left
-//! in this worker's own queue (`sandbox_not_found`: its sandboxes die with it); deregister.
+//! in this worker's own queue (`sandbox_not_found`: its sandboxes die with it); deregister;
+//! mark its sandboxes terminated in the record and flush the record writer (what Postgres
+//! does not take in time is spooled to disk for the next worker to replay).
 
 mod backend;
 mod retry;
@@ -29,6 +34,8 @@ use crate::config::WorkerConfig;
 use crate::ops::Ops;
 use crate::queue::{Delivery, Queue, QueueError, validate_worker_id};
 use crate::sandbox::SandboxManager;
+use crate::store::writer::WriterConfig;
+use crate::store::{Budgets, Recorder, Store, WorkerEvent};
 use backend::Ack;
 
 /// Jobs taken from Redis in one round trip, at most.
@@ -66,6 +73,14 @@ pub struct Worker {
     config: WorkerConfig,
     ops: Arc<Ops>,
     sandboxes: Option<Arc<SandboxManager>>,
+    store: Option<StoreSettings>,
+}
+
+/// The durable record a worker keeps (see [`crate::store`]).
+struct StoreSettings {
+    store: Store,
+    writer: WriterConfig,
+    budget_refresh: Duration,
 }
 
 /// Makes a worker id unique per process: `<stem>-<ulid>`, the stem reduced to letters,
@@ -91,6 +106,7 @@ impl Worker {
             config,
             ops: Arc::new(ops),
             sandboxes: None,
+            store: None,
         }
     }
 
@@ -98,6 +114,25 @@ impl Worker {
     /// [`Worker::id`].
     pub fn with_sandboxes(mut self, sandboxes: Arc<SandboxManager>) -> Self {
         self.sandboxes = Some(sandboxes);
+        self
+    }
+
+    /// Keeps the durable record in `store`: job history, the sandbox registry, this
+    /// worker's row, written in the background by a writer configured by `writer` (which
+    /// keeps what it cannot write; see [`crate::store::writer`]); and refuses jobs of
+    /// organizations over budget, re-reading the list every `budget_refresh`. Without it
+    /// the worker records nothing and enforces no budget.
+    pub fn with_store(
+        mut self,
+        store: Store,
+        writer: WriterConfig,
+        budget_refresh: Duration,
+    ) -> Self {
+        self.store = Some(StoreSettings {
+            store,
+            writer,
+            budget_refresh,
+        });
         self
     }
 
@@ -204,6 +239,15 @@ impl Worker {
         if let Some(sandboxes) = &self.sandboxes {
             sandboxes.remove_all().await;
         }
+        if let Some(writer) = loops.writer {
+            loops.records.worker_sandboxes_terminated();
+            let r = writer.close().await;
+            tracing::debug!(
+                written = r.written,
+                spooled = r.spooled,
+                "records writer stopped"
+            );
+        }
         tracing::info!(worker = %self.id, drained, requeued = report.requeued, "worker stopped");
         Ok(report)
     }
@@ -247,6 +291,7 @@ impl Worker {
             .collect();
         served.push((own_queue, self.config.own_queue_concurrency));
 
+        let (records, writer, budgets) = self.start_records(&stop_background, &mut background);
         let service = JobService {
             ops: self.ops.clone(),
             retry: RetryPolicy {
@@ -258,6 +303,8 @@ impl Worker {
             acks: ack_tx,
             sandboxes: self.sandboxes.clone(),
             queue: queue.clone(),
+            records: records.clone(),
+            budgets,
         };
         if let Some(sandboxes) = &self.sandboxes {
             background.push(tokio::spawn(
@@ -301,9 +348,51 @@ impl Worker {
                 stop_background,
                 acker,
                 background,
+                records,
+                writer,
             },
             apalis,
         ))
+    }
+
+    /// Starts the record writer and the budget refresher, when the worker keeps a record.
+    fn start_records(
+        &self,
+        stop: &CancellationToken,
+        background: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> (Recorder, Option<crate::store::WriterHandle>, Budgets) {
+        let budgets = Budgets::default();
+        let Some(settings) = &self.store else {
+            return (Recorder::disabled(), None, budgets);
+        };
+        let now = chrono::Utc::now();
+        let row = WorkerEvent {
+            worker_id: self.id.clone(),
+            host: self.config.name_stem.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            queues: self.config.queues.join(","),
+            state: "running".into(),
+            started_at: now,
+            at: now,
+        };
+        let redactor = self
+            .sandboxes
+            .as_ref()
+            .map(|s| s.git().redactor().clone())
+            .unwrap_or_default();
+        let (records, writer) = Recorder::start(
+            settings.store.clone(),
+            settings.writer.clone(),
+            row,
+            redactor,
+        );
+        background.push(tokio::spawn(budgets.clone().keep_fresh(
+            settings.store.clone(),
+            settings.budget_refresh,
+            stop.clone(),
+        )));
+        (records, Some(writer), budgets)
     }
 
     fn info(&self) -> Vec<(&'static str, String)> {
@@ -321,6 +410,8 @@ struct Loops {
     stop_background: CancellationToken,
     acker: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    records: Recorder,
+    writer: Option<crate::store::WriterHandle>,
 }
 
 /// A worker running in the background of this process (tests, embedding).

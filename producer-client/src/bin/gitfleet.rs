@@ -1,17 +1,20 @@
 //! `gitfleet`: submit jobs, read them back, look at the queues.
 //!
-//! Every command prints JSON on standard output. Exit codes: 0 done (or accepted, without
-//! `--wait`), 1 dead, 2 bad usage or invalid input, 3 `--wait` timed out, 4 the queue
-//! (Redis) could not be reached.
+//! Commands on the queue print JSON on standard output; the ones on the durable record
+//! (`jobs`, `sandboxes`, `orgs`, `schedule`) print a table, or JSON with `--json`. Exit
+//! codes: 0 done (or accepted, without `--wait`), 1 dead, 2 bad usage or invalid input, 3
+//! `--wait` timed out, 4 the queue (Redis) or the record (Postgres) could not be reached,
+//! 5 refused: the job's organization is over budget (`budget_exceeded`).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use gitfleet_client::store::{self, StoreError};
 use gitfleet_client::{
     Client, DEFAULT_QUEUE, EnqueueOptions, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
-    QueueConfig, QueueError,
+    QueueConfig, QueueError, Store, StoreConfig, tables,
 };
 use serde_json::{Value, json};
 
@@ -27,12 +30,44 @@ struct Cli {
 enum Command {
     /// Enqueue a job: `gitfleet submit <op> '<json args>'`, or many with --bulk.
     Submit(Submit),
-    /// Print a job's record (optionally waiting for it to finish).
+    /// Print a job's record (optionally waiting for it to finish), with its history from
+    /// Postgres (`history`: every run, its timings and errors) when the record has it.
     Job {
         id: String,
         #[command(flatten)]
         wait: Wait,
     },
+    /// List jobs from the durable record, newest first.
+    Jobs {
+        /// waiting, delayed, running, done or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        op: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        list: List,
+    },
+    /// List the sandbox registry, most recently used first.
+    Sandboxes {
+        #[command(flatten)]
+        list: List,
+    },
+    /// Organizations: budget and spend this month; `orgs set-budget <org> <usd|none>`.
+    Orgs {
+        #[command(subcommand)]
+        command: Option<OrgsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the scheduler's recent runs (task, tick, replica, outcome, duration).
+    Schedule {
+        #[command(flatten)]
+        list: List,
+    },
+    /// Apply the database migrations (safe to run from many places at once).
+    Migrate,
     /// Print counts for every queue.
     Queues,
     /// Send a dead job back to its queue with a fresh set of attempts.
@@ -40,6 +75,22 @@ enum Command {
     /// gitfleet's main job on this machine: a local git server, two workers, ten agents
     /// through clone, write_files and push; prints a summary.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// Set an organization's monthly sandbox budget in USD (`none`: unlimited).
+    SetBudget { org: String, usd: String },
+}
+
+#[derive(Args)]
+struct List {
+    /// Rows at most.
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+    /// A JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -89,12 +140,24 @@ struct Wait {
 enum Fail {
     Invalid(String),
     Unreachable(String),
+    /// Over budget.
+    Refused(JobError),
 }
 
 impl From<QueueError> for Fail {
     fn from(e: QueueError) -> Self {
         match e {
+            QueueError::Invalid(err) if err.kind == ErrorKind::BudgetExceeded => Fail::Refused(err),
             QueueError::Invalid(err) => Fail::Invalid(err.message),
+            other => Fail::Unreachable(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Config(m) => Fail::Invalid(m),
             other => Fail::Unreachable(other.to_string()),
         }
     }
@@ -128,29 +191,198 @@ fn report(record: &JobRecord, waited: bool) -> u8 {
 async fn connect() -> Result<Client, Fail> {
     let config = QueueConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
     let url = config.redacted_url();
-    Client::connect(config)
+    let client = Client::connect(config)
         .await
-        .map_err(|e| Fail::Unreachable(format!("cannot reach the queue at {url}: {e}")))
+        .map_err(|e| Fail::Unreachable(format!("cannot reach the queue at {url}: {e}")))?;
+    Ok(match open_store()? {
+        Some(store) => client.with_store(store),
+        None => client,
+    })
+}
+
+/// The durable record of `GITFLEET_DATABASE_URL` (`None` when it is `none`).
+fn open_store() -> Result<Option<Store>, Fail> {
+    let config = StoreConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
+    Ok(Store::open(&config)?)
+}
+
+/// The record, for commands that cannot do without it.
+fn need_store() -> Result<Store, Fail> {
+    open_store()?
+        .ok_or_else(|| Fail::Invalid("GITFLEET_DATABASE_URL is none: there is no record".into()))
+}
+
+/// Maps a failed read of the record to an exit, naming the database (redacted).
+fn unreachable(store: &Store) -> impl Fn(StoreError) -> Fail + '_ {
+    move |e| match e {
+        StoreError::Config(m) => Fail::Invalid(m),
+        other => Fail::Unreachable(format!(
+            "cannot read the record at {}: {other}",
+            store.redacted_url()
+        )),
+    }
+}
+
+/// Prints rows as a JSON array (`--json`) or a table.
+fn print_rows<T: serde::Serialize>(rows: &[T], json: bool, table: impl Fn(&[T]) -> String) {
+    if json {
+        print(&serde_json::to_value(rows).expect("plain data"));
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(table(rows).as_bytes());
+    }
+}
+
+async fn history(cmd: Command) -> Result<u8, Fail> {
+    match cmd {
+        Command::Jobs {
+            status,
+            op,
+            org,
+            list,
+        } => {
+            if let Some(s) = &status {
+                s.parse::<JobStatus>()
+                    .map_err(|e| Fail::Invalid(format!("--status: {e}")))?;
+            }
+            let store = need_store()?;
+            let filter = store::JobFilter {
+                status,
+                op,
+                org,
+                limit: list.limit,
+            };
+            let rows = store.jobs(&filter).await.map_err(unreachable(&store))?;
+            print_rows(&rows, list.json, tables::jobs);
+        }
+        Command::Sandboxes { list } => {
+            let store = need_store()?;
+            let rows = store
+                .sandboxes(list.limit)
+                .await
+                .map_err(unreachable(&store))?;
+            print_rows(&rows, list.json, tables::sandboxes);
+        }
+        Command::Schedule { list } => {
+            let store = need_store()?;
+            let rows = store
+                .scheduler_runs(list.limit)
+                .await
+                .map_err(unreachable(&store))?;
+            print_rows(&rows, list.json, tables::schedule);
+        }
+        Command::Orgs { command, json } => {
+            let store = need_store()?;
+            if let Some(OrgsCommand::SetBudget { org, usd }) = command {
+                let budget = if usd.eq_ignore_ascii_case("none") {
+                    None
+                } else {
+                    Some(
+                        usd.parse::<f64>()
+                            .ok()
+                            .filter(|u| u.is_finite() && *u >= 0.0)
+                            .ok_or_else(|| {
+                                Fail::Invalid(format!("usd: {usd:?} is not a number >= 0 or none"))
+                            })?,
+                    )
+                };
+                store
+                    .set_budget(&org, budget)
+                    .await
+                    .map_err(unreachable(&store))?;
+                let row = store.org(&org).await.map_err(unreachable(&store))?;
+                print(&serde_json::to_value(row).expect("plain data"));
+                return Ok(0);
+            }
+            let rows = store.orgs().await.map_err(unreachable(&store))?;
+            print_rows(&rows, json, tables::orgs);
+        }
+        Command::Migrate => {
+            let store = need_store()?;
+            store.migrate().await.map_err(unreachable(&store))?;
+            print(&json!({"migrated": true, "database": store.redacted_url()}));
+        }
+        _ => unreachable!("only record commands come here"),
+    }
+    Ok(0)
+}
+
+/// A job's record from Redis, with its history from Postgres when there is one; from
+/// Postgres alone once Redis has let the record expire.
+async fn show_job(id: &str, wait: Wait) -> Result<u8, Fail> {
+    let client = connect().await?;
+    let record = if wait.wait {
+        client.wait(id, secs("--timeout", wait.timeout)?).await?
+    } else {
+        client.job(id).await?
+    };
+    let history = match client.store() {
+        Some(store) => match store.job_history(id).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!(
+                    "gitfleet: no history: cannot read the record at {}: {e}",
+                    store.redacted_url()
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let (mut out, status) = match (&record, &history) {
+        (Some(r), _) => (r.to_cli_json(), r.status),
+        (None, Some(h)) => {
+            let j = &h.job;
+            let mut v = json!({
+                "job_id": j.job_id,
+                "op": j.op,
+                "status": j.status,
+                "attempts": j.attempts,
+                "enqueued_at": gitfleet_core::job::fmt_time(j.enqueued_at),
+                "started_at": gitfleet_core::job::fmt_time(j.started_at),
+                "finished_at": gitfleet_core::job::fmt_time(j.finished_at),
+            });
+            let map = v.as_object_mut().expect("object literal");
+            match &j.error_kind {
+                Some(kind) => map.insert(
+                    "error".into(),
+                    json!({"kind": kind, "message": j.error_message}),
+                ),
+                None => map.insert("result".into(), j.result.clone().unwrap_or(Value::Null)),
+            };
+            (v, j.status.parse().unwrap_or(JobStatus::Waiting))
+        }
+        (None, None) => {
+            return Err(Fail::Invalid(format!(
+                "no job {id}: it never existed or its record has expired"
+            )));
+        }
+    };
+    if let Some(h) = history {
+        out.as_object_mut().expect("an object").insert(
+            "history".into(),
+            serde_json::to_value(h).expect("plain data"),
+        );
+    }
+    print(&out);
+    Ok(match status {
+        JobStatus::Done => 0,
+        JobStatus::Dead => 1,
+        _ if wait.wait => 3,
+        _ => 0,
+    })
 }
 
 async fn run(cli: Cli) -> Result<u8, Fail> {
     match cli.command {
         Command::Submit(s) if s.bulk => submit_bulk(s).await,
         Command::Submit(s) => submit_one(s).await,
-        Command::Job { id, wait } => {
-            let client = connect().await?;
-            let record = if wait.wait {
-                client.wait(&id, secs("--timeout", wait.timeout)?).await?
-            } else {
-                client.job(&id).await?
-            };
-            match record {
-                Some(r) => Ok(report(&r, wait.wait)),
-                None => Err(Fail::Invalid(format!(
-                    "no job {id}: it never existed or its record has expired"
-                ))),
-            }
-        }
+        Command::Job { id, wait } => show_job(&id, wait).await,
+        cmd @ (Command::Jobs { .. }
+        | Command::Sandboxes { .. }
+        | Command::Orgs { .. }
+        | Command::Schedule { .. }
+        | Command::Migrate) => history(cmd).await,
         Command::Queues => {
             let client = connect().await?;
             let stats = client.queues().await?;
@@ -347,6 +579,10 @@ async fn main() -> ExitCode {
         Err(Fail::Invalid(message)) => {
             print(&error_object(ErrorKind::InvalidInput, &message));
             ExitCode::from(2)
+        }
+        Err(Fail::Refused(error)) => {
+            print(&json!({ "error": error }));
+            ExitCode::from(5)
         }
         Err(Fail::Unreachable(message)) => {
             print(&error_object(ErrorKind::Network, &message));

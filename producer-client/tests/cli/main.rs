@@ -14,9 +14,13 @@ fn redis_url() -> String {
     std::env::var("GITFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+mod history;
+
 struct Env {
     prefix: String,
     queue: Queue,
+    /// `GITFLEET_DATABASE_URL` for the CLI: `none` unless the test has a database.
+    database_url: String,
 }
 
 impl Env {
@@ -29,7 +33,11 @@ impl Env {
         })
         .await
         .unwrap();
-        Self { prefix, queue }
+        Self {
+            prefix,
+            queue,
+            database_url: "none".into(),
+        }
     }
 
     async fn worker(&self) -> RunningWorker {
@@ -49,6 +57,7 @@ impl Env {
         cmd.args(args)
             .env("GITFLEET_REDIS_URL", redis_url())
             .env("GITFLEET_KEY_PREFIX", &self.prefix)
+            .env("GITFLEET_DATABASE_URL", &self.database_url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -267,6 +276,7 @@ async fn an_unreachable_queue_exits_4_without_showing_the_password() {
     let out = cmd
         .args(["submit", "echo", "{}"])
         .env("GITFLEET_REDIS_URL", "redis://:hunter2@127.0.0.1:1")
+        .env("GITFLEET_DATABASE_URL", "none")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));

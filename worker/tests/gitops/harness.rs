@@ -19,6 +19,8 @@ pub struct Fleet {
     pub client: Client,
     pub workers: Vec<RunningWorker>,
     prefix: String,
+    /// The durable record workers added from now on keep (none by default).
+    pub store: Option<gitfleet_core::store::Store>,
 }
 
 impl Fleet {
@@ -37,6 +39,7 @@ impl Fleet {
             client,
             workers: Vec::new(),
             prefix,
+            store: None,
         };
         for _ in 0..workers {
             fleet.add_worker(credentials.clone()).await;
@@ -61,6 +64,14 @@ impl Fleet {
         };
         let worker = Worker::new(self.client.queue().clone(), config, Ops::builtin());
         let sandboxes = settings.sandboxes(worker.id()).await.expect("sandboxes");
+        let worker = match &self.store {
+            Some(store) => worker.with_store(
+                store.clone(),
+                Default::default(),
+                Duration::from_millis(100),
+            ),
+            None => worker,
+        };
         let running = worker
             .with_sandboxes(sandboxes)
             .start()

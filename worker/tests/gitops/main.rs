@@ -12,4 +12,5 @@ mod hostile;
 mod hostile_repo;
 mod ops;
 mod pull;
+mod registry;
 mod secrets;

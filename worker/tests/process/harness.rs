@@ -142,6 +142,8 @@ impl TestQueue {
             .env("GITFLEET_LOG", "info,gitfleet_core=debug")
             // Sandboxes live with the test's other files, and go with them.
             .env("GITFLEET_SANDBOX_ROOT", self.log_dir.join("sandboxes"))
+            // No record unless a test asks for one (a database of its own).
+            .env("GITFLEET_DATABASE_URL", "none")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
