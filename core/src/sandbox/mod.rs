@@ -12,7 +12,7 @@ pub mod mirror;
 mod provider;
 pub mod template;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,9 +68,42 @@ pub struct Sandbox {
     pub shallow: bool,
     /// The template version it was made from (held: kept on disk while the sandbox lives).
     template: Arc<Template>,
+    /// What this worker knows of the working tree (see [`TreeState`]).
+    tree: Mutex<TreeState>,
     /// One op at a time per sandbox.
     busy: tokio::sync::Mutex<()>,
 }
+
+/// What the worker knows of a sandbox's working tree. Only this worker writes it: files
+/// through `write_files`, everything else through git run by an op ([`SandboxManager::git_in`]),
+/// so it can tell `status` where to look instead of letting git `lstat` every file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TreeState {
+    /// Anything may differ from HEAD (git ran something that may have changed the index or
+    /// the tree): `status` looks at everything.
+    Unknown,
+    /// The index is HEAD, nothing is unmerged, and the working tree is the index (ignored
+    /// files aside) except perhaps at these paths, written or deleted since.
+    Clean { touched: BTreeSet<String> },
+}
+
+/// Most touched paths a scoped `status` takes; beyond, it looks at everything.
+const MAX_SCOPED_PATHS: usize = 256;
+
+/// Git commands that change neither the index's content nor the working tree (`status` and
+/// `diff` may rewrite the index's cached stat data, which changes nothing they report).
+const READ_ONLY: &[&str] = &[
+    "status",
+    "diff",
+    "log",
+    "show",
+    "rev-parse",
+    "rev-list",
+    "ls-files",
+    "cat-file",
+    "for-each-ref",
+    "merge-base",
+];
 
 impl Sandbox {
     pub fn work(&self) -> PathBuf {
@@ -80,6 +113,47 @@ impl Sandbox {
     /// The id of the template version the sandbox was made from.
     pub fn template_id(&self) -> &str {
         self.template.id()
+    }
+
+    /// Records paths written or deleted in the working tree (call before writing). A
+    /// `.gitignore` or `.gitattributes` can change how every other file is seen, so writing
+    /// one makes the tree unknown.
+    pub fn touched<'a>(&self, paths: impl IntoIterator<Item = &'a str>) {
+        let mut tree = self.tree.lock().expect("not poisoned");
+        if let TreeState::Clean { touched } = &mut *tree {
+            for path in paths {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                if name == ".gitignore" || name == ".gitattributes" {
+                    *tree = TreeState::Unknown;
+                    return;
+                }
+                touched.insert(path.to_string());
+            }
+            if touched.len() > MAX_SCOPED_PATHS {
+                *tree = TreeState::Unknown;
+            }
+        }
+    }
+
+    /// Forgets what is known of the working tree (something may have changed it).
+    pub fn tree_unknown(&self) {
+        *self.tree.lock().expect("not poisoned") = TreeState::Unknown;
+    }
+
+    /// Records that the tree is exactly HEAD (a full `status` found nothing).
+    pub fn tree_clean(&self) {
+        *self.tree.lock().expect("not poisoned") = TreeState::Clean {
+            touched: BTreeSet::new(),
+        };
+    }
+
+    /// The only paths at which the working tree or index may differ from HEAD, if that is
+    /// known (`None`: it is not, look everywhere).
+    pub fn status_scope(&self) -> Option<Vec<String>> {
+        match &*self.tree.lock().expect("not poisoned") {
+            TreeState::Unknown => None,
+            TreeState::Clean { touched } => Some(touched.iter().cloned().collect()),
+        }
     }
 
     /// Waits for the sandbox to be free; ops hold the guard while they run.
@@ -207,13 +281,17 @@ impl SandboxManager {
         })
     }
 
-    /// Runs git in a sandbox's working tree.
+    /// Runs git in a sandbox's working tree. Anything but a read-only command makes the
+    /// sandbox's tree unknown (before it runs: it may fail half-way).
     pub async fn git_in(
         &self,
         sandbox: &Sandbox,
         args: &[&str],
         options: RunOptions,
     ) -> Result<GitOutput, JobError> {
+        if !args.first().is_some_and(|sub| READ_ONLY.contains(sub)) {
+            sandbox.tree_unknown();
+        }
         self.git.run(&sandbox.work(), args, options).await
     }
 
@@ -341,6 +419,10 @@ impl SandboxManager {
             agent_branch: req.agent_branch.clone(),
             shallow: req.shallow,
             template,
+            // Just checked out (`checkout -f`, on a fresh or cleaned copy).
+            tree: Mutex::new(TreeState::Clean {
+                touched: BTreeSet::new(),
+            }),
             busy: tokio::sync::Mutex::new(()),
         });
         self.live

@@ -10,3 +10,4 @@ mod hostile;
 mod hostile_repo;
 mod ops;
 mod secrets;
+mod status_scope;
