@@ -550,8 +550,8 @@ impl SandboxManager {
         let wanted = !sandbox.shallow
             && current_template
             && self.cache.lock().expect("not poisoned").count(key) < self.config.cache_per_repo;
-        // Cleaning doubles as the health check: both fail on a broken repository.
-        let clean = wanted && self.clean(&sandbox.work()).await;
+        // Cleaning doubles as the health check: it fails on a broken repository.
+        let clean = wanted && self.clean(&sandbox.work(), sandbox.status_scope()).await;
         let keep = clean && {
             let mut cache = self.cache.lock().expect("not poisoned");
             let room = cache.count(key) < self.config.cache_per_repo;
@@ -582,17 +582,32 @@ impl SandboxManager {
         Ok(keep)
     }
 
-    /// `reset --hard` and `clean -ffdx`: whether both succeeded.
-    async fn clean(&self, work: &Path) -> bool {
+    /// Leaves nothing of the previous agent but what `checkout -f` at the next clone
+    /// undoes (changes to tracked files): `reset --hard` and `clean -ffdx`, or, where only
+    /// `write_files` touched a tree otherwise at HEAD (`scope`), `clean -ffdx` under the
+    /// top-level entries of those paths, or only a health check when there are none.
+    /// Whether all of it succeeded.
+    async fn clean(&self, work: &Path, scope: Option<Vec<String>>) -> bool {
         let options = || RunOptions {
             allow_failure: true,
             timeout: Some(Duration::from_secs(30)),
             ..Default::default()
         };
-        for args in [
-            &["reset", "--hard", "--quiet"][..],
-            &["clean", "-ffdxq"][..],
-        ] {
+        // By top-level entry, so the directories `write_files` made go with their files.
+        let tops: BTreeSet<&str> = scope
+            .iter()
+            .flatten()
+            .map(|p| p.split('/').next().unwrap_or(p))
+            .collect();
+        let pathspecs: Vec<String> = tops.iter().map(|p| format!(":(literal){p}")).collect();
+        let mut scoped = vec!["clean", "-ffdxq", "--"];
+        scoped.extend(pathspecs.iter().map(String::as_str));
+        let steps: Vec<&[&str]> = match &scope {
+            None => vec![&["reset", "--hard", "--quiet"], &["clean", "-ffdxq"]],
+            Some(paths) if paths.is_empty() => vec![&["rev-parse", "--is-inside-work-tree"]],
+            Some(_) => vec![&scoped],
+        };
+        for args in steps {
             let ok = self
                 .git
                 .run(work, args, options())

@@ -365,3 +365,42 @@ async fn a_recycled_copy_is_at_the_branch_as_the_remote_has_it_when_the_clone_as
     assert!(third.cache_hit);
     assert_eq!(third.head_sha, moved);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_after_written_files_only_leaves_what_the_next_checkout_undoes() {
+    let s = Setup::new().await;
+    s.remote("repo.git");
+    let first = s
+        .manager
+        .clone_repo(&s.request("repo.git", "first"))
+        .await
+        .unwrap();
+    let work = first.sandbox.work();
+    // What `write_files` does: record the paths, then write.
+    first
+        .sandbox
+        .touched(["README.md", "new/deep/file.txt", "src/extra.rs"]);
+    std::fs::write(work.join("README.md"), "scribbled\n").unwrap();
+    std::fs::create_dir_all(work.join("new/deep")).unwrap();
+    std::fs::write(work.join("new/deep/file.txt"), "new\n").unwrap();
+    std::fs::write(work.join("src/extra.rs"), "// extra\n").unwrap();
+    assert!(s.manager.release(&first.sandbox.id).await.unwrap());
+    assert!(
+        !work.join("new").exists(),
+        "new directories go with their files"
+    );
+    assert!(!work.join("src/extra.rs").exists());
+    assert!(work.join("src/lib.rs").is_file());
+
+    let second = s
+        .manager
+        .clone_repo(&s.request("repo.git", "second"))
+        .await
+        .unwrap();
+    assert!(second.cache_hit);
+    assert_eq!(
+        std::fs::read_to_string(work.join("README.md")).unwrap(),
+        "# sample\n"
+    );
+    assert_eq!(git(&work, ["status", "--porcelain", "-uall"]).unwrap(), "");
+}

@@ -1,6 +1,6 @@
-//! `status` asks git only about the paths `write_files` touched while the worker knows the
-//! rest of the tree is HEAD. Every answer here is checked against a full `git status` of the
-//! same working tree, run on disk with the testkit's plain git.
+//! `status` and `diff` ask git only about the paths `write_files` touched while the worker
+//! knows the rest of the tree is HEAD. Every answer here is checked against a full `git
+//! status` / `git diff` of the same working tree, run on disk with the testkit's plain git.
 
 use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
@@ -39,6 +39,31 @@ fn full_status(work: &std::path::Path) -> Value {
     json!({"staged": staged, "modified": modified, "untracked": untracked})
 }
 
+/// The diff op's answer is what a full `git diff` of the tree says (and `staged` is empty
+/// exactly when `git diff --cached` is).
+async fn check_diff(fleet: &Fleet, sandbox: &str, work: &std::path::Path) {
+    let flags = [
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--ignore-submodules=all",
+    ];
+    let d = fleet.ok("diff", json!({"sandbox_id": sandbox})).await;
+    let plain = git(work, flags).unwrap();
+    assert_eq!(d["diff"].as_str().unwrap().trim_end(), plain);
+    let numstat = git(work, flags.iter().copied().chain(["--numstat"])).unwrap();
+    assert_eq!(
+        d["files_changed"].as_u64().unwrap() as usize,
+        numstat.lines().count()
+    );
+    let staged = fleet
+        .ok("diff", json!({"sandbox_id": sandbox, "staged": true}))
+        .await;
+    let plain_staged = git(work, flags.iter().copied().chain(["--cached"])).unwrap();
+    assert_eq!(staged["diff"].as_str().unwrap().trim_end(), plain_staged);
+}
+
 fn lists(status: &Value) -> Value {
     json!({
         "staged": status["staged"],
@@ -48,7 +73,8 @@ fn lists(status: &Value) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_of_touched_paths_agrees_with_a_full_status_through_writes_ignores_and_commits() {
+async fn status_and_diff_of_touched_paths_agree_with_full_ones_through_writes_ignores_and_commits()
+{
     let fleet = Fleet::start(1, no_credentials()).await;
     fixtures::bare_repo(
         &fleet.remotes(),
@@ -80,6 +106,7 @@ async fn status_of_touched_paths_agrees_with_a_full_status_through_writes_ignore
     // Just cloned: nothing, and the branch lines still there.
     let s = status().await;
     assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
     assert_eq!(s["untracked"], json!([]));
     assert_eq!(s["branch"], "agent-a-s");
     assert_eq!(s["head_sha"], c["head_sha"]);
@@ -101,12 +128,14 @@ async fn status_of_touched_paths_agrees_with_a_full_status_through_writes_ignore
     assert_eq!(s["modified"], json!(["README.md", "docs/guide.md"]));
     assert_eq!(s["untracked"], json!(["new/deep/file.txt", "src/other.rs"]));
     assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
 
     // Writing a file back as it was: no longer listed.
     write(json!([{"path": "README.md", "content": "# sample\n"}])).await;
     let s = status().await;
     assert_eq!(s["modified"], json!(["docs/guide.md"]));
     assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
 
     // A .gitignore that no longer ignores *.log: build.log, never touched since, shows.
     write(json!([{"path": ".gitignore", "content": "target/\n"}])).await;
@@ -116,6 +145,7 @@ async fn status_of_touched_paths_agrees_with_a_full_status_through_writes_ignore
         json!(["build.log", "new/deep/file.txt", "src/other.rs"])
     );
     assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
 
     // Committed and pushed (git ran: the tree is looked at in full again), then touched.
     let p = fleet
@@ -126,6 +156,7 @@ async fn status_of_touched_paths_agrees_with_a_full_status_through_writes_ignore
         .await;
     let s = status().await;
     assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
     assert_eq!(s["untracked"], json!([]));
     assert_eq!(s["head_sha"], p["commit_sha"]);
     assert_eq!(s["ahead"].as_i64(), Some(1));
@@ -133,5 +164,6 @@ async fn status_of_touched_paths_agrees_with_a_full_status_through_writes_ignore
     let s = status().await;
     assert_eq!(s["modified"], json!(["src/lib.rs"]));
     assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
     fleet.stop().await;
 }
