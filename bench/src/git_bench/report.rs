@@ -140,6 +140,7 @@ fn warm_rows(t: &mut Table, w: &WarmClone) {
     );
     t.info("warm clone p99 (ms)", ms(w.latency.p99_ms));
     t.info("warm clone in worker p50 / p99 (ms)", pair(&w.in_worker));
+    t.info("release after it p50 / p99 (ms)", pair(&w.release));
     t.info(
         "warm clone cache_hit=true",
         format!(

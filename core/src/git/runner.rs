@@ -610,7 +610,7 @@ fn global_config_text(config: &GitConfig) -> Result<String, JobError> {
 \tfsmonitor = false
 \tsymlinks = true
 \tautocrlf = false
-\tuntrackedCache = true
+\tuntrackedCache = false
 \tprotectNTFS = true
 \tprotectHFS = true
 \teditor = :

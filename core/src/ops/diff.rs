@@ -70,12 +70,36 @@ impl Op for DiffOp {
             if staged {
                 base.push("--cached");
             }
+            // Where the tree can differ from HEAD is known (see `Sandbox::status_scope`): the
+            // index is HEAD, so nothing is staged, and the working tree differs at most at
+            // the touched paths; git is asked about those only (or not at all).
+            let scoped: Option<Vec<String>> = match sandbox.status_scope() {
+                Some(touched) if paths.is_empty() => Some(if staged {
+                    Vec::new()
+                } else {
+                    touched.iter().map(|p| format!(":(literal){p}")).collect()
+                }),
+                _ => None,
+            };
+            if scoped.as_ref().is_some_and(Vec::is_empty) {
+                return Ok(json!({
+                    "diff": "",
+                    "files_changed": 0,
+                    "insertions": 0,
+                    "deletions": 0,
+                    "truncated": false,
+                }));
+            }
+            let pathspecs: Vec<&str> = match &scoped {
+                Some(literal) => literal.iter().map(String::as_str).collect(),
+                None => paths.iter().map(String::as_str).collect(),
+            };
             let mut stat = base.clone();
             stat.extend(["--numstat", "-z", "--"]);
-            stat.extend(paths.iter().map(String::as_str));
+            stat.extend(pathspecs.iter().copied());
             let mut full = base;
             full.push("--");
-            full.extend(paths.iter().map(String::as_str));
+            full.extend(pathspecs.iter().copied());
             let counts = manager
                 .git_in(&sandbox, &stat, RunOptions::default())
                 .await?;

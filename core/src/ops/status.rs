@@ -1,6 +1,7 @@
 //! `status`: where a sandbox stands. Result: `branch`, `head_sha`, `ahead`, `behind`
 //! (against the branch it was cloned from), and the paths `staged`, `modified`,
-//! `untracked`, `conflicted`.
+//! `untracked`, `conflicted`. When the worker knows which paths can differ from HEAD (see
+//! `Sandbox::status_scope`), git is asked about those only.
 
 use std::time::Duration;
 
@@ -96,21 +97,43 @@ impl Op for StatusOp {
         async move {
             let (manager, sandbox) = ctx.sandbox(&args)?;
             let _busy = sandbox.lock().await;
+            let mut git_args = vec![
+                "status",
+                "--ignore-submodules=all",
+                "--porcelain=v2",
+                "--branch",
+                "-z",
+            ];
+            // Where the tree can differ from HEAD is known (only `write_files` touched it
+            // since it was last seen clean), git looks only there: no `lstat` of every file.
+            let scope = sandbox.status_scope();
+            let pathspecs: Vec<String> = match &scope {
+                None => {
+                    git_args.push("--untracked-files=all");
+                    Vec::new()
+                }
+                Some(paths) if paths.is_empty() => {
+                    // Only the branch lines are wanted: a pathspec that matches nothing.
+                    git_args.extend(["--untracked-files=no", "--"]);
+                    vec![":(exclude)*".to_string()]
+                }
+                Some(paths) => {
+                    git_args.extend(["--untracked-files=all", "--"]);
+                    paths.iter().map(|p| format!(":(literal){p}")).collect()
+                }
+            };
+            git_args.extend(pathspecs.iter().map(String::as_str));
             let out = manager
-                .git_in(
-                    &sandbox,
-                    &[
-                        "status",
-                        "--ignore-submodules=all",
-                        "--porcelain=v2",
-                        "--branch",
-                        "-z",
-                        "--untracked-files=all",
-                    ],
-                    RunOptions::default(),
-                )
+                .git_in(&sandbox, &git_args, RunOptions::default())
                 .await?;
-            Ok(parse(&out.stdout))
+            let status = parse(&out.stdout);
+            let nothing = ["staged", "modified", "untracked", "conflicted"]
+                .iter()
+                .all(|list| status[*list].as_array().is_some_and(Vec::is_empty));
+            if scope.is_none() && nothing {
+                sandbox.tree_clean();
+            }
+            Ok(status)
         }
         .boxed()
     }

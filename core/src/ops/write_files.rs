@@ -32,6 +32,22 @@ pub(crate) struct FileChange {
     pub content: Option<Vec<u8>>,
 }
 
+impl FileChange {
+    /// The path as git names it (`a/b`, whatever `./a//b` it was given as); `None` if it
+    /// is not UTF-8.
+    fn git_path(&self) -> Option<String> {
+        let parts: Option<Vec<&str>> = self
+            .path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(part) => Some(part.to_str()),
+                _ => None,
+            })
+            .collect();
+        parts.map(|p| p.join("/"))
+    }
+}
+
 pub(crate) fn changes(args: &Value) -> Result<Vec<FileChange>, JobError> {
     let files = match args.get("files") {
         Some(Value::Array(files)) => files,
@@ -202,7 +218,16 @@ impl Op for WriteFilesOp {
             let (_, sandbox) = ctx.sandbox(&args)?;
             let changes = changes(&args)?;
             let _busy = sandbox.lock().await;
-            let (written, deleted) = apply(&sandbox.work(), &changes).await?;
+            // Recorded before writing, as the paths git will see them.
+            let touched: Option<Vec<String>> = changes.iter().map(|c| c.git_path()).collect();
+            match &touched {
+                Some(paths) => sandbox.touched(paths.iter().map(String::as_str)),
+                None => sandbox.tree_unknown(),
+            }
+            let (written, deleted) = apply(&sandbox.work(), &changes)
+                .await
+                // A failure half-way may leave a temporary file behind.
+                .inspect_err(|_| sandbox.tree_unknown())?;
             Ok(json!({ "written": written, "deleted": deleted }))
         }
         .boxed()

@@ -1,10 +1,13 @@
 //! Released working copies, kept per repository and recycled by the next clone of that
-//! repository (`checkout -f -B` + `clean -ffdx` costs ~28 ms where a fresh checkout of a
-//! 3,000-file repository costs seconds), and evicted by DESIGN.md's TTL tiers.
+//! repository (moving a cleaned copy to a new branch costs ≈ 15 ms where a fresh checkout of
+//! a 3,000-file repository costs seconds), and evicted by DESIGN.md's TTL tiers.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::template::Template;
 
 /// How long a released copy of a repository is kept, from how that repository is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub struct CachedCopy {
     /// The sandbox directory (the working tree is its `work/`).
     pub dir: PathBuf,
     pub released_at: Instant,
+    /// The template version it was made from (held, so it stays on disk).
+    pub template: Arc<Template>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +93,18 @@ impl Cache {
 
     pub fn put(&mut self, repo: &str, copy: CachedCopy) {
         self.copies.entry(repo.to_string()).or_default().push(copy);
+    }
+
+    /// Removes and returns every copy `stale` says so of.
+    pub fn remove_where(&mut self, stale: impl Fn(&CachedCopy) -> bool) -> Vec<CachedCopy> {
+        let mut out = Vec::new();
+        for list in self.copies.values_mut() {
+            let (gone, kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|c| stale(c));
+            *list = kept;
+            out.extend(gone);
+        }
+        self.copies.retain(|_, l| !l.is_empty());
+        out
     }
 
     /// Released copies of `repo` kept now.
@@ -163,6 +180,7 @@ mod tests {
         CachedCopy {
             dir: PathBuf::from("/nowhere"),
             released_at: at,
+            template: Arc::new(Template::new("t", "/nowhere")),
         }
     }
 

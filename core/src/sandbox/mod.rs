@@ -3,14 +3,16 @@
 //! Speed comes from never writing a full checkout twice: each worker keeps a bare mirror per
 //! repository ([`mirror`]), a pool of warm empty sandbox directories, and a cache of released
 //! working copies per repository ([`cache`]) that the next clone of that repository
-//! recycles. A sandbox's id is `<worker id>.<ulid>`, so any producer can route follow-up ops
-//! to `worker:<worker id>` without a lookup.
+//! recycles. Every sandbox is made from the worker's current [`template`] (its git config,
+//! no hooks). A sandbox's id is `<worker id>.<ulid>`, so any producer can route follow-up
+//! ops to `worker:<worker id>` without a lookup.
 
 pub mod cache;
 pub mod mirror;
 mod provider;
+pub mod template;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use crate::git::{Git, GitOutput, RunOptions};
 use crate::job::JobError;
 use cache::{Cache, CachedCopy};
 use mirror::{LOCAL, Mirrors};
+use template::{Template, Templates};
 
 /// How a worker keeps its sandboxes.
 #[derive(Debug, Clone)]
@@ -63,9 +66,44 @@ pub struct Sandbox {
     pub agent_branch: String,
     /// A `--depth 1` clone: never recycled for another clone.
     pub shallow: bool,
+    /// The template version it was made from (held: kept on disk while the sandbox lives).
+    template: Arc<Template>,
+    /// What this worker knows of the working tree (see [`TreeState`]).
+    tree: Mutex<TreeState>,
     /// One op at a time per sandbox.
     busy: tokio::sync::Mutex<()>,
 }
+
+/// What the worker knows of a sandbox's working tree. Only this worker writes it: files
+/// through `write_files`, everything else through git run by an op ([`SandboxManager::git_in`]),
+/// so it can tell `status` where to look instead of letting git `lstat` every file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TreeState {
+    /// Anything may differ from HEAD (git ran something that may have changed the index or
+    /// the tree): `status` looks at everything.
+    Unknown,
+    /// The index is HEAD, nothing is unmerged, and the working tree is the index (ignored
+    /// files aside) except perhaps at these paths, written or deleted since.
+    Clean { touched: BTreeSet<String> },
+}
+
+/// Most touched paths a scoped `status` takes; beyond, it looks at everything.
+const MAX_SCOPED_PATHS: usize = 256;
+
+/// Git commands that change neither the index's content nor the working tree (`status` and
+/// `diff` may rewrite the index's cached stat data, which changes nothing they report).
+const READ_ONLY: &[&str] = &[
+    "status",
+    "diff",
+    "log",
+    "show",
+    "rev-parse",
+    "rev-list",
+    "ls-files",
+    "cat-file",
+    "for-each-ref",
+    "merge-base",
+];
 
 impl Sandbox {
     pub fn work(&self) -> PathBuf {
@@ -75,6 +113,52 @@ impl Sandbox {
     /// The working copy's own object store (besides the mirror, its alternate).
     pub fn objects(&self) -> PathBuf {
         self.work().join(".git").join("objects")
+    }
+
+    /// The id of the template version the sandbox was made from.
+    pub fn template_id(&self) -> &str {
+        self.template.id()
+    }
+
+    /// Records paths written or deleted in the working tree (call before writing). A
+    /// `.gitignore` or `.gitattributes` can change how every other file is seen, so writing
+    /// one makes the tree unknown.
+    pub fn touched<'a>(&self, paths: impl IntoIterator<Item = &'a str>) {
+        let mut tree = self.tree.lock().expect("not poisoned");
+        if let TreeState::Clean { touched } = &mut *tree {
+            for path in paths {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                if name == ".gitignore" || name == ".gitattributes" {
+                    *tree = TreeState::Unknown;
+                    return;
+                }
+                touched.insert(path.to_string());
+            }
+            if touched.len() > MAX_SCOPED_PATHS {
+                *tree = TreeState::Unknown;
+            }
+        }
+    }
+
+    /// Forgets what is known of the working tree (something may have changed it).
+    pub fn tree_unknown(&self) {
+        *self.tree.lock().expect("not poisoned") = TreeState::Unknown;
+    }
+
+    /// Records that the tree is exactly HEAD (a full `status` found nothing).
+    pub fn tree_clean(&self) {
+        *self.tree.lock().expect("not poisoned") = TreeState::Clean {
+            touched: BTreeSet::new(),
+        };
+    }
+
+    /// The only paths at which the working tree or index may differ from HEAD, if that is
+    /// known (`None`: it is not, look everywhere).
+    pub fn status_scope(&self) -> Option<Vec<String>> {
+        match &*self.tree.lock().expect("not poisoned") {
+            TreeState::Unknown => None,
+            TreeState::Clean { touched } => Some(touched.iter().cloned().collect()),
+        }
     }
 
     /// Waits for the sandbox to be free; ops hold the guard while they run.
@@ -101,12 +185,25 @@ pub struct CloneRequest {
     pub sparse_paths: Vec<String>,
 }
 
+/// What [`SandboxManager::rebuild_template`] did.
+#[derive(Debug, Clone)]
+pub struct TemplateRebuild {
+    /// The new current version.
+    pub template_id: String,
+    /// Released copies made from older versions, removed (the next clone of their
+    /// repository starts from the new template).
+    pub copies_removed: usize,
+    /// Older versions removed now; those still held by live sandboxes go once they are.
+    pub versions_removed: usize,
+}
+
 /// The sandboxes of one worker.
 pub struct SandboxManager {
     worker_id: String,
     git: Git,
     provider: Arc<dyn SandboxProvider>,
     mirrors: Mirrors,
+    templates: Templates,
     cache: Mutex<Cache>,
     pool: Mutex<Vec<PathBuf>>,
     live: Mutex<HashMap<String, Arc<Sandbox>>>,
@@ -124,7 +221,7 @@ impl std::fmt::Debug for SandboxManager {
 }
 
 impl SandboxManager {
-    /// Sets up the root (mirrors, sandboxes) and warms the pool.
+    /// Sets up the root (template, mirrors, sandboxes) and warms the pool.
     pub async fn new(
         worker_id: &str,
         git: Git,
@@ -135,6 +232,7 @@ impl SandboxManager {
         let manager = Arc::new(Self {
             worker_id: worker_id.to_string(),
             mirrors: Mirrors::new(config.root.join("mirrors"), git.clone()),
+            templates: Templates::open(config.root.join("template")).await?,
             git,
             provider,
             cache: Mutex::new(Cache::default()),
@@ -159,18 +257,53 @@ impl SandboxManager {
         &self.mirrors
     }
 
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// The weekly rebuild: a new template version becomes current (new sandboxes are made
+    /// from it), released copies made from older versions are removed (nothing uses them),
+    /// and older versions go as soon as no live sandbox holds them. Sandboxes in use keep
+    /// working as they are; a copy made from an older version is not kept when released.
+    pub async fn rebuild_template(&self) -> Result<TemplateRebuild, JobError> {
+        let new = self.templates.rebuild().await?;
+        let stale = self
+            .cache
+            .lock()
+            .expect("not poisoned")
+            .remove_where(|copy| copy.template.id() != new.id());
+        for copy in &stale {
+            if let Err(e) = self.provider.destroy(&copy.dir).await {
+                tracing::warn!(error = %e, "could not remove a copy made from an old template");
+            }
+        }
+        let copies_removed = stale.len();
+        // The copies held their versions: let go before pruning.
+        drop(stale);
+        let versions_removed = self.templates.prune().await;
+        Ok(TemplateRebuild {
+            template_id: new.id().to_string(),
+            copies_removed,
+            versions_removed,
+        })
+    }
+
     /// The pushes this worker is grouping, per `(repo, branch)`.
     pub(crate) fn push_groups(&self) -> &crate::ops::PushGroups {
         &self.push_groups
     }
 
-    /// Runs git in a sandbox's working tree.
+    /// Runs git in a sandbox's working tree. Anything but a read-only command makes the
+    /// sandbox's tree unknown (before it runs: it may fail half-way).
     pub async fn git_in(
         &self,
         sandbox: &Sandbox,
         args: &[&str],
         options: RunOptions,
     ) -> Result<GitOutput, JobError> {
+        if !args.first().is_some_and(|sub| READ_ONLY.contains(sub)) {
+            sandbox.tree_unknown();
+        }
         self.git.run(&sandbox.work(), args, options).await
     }
 
@@ -181,16 +314,47 @@ impl SandboxManager {
         self.git.run(work, &full, RunOptions::default()).await
     }
 
-    /// Fetches the latest of the sandbox's repository, `branch` at least as new as now, into
-    /// its working copy (through the mirror): the remote is read once, however many
-    /// sandboxes wait for it.
+    /// Brings `origin/<branch>` in the sandbox's working copy to where the remote has
+    /// `branch` now, or removes it if the remote has no such branch (through the mirror: the
+    /// remote is read once, however many sandboxes wait for it). Other remote-tracking
+    /// branches are left as they were.
     pub async fn fetch(&self, sandbox: &Sandbox, branch: &str) -> Result<(), JobError> {
-        self.mirrors.refresh(&sandbox.repo, branch).await?;
-        self.git_local(
-            &sandbox.work(),
-            &["fetch", "--prune", "--no-tags", "--quiet", "origin"],
-        )
-        .await?;
+        let refreshed = self.mirrors.refresh(&sandbox.repo, branch).await?;
+        if sandbox.shallow {
+            // A shallow copy has objects of its own, not the mirror's: a real fetch.
+            self.git_local(
+                &sandbox.work(),
+                &["fetch", "--prune", "--no-tags", "--quiet", "origin"],
+            )
+            .await?;
+            return Ok(());
+        }
+        self.set_tracking(&sandbox.work(), branch, refreshed.tip.as_deref())
+            .await
+    }
+
+    /// Points `refs/remotes/origin/<branch>` of a full working copy at `tip` (or deletes it).
+    /// No fetch is needed: a full copy borrows the mirror's objects (`clone --shared`), so
+    /// every commit of the mirror is already readable in it. One small git process where a
+    /// fetch from the mirror is two (fetch and upload-pack) and a ref negotiation.
+    async fn set_tracking(
+        &self,
+        work: &Path,
+        branch: &str,
+        tip: Option<&str>,
+    ) -> Result<(), JobError> {
+        let tracking = format!("refs/remotes/origin/{branch}");
+        let args = match tip {
+            Some(tip) => vec![
+                "update-ref",
+                "--no-deref",
+                "--end-of-options",
+                &tracking,
+                tip,
+            ],
+            None => vec!["update-ref", "-d", "--end-of-options", &tracking],
+        };
+        self.git.run(work, &args, RunOptions::default()).await?;
         Ok(())
     }
 
@@ -215,41 +379,31 @@ impl SandboxManager {
 
     /// Makes a sandbox holding `req.repo` at `req.branch`, on a new branch
     /// `req.agent_branch`: from a released copy of the repository when there is one,
-    /// otherwise cloned from the mirror into a warm empty sandbox.
+    /// otherwise cloned from the mirror into a warm empty sandbox, made from the current
+    /// template.
     pub async fn clone_repo(&self, req: &CloneRequest) -> Result<Cloned, JobError> {
-        let (mirror, branch_seen) = self.mirrors.refresh(&req.repo, &req.branch).await?;
-        let start_ref = format!("refs/heads/{}", req.branch);
-        let exists = branch_seen
-            || self
-                .git
-                .run(
-                    &mirror,
-                    &[
-                        "rev-parse",
-                        "--verify",
-                        "--quiet",
-                        "--end-of-options",
-                        &start_ref,
-                    ],
-                    RunOptions {
-                        allow_failure: true,
-                        ..Default::default()
-                    },
-                )
-                .await?
-                .status
-                == 0;
-        if !exists {
+        let refreshed = self.mirrors.refresh(&req.repo, &req.branch).await?;
+        let Some(tip) = refreshed.tip else {
             return Err(JobError::invalid_input(format!(
                 "branch: the repository has no branch {:?}",
                 req.branch
             )));
-        }
+        };
+        let template = self.templates.current();
         let key = req.repo.cache_key.clone();
         let recycled = {
             let mut cache = self.cache.lock().expect("not poisoned");
             cache.record_use(&key, Instant::now());
             if req.shallow { None } else { cache.take(&key) }
+        };
+        // A copy made from an older template is not reused (a rebuild removes those, but
+        // one released from a sandbox in use during the rebuild may still come back).
+        let recycled = match recycled {
+            Some(copy) if copy.template.id() != template.id() => {
+                let _ = self.provider.destroy(&copy.dir).await;
+                None
+            }
+            other => other,
         };
         let cache_hit = recycled.is_some();
         let dir = match recycled {
@@ -258,18 +412,17 @@ impl SandboxManager {
         };
         let work = dir.join("work");
         let prepared = if cache_hit {
-            self.recycle(&work, req).await
+            self.recycle(&work, req, &tip).await.map(|()| tip)
         } else {
-            self.fresh(&mirror, &work, req).await
+            self.fresh(&refreshed.path, &template, &work, req).await
         };
-        if let Err(e) = prepared {
-            let _ = self.provider.destroy(&dir).await;
-            return Err(e);
-        }
-        let head = self
-            .git
-            .run(&work, &["rev-parse", "HEAD"], RunOptions::default())
-            .await?;
+        let head_sha = match prepared {
+            Ok(head) => head,
+            Err(e) => {
+                let _ = self.provider.destroy(&dir).await;
+                return Err(e);
+            }
+        };
         let sandbox = Arc::new(Sandbox {
             id: format!("{}.{}", self.worker_id, ulid::Ulid::new()),
             dir,
@@ -277,6 +430,11 @@ impl SandboxManager {
             branch: req.branch.clone(),
             agent_branch: req.agent_branch.clone(),
             shallow: req.shallow,
+            template,
+            // Just checked out (`checkout -f`, on a fresh or cleaned copy).
+            tree: Mutex::new(TreeState::Clean {
+                touched: BTreeSet::new(),
+            }),
             busy: tokio::sync::Mutex::new(()),
         });
         self.live
@@ -285,70 +443,60 @@ impl SandboxManager {
             .insert(sandbox.id.clone(), sandbox.clone());
         Ok(Cloned {
             sandbox,
-            head_sha: head.stdout_str().trim().to_string(),
+            head_sha,
             cache_hit,
         })
     }
 
-    async fn fresh(&self, mirror: &Path, work: &Path, req: &CloneRequest) -> Result<(), JobError> {
+    /// Clones from the mirror into an empty sandbox, with the template; returns HEAD.
+    async fn fresh(
+        &self,
+        mirror: &Path,
+        template: &Template,
+        work: &Path,
+        req: &CloneRequest,
+    ) -> Result<String, JobError> {
         let parent = work.parent().expect("work is inside a sandbox");
         let work_s = work.to_string_lossy().into_owned();
         let mirror_s = mirror.to_string_lossy().into_owned();
-        if req.shallow {
-            let url = format!("file://{mirror_s}");
-            self.git_local(
-                parent,
-                &[
-                    "clone",
-                    "--depth",
-                    "1",
-                    "--no-checkout",
-                    "--quiet",
-                    "--branch",
-                    &req.branch,
-                    "--",
-                    &url,
-                    &work_s,
-                ],
-            )
-            .await?;
-        } else {
-            self.git_local(
-                parent,
-                &[
-                    "clone",
-                    "--shared",
-                    "--no-checkout",
-                    "--quiet",
-                    "--",
-                    &mirror_s,
-                    &work_s,
-                ],
-            )
-            .await?;
-        }
+        let template_arg = format!("--template={}", template.git_dir().to_string_lossy());
         // Fetches read the mirror; pushes go to the real remote.
-        self.git
-            .run(
-                work,
-                &["remote", "set-url", "--push", "origin", &req.repo.url],
-                RunOptions::default(),
-            )
+        let push_url = format!("remote.origin.pushurl={}", req.repo.url);
+        let url;
+        let mut args = vec![
+            "clone",
+            &template_arg,
+            "--no-checkout",
+            "--quiet",
+            "--config",
+            &push_url,
+        ];
+        if req.shallow {
+            url = format!("file://{mirror_s}");
+            args.extend(["--depth", "1", "--branch", &req.branch, "--", &url, &work_s]);
+        } else {
+            args.extend(["--shared", "--", &mirror_s, &work_s]);
+        }
+        self.git_local(parent, &args).await?;
+        self.checkout(work, req, false).await?;
+        // The mirror may have moved on since the refresh: HEAD is what was checked out.
+        let head = self
+            .git
+            .run(work, &["rev-parse", "HEAD"], RunOptions::default())
             .await?;
-        self.checkout(work, req, false).await
+        Ok(head.stdout_str().trim().to_string())
     }
 
-    async fn recycle(&self, work: &Path, req: &CloneRequest) -> Result<(), JobError> {
-        self.git_local(
-            work,
-            &["fetch", "--prune", "--no-tags", "--quiet", "origin"],
-        )
-        .await?;
+    /// Moves a released copy (left clean by [`SandboxManager::release`]) to `tip`. No fetch:
+    /// the copy borrows the mirror's objects, so pointing its remote-tracking branch at the
+    /// mirror's tip is enough.
+    async fn recycle(&self, work: &Path, req: &CloneRequest, tip: &str) -> Result<(), JobError> {
+        self.set_tracking(work, &req.branch, Some(tip)).await?;
         self.checkout(work, req, true).await
     }
 
-    /// Checks out the agent branch; on a recycled copy also undoes an earlier sparse
-    /// checkout and removes whatever the previous agent left.
+    /// Checks out the agent branch (tracking `origin/<branch>`); on a recycled copy also
+    /// undoes an earlier sparse checkout.
     async fn checkout(
         &self,
         work: &Path,
@@ -387,17 +535,15 @@ impl SandboxManager {
                 RunOptions::default(),
             )
             .await?;
-        if recycled {
-            self.git
-                .run(work, &["clean", "-ffdxq"], RunOptions::default())
-                .await?;
-        }
         Ok(())
     }
 
     /// Gives a sandbox up. Its working copy is kept for the next clone of the same
-    /// repository when it is healthy, full (not shallow) and there is room; otherwise it is
-    /// removed. Returns whether it was kept.
+    /// repository when it is full (not shallow), made from the current template, there is
+    /// room, and it can be cleaned: its index and tracked files reset to HEAD and every
+    /// untracked or ignored file removed, so what the previous agent left is gone before
+    /// the copy waits in the cache (the next clone only moves it to its branch). Otherwise
+    /// it is removed. Returns whether it was kept.
     pub async fn release(&self, id: &str) -> Result<bool, JobError> {
         let sandbox = self
             .live
@@ -409,23 +555,16 @@ impl SandboxManager {
             })?;
         // Wait for an op still running on it.
         let _busy = sandbox.lock().await;
-        let healthy = self
-            .git
-            .run(
-                &sandbox.work(),
-                &["rev-parse", "--is-inside-work-tree"],
-                RunOptions {
-                    allow_failure: true,
-                    timeout: Some(Duration::from_secs(10)),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map(|o| o.status == 0)
-            .unwrap_or(false);
         let key = &sandbox.repo.cache_key;
-        // A shallow copy lacks history a full clone would need: it is not kept.
-        let keep = healthy && !sandbox.shallow && {
+        // A shallow copy lacks history a full clone would need: it is not kept; nor is one
+        // made from a template that is no longer current.
+        let current_template = sandbox.template.id() == self.templates.current().id();
+        let wanted = !sandbox.shallow
+            && current_template
+            && self.cache.lock().expect("not poisoned").count(key) < self.config.cache_per_repo;
+        // Cleaning doubles as the health check: it fails on a broken repository.
+        let clean = wanted && self.clean(&sandbox.work(), sandbox.status_scope()).await;
+        let keep = clean && {
             let mut cache = self.cache.lock().expect("not poisoned");
             let room = cache.count(key) < self.config.cache_per_repo;
             if room {
@@ -434,18 +573,64 @@ impl SandboxManager {
                     CachedCopy {
                         dir: sandbox.dir.clone(),
                         released_at: Instant::now(),
+                        template: sandbox.template.clone(),
                     },
                 );
             }
             room
         };
         if !keep {
-            if !healthy {
+            if wanted && !clean {
                 tracing::warn!(sandbox = %sandbox.id, "released sandbox failed its health check; removed");
             }
             self.provider.destroy(&sandbox.dir).await?;
         }
+        if !current_template {
+            // It may have been the last holder of an old template version.
+            drop(_busy);
+            drop(sandbox);
+            self.templates.prune().await;
+        }
         Ok(keep)
+    }
+
+    /// Leaves nothing of the previous agent but what `checkout -f` at the next clone
+    /// undoes (changes to tracked files): `reset --hard` and `clean -ffdx`, or, where only
+    /// `write_files` touched a tree otherwise at HEAD (`scope`), `clean -ffdx` under the
+    /// top-level entries of those paths, or only a health check when there are none.
+    /// Whether all of it succeeded.
+    async fn clean(&self, work: &Path, scope: Option<Vec<String>>) -> bool {
+        let options = || RunOptions {
+            allow_failure: true,
+            timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        // By top-level entry, so the directories `write_files` made go with their files.
+        let tops: BTreeSet<&str> = scope
+            .iter()
+            .flatten()
+            .map(|p| p.split('/').next().unwrap_or(p))
+            .collect();
+        let pathspecs: Vec<String> = tops.iter().map(|p| format!(":(literal){p}")).collect();
+        let mut scoped = vec!["clean", "-ffdxq", "--"];
+        scoped.extend(pathspecs.iter().map(String::as_str));
+        let steps: Vec<&[&str]> = match &scope {
+            None => vec![&["reset", "--hard", "--quiet"], &["clean", "-ffdxq"]],
+            Some(paths) if paths.is_empty() => vec![&["rev-parse", "--is-inside-work-tree"]],
+            Some(_) => vec![&scoped],
+        };
+        for args in steps {
+            let ok = self
+                .git
+                .run(work, args, options())
+                .await
+                .map(|o| o.status == 0)
+                .unwrap_or(false);
+            if !ok {
+                return false;
+            }
+        }
+        true
     }
 
     /// Evicts released copies by their tiers at `now`; returns how many were removed.
@@ -502,7 +687,7 @@ impl SandboxManager {
     }
 
     /// The local maintenance loop: refill the pool, evict by tier, recompute the top
-    /// repositories. (The scheduler takes this over later.)
+    /// repositories, remove template versions nothing holds any more. (The scheduler takes this over later.)
     pub async fn maintain(
         self: Arc<Self>,
         every: Duration,
@@ -518,6 +703,7 @@ impl SandboxManager {
                 self.recompute_top();
             }
             rounds += 1;
+            self.templates.prune().await;
             let evicted = self.evict(Instant::now()).await;
             if evicted > 0 {
                 tracing::info!(evicted, "evicted released working copies");

@@ -10,7 +10,7 @@ use crate::job::JobError;
 
 /// Makes and removes the directories sandboxes work in.
 pub trait SandboxProvider: Send + Sync + 'static {
-    /// A new, empty sandbox directory (a copy of the template, when there is one).
+    /// A new, empty sandbox directory (the clone into it brings the template's git config).
     fn create(&self, name: &str) -> BoxFuture<'_, Result<PathBuf, JobError>>;
     /// Removes a sandbox directory and everything in it.
     fn destroy<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Result<(), JobError>>;

@@ -14,3 +14,4 @@ mod ops;
 mod pull;
 mod registry;
 mod secrets;
+mod status_scope;

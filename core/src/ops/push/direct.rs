@@ -30,7 +30,8 @@ pub(super) async fn build_commit(
     message: &str,
     trailer: &str,
 ) -> Result<String, JobError> {
-    let (mirror, _) = manager.mirrors().refresh(&req.repo, &req.branch).await?;
+    let refreshed = manager.mirrors().refresh(&req.repo, &req.branch).await?;
+    let mirror = refreshed.path;
     let git = |args: Vec<String>, options: RunOptions| {
         let mirror = mirror.clone();
         async move {
@@ -38,20 +39,22 @@ pub(super) async fn build_commit(
             manager.git().run(&mirror, &args, options).await
         }
     };
-    let start = format!("refs/heads/{}", req.branch);
+    let Some(tip) = refreshed.tip else {
+        return Err(JobError::invalid_input(format!(
+            "branch: the repository has no branch {:?}",
+            req.branch
+        )));
+    };
     let tip = git(
         strings(&[
             "log",
             "-1",
             "--format=%H %T",
             "--end-of-options",
-            &start,
+            &tip,
             "--",
         ]),
-        RunOptions {
-            allow_failure: true,
-            ..Default::default()
-        },
+        RunOptions::default(),
     )
     .await?;
     let tip = tip.stdout_str();

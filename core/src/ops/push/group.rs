@@ -151,9 +151,9 @@ pub(super) async fn landed(
     target: &str,
     trailer: &str,
 ) -> Result<Option<String>, JobError> {
-    manager.mirrors().refresh(repo, target).await?;
+    let refreshed = manager.mirrors().refresh(repo, target).await?;
     let mirror = Mirror::new(manager, repo, []);
-    match mirror.branch_tip(target).await? {
+    match refreshed.tip {
         Some(tip) => mirror.find_trailer(&tip, trailer).await,
         None => Ok(None),
     }
@@ -294,11 +294,12 @@ impl Leader {
 
     /// Refreshes the branch and replays each request onto it.
     async fn plan(&self, mirror: &Mirror<'_>, batch: &[Request]) -> Result<Plan, JobError> {
-        self.manager
+        let base = self
+            .manager
             .mirrors()
             .refresh(&self.repo, &self.target)
-            .await?;
-        let base = mirror.branch_tip(&self.target).await?;
+            .await?
+            .tip;
         let mut tip = base.clone();
         let mut tip_tree = match &base {
             Some(b) => Some(mirror.tree_of(b).await?),
@@ -525,30 +526,6 @@ impl<'a> Mirror<'a> {
             )
             .await?;
         Ok(Ok(made.stdout_str().trim().to_string()))
-    }
-
-    async fn branch_tip(&self, branch: &str) -> Result<Option<String>, JobError> {
-        let reference = format!("refs/heads/{branch}");
-        let out = self
-            .manager
-            .git()
-            .run(
-                &self.path,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    "--end-of-options",
-                    &reference,
-                ],
-                RunOptions {
-                    allow_failure: true,
-                    ..self.options()
-                },
-            )
-            .await?;
-        let sha = out.stdout_str().trim().to_string();
-        Ok((out.status == 0 && !sha.is_empty()).then_some(sha))
     }
 
     pub(crate) async fn tree_of(&self, commit: &str) -> Result<String, JobError> {

@@ -1,0 +1,169 @@
+//! `status` and `diff` ask git only about the paths `write_files` touched while the worker
+//! knows the rest of the tree is HEAD. Every answer here is checked against a full `git
+//! status` / `git diff` of the same working tree, run on disk with the testkit's plain git.
+
+use gitfleet_testkit::GitDaemon;
+use gitfleet_testkit::fixtures::{self, git};
+use serde_json::{Value, json};
+
+use crate::harness::{Fleet, no_credentials, work_tree};
+
+/// The contract's lists from a full `git status` of `work` (every file looked at).
+fn full_status(work: &std::path::Path) -> Value {
+    let out = git(
+        work,
+        [
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--untracked-files=all",
+            "--ignore-submodules=all",
+        ],
+    )
+    .unwrap();
+    let (mut modified, mut untracked, mut staged) = (Vec::new(), Vec::new(), Vec::new());
+    for entry in out.split('\0').filter(|e| !e.is_empty()) {
+        if let Some(path) = entry.strip_prefix("? ") {
+            untracked.push(path.to_string());
+        } else if entry.starts_with("1 ") {
+            let parts: Vec<&str> = entry.splitn(9, ' ').collect();
+            let xy: Vec<char> = parts[1].chars().collect();
+            if xy[0] != '.' {
+                staged.push(parts[8].to_string());
+            }
+            if xy[1] != '.' {
+                modified.push(parts[8].to_string());
+            }
+        }
+    }
+    json!({"staged": staged, "modified": modified, "untracked": untracked})
+}
+
+/// The diff op's answer is what a full `git diff` of the tree says (and `staged` is empty
+/// exactly when `git diff --cached` is).
+async fn check_diff(fleet: &Fleet, sandbox: &str, work: &std::path::Path) {
+    let flags = [
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--ignore-submodules=all",
+    ];
+    let d = fleet.ok("diff", json!({"sandbox_id": sandbox})).await;
+    let plain = git(work, flags).unwrap();
+    assert_eq!(d["diff"].as_str().unwrap().trim_end(), plain);
+    let numstat = git(work, flags.iter().copied().chain(["--numstat"])).unwrap();
+    assert_eq!(
+        d["files_changed"].as_u64().unwrap() as usize,
+        numstat.lines().count()
+    );
+    let staged = fleet
+        .ok("diff", json!({"sandbox_id": sandbox, "staged": true}))
+        .await;
+    let plain_staged = git(work, flags.iter().copied().chain(["--cached"])).unwrap();
+    assert_eq!(staged["diff"].as_str().unwrap().trim_end(), plain_staged);
+}
+
+fn lists(status: &Value) -> Value {
+    json!({
+        "staged": status["staged"],
+        "modified": status["modified"],
+        "untracked": status["untracked"],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_diff_of_touched_paths_agree_with_full_ones_through_writes_ignores_and_commits()
+{
+    let fleet = Fleet::start(1, no_credentials()).await;
+    fixtures::bare_repo(
+        &fleet.remotes(),
+        "repo.git",
+        &[
+            ("README.md", "# sample\n"),
+            (".gitignore", "*.log\n"),
+            ("src/lib.rs", "pub fn f() {}\n"),
+            ("docs/guide.md", "guide\n"),
+        ],
+    );
+    let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
+    let c = fleet
+        .ok(
+            "clone",
+            json!({"repo_url": daemon.url("repo.git"), "agent_id": "a", "task_id": "s"}),
+        )
+        .await;
+    let sandbox = c["sandbox_id"].as_str().unwrap().to_string();
+    let work = work_tree(&fleet, "agent-a-s");
+    let status = || fleet.ok("status", json!({"sandbox_id": sandbox}));
+    let write = |files: Value| {
+        fleet.ok(
+            "write_files",
+            json!({"sandbox_id": sandbox, "files": files}),
+        )
+    };
+
+    // Just cloned: nothing, and the branch lines still there.
+    let s = status().await;
+    assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
+    assert_eq!(s["untracked"], json!([]));
+    assert_eq!(s["branch"], "agent-a-s");
+    assert_eq!(s["head_sha"], c["head_sha"]);
+    assert_eq!(
+        (s["ahead"].as_i64(), s["behind"].as_i64()),
+        (Some(0), Some(0))
+    );
+
+    // Changed, deleted, new (in a new directory), ignored.
+    write(json!([
+        {"path": "README.md", "content": "# changed\n"},
+        {"path": "docs/guide.md", "delete": true},
+        {"path": "new/deep/file.txt", "content": "new\n"},
+        {"path": "./src//other.rs", "content": "// other\n"},
+        {"path": "build.log", "content": "ignored\n"},
+    ]))
+    .await;
+    let s = status().await;
+    assert_eq!(s["modified"], json!(["README.md", "docs/guide.md"]));
+    assert_eq!(s["untracked"], json!(["new/deep/file.txt", "src/other.rs"]));
+    assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
+
+    // Writing a file back as it was: no longer listed.
+    write(json!([{"path": "README.md", "content": "# sample\n"}])).await;
+    let s = status().await;
+    assert_eq!(s["modified"], json!(["docs/guide.md"]));
+    assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
+
+    // A .gitignore that no longer ignores *.log: build.log, never touched since, shows.
+    write(json!([{"path": ".gitignore", "content": "target/\n"}])).await;
+    let s = status().await;
+    assert_eq!(
+        s["untracked"],
+        json!(["build.log", "new/deep/file.txt", "src/other.rs"])
+    );
+    assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
+
+    // Committed and pushed (git ran: the tree is looked at in full again), then touched.
+    let p = fleet
+        .ok(
+            "push",
+            json!({"sandbox_id": sandbox, "message": "all of it"}),
+        )
+        .await;
+    let s = status().await;
+    assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
+    assert_eq!(s["untracked"], json!([]));
+    assert_eq!(s["head_sha"], p["commit_sha"]);
+    assert_eq!(s["ahead"].as_i64(), Some(1));
+    write(json!([{"path": "src/lib.rs", "content": "pub fn g() {}\n"}])).await;
+    let s = status().await;
+    assert_eq!(s["modified"], json!(["src/lib.rs"]));
+    assert_eq!(lists(&s), full_status(&work));
+    check_diff(&fleet, &sandbox, &work).await;
+    fleet.stop().await;
+}
