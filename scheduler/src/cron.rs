@@ -78,10 +78,11 @@ pub async fn run(ctx: Context, stop: CancellationToken) {
                 };
                 if let Err(e) = worker.run_until(signal).await {
                     tracing::warn!(task = task.name(), error = %e, "cron worker stopped; starting it again");
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    }
+                }
+                // Also when it ended by itself (a schedule with no ticks left): never spin.
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
             }
         }));
