@@ -8,6 +8,7 @@ mod clone;
 mod diff;
 mod echo;
 pub mod fields;
+pub mod maintain;
 mod pull;
 mod push;
 mod release;
@@ -27,6 +28,7 @@ use crate::job::{JobError, JobSpec};
 pub use clone::CloneOp;
 pub use diff::DiffOp;
 pub use echo::Echo;
+pub use maintain::{MAINTAIN, MaintainOp};
 pub use pull::PullOp;
 pub use push::{ChangeOp, PushGroups, PushOp};
 pub use release::ReleaseOp;
@@ -120,11 +122,18 @@ impl Ops {
             .with(PushOp)
             .with(ReleaseOp)
             .with(ChangeOp { allow_file })
+            .with(MaintainOp)
     }
 
     /// The queue a job should go to when the producer named none: the own queue of the
-    /// worker holding the sandbox it names, else the shared queue.
+    /// worker holding the sandbox it names (or, for `maintain`, of the worker it is for),
+    /// else the shared queue.
     pub fn route(spec: &JobSpec) -> Option<String> {
+        if spec.op == MAINTAIN {
+            return maintain::request(&spec.args)
+                .ok()
+                .map(|(worker, _)| format!("worker:{worker}"));
+        }
         fields::sandbox_id(&spec.args)
             .ok()
             .map(|(_, worker)| format!("worker:{worker}"))

@@ -187,6 +187,25 @@ impl Queue {
         Ok(score.is_some())
     }
 
+    /// The registered workers and how long ago each last beat (by Redis's clock), most
+    /// recent first. A worker silent longer than the dead-after time is still listed until
+    /// someone reaps it.
+    pub async fn live_workers(&self) -> Result<Vec<(String, Duration)>, QueueError> {
+        let mut conn = self.conn();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let rows: Vec<(String, f64)> = conn
+            .zrevrange_withscores(self.keys.workers(), 0, -1)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(w, beat)| {
+                let ago = now_ms.saturating_sub(beat.max(0.0) as u64);
+                (w, Duration::from_millis(ago))
+            })
+            .collect())
+    }
+
     /// Recovers from every worker silent for longer than `dead_after`: its held jobs go back
     /// to the front of their queues, jobs in its own queue are answered `sandbox_not_found`.
     /// Safe to run from many workers at once.

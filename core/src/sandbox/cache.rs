@@ -47,6 +47,9 @@ impl Tier {
 pub struct CachedCopy {
     /// The sandbox directory (the working tree is its `work/`).
     pub dir: PathBuf,
+    /// The id of the sandbox it was (its row in the registry names it; the scheduler's
+    /// eviction asks for copies by it).
+    pub sandbox_id: Option<String>,
     pub released_at: Instant,
     /// The template version it was made from (held, so it stays on disk).
     pub template: Arc<Template>,
@@ -149,6 +152,16 @@ impl Cache {
         }
     }
 
+    /// Removes and returns the copies that were the sandboxes `ids` (those still kept).
+    pub fn remove_ids(&mut self, ids: &[String]) -> Vec<CachedCopy> {
+        self.remove_where(|c| c.sandbox_id.as_ref().is_some_and(|id| ids.contains(id)))
+    }
+
+    /// Every copy kept now (the health check looks at them).
+    pub fn copies(&self) -> impl Iterator<Item = &CachedCopy> {
+        self.copies.values().flatten()
+    }
+
     /// Removes and returns the copies whose tier no longer keeps them at `now`.
     pub fn evict(&mut self, now: Instant) -> Vec<CachedCopy> {
         let tiers: HashMap<String, Tier> = self
@@ -179,6 +192,7 @@ mod tests {
     fn copy(at: Instant) -> CachedCopy {
         CachedCopy {
             dir: PathBuf::from("/nowhere"),
+            sandbox_id: None,
             released_at: at,
             template: Arc::new(Template::new("t", "/nowhere")),
         }
@@ -237,5 +251,26 @@ mod tests {
         let gone = cache.evict(later);
         assert_eq!(gone.len(), 2, "only r10 and r11 go");
         assert_eq!(cache.len(), 10);
+    }
+
+    #[test]
+    fn copies_are_removed_by_the_id_of_the_sandbox_they_were() {
+        let t0 = Instant::now();
+        let mut cache = Cache::default();
+        for (repo, id) in [("a", "w.1"), ("a", "w.2"), ("b", "w.3")] {
+            cache.put(
+                repo,
+                CachedCopy {
+                    sandbox_id: Some(id.into()),
+                    ..copy(t0)
+                },
+            );
+        }
+        let gone = cache.remove_ids(&["w.2".into(), "w.3".into(), "w.9".into()]);
+        let mut ids: Vec<_> = gone.into_iter().filter_map(|c| c.sandbox_id).collect();
+        ids.sort();
+        assert_eq!(ids, ["w.2", "w.3"]);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.count("b"), 0);
     }
 }

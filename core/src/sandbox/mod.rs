@@ -197,6 +197,30 @@ pub struct TemplateRebuild {
     pub versions_removed: usize,
 }
 
+/// What [`SandboxManager::health_check`] found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HealthReport {
+    /// Sandboxes and released copies checked.
+    pub checked: usize,
+    /// Sandboxes skipped because an op was running in them.
+    pub busy: usize,
+    pub broken: Vec<BrokenSandbox>,
+    /// Empty sandboxes in the pool after refilling it.
+    pub pooled: usize,
+    /// Why the pool could not be refilled, if it could not.
+    pub pool_error: Option<String>,
+}
+
+/// A sandbox (or released copy) that failed its health check and was removed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrokenSandbox {
+    pub sandbox_id: String,
+    /// A released copy (its row is already `terminated`), not a live sandbox.
+    pub cached: bool,
+    /// What git said (redacted by the caller before it is stored).
+    pub error: String,
+}
+
 /// The sandboxes of one worker.
 pub struct SandboxManager {
     worker_id: String,
@@ -572,6 +596,7 @@ impl SandboxManager {
                     key,
                     CachedCopy {
                         dir: sandbox.dir.clone(),
+                        sandbox_id: Some(sandbox.id.clone()),
                         released_at: Instant::now(),
                         template: sandbox.template.clone(),
                     },
@@ -644,6 +669,115 @@ impl SandboxManager {
         gone.len()
     }
 
+    /// Evicts the released copies that were the sandboxes `ids` (the scheduler's eviction,
+    /// which tiers copies by the fleet's use of their repositories). Returns the ids whose
+    /// copies were removed; an id this worker no longer keeps (recycled by a clone since,
+    /// or never here) is left out, not an error.
+    pub async fn evict_ids(&self, ids: &[String]) -> Vec<String> {
+        let gone = self.cache.lock().expect("not poisoned").remove_ids(ids);
+        let mut removed = Vec::with_capacity(gone.len());
+        for copy in gone {
+            if let Err(e) = self.provider.destroy(&copy.dir).await {
+                tracing::warn!(error = %e, "could not remove an evicted copy");
+            }
+            removed.extend(copy.sandbox_id);
+        }
+        removed
+    }
+
+    /// Checks every sandbox and released copy of this worker (`git rev-parse
+    /// --is-inside-work-tree` in its working tree). A broken one is removed (a live
+    /// sandbox stops existing: its next op is `sandbox_not_found`); then the pool is topped
+    /// up. A sandbox busy with an op is not disturbed: an op is running in it.
+    pub async fn health_check(&self) -> HealthReport {
+        let live: Vec<Arc<Sandbox>> = self
+            .live
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let mut report = HealthReport::default();
+        for sandbox in live {
+            let Ok(_busy) = sandbox.busy.try_lock() else {
+                report.busy += 1;
+                continue;
+            };
+            report.checked += 1;
+            if let Err(error) = self.check_work_tree(&sandbox.work()).await {
+                self.live.lock().expect("not poisoned").remove(&sandbox.id);
+                if let Err(e) = self.provider.destroy(&sandbox.dir).await {
+                    tracing::warn!(error = %e, "could not remove a broken sandbox");
+                }
+                tracing::warn!(sandbox = %sandbox.id, %error, "sandbox failed its health check; terminated");
+                report.broken.push(BrokenSandbox {
+                    sandbox_id: sandbox.id.clone(),
+                    cached: false,
+                    error,
+                });
+            }
+        }
+        let copies: Vec<CachedCopy> = self
+            .cache
+            .lock()
+            .expect("not poisoned")
+            .copies()
+            .cloned()
+            .collect();
+        for copy in copies {
+            report.checked += 1;
+            if let Err(error) = self.check_work_tree(&copy.dir.join("work")).await {
+                let dir = copy.dir.clone();
+                let gone = self
+                    .cache
+                    .lock()
+                    .expect("not poisoned")
+                    .remove_where(|c| c.dir == dir);
+                for g in gone {
+                    let _ = self.provider.destroy(&g.dir).await;
+                }
+                tracing::warn!(sandbox = ?copy.sandbox_id, %error, "released copy failed its health check; removed");
+                report.broken.push(BrokenSandbox {
+                    sandbox_id: copy.sandbox_id.unwrap_or_default(),
+                    cached: true,
+                    error,
+                });
+            }
+        }
+        if let Err(e) = self.refill_pool().await {
+            report.pool_error = Some(e.to_string());
+        }
+        report.pooled = self.pooled_count();
+        report
+    }
+
+    /// Whether `work` is a working tree git can read; the reason when it is not.
+    async fn check_work_tree(&self, work: &Path) -> Result<(), String> {
+        let out = self
+            .git
+            .run(
+                work,
+                &["rev-parse", "--is-inside-work-tree"],
+                RunOptions {
+                    allow_failure: true,
+                    timeout: Some(Duration::from_secs(10)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.status == 0 && out.stdout_str().trim() == "true" {
+            Ok(())
+        } else {
+            let why = out.stderr.trim().to_string();
+            Err(if why.is_empty() {
+                format!("git rev-parse exited with {}", out.status)
+            } else {
+                why
+            })
+        }
+    }
+
     /// Recomputes the most used repositories (never evicted).
     pub fn recompute_top(&self) {
         self.cache.lock().expect("not poisoned").recompute_top();
@@ -686,11 +820,15 @@ impl SandboxManager {
         }
     }
 
-    /// The local maintenance loop: refill the pool, evict by tier, recompute the top
-    /// repositories, remove template versions nothing holds any more. (The scheduler takes this over later.)
+    /// The local maintenance loop: refill the pool, remove template versions nothing holds
+    /// any more and, with `local_eviction`, evict by tier and recompute the top
+    /// repositories from this worker's own use. A worker that keeps the record leaves
+    /// eviction to the scheduler (`local_eviction` false), which tiers copies by the whole
+    /// fleet's use and sends `maintain` jobs.
     pub async fn maintain(
         self: Arc<Self>,
         every: Duration,
+        local_eviction: bool,
         stop: tokio_util::sync::CancellationToken,
     ) {
         let mut rounds: u64 = 0;
@@ -699,14 +837,16 @@ impl SandboxManager {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            if rounds.is_multiple_of(5) {
-                self.recompute_top();
-            }
-            rounds += 1;
             self.templates.prune().await;
-            let evicted = self.evict(Instant::now()).await;
-            if evicted > 0 {
-                tracing::info!(evicted, "evicted released working copies");
+            if local_eviction {
+                if rounds.is_multiple_of(5) {
+                    self.recompute_top();
+                }
+                rounds += 1;
+                let evicted = self.evict(Instant::now()).await;
+                if evicted > 0 {
+                    tracing::info!(evicted, "evicted released working copies");
+                }
             }
             if let Err(e) = self.refill_pool().await {
                 tracing::warn!(error = %e, "could not refill the sandbox pool");

@@ -129,6 +129,13 @@ impl Store {
         Ok(())
     }
 
+    /// A connection of its own, outside the pool: for a session that must stay one session
+    /// (the scheduler's leader holds a session advisory lock on it, freed when it closes).
+    pub async fn connect_dedicated(&self) -> Result<sqlx::PgConnection, StoreError> {
+        let options = self.options.clone().application_name("gitfleet-scheduler");
+        Ok(sqlx::PgConnection::connect_with(&options).await?)
+    }
+
     /// Whether Postgres answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -307,11 +307,12 @@ impl Worker {
             budgets,
         };
         if let Some(sandboxes) = &self.sandboxes {
-            background.push(tokio::spawn(
-                sandboxes
-                    .clone()
-                    .maintain(Duration::from_secs(60), stop_background.clone()),
-            ));
+            background.push(tokio::spawn(sandboxes.clone().maintain(
+                Duration::from_secs(60),
+                // With a record, the scheduler evicts (fleet-wide tiers).
+                self.store.is_none(),
+                stop_background.clone(),
+            )));
         }
         let mut apalis = JoinSet::new();
         for (name, concurrency) in served {

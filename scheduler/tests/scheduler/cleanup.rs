@@ -1,0 +1,109 @@
+//! Clean-up: a worker without a heartbeat is dead in Postgres, its sandboxes terminated,
+//! the jobs waiting in its queue answered `sandbox_not_found`; a worker Redis still sees
+//! beating is left alone.
+
+use std::time::Duration;
+
+use chrono::{SubsecRound, Utc};
+use gitfleet_client::{EnqueueOptions, JobSpec, JobStatus};
+use gitfleet_scheduler::SchedulerConfig;
+use gitfleet_scheduler::tasks::cleanup;
+use serde_json::json;
+
+use crate::harness::World;
+use crate::priority::insert_sandbox;
+
+async fn insert_worker(w: &World, id: &str, beat: chrono::DateTime<Utc>) {
+    sqlx::query(
+        r#"INSERT INTO workers (worker_id, host, version, state, started_at, last_heartbeat_at)
+           VALUES ($1, 'h', '0', 'running', $2, $2)"#,
+    )
+    .bind(id)
+    .bind(beat)
+    .execute(w.store.pool())
+    .await
+    .unwrap();
+}
+
+async fn state(w: &World, id: &str) -> String {
+    sqlx::query_scalar("SELECT state FROM workers WHERE worker_id = $1")
+        .bind(id)
+        .fetch_one(w.store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_are_answered() {
+    let w = World::new().await;
+    let now = Utc::now().trunc_subsecs(6);
+    let ago = now - chrono::Duration::minutes(10);
+    let (ghost, alive) = ("ghost-1", "alive-1");
+    // Both rows are stale in Postgres; only `alive` still beats in Redis.
+    insert_worker(&w, ghost, ago).await;
+    insert_worker(&w, alive, ago).await;
+    insert_sandbox(
+        &w,
+        "ghost-1.s1",
+        ghost,
+        "https://example.com/a.git",
+        "in_use",
+        3,
+        ago,
+    )
+    .await;
+    insert_sandbox(
+        &w,
+        "alive-1.s1",
+        alive,
+        "https://example.com/a.git",
+        "ready",
+        3,
+        ago,
+    )
+    .await;
+    // The ghost registered in Redis and got a job on its own queue, then fell silent.
+    w.queue().heartbeat(ghost, &[]).await.unwrap();
+    let job = w
+        .client
+        .submit(
+            &format!("worker:{ghost}"),
+            &JobSpec::new(
+                "status",
+                json!({"sandbox_id": format!("{ghost}.01J0000000000000000000000A")}),
+            ),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    w.queue().heartbeat(alive, &[]).await.unwrap();
+
+    let mut config = SchedulerConfig::default();
+    config.cleanup.dead_after = Duration::from_millis(300);
+    let ctx = w.ctx(config);
+    let out = cleanup::run_once(&ctx, now).await.unwrap().0;
+    assert_eq!(out["dead"], json!([ghost]), "{out}");
+    assert_eq!(out["redis"]["answered_sandbox_not_found"], 1, "{out}");
+
+    assert_eq!(state(&w, ghost).await, "dead");
+    assert_eq!(state(&w, alive).await, "running", "Redis still sees it");
+    let r = w.row("ghost-1.s1").await.unwrap();
+    assert_eq!(r.status, "terminated");
+    assert_eq!(r.terminated_at, Some(now));
+    assert_eq!(w.row("alive-1.s1").await.unwrap().status, "ready");
+    let usage: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sandbox_usage WHERE sandbox_id = 'ghost-1.s1'")
+            .fetch_one(w.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(usage, 1);
+
+    let record = w.client.job(&job.job_id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Dead);
+    assert_eq!(record.error.unwrap().kind.to_string(), "sandbox_not_found");
+
+    // A second round finds nothing more to do.
+    let again = cleanup::run_once(&ctx, now).await.unwrap().0;
+    assert_eq!(again["dead"], json!([]), "{again}");
+}

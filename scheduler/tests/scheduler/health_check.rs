@@ -1,0 +1,79 @@
+//! The health check has each worker check its sandboxes; a broken one is terminated,
+//! recorded with its error, and the pool refilled.
+
+use chrono::Utc;
+use gitfleet_scheduler::SchedulerConfig;
+use gitfleet_scheduler::tasks::health_check;
+use serde_json::json;
+
+use crate::harness::World;
+
+/// The working tree of the live sandbox on `agent_branch` (its `.git/HEAD` names it).
+fn work_tree(w: &World, agent_branch: &str) -> std::path::PathBuf {
+    let wanted = format!("ref: refs/heads/{agent_branch}");
+    let root = w.tmp.path().join("sandboxes");
+    for worker in std::fs::read_dir(&root).unwrap().flatten() {
+        let Ok(dirs) = std::fs::read_dir(worker.path().join("sandboxes")) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let work = dir.path().join("work");
+            let head = std::fs::read_to_string(work.join(".git/HEAD")).unwrap_or_default();
+            if head.trim() == wanted {
+                return work;
+            }
+        }
+    }
+    panic!("no working tree on {agent_branch}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_sandbox_is_terminated_with_its_error_and_the_healthy_ones_stay() {
+    let mut w = World::new().await;
+    w.add_worker().await;
+    let url = w.repos(&["repo.git"]).remove(0);
+    let broken = w.clone_repo(&url, "a1").await;
+    let healthy = w.clone_repo(&url, "a2").await;
+    let cached = w.clone_repo(&url, "a3").await;
+    w.ok("release", json!({"sandbox_id": cached})).await;
+    w.row_where(&cached, |r| r.is_pooled).await;
+    w.row_where(&healthy, |r| r.status == "ready").await;
+    w.row_where(&broken, |r| r.status == "ready").await;
+
+    // Something outside git wrecks one working copy.
+    std::fs::remove_dir_all(work_tree(&w, "agent-a1-t").join(".git")).unwrap();
+
+    let ctx = w.ctx(SchedulerConfig::default());
+    let tick = Utc::now();
+    let out = health_check::run_once(&ctx, tick).await.unwrap().0;
+    assert_eq!(out["broken"], json!([broken]), "{out}");
+    let answer = &out["answers"][0]["result"];
+    assert_eq!(answer["checked"], 3, "{out}");
+    assert!(
+        answer["pooled"].as_u64().unwrap() >= 1,
+        "pool refilled: {out}"
+    );
+
+    let r = w.row(&broken).await.unwrap();
+    assert_eq!(r.status, "terminated");
+    assert_eq!(r.last_operation.as_deref(), Some("health_check"));
+    assert!(r.error_count >= 1);
+    let err = r.last_error.unwrap();
+    assert!(err.starts_with("health check: "), "{err}");
+    let usage: i64 = sqlx::query_scalar("SELECT count(*) FROM sandbox_usage WHERE sandbox_id = $1")
+        .bind(&broken)
+        .fetch_one(w.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(usage, 1, "its org's sandbox time ends");
+
+    assert_eq!(w.row(&healthy).await.unwrap().status, "ready");
+    assert!(w.row(&cached).await.unwrap().is_pooled);
+    // The worker let the broken one go; the healthy one still works.
+    assert_eq!(
+        w.fails("status", json!({"sandbox_id": broken})).await,
+        "sandbox_not_found"
+    );
+    w.ok("status", json!({"sandbox_id": healthy})).await;
+    w.stop().await;
+}
