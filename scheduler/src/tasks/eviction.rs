@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+/// DESIGN.md's TTL tiers (`git_sandboxes.ttl_tier`), as a worker's own cache names them.
+pub use gitfleet_core::sandbox::cache::Tier;
 use serde_json::json;
 
 use super::Outcome;
@@ -89,26 +91,6 @@ impl EvictionConfig {
             Tier::Cold => Duration::ZERO,
         };
         Some(released + chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX))
-    }
-}
-
-/// DESIGN.md's TTL tiers (`git_sandboxes.ttl_tier`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    Top,
-    Hot,
-    Warm,
-    Cold,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Top => "top",
-            Tier::Hot => "hot",
-            Tier::Warm => "warm",
-            Tier::Cold => "cold",
-        }
     }
 }
 

@@ -167,3 +167,76 @@ async fn status_and_diff_of_touched_paths_agree_with_full_ones_through_writes_ig
     check_diff(&fleet, &sandbox, &work).await;
     fleet.stop().await;
 }
+
+/// `push` stages only the touched paths while the rest of the tree is known to be HEAD; the
+/// commit must be what `git add -A .` would have made, deletions included and ignored files
+/// left out (an ignored touched path makes the scoped `add` fail; it falls back to `.`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_of_touched_paths_commits_what_a_full_add_would() {
+    let fleet = Fleet::start(1, no_credentials()).await;
+    let bare = fixtures::bare_repo(
+        &fleet.remotes(),
+        "repo.git",
+        &[
+            ("README.md", "# sample\n"),
+            (".gitignore", "*.log\n"),
+            ("src/lib.rs", "pub fn f() {}\n"),
+            ("docs/guide.md", "guide\n"),
+        ],
+    );
+    let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
+    let c = fleet
+        .ok(
+            "clone",
+            json!({"repo_url": daemon.url("repo.git"), "agent_id": "a", "task_id": "p"}),
+        )
+        .await;
+    let sandbox = c["sandbox_id"].as_str().unwrap().to_string();
+    let work = work_tree(&fleet, "agent-a-p");
+    let changed = |rev: &str| {
+        git(&bare, ["show", "--name-status", "--format=", rev])
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    for (round, files, want) in [
+        (
+            "scoped",
+            json!([
+                {"path": "README.md", "content": "# changed\n"},
+                {"path": "docs/guide.md", "delete": true},
+                {"path": "src/new.rs", "content": "// new\n"},
+            ]),
+            vec!["M\tREADME.md", "D\tdocs/guide.md", "A\tsrc/new.rs"],
+        ),
+        (
+            "with an ignored file",
+            json!([
+                {"path": "src/lib.rs", "content": "pub fn g() {}\n"},
+                {"path": "build.log", "content": "ignored\n"},
+            ]),
+            vec!["M\tsrc/lib.rs"],
+        ),
+    ] {
+        fleet
+            .ok(
+                "write_files",
+                json!({"sandbox_id": sandbox, "files": files}),
+            )
+            .await;
+        let p = fleet
+            .ok("push", json!({"sandbox_id": sandbox, "message": round}))
+            .await;
+        let sha = p["commit_sha"].as_str().unwrap();
+        assert_eq!(git(&bare, ["rev-parse", "agent-a-p"]).unwrap(), sha);
+        assert_eq!(changed(sha), want, "{round}");
+        let s = fleet.ok("status", json!({"sandbox_id": sandbox})).await;
+        assert_eq!(lists(&s), full_status(&work), "{round}");
+        assert_eq!(s["untracked"], json!([]), "{round}");
+        assert_eq!(s["modified"], json!([]), "{round}");
+    }
+    assert!(work.join("build.log").exists());
+    fleet.stop().await;
+}

@@ -467,6 +467,43 @@ impl<'a> Mirror<'a> {
             .await
     }
 
+    /// `git merge-tree --write-tree` of `ours` and `theirs` (with `merge_base`, a
+    /// cherry-pick of `theirs`' change; without, their merge base): the merged tree, or the
+    /// conflicting paths.
+    async fn merge_tree(
+        &self,
+        merge_base: Option<&str>,
+        ours: &str,
+        theirs: &str,
+    ) -> Result<Result<String, Vec<String>>, JobError> {
+        let base_flag = merge_base.map(|b| format!("--merge-base={b}"));
+        let mut args = vec![
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            "-z",
+        ];
+        args.extend(base_flag.as_deref());
+        args.extend(["--end-of-options", ours, theirs]);
+        let merged = self.git_tolerant(&args).await?;
+        let out = merged.stdout_str();
+        let mut fields = out.split('\0').filter(|f| !f.is_empty());
+        let tree = fields.next().unwrap_or("").trim().to_string();
+        match merged.status {
+            0 => Ok(Ok(tree)),
+            1 => {
+                let mut paths: Vec<String> = fields.map(str::to_string).collect();
+                paths.dedup();
+                Ok(Err(paths))
+            }
+            _ => Err(JobError::internal(format!(
+                "git merge-tree failed: {}",
+                merged.stderr.trim()
+            ))),
+        }
+    }
+
     /// Merges `theirs` into `ours` (neither an ancestor of the other): the merge commit, or
     /// the conflicting paths.
     pub(crate) async fn merge(
@@ -475,35 +512,10 @@ impl<'a> Mirror<'a> {
         theirs: &str,
         their_name: &str,
     ) -> Result<Result<String, Vec<String>>, JobError> {
-        let merged = self
-            .git_tolerant(&[
-                "merge-tree",
-                "--write-tree",
-                "--name-only",
-                "--no-messages",
-                "-z",
-                "--end-of-options",
-                ours,
-                theirs,
-            ])
-            .await?;
-        let out = merged.stdout_str();
-        let mut fields = out.split('\0').filter(|f| !f.is_empty());
-        let tree = fields.next().unwrap_or("").trim().to_string();
-        match merged.status {
-            0 => {}
-            1 => {
-                let mut paths: Vec<String> = fields.map(str::to_string).collect();
-                paths.dedup();
-                return Ok(Err(paths));
-            }
-            _ => {
-                return Err(JobError::internal(format!(
-                    "git merge-tree failed: {}",
-                    merged.stderr.trim()
-                )));
-            }
-        }
+        let tree = match self.merge_tree(None, ours, theirs).await? {
+            Ok(tree) => tree,
+            Err(paths) => return Ok(Err(paths)),
+        };
         let mut options = self.options();
         options.stdin = Some(format!("Merge {their_name}\n").into_bytes());
         let made = self
@@ -603,46 +615,10 @@ impl<'a> Mirror<'a> {
                     info.sha
                 )));
             };
-            let merge_base = format!("--merge-base={parent}");
-            let merged = self
-                .manager
-                .git()
-                .run(
-                    &self.path,
-                    &[
-                        "merge-tree",
-                        "--write-tree",
-                        "--name-only",
-                        "--no-messages",
-                        "-z",
-                        &merge_base,
-                        "--end-of-options",
-                        &current,
-                        &info.sha,
-                    ],
-                    RunOptions {
-                        allow_failure: true,
-                        ..self.options()
-                    },
-                )
-                .await?;
-            let out = merged.stdout_str();
-            let mut fields = out.split('\0').filter(|f| !f.is_empty());
-            let tree = fields.next().unwrap_or("").trim().to_string();
-            match merged.status {
-                0 => {}
-                1 => {
-                    let mut paths: Vec<String> = fields.map(str::to_string).collect();
-                    paths.dedup();
-                    return Ok(Replayed::Conflict(paths));
-                }
-                _ => {
-                    return Err(JobError::internal(format!(
-                        "git merge-tree failed: {}",
-                        merged.stderr.trim()
-                    )));
-                }
-            }
+            let tree = match self.merge_tree(Some(parent), &current, &info.sha).await? {
+                Ok(tree) => tree,
+                Err(paths) => return Ok(Replayed::Conflict(paths)),
+            };
             if current_tree.as_deref() == Some(tree.as_str()) {
                 // The same change is on the tip already.
                 continue;

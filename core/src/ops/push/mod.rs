@@ -80,15 +80,47 @@ async fn commit(
         }
     }
     // --sparse: a file written outside a sparse checkout's set is committed too.
-    let mut add = vec!["add", "--sparse", "-A", "--"];
-    if paths.is_empty() {
-        add.push(".");
+    let add = ["add", "--sparse", "-A", "--"];
+    // Where the worker knows that only the paths `write_files` touched can differ from HEAD
+    // (see `Sandbox::status_scope`), `add` looks at those instead of every file. Read
+    // before any git runs: a command that writes makes the tree unknown.
+    let scoped: Vec<String> = match (paths.is_empty(), sandbox.status_scope()) {
+        (true, Some(touched)) if !touched.is_empty() => {
+            touched.iter().map(|p| format!(":(literal){p}")).collect()
+        }
+        _ => Vec::new(),
+    };
+    let everything: Vec<&str> = if paths.is_empty() {
+        vec!["."]
     } else {
-        add.extend(paths.iter().map(String::as_str));
-    }
+        paths.iter().map(String::as_str).collect()
+    };
     // The new objects go into the mirror, where a group's leader reads them.
     let shared = group::shared_objects(manager, sandbox);
-    manager.git_in(sandbox, &add, shared.clone()).await?;
+    let added_scoped = !scoped.is_empty() && {
+        let args: Vec<&str> = add
+            .iter()
+            .copied()
+            .chain(scoped.iter().map(String::as_str))
+            .collect();
+        let out = manager
+            .git_in(
+                sandbox,
+                &args,
+                RunOptions {
+                    allow_failure: true,
+                    ..shared.clone()
+                },
+            )
+            .await?;
+        // A touched path that is ignored makes `add` of it fail (where `add .` skips it):
+        // then add the usual way.
+        out.status == 0
+    };
+    if !added_scoped {
+        let args: Vec<&str> = add.iter().copied().chain(everything).collect();
+        manager.git_in(sandbox, &args, shared.clone()).await?;
+    }
     let committed = manager
         .git_in(
             sandbox,
