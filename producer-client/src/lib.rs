@@ -74,10 +74,19 @@ impl Client {
         }
     }
 
-    /// Writes the rows of jobs just enqueued (best effort: a worker writes them anyway).
+    /// Writes the rows of jobs just enqueued (best effort: a worker writes them anyway). A
+    /// job the queue answered at once (its queue is that of a worker that is gone) gets its
+    /// final row here: no worker will see it.
     async fn record_enqueued(&self, queue: &str, jobs: &[(&JobSpec, &Enqueued)]) {
         let Some(store) = &self.store else { return };
         let now = chrono::Utc::now();
+        let answered = queue.strip_prefix("worker:").map(|worker| {
+            let e = gitfleet_core::queue::worker_not_running(worker);
+            JobError::new(
+                e.kind,
+                gitfleet_core::git::Redactor::default().redact(&e.message),
+            )
+        });
         let records: Vec<store::Record> = jobs
             .iter()
             .filter(|(_, e)| e.created)
@@ -101,11 +110,11 @@ impl Client {
                     max_attempts: None,
                     worker_id: None,
                     run_id: None,
-                    error: None,
+                    error: answered.clone().filter(|_| e.status == JobStatus::Dead),
                     result: None,
                     enqueued_at: Some(now),
                     started_at: None,
-                    finished_at: None,
+                    finished_at: (e.status == JobStatus::Dead).then_some(now),
                     retry_at: None,
                     reset: false,
                 })

@@ -48,13 +48,85 @@ pub struct Finished {
 }
 
 /// What recovering from dead workers did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReapReport {
     pub workers: u64,
     /// Jobs the dead workers held, back in their queues.
     pub requeued: u64,
     /// Jobs waiting in the dead workers' own queues, answered `sandbox_not_found`.
     pub answered: u64,
+    /// Those jobs, for whoever reaped to write their final rows in the durable record
+    /// (Redis has answered them; nothing else will record them).
+    pub jobs: Vec<AnsweredJob>,
+}
+
+/// A job the queue answered `sandbox_not_found` (dead) without running it: it waited in the
+/// own queue of a worker that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredJob {
+    pub id: String,
+    pub op: String,
+    pub queue: String,
+    /// Runs started before (a job waiting out a retry has some).
+    pub attempts: u32,
+    /// 0 for the op's default.
+    pub max_attempts: u32,
+    pub enqueued_at_us: i64,
+    pub finished_at_us: i64,
+    /// Its error (`sandbox_not_found`), as Redis recorded it; not redacted.
+    pub error: JobError,
+    pub org_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub task_id: Option<String>,
+    pub sandbox_id: Option<String>,
+}
+
+/// Fields per job in the reap script's reply.
+const ANSWERED_FIELDS: usize = 12;
+
+fn parse_answered(flat: &[Value]) -> Result<Vec<AnsweredJob>, QueueError> {
+    if !flat.len().is_multiple_of(ANSWERED_FIELDS) {
+        return Err(QueueError::Protocol(format!(
+            "reap listed {} fields, not a multiple of {ANSWERED_FIELDS}",
+            flat.len()
+        )));
+    }
+    let parse = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
+    let text =
+        |v: &Value| -> Result<String, QueueError> { redis::from_redis_value_ref(v).map_err(parse) };
+    let opt = |v: &Value| -> Result<Option<String>, QueueError> {
+        Ok(Some(text(v)?).filter(|s| !s.is_empty()))
+    };
+    let num = |v: &Value| -> Result<i64, QueueError> {
+        if let Ok(n) = redis::from_redis_value_ref::<i64>(v) {
+            return Ok(n);
+        }
+        let s = text(v)?;
+        if s.is_empty() {
+            return Ok(0);
+        }
+        s.parse::<i64>()
+            .or_else(|_| s.parse::<f64>().map(|f| f as i64))
+            .map_err(|e| QueueError::Protocol(format!("reap: {s:?} is not a number: {e}")))
+    };
+    flat.chunks(ANSWERED_FIELDS)
+        .map(|c| {
+            Ok(AnsweredJob {
+                id: text(&c[0])?,
+                op: text(&c[1])?,
+                queue: text(&c[2])?,
+                attempts: u32::try_from(num(&c[3])?).unwrap_or(0),
+                max_attempts: u32::try_from(num(&c[4])?).unwrap_or(0),
+                enqueued_at_us: num(&c[5])?,
+                finished_at_us: num(&c[6])?,
+                error: JobError::sandbox_not_found(text(&c[7])?),
+                org_id: opt(&c[8])?,
+                agent_id: opt(&c[9])?,
+                task_id: opt(&c[10])?,
+                sandbox_id: opt(&c[11])?,
+            })
+        })
+        .collect()
 }
 
 impl Queue {
@@ -207,8 +279,9 @@ impl Queue {
     }
 
     /// Recovers from every worker silent for longer than `dead_after`: its held jobs go back
-    /// to the front of their queues, jobs in its own queue are answered `sandbox_not_found`.
-    /// Safe to run from many workers at once.
+    /// to the front of their queues, jobs in its own queue are answered `sandbox_not_found`
+    /// (and listed in the report, each once: the caller records them). Safe to run from many
+    /// workers at once.
     pub async fn reap_dead_workers(&self, dead_after: Duration) -> Result<ReapReport, QueueError> {
         let mut conn = self.conn();
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
@@ -219,12 +292,23 @@ impl Queue {
             .await?;
         let mut report = ReapReport::default();
         for worker in dead {
-            let r = self
+            let r = match self
                 .reap_worker(&worker, dead_after.as_millis().max(1) as u64)
-                .await?;
+                .await
+            {
+                Ok(r) => r,
+                // What was answered so far must reach the caller, to be recorded; the rest
+                // waits for the next round.
+                Err(e) if !report.jobs.is_empty() => {
+                    tracing::warn!(error = %e, "recovery cut short; the next round goes on");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             report.workers += 1;
             report.requeued += r.requeued;
             report.answered += r.answered;
+            report.jobs.extend(r.jobs);
         }
         Ok(report)
     }
@@ -243,7 +327,7 @@ impl Queue {
         let own = format!("worker:{worker}");
         let mut report = ReapReport::default();
         loop {
-            let (requeued, answered, finished): (u64, u64, i64) = REAP
+            let reply: Result<(u64, u64, i64, Vec<Value>), _> = REAP
                 .key(self.keys.workers())
                 .key(self.keys.held(worker))
                 .key(self.keys.ready(&own))
@@ -258,9 +342,20 @@ impl Queue {
                 .arg(self.config.dead_ttl.as_secs().max(1))
                 .arg(cutoff_ms)
                 .invoke_async(&mut conn)
-                .await?;
+                .await;
+            let (requeued, answered, finished, jobs) = match reply {
+                Ok(r) => r,
+                // Jobs answered by an earlier chunk are in the report: return them, to be
+                // recorded; the worker is still listed, so the next round goes on.
+                Err(e) if !report.jobs.is_empty() => {
+                    tracing::warn!(worker, error = %e, "recovery cut short; the next round goes on");
+                    return Ok(report);
+                }
+                Err(e) => return Err(e.into()),
+            };
             report.requeued += requeued;
             report.answered += answered;
+            report.jobs.extend(parse_answered(&jobs)?);
             if finished == 1 {
                 if requeued + answered > 0 || report.requeued + report.answered > 0 {
                     tracing::warn!(

@@ -20,11 +20,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client};
 
-pub use consume::{Delivery, Finished, Outcome, ReapReport};
+pub use consume::{AnsweredJob, Delivery, Finished, Outcome, ReapReport};
 pub use inspect::QueueStats;
 pub use keys::Keys;
 pub use lock::Lock;
-pub use produce::{EnqueueOptions, Enqueued};
+pub use produce::{EnqueueOptions, Enqueued, worker_not_running};
 
 use crate::config::QueueConfig;
 use crate::job::JobError;

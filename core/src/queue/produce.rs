@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::scripts::ENQUEUE;
 use super::{CHUNK, Queue, QueueError, validate_queue_name};
-use crate::job::{JobSpec, JobStatus};
+use crate::job::{JobError, JobSpec, JobStatus};
 
 /// How a job is enqueued, beyond its op and args.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +30,14 @@ pub struct Enqueued {
     pub status: JobStatus,
     /// False when an idempotency key matched an earlier job (whose id this is).
     pub created: bool,
+}
+
+/// What the queue answers a job enqueued on the own queue of a worker that is not running
+/// (dead at once, `sandbox_not_found`): the error `lua/enqueue.lua` records.
+pub fn worker_not_running(worker: &str) -> JobError {
+    JobError::sandbox_not_found(format!(
+        "worker {worker} is not running; its sandboxes are gone"
+    ))
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), QueueError> {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
-use crate::job::{JobError, JobStatus};
+use crate::git::Redactor;
+use crate::job::{JobError, JobStatus, time_from_micros};
+use crate::queue::AnsweredJob;
 
 /// One change to the record. Serialized as a JSON line in the spool file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +61,38 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
+    /// The final row of a job the queue answered `sandbox_not_found` without running it (it
+    /// waited in the own queue of a worker that is gone), its message redacted. Dead at the
+    /// attempts it had, so it applies over any row the job has (waiting, or waiting out a
+    /// retry) and a replay, or a late `waiting` row, changes nothing.
+    pub fn answered(job: &AnsweredJob, redactor: &Redactor) -> Self {
+        let time = |us: i64| time_from_micros(us).filter(|_| us > 0);
+        JobEvent {
+            job_id: job.id.clone(),
+            op: job.op.clone(),
+            queue: job.queue.clone(),
+            org_id: job.org_id.clone(),
+            agent_id: job.agent_id.clone(),
+            task_id: job.task_id.clone(),
+            sandbox_id: job.sandbox_id.clone(),
+            status: JobStatus::Dead,
+            attempts: job.attempts,
+            max_attempts: (job.max_attempts > 0).then_some(job.max_attempts),
+            worker_id: None,
+            run_id: None,
+            error: Some(JobError::new(
+                job.error.kind,
+                redactor.redact(&job.error.message),
+            )),
+            result: None,
+            enqueued_at: time(job.enqueued_at_us),
+            started_at: None,
+            finished_at: time(job.finished_at_us).or_else(|| Some(Utc::now())),
+            retry_at: None,
+            reset: false,
+        }
+    }
+
     /// Where in one attempt the job is: 0 waiting to run, 1 running, 2 waiting for a retry,
     /// 3 finished.
     pub fn phase(&self) -> i16 {

@@ -32,7 +32,7 @@ use super::record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus
 use super::{Store, StoreError};
 use crate::git::Redactor;
 use crate::job::{ErrorKind, JobError, JobSpec, JobStatus, time_from_micros};
-use crate::queue::{Delivery, Outcome};
+use crate::queue::{AnsweredJob, Delivery, Outcome};
 
 /// A result larger than this (as JSON) is stored as `{"truncated": true, "bytes": n}`: a
 /// diff can be megabytes, and the record is for history, not for the agent.
@@ -250,6 +250,16 @@ impl Recorder {
         self.record(Record::Job(event));
         if let Some(s) = sandbox {
             self.record(Record::Sandbox(s));
+        }
+    }
+
+    /// Records the final rows of jobs the queue answered `sandbox_not_found` when this
+    /// worker reaped a worker that is gone (or left itself). Never blocks.
+    pub fn jobs_answered(&self, jobs: &[AnsweredJob]) {
+        if let Some(inner) = &self.inner {
+            for job in jobs {
+                self.record(Record::Job(JobEvent::answered(job, &inner.redactor)));
+            }
         }
     }
 

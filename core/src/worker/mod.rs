@@ -228,6 +228,8 @@ impl Worker {
             Ok(r) => {
                 report.requeued = r.requeued;
                 report.answered = r.answered;
+                // The writer is still running: their final rows go out before it closes.
+                loops.records.jobs_answered(&r.jobs);
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not deregister; the survivors will recover this worker's jobs")
@@ -272,15 +274,18 @@ impl Worker {
             retries_scheduled.clone(),
             in_flight.clone(),
         ));
-        let mut background = vec![tokio::spawn(heartbeat_loop(
+        let mut background = Vec::new();
+        let (records, writer, budgets) = self.start_records(&stop_background, &mut background);
+        background.push(tokio::spawn(heartbeat_loop(
             queue.clone(),
             self.id.clone(),
             self.info(),
             self.config.heartbeat_interval,
             self.config.dead_after,
             in_flight.clone(),
+            records.clone(),
             stop_background.clone(),
-        ))];
+        )));
 
         let own_queue = format!("worker:{}", self.id);
         let mut served: Vec<(String, usize)> = self
@@ -291,7 +296,6 @@ impl Worker {
             .collect();
         served.push((own_queue, self.config.own_queue_concurrency));
 
-        let (records, writer, budgets) = self.start_records(&stop_background, &mut background);
         let service = JobService {
             ops: self.ops.clone(),
             retry: RetryPolicy {
@@ -633,8 +637,10 @@ async fn promote_loop(
     }
 }
 
-/// Beats; recovers the jobs of workers that stopped beating; gives back jobs of its own
-/// whose fetch reply was lost.
+/// Beats; recovers the jobs of workers that stopped beating (and hands the final rows of
+/// the jobs that recovery answered to the record writer, without waiting on it); gives back
+/// jobs of its own whose fetch reply was lost.
+#[allow(clippy::too_many_arguments)]
 async fn heartbeat_loop(
     queue: Queue,
     worker: String,
@@ -642,6 +648,7 @@ async fn heartbeat_loop(
     every: Duration,
     dead_after: Duration,
     in_flight: InFlight,
+    records: Recorder,
     stop: CancellationToken,
 ) {
     let mut suspects: HashSet<String> = HashSet::new();
@@ -658,8 +665,9 @@ async fn heartbeat_loop(
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
-        if let Err(e) = queue.reap_dead_workers(dead_after).await {
-            tracing::debug!(error = %e, "could not check for dead workers");
+        match queue.reap_dead_workers(dead_after).await {
+            Ok(r) => records.jobs_answered(&r.jobs),
+            Err(e) => tracing::debug!(error = %e, "could not check for dead workers"),
         }
         suspects = match give_back_lost(&queue, &worker, &in_flight, &suspects).await {
             Ok(next) => next,

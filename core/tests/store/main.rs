@@ -8,3 +8,4 @@ mod budgets;
 mod lifecycle;
 mod migrations;
 mod outage;
+mod reap;

@@ -1,7 +1,8 @@
 //! Clean-up, every 10 minutes: workers that stopped beating are dead.
 //! - Redis: the queue layer's own recovery (`Queue::reap_dead_workers`) gives their held
 //!   jobs back to the shared queues and answers the jobs waiting in their own queues
-//!   `sandbox_not_found` (their sandboxes are gone with them).
+//!   `sandbox_not_found` (their sandboxes are gone with them). The jobs it answered get
+//!   their final rows in Postgres here (dead, `sandbox_not_found`), written directly.
 //! - Postgres: a worker whose row is `running` with no heartbeat for `stale_after`, and
 //!   that Redis does not know as alive either, is marked `dead`; its sandboxes are
 //!   terminated in the registry (their sandbox time ends) and its released copies are no
@@ -10,7 +11,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfleet_core::store::Record;
+use gitfleet_core::git::Redactor;
+use gitfleet_core::store::{JobEvent, Record};
 use serde_json::json;
 
 use super::Outcome;
@@ -55,6 +57,15 @@ impl CleanupConfig {
 pub async fn run_once(ctx: &Context, tick: DateTime<Utc>) -> Result<Outcome, SchedError> {
     let cfg = &ctx.config.cleanup;
     let reaped = ctx.queue.reap_dead_workers(cfg.dead_after).await?;
+    // Redis has answered these jobs; nothing else will record them.
+    let redactor = Redactor::default();
+    for chunk in reaped.jobs.chunks(500) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|j| Record::Job(JobEvent::answered(j, &redactor)))
+            .collect();
+        ctx.store.apply(&records).await?;
+    }
     let cutoff = tick - chrono::Duration::from_std(cfg.stale_after).unwrap_or_default();
     let stale = sqlx::query_scalar!(
         r#"

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use gitfleet_client::store::{JobEvent, Record};
 use gitfleet_client::{EnqueueOptions, JobSpec, JobStatus};
 use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::cleanup;
@@ -64,8 +65,9 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
     .await;
     // The ghost registered in Redis and got a job on its own queue, then fell silent.
     w.queue().heartbeat(ghost, &[]).await.unwrap();
-    let job = w
-        .client
+    // A client that keeps the record writes each job's row at submit.
+    let client = w.client.clone().with_store(w.store.clone());
+    let job = client
         .submit(
             &format!("worker:{ghost}"),
             &JobSpec::new(
@@ -76,6 +78,8 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
         )
         .await
         .unwrap();
+    let row = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
+    assert_eq!(row.status, "waiting", "{row:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     w.queue().heartbeat(alive, &[]).await.unwrap();
 
@@ -102,6 +106,88 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
     let record = w.client.job(&job.job_id).await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Dead);
     assert_eq!(record.error.unwrap().kind.to_string(), "sandbox_not_found");
+
+    // Its row in Postgres, `waiting` since the submit, ends dead too: the clean-up wrote it.
+    let row = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
+    assert_eq!(row.status, "dead", "{row:?}");
+    assert_eq!(
+        row.error_kind.as_deref(),
+        Some("sandbox_not_found"),
+        "{row:?}"
+    );
+    assert!(
+        row.error_message.as_deref().unwrap_or("").contains(ghost),
+        "{row:?}"
+    );
+    assert_eq!(row.attempts, 0);
+    assert_eq!(row.queue, format!("worker:{ghost}"));
+    assert_eq!(row.op, "status");
+    assert_eq!(
+        row.sandbox_id,
+        Some(format!("{ghost}.01J0000000000000000000000A"))
+    );
+    assert!(
+        row.finished_at.is_some() && row.enqueued_at.is_some(),
+        "{row:?}"
+    );
+    // A late `waiting` write (the submit's, replayed) does not bring it back.
+    let late = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
+    w.store
+        .apply(&[Record::Job(JobEvent {
+            job_id: job.job_id.clone(),
+            op: "status".into(),
+            queue: format!("worker:{ghost}"),
+            org_id: None,
+            agent_id: None,
+            task_id: None,
+            sandbox_id: None,
+            status: JobStatus::Waiting,
+            attempts: 0,
+            max_attempts: None,
+            worker_id: None,
+            run_id: None,
+            error: None,
+            result: None,
+            enqueued_at: None,
+            started_at: None,
+            finished_at: None,
+            retry_at: None,
+            reset: false,
+        })])
+        .await
+        .unwrap();
+    let after = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
+    assert_eq!(after.status, "dead");
+    assert_eq!(after.finished_at, late.finished_at);
+
+    // Submitted now that the ghost is gone, a job is answered at once; the client writes
+    // its final row.
+    let answered = client
+        .submit(
+            &format!("worker:{ghost}"),
+            &JobSpec::new(
+                "status",
+                json!({"sandbox_id": format!("{ghost}.01J0000000000000000000000A")}),
+            ),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answered.status, JobStatus::Dead);
+    let row = w
+        .store
+        .job_history(&answered.job_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .job;
+    assert_eq!(row.status, "dead", "{row:?}");
+    assert_eq!(
+        row.error_kind.as_deref(),
+        Some("sandbox_not_found"),
+        "{row:?}"
+    );
+    assert!(row.finished_at.is_some(), "{row:?}");
 
     // A second round finds nothing more to do.
     let again = cleanup::run_once(&ctx, now).await.unwrap().0;

@@ -6,7 +6,11 @@
 -- KEYS[7] the queue set, KEYS[8] its own done zset
 -- ARGV: key prefix, worker id, chunk size, dead_ttl_s,
 --       only_if_older_than_ms (0 = unconditionally: the worker itself is leaving)
--- Returns {requeued, answered, finished (1 when nothing is left)}.
+-- Returns {requeued, answered, finished (1 when nothing is left), jobs}: jobs lists each job
+-- answered here (at most chunk size of them), 12 fields apiece: id, op, queue, attempts,
+-- max_attempts, enqueued_at_us, finished_at_us, message, then org_id, agent_id, task_id,
+-- sandbox_id from its args ('' where absent), for the caller to write its final row in the
+-- durable record.
 local prefix, worker, limit, dead_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local cutoff = tonumber(ARGV[5])
 local t = redis.call('TIME')
@@ -15,10 +19,11 @@ local now_ms = math.floor(now_us / 1000)
 if cutoff > 0 then
   local beat = redis.call('ZSCORE', KEYS[1], worker)
   if beat and tonumber(beat) > now_ms - cutoff then
-    return {0, 0, 1} -- it came back to life
+    return {0, 0, 1, {}} -- it came back to life
   end
 end
 local requeued, answered, budget = 0, 0, limit
+local jobs = {}
 
 while budget > 0 do
   local id = redis.call('RPOP', KEYS[2])
@@ -36,12 +41,21 @@ while budget > 0 do
   end
 end
 
+local message = 'worker ' .. worker .. ' is gone; its sandboxes are gone with it'
+local function str(v)
+  if type(v) == 'string' or type(v) == 'number' then return tostring(v) end
+  return ''
+end
 local function answer(id)
   local k = prefix .. 'job:' .. id
   if redis.call('EXISTS', k) == 1 then
+    local f = redis.call('HMGET', k, 'op', 'queue', 'attempts', 'max_attempts', 'enqueued_at',
+      'payload')
+    local args = {}
+    local ok, job = pcall(cjson.decode, f[6] or '')
+    if ok and type(job) == 'table' and type(job.args) == 'table' then args = job.args end
     redis.call('HSET', k, 'status', 'dead', 'finished_at', now_us, 'error',
-      cjson.encode({kind = 'sandbox_not_found',
-        message = 'worker ' .. worker .. ' is gone; its sandboxes are gone with it'}))
+      cjson.encode({kind = 'sandbox_not_found', message = message}))
     redis.call('ZADD', KEYS[5], now_ms, id)
     redis.call('EXPIRE', k, dead_ttl)
     if redis.call('HEXISTS', k, 'waiters') == 1 then
@@ -49,6 +63,11 @@ local function answer(id)
       redis.call('EXPIRE', k .. ':wake', dead_ttl)
     end
     answered = answered + 1
+    for _, v in ipairs({id, str(f[1]), str(f[2]), str(f[3]), str(f[4]), str(f[5]), now_us,
+        message, str(args.org_id), str(args.agent_id), str(args.task_id),
+        str(args.sandbox_id)}) do
+      jobs[#jobs + 1] = v
+    end
   end
 end
 while budget > 0 do
@@ -85,6 +104,6 @@ if left == 0 then
   redis.call('SREM', KEYS[7], 'worker:' .. worker)
   redis.call('EXPIRE', KEYS[5], dead_ttl)
   redis.call('EXPIRE', KEYS[8], dead_ttl)
-  return {requeued, answered, 1}
+  return {requeued, answered, 1, jobs}
 end
-return {requeued, answered, 0}
+return {requeued, answered, 0, jobs}

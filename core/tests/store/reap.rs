@@ -1,0 +1,175 @@
+//! Jobs answered `sandbox_not_found` because their worker is gone end `dead` in the record:
+//! a surviving worker's reap writes them (through its writer), and so does a worker that
+//! leaves with jobs still queued for it.
+
+use std::time::Duration;
+
+use gitfleet_core::job::{JobSpec, JobStatus};
+use gitfleet_core::queue::EnqueueOptions;
+use gitfleet_core::store::{JobEvent, JobRow, Record, Store};
+use redis::AsyncCommands;
+use serde_json::json;
+
+use crate::harness::{TestQueue, eventually, redis_url, start_worker, test_store};
+
+/// The row the client writes at submit.
+fn submitted(id: &str, queue: &str, status: JobStatus, attempts: u32) -> Record {
+    Record::Job(JobEvent {
+        job_id: id.into(),
+        op: "echo".into(),
+        queue: queue.into(),
+        org_id: Some("acme".into()),
+        agent_id: None,
+        task_id: None,
+        sandbox_id: None,
+        status,
+        attempts,
+        max_attempts: None,
+        worker_id: None,
+        run_id: None,
+        error: None,
+        result: None,
+        enqueued_at: Some(chrono::Utc::now()),
+        started_at: None,
+        finished_at: None,
+        retry_at: None,
+        reset: false,
+    })
+}
+
+async fn enqueue(q: &TestQueue, queue: &str, args: serde_json::Value, delay: bool) -> String {
+    let options = EnqueueOptions {
+        delay: delay.then(|| Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let e = q
+        .queue
+        .enqueue(queue, &JobSpec::new("echo", args), &options)
+        .await
+        .unwrap();
+    assert!(!e.status.is_final(), "{e:?}");
+    e.job_id
+}
+
+async fn dead_row(store: &Store, id: &str) -> JobRow {
+    eventually(
+        "the job's row to say dead",
+        Duration::from_secs(20),
+        || async {
+            store
+                .job_history(id)
+                .await
+                .unwrap()
+                .map(|h| h.job)
+                .filter(|j| j.status == "dead")
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survivor_records_the_jobs_of_a_dead_worker_queue_dead_sandbox_not_found() {
+    let (_db, store) = test_store().await;
+    let q = TestQueue::new().await;
+    let survivor = start_worker(&q, &store, None).await;
+    // A worker registers, gets jobs on its own queue, and dies (beats no more).
+    let ghost = "ghost-reap-1";
+    q.queue.heartbeat(ghost, &[]).await.unwrap();
+    let own = format!("worker:{ghost}");
+    let waiting = enqueue(
+        &q,
+        &own,
+        json!({"org_id": "acme", "agent_id": "a1", "task_id": "t1", "sandbox_id": format!("{ghost}.s1")}),
+        false,
+    )
+    .await;
+    let delayed = enqueue(&q, &own, json!({}), true).await;
+    // One waiting out a retry after a first run: its row is at (1, waiting for a retry).
+    let retried = enqueue(&q, &own, json!({}), true).await;
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis
+        .hset(q.queue.keys().job(&retried), "attempts", 1)
+        .await
+        .unwrap();
+    store
+        .apply(&[
+            submitted(&waiting, &own, JobStatus::Waiting, 0),
+            submitted(&delayed, &own, JobStatus::Delayed, 0),
+            submitted(&retried, &own, JobStatus::Delayed, 1),
+        ])
+        .await
+        .unwrap();
+
+    for id in [&waiting, &delayed, &retried] {
+        let row = dead_row(&store, id).await;
+        assert_eq!(
+            row.error_kind.as_deref(),
+            Some("sandbox_not_found"),
+            "{row:?}"
+        );
+        assert!(
+            row.error_message
+                .as_deref()
+                .is_some_and(|m| m.contains(ghost)),
+            "{row:?}"
+        );
+        assert!(row.finished_at.is_some(), "{row:?}");
+        assert!(row.enqueued_at.is_some(), "{row:?}");
+        assert_eq!(row.queue, own);
+        assert_eq!(row.op, "echo");
+        assert_eq!(row.org_id.as_deref(), Some("acme"));
+        assert_eq!(row.attempts, if id == &retried { 1 } else { 0 }, "{row:?}");
+    }
+    let row = dead_row(&store, &waiting).await;
+    assert_eq!(row.agent_id.as_deref(), Some("a1"));
+    assert_eq!(row.task_id.as_deref(), Some("t1"));
+    assert_eq!(row.sandbox_id, Some(format!("{ghost}.s1")));
+    // Redis says the same.
+    let r = q.queue.job(&waiting).await.unwrap().unwrap();
+    assert_eq!(r.status, JobStatus::Dead);
+
+    // A late write of the submit's row (replayed) changes nothing.
+    store
+        .apply(&[submitted(&waiting, &own, JobStatus::Waiting, 0)])
+        .await
+        .unwrap();
+    let again = store.job_history(&waiting).await.unwrap().unwrap().job;
+    assert_eq!(again.status, "dead");
+    assert_eq!(again.finished_at, row.finished_at);
+    survivor.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_leaving_records_the_jobs_left_in_its_own_queue() {
+    let (_db, store) = test_store().await;
+    let q = TestQueue::new().await;
+    let worker = start_worker(&q, &store, None).await;
+    let own = format!("worker:{}", worker.id());
+    // Due in an hour: still queued for it when it leaves.
+    let a = enqueue(&q, &own, json!({}), true).await;
+    let b = enqueue(&q, &own, json!({"org_id": "acme"}), true).await;
+    store
+        .apply(&[
+            submitted(&a, &own, JobStatus::Delayed, 0),
+            submitted(&b, &own, JobStatus::Delayed, 0),
+        ])
+        .await
+        .unwrap();
+    let report = worker.shutdown().await.unwrap();
+    assert_eq!(report.answered, 2, "{report:?}");
+    // The writer wrote them before it closed.
+    for id in [&a, &b] {
+        let row = store.job_history(id).await.unwrap().unwrap().job;
+        assert_eq!(row.status, "dead", "{row:?}");
+        assert_eq!(
+            row.error_kind.as_deref(),
+            Some("sandbox_not_found"),
+            "{row:?}"
+        );
+        assert!(row.finished_at.is_some(), "{row:?}");
+    }
+}
