@@ -71,7 +71,7 @@ pub struct Sandbox {
     /// What this worker knows of the working tree (see [`TreeState`]).
     tree: Mutex<TreeState>,
     /// One op at a time per sandbox.
-    busy: tokio::sync::Mutex<()>,
+    busy: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the worker knows of a sandbox's working tree. Only this worker writes it: files
@@ -164,6 +164,12 @@ impl Sandbox {
     /// Waits for the sandbox to be free; ops hold the guard while they run.
     pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.busy.lock().await
+    }
+
+    /// [`Self::lock`], as a guard that can outlive the borrow (work an op finishes in the
+    /// background, after its job has answered).
+    pub async fn lock_owned(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.busy.clone().lock_owned().await
     }
 }
 
@@ -459,7 +465,7 @@ impl SandboxManager {
             tree: Mutex::new(TreeState::Clean {
                 touched: BTreeSet::new(),
             }),
-            busy: tokio::sync::Mutex::new(()),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
         });
         self.live
             .lock()

@@ -166,17 +166,16 @@ struct PushJob<'a> {
     message: &'a str,
     paths: &'a [String],
     target: &'a str,
-    /// Move the sandbox onto its landed commit afterwards (not for a sandbox about to be
-    /// released).
-    keep_sandbox: bool,
 }
 
 impl PushJob<'_> {
-    /// Commits and pushes the sandbox's HEAD to the target by the protocol above.
+    /// Commits and pushes the sandbox's HEAD to the target by the protocol above. `busy`
+    /// holds the sandbox; it is let go once the sandbox sits on the landed commit.
     async fn run(
         &self,
         manager: &Arc<SandboxManager>,
         sandbox: &Arc<Sandbox>,
+        busy: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<Value, JobError> {
         let target = self.target;
         let trailer = format!("Gitfleet-Job: {}", self.job_id);
@@ -212,8 +211,15 @@ impl PushJob<'_> {
             request,
         )
         .await?;
-        if landed.rebased && self.keep_sandbox {
-            move_onto(manager, sandbox, &landed.commit_sha).await;
+        if landed.rebased {
+            // The job answers now; the sandbox moves onto its landed commit in the
+            // background, holding the sandbox (its next op waits for the move).
+            let (manager, sandbox, sha) =
+                (manager.clone(), sandbox.clone(), landed.commit_sha.clone());
+            tokio::spawn(async move {
+                move_onto(&manager, &sandbox, &sha).await;
+                drop(busy);
+            });
         }
         Ok(json!({
             "commit_sha": landed.commit_sha,
@@ -327,7 +333,7 @@ impl Op for PushOp {
             let p = push_args(&args)?;
             let queue = lock_queue(&ctx)?;
             let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();
-            let _busy = sandbox.lock().await;
+            let busy = sandbox.lock_owned().await;
             let job = PushJob {
                 queue,
                 worker_id: &ctx.worker_id,
@@ -336,9 +342,8 @@ impl Op for PushOp {
                 message: p.message,
                 paths: &p.paths,
                 target: &target,
-                keep_sandbox: true,
             };
-            job.run(&manager, &sandbox).await
+            job.run(&manager, &sandbox, busy).await
         }
         .boxed()
     }
