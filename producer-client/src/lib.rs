@@ -91,32 +91,11 @@ impl Client {
             .iter()
             .filter(|(_, e)| e.created)
             .map(|(spec, e)| {
-                let arg = |name: &str| {
-                    spec.args
-                        .get(name)
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_string)
-                };
                 store::Record::Job(store::JobEvent {
-                    job_id: e.job_id.clone(),
-                    op: spec.op.clone(),
-                    queue: queue.to_string(),
-                    org_id: arg("org_id"),
-                    agent_id: arg("agent_id"),
-                    task_id: arg("task_id"),
-                    sandbox_id: arg("sandbox_id"),
-                    status: e.status,
-                    attempts: 0,
-                    max_attempts: None,
-                    worker_id: None,
-                    run_id: None,
                     error: answered.clone().filter(|_| e.status == JobStatus::Dead),
-                    result: None,
                     enqueued_at: Some(now),
-                    started_at: None,
                     finished_at: (e.status == JobStatus::Dead).then_some(now),
-                    retry_at: None,
-                    reset: false,
+                    ..store::JobEvent::new(&e.job_id, &spec.op, queue, e.status, Some(&spec.args))
                 })
             })
             .collect();
@@ -217,25 +196,8 @@ impl Client {
         // Its row starts over too (attempts from 0), whatever it said before.
         if let (Some(store), Some(job)) = (&self.store, self.queue.job(id).await?) {
             let record = store::Record::Job(store::JobEvent {
-                job_id: job.job_id,
-                op: job.op,
-                queue: job.queue,
-                org_id: None,
-                agent_id: None,
-                task_id: None,
-                sandbox_id: None,
-                status: JobStatus::Waiting,
-                attempts: 0,
-                max_attempts: None,
-                worker_id: None,
-                run_id: None,
-                error: None,
-                result: None,
-                enqueued_at: None,
-                started_at: None,
-                finished_at: None,
-                retry_at: None,
                 reset: true,
+                ..store::JobEvent::new(job.job_id, job.op, job.queue, JobStatus::Waiting, None)
             });
             let _ = store.apply(&[record]).await;
         }

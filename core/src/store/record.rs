@@ -61,6 +61,43 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
+    /// An event of job `job_id` in `status`, with its org, agent, task and sandbox read from
+    /// its `args` (when given) and nothing else known yet: callers fill in what they know.
+    pub fn new(
+        job_id: impl Into<String>,
+        op: impl Into<String>,
+        queue: impl Into<String>,
+        status: JobStatus,
+        args: Option<&Value>,
+    ) -> Self {
+        let arg = |name: &str| {
+            args.and_then(|a| a.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        JobEvent {
+            job_id: job_id.into(),
+            op: op.into(),
+            queue: queue.into(),
+            org_id: arg("org_id"),
+            agent_id: arg("agent_id"),
+            task_id: arg("task_id"),
+            sandbox_id: arg("sandbox_id"),
+            status,
+            attempts: 0,
+            max_attempts: None,
+            worker_id: None,
+            run_id: None,
+            error: None,
+            result: None,
+            enqueued_at: None,
+            started_at: None,
+            finished_at: None,
+            retry_at: None,
+            reset: false,
+        }
+    }
+
     /// The final row of a job the queue answered `sandbox_not_found` without running it (it
     /// waited in the own queue of a worker that is gone), its message redacted. Dead at the
     /// attempts it had, so it applies over any row the job has (waiting, or waiting out a
@@ -68,28 +105,19 @@ impl JobEvent {
     pub fn answered(job: &AnsweredJob, redactor: &Redactor) -> Self {
         let time = |us: i64| time_from_micros(us).filter(|_| us > 0);
         JobEvent {
-            job_id: job.id.clone(),
-            op: job.op.clone(),
-            queue: job.queue.clone(),
             org_id: job.org_id.clone(),
             agent_id: job.agent_id.clone(),
             task_id: job.task_id.clone(),
             sandbox_id: job.sandbox_id.clone(),
-            status: JobStatus::Dead,
             attempts: job.attempts,
             max_attempts: (job.max_attempts > 0).then_some(job.max_attempts),
-            worker_id: None,
-            run_id: None,
             error: Some(JobError::new(
                 job.error.kind,
                 redactor.redact(&job.error.message),
             )),
-            result: None,
             enqueued_at: time(job.enqueued_at_us),
-            started_at: None,
             finished_at: time(job.finished_at_us).or_else(|| Some(Utc::now())),
-            retry_at: None,
-            reset: false,
+            ..JobEvent::new(&job.id, &job.op, &job.queue, JobStatus::Dead, None)
         }
     }
 

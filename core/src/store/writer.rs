@@ -163,32 +163,21 @@ impl Recorder {
     /// Records that a run of a job starts (and that its sandbox is in use).
     pub fn job_started(&self, d: &Delivery, spec: Option<&JobSpec>) -> Option<RunToken> {
         let inner = self.inner.as_ref()?;
-        let arg = |name: &str| {
-            spec.and_then(|s| s.args.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
         let now = Utc::now();
         let base = JobEvent {
-            job_id: d.id.clone(),
-            op: spec.map_or_else(|| "?".to_string(), |s| s.op.clone()),
-            queue: d.queue.clone(),
-            org_id: arg("org_id"),
-            agent_id: arg("agent_id"),
-            task_id: arg("task_id"),
-            sandbox_id: arg("sandbox_id"),
-            status: JobStatus::Running,
             attempts: d.attempts,
             max_attempts: (d.max_attempts > 0).then_some(d.max_attempts),
             worker_id: Some(inner.worker_id.clone()),
             run_id: Some(ulid::Ulid::new().to_string()),
-            error: None,
-            result: None,
             enqueued_at: time_from_micros(d.enqueued_at_us).filter(|_| d.enqueued_at_us > 0),
             started_at: Some(now),
-            finished_at: None,
-            retry_at: None,
-            reset: false,
+            ..JobEvent::new(
+                &d.id,
+                spec.map_or("?", |s| s.op.as_str()),
+                &d.queue,
+                JobStatus::Running,
+                spec.map(|s| &s.args),
+            )
         };
         self.record(Record::Job(base.clone()));
         if let Some(id) = &base.sandbox_id

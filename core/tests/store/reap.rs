@@ -15,25 +15,9 @@ use crate::harness::{TestQueue, eventually, redis_url, start_worker, test_store}
 /// The row the client writes at submit.
 fn submitted(id: &str, queue: &str, status: JobStatus, attempts: u32) -> Record {
     Record::Job(JobEvent {
-        job_id: id.into(),
-        op: "echo".into(),
-        queue: queue.into(),
-        org_id: Some("acme".into()),
-        agent_id: None,
-        task_id: None,
-        sandbox_id: None,
-        status,
         attempts,
-        max_attempts: None,
-        worker_id: None,
-        run_id: None,
-        error: None,
-        result: None,
         enqueued_at: Some(chrono::Utc::now()),
-        started_at: None,
-        finished_at: None,
-        retry_at: None,
-        reset: false,
+        ..JobEvent::new(id, "echo", queue, status, Some(&json!({"org_id": "acme"})))
     })
 }
 

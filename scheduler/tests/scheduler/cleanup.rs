@@ -133,27 +133,13 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
     // A late `waiting` write (the submit's, replayed) does not bring it back.
     let late = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
     w.store
-        .apply(&[Record::Job(JobEvent {
-            job_id: job.job_id.clone(),
-            op: "status".into(),
-            queue: format!("worker:{ghost}"),
-            org_id: None,
-            agent_id: None,
-            task_id: None,
-            sandbox_id: None,
-            status: JobStatus::Waiting,
-            attempts: 0,
-            max_attempts: None,
-            worker_id: None,
-            run_id: None,
-            error: None,
-            result: None,
-            enqueued_at: None,
-            started_at: None,
-            finished_at: None,
-            retry_at: None,
-            reset: false,
-        })])
+        .apply(&[Record::Job(JobEvent::new(
+            &job.job_id,
+            "status",
+            format!("worker:{ghost}"),
+            JobStatus::Waiting,
+            None,
+        ))])
         .await
         .unwrap();
     let after = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
