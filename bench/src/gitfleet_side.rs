@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use gitfleet_core::config::{QueueConfig, WorkerConfig};
-use gitfleet_core::job::{JobError, JobSpec};
+use gitfleet_contract::{JobError, JobSpec};
 use gitfleet_core::ops::{Op, Ops, RunContext};
-use gitfleet_core::queue::{EnqueueOptions, Queue};
 use gitfleet_core::worker::Worker;
+use gitfleet_core::worker::WorkerConfig;
+use gitfleet_queue::QueueConfig;
+use gitfleet_queue::{EnqueueOptions, Queue};
 use serde_json::{Value, json};
 
 use crate::latency::{LatencyRecorder, latency_key};

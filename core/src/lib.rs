@@ -1,22 +1,17 @@
-//! gitfleet-core: the pieces every gitfleet process shares.
+//! gitfleet-core: the worker side of the fleet, in layers that point one way.
 //!
-//! - [`job`]: the job contract (ops, envelopes, statuses, error kinds) — the product's public
-//!   interface;
-//! - [`queue`]: the Redis queue layer (enqueue, reliable fetch, acknowledgement, retries,
-//!   recovery of dead workers), whose key layout is documented in `docs/queue.md`;
-//! - [`git`]: the one git runner and the checks on untrusted input;
-//! - [`ops`]: the job ops a worker can run, one module per op;
-//! - [`sandbox`]: pooled, isolated working copies, mirrors and the cache of released copies;
-//! - [`worker`]: the worker runtime that drives apalis workers from that queue;
-//! - [`store`]: the durable record in Postgres (history, sandbox registry, workers,
-//!   budgets), written in the background by workers;
-//! - [`config`]: configuration read from the environment by the binaries.
+//! - [`git`]: the one git runner (argv only, hardened, scrubbed, time- and output-limited);
+//! - [`sandbox`]: pooled, isolated working copies, per-repository mirrors (and the replay of
+//!   commits in them), the cache of released copies, the template;
+//! - [`ops`]: the job ops a worker runs, one module per op, over the sandboxes;
+//! - [`worker`]: the worker runtime that drives apalis workers from the queue, with its
+//!   loops (fetch, acknowledge, promote, heartbeat) and the record it keeps.
+//!
+//! Beneath them all is the job contract (`gitfleet-contract`); the Redis queue
+//! (`gitfleet-queue`) and the Postgres record (`gitfleet-store`) are their own crates, which
+//! producers use without any of this one.
 
-pub mod config;
 pub mod git;
-pub mod job;
 pub mod ops;
-pub mod queue;
 pub mod sandbox;
-pub mod store;
 pub mod worker;

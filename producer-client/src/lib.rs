@@ -1,7 +1,9 @@
 //! gitfleet-client: how a Rust program puts git jobs into the fleet and reads their
-//! results. A thin layer over [`gitfleet_core::queue::Queue`] that also checks each job
-//! against the op's own rules before it is enqueued, so a bad job is refused at once with
-//! an error naming the field, instead of failing later in a worker.
+//! results. A thin layer over [`gitfleet_queue::Queue`] that also checks each job against
+//! the contract's rules for its op ([`gitfleet_contract::ops`]) before it is enqueued, so a
+//! bad job is refused at once with an error naming the field, instead of failing later in a
+//! worker. It builds on the contract, the queue and the record only: none of the worker side
+//! (git, sandboxes, op handlers) comes with it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gitfleet_client::QueueError> {
@@ -14,24 +16,22 @@
 //! # Ok(()) }
 //! ```
 
-pub mod demo;
-pub mod tables;
-
 use std::time::Duration;
 
-pub use gitfleet_core::config::{QueueConfig, StoreConfig};
-pub use gitfleet_core::job::{ErrorKind, JobError, JobRecord, JobSpec, JobStatus};
-pub use gitfleet_core::queue::{DEFAULT_QUEUE, EnqueueOptions, Enqueued, QueueError, QueueStats};
-pub use gitfleet_core::store::{self, Store};
+pub use gitfleet_contract::{
+    DEFAULT_QUEUE, ErrorKind, JobError, JobRecord, JobSpec, JobStatus, OpArgs, OpName, ops,
+};
+pub use gitfleet_queue::{EnqueueOptions, Enqueued, QueueConfig, QueueError, QueueStats};
+pub use gitfleet_store::{self as store, Store, StoreConfig};
 
-use gitfleet_core::ops::Ops;
-use gitfleet_core::queue::Queue;
+use gitfleet_contract::Redactor;
+use gitfleet_contract::ops::Rules;
+use gitfleet_queue::Queue;
 
 /// A producer's handle on the fleet. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
     queue: Queue,
-    ops: Ops,
     store: Option<Store>,
 }
 
@@ -39,7 +39,6 @@ impl Client {
     pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
         Ok(Self {
             queue: Queue::connect(config).await?,
-            ops: Ops::builtin(),
             store: None,
         })
     }
@@ -80,12 +79,9 @@ impl Client {
     async fn record_enqueued(&self, queue: &str, jobs: &[(&JobSpec, &Enqueued)]) {
         let Some(store) = &self.store else { return };
         let now = chrono::Utc::now();
-        let answered = queue.strip_prefix("worker:").map(|worker| {
-            let e = gitfleet_core::queue::worker_not_running(worker);
-            JobError::new(
-                e.kind,
-                gitfleet_core::git::Redactor::default().redact(&e.message),
-            )
+        let answered = gitfleet_contract::own_queue_worker(queue).map(|worker| {
+            let e = gitfleet_queue::worker_not_running(worker);
+            JobError::new(e.kind, Redactor::default().redact(&e.message))
         });
         let records: Vec<store::Record> = jobs
             .iter()
@@ -109,10 +105,9 @@ impl Client {
         &self.queue
     }
 
-    /// Checks a job against its op without enqueueing it.
+    /// Checks a job against its op without enqueueing it, as a default worker would.
     pub fn check(&self, spec: &JobSpec) -> Result<(), QueueError> {
-        self.ops
-            .resolve(spec)
+        gitfleet_contract::ops::validate(spec, &Rules::default())
             .map(|_| ())
             .map_err(QueueError::Invalid)
     }
@@ -120,7 +115,7 @@ impl Client {
     /// The queue a job goes to when the producer names none: ops on a sandbox go to the
     /// own queue of the worker that holds it (`worker:<id>`), the rest to [`DEFAULT_QUEUE`].
     pub fn route(spec: &JobSpec) -> String {
-        Ops::route(spec).unwrap_or_else(|| DEFAULT_QUEUE.to_string())
+        gitfleet_contract::ops::route(spec).unwrap_or_else(|| DEFAULT_QUEUE.to_string())
     }
 
     /// Enqueues one job on `queue` (usually [`Client::route`] of the job).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gitfleet_core::store::Store;
+use gitfleet_store::Store;
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 

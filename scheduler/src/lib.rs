@@ -16,8 +16,8 @@ pub mod maintenance;
 pub mod runs;
 pub mod tasks;
 
-use gitfleet_core::queue::{Queue, QueueError};
-use gitfleet_core::store::{Store, StoreError};
+use gitfleet_queue::{Queue, QueueError};
+use gitfleet_store::{Store, StoreError};
 
 pub use config::SchedulerConfig;
 pub use tasks::{Outcome, Task};

@@ -3,10 +3,11 @@
 //! environment; stops on SIGTERM or Ctrl-C.
 
 use anyhow::Context as _;
-use gitfleet_core::config::{QueueConfig, StoreConfig};
-use gitfleet_core::queue::Queue;
-use gitfleet_core::store::Store;
+use gitfleet_queue::Queue;
+use gitfleet_queue::QueueConfig;
 use gitfleet_scheduler::{Context, SchedulerConfig, cron};
+use gitfleet_store::Store;
+use gitfleet_store::StoreConfig;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 

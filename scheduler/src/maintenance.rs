@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfleet_core::job::{JobSpec, JobStatus};
-use gitfleet_core::ops::MAINTAIN;
-use gitfleet_core::queue::EnqueueOptions;
+use gitfleet_contract::{JobSpec, JobStatus};
+use gitfleet_contract::{OpName, own_queue};
+use gitfleet_queue::EnqueueOptions;
 use serde_json::Value;
 
 use crate::{Context, SchedError};
@@ -45,13 +45,13 @@ pub async fn send_and_wait(
 ) -> Result<Vec<Answer>, SchedError> {
     let mut sent = Vec::with_capacity(jobs.len());
     for (worker, args) in jobs {
-        let spec = JobSpec::new(MAINTAIN, args);
+        let spec = JobSpec::new(OpName::Maintain.as_str(), args);
         let options = EnqueueOptions {
             idempotency_key: Some(format!("scheduler:{task}:{}:{worker}", tick.timestamp())),
             max_attempts: Some(1),
             ..Default::default()
         };
-        let queue = format!("worker:{worker}");
+        let queue = own_queue(&worker);
         let enqueued = ctx.queue.enqueue(&queue, &spec, &options).await?;
         sent.push((worker, enqueued.job_id));
     }

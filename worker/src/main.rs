@@ -2,12 +2,15 @@
 //! Runs until SIGTERM or Ctrl-C, then stops gracefully within `GITFLEET_GRACE_SECS`.
 
 use anyhow::Context;
-use gitfleet_core::config::{GitSettings, QueueConfig, StoreConfig, WorkerConfig};
 use gitfleet_core::ops::Ops;
-use gitfleet_core::queue::Queue;
-use gitfleet_core::store::Store;
-use gitfleet_core::store::writer::WriterConfig;
+use gitfleet_core::sandbox::GitSettings;
 use gitfleet_core::worker::Worker;
+use gitfleet_core::worker::WorkerConfig;
+use gitfleet_queue::Queue;
+use gitfleet_queue::QueueConfig;
+use gitfleet_store::Store;
+use gitfleet_store::StoreConfig;
+use gitfleet_store::writer::WriterConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
 fn init_tracing() {

@@ -177,7 +177,7 @@ pub async fn run(
         crate::breakdown::phase("agents, push only");
     }
 
-    let repo = gitfleet_core::git::validate::repo_url("repo_url", url, false)?;
+    let repo = gitfleet_contract::rules::repo_url("repo_url", url, false)?;
     let lock_key = format!("{}lock:push:{}:{branch}", fleet.prefix(), repo.cache_key);
     let watch = lock_watch::start(fleet.redis().await?, lock_key);
 

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use gitfleet_client::{Client, EnqueueOptions, JobRecord, JobSpec, JobStatus, QueueConfig};
-use gitfleet_core::config::{GitSettings, WorkerConfig};
-use gitfleet_core::git::Credentials;
+use gitfleet_contract::Credentials;
 use gitfleet_core::ops::Ops;
+use gitfleet_core::sandbox::GitSettings;
+use gitfleet_core::worker::WorkerConfig;
 use gitfleet_core::worker::{RunningWorker, Worker};
 use gitfleet_testkit::GitDaemon;
 use serde_json::Value;

@@ -7,7 +7,7 @@
 //! invalid_input come before network for the same reason (ssh adds "Could not read from
 //! remote repository" to almost every failure).
 
-use crate::job::ErrorKind;
+use gitfleet_contract::ErrorKind;
 
 /// Most characters of git's own words kept in a failure message.
 const MAX_DETAIL_CHARS: usize = 500;

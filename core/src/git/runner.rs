@@ -14,12 +14,12 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use gitfleet_contract::redact::basic_auth_value;
+use gitfleet_contract::rules as validate;
+use gitfleet_contract::{Credentials, ErrorKind, JobError, Redactor};
+
 use super::capture::{Capture, drain, feed};
 use super::classify::{classify, failure_message, subcommand};
-use super::credentials::Credentials;
-use super::redact::{Redactor, basic_auth_value};
-use super::validate;
-use crate::job::{ErrorKind, JobError};
 
 /// PATH for git when the worker's own process has none.
 const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -686,7 +686,7 @@ fn quote_config_value(value: &OsStr) -> Result<String, JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::Credential;
+    use gitfleet_contract::Credential;
 
     #[test]
     fn hardening_flags_come_in_pairs_and_cover_the_essentials() {

@@ -1,16 +1,15 @@
 //! `clone`: a sandbox holding `repo_url` at `branch`, on the agent's own branch
-//! `agent-{agent_id}-{task_id}`. Result: `sandbox_id`, `agent_branch`, `head_sha`,
-//! `cache_hit` (a released copy of the repository was recycled).
+//! ([`CloneArgs`], [`CloneResult`]).
 
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use gitfleet_contract::ops::{CloneArgs, CloneResult, Rules};
+use gitfleet_contract::{JobError, OpArgs, rules};
+use serde_json::Value;
 
-use super::{Op, RunContext, fields};
-use crate::git::validate;
-use crate::job::JobError;
+use super::{Op, RunContext, result};
 use crate::sandbox::CloneRequest;
 
 /// `allow_file`: whether `file://` repositories are accepted (a worker setting, off by
@@ -19,20 +18,23 @@ pub struct CloneOp {
     pub allow_file: bool,
 }
 
-/// Checks the args.
+/// Checks the args (of `clone` or `change`) and reads what to clone.
 pub(crate) fn request(args: &Value, allow_file: bool) -> Result<CloneRequest, JobError> {
-    let repo = validate::repo_url("repo_url", fields::string(args, "repo_url")?, allow_file)?;
-    let branch = fields::branch(args, "branch", "main")?.to_string();
-    let agent_id = fields::ident(args, "agent_id")?;
-    let task_id = fields::ident(args, "task_id")?;
-    let agent_branch = format!("agent-{agent_id}-{task_id}");
-    validate::branch("agent_id/task_id", &agent_branch)?;
+    let rules = Rules {
+        allow_file_repos: allow_file,
+    };
+    let a = CloneArgs::parse(args, &rules)?;
     Ok(CloneRequest {
-        repo,
-        branch,
-        agent_branch,
-        shallow: fields::opt_bool(args, "shallow", false)?,
-        sparse_paths: fields::opt_paths(args, "sparse_paths")?,
+        repo: rules::repo_url("repo_url", &a.repo_url, allow_file)?,
+        agent_branch: a.agent_branch(),
+        branch: a.branch,
+        shallow: a.shallow,
+        // As `opt_paths` checked them: without a trailing `/`.
+        sparse_paths: a
+            .sparse_paths
+            .iter()
+            .map(|p| p.trim_end_matches('/').to_string())
+            .collect(),
     })
 }
 
@@ -42,7 +44,12 @@ impl Op for CloneOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        request(args, self.allow_file).map(|_| ())
+        CloneArgs::check(
+            args,
+            &Rules {
+                allow_file_repos: self.allow_file,
+            },
+        )
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -54,12 +61,12 @@ impl Op for CloneOp {
             let manager = ctx.sandboxes()?.clone();
             let req = request(&args, manager.config().allow_file_protocol)?;
             let cloned = manager.clone_repo(&req).await?;
-            Ok(json!({
-                "sandbox_id": cloned.sandbox.id,
-                "agent_branch": cloned.sandbox.agent_branch,
-                "head_sha": cloned.head_sha,
-                "cache_hit": cloned.cache_hit,
-            }))
+            result(CloneResult {
+                sandbox_id: cloned.sandbox.id.clone(),
+                agent_branch: cloned.sandbox.agent_branch.clone(),
+                head_sha: cloned.head_sha,
+                cache_hit: cloned.cache_hit,
+            })
         }
         .boxed()
     }

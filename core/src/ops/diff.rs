@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use gitfleet_contract::ops::{DiffArgs, DiffResult, Rules};
+use gitfleet_contract::{JobError, OpArgs};
+use serde_json::Value;
 
-use super::{Op, RunContext, fields};
+use super::{Op, RunContext, result};
 use crate::git::RunOptions;
-use crate::job::JobError;
 
 pub struct DiffOp;
 
@@ -43,10 +44,7 @@ impl Op for DiffOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        fields::sandbox_id(args)?;
-        fields::opt_paths(args, "paths")?;
-        fields::opt_bool(args, "staged", false)?;
-        Ok(())
+        DiffArgs::check(args, &Rules::default())
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -56,8 +54,12 @@ impl Op for DiffOp {
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
         async move {
             let (manager, sandbox) = ctx.sandbox(&args)?;
-            let paths = fields::opt_paths(&args, "paths")?;
-            let staged = fields::opt_bool(&args, "staged", false)?;
+            let DiffArgs { paths, staged, .. } = DiffArgs::parse(&args, &Rules::default())?;
+            // As `opt_paths` checked them: without a trailing `/`.
+            let paths: Vec<String> = paths
+                .iter()
+                .map(|p| p.trim_end_matches('/').to_string())
+                .collect();
             let _busy = sandbox.lock().await;
             // A repository's .gitmodules must not be able to make diff fail.
             let mut base = vec![
@@ -82,13 +84,7 @@ impl Op for DiffOp {
                 _ => None,
             };
             if scoped.as_ref().is_some_and(Vec::is_empty) {
-                return Ok(json!({
-                    "diff": "",
-                    "files_changed": 0,
-                    "insertions": 0,
-                    "deletions": 0,
-                    "truncated": false,
-                }));
+                return result(DiffResult::default());
             }
             let pathspecs: Vec<&str> = match &scoped {
                 Some(literal) => literal.iter().map(String::as_str).collect(),
@@ -107,13 +103,13 @@ impl Op for DiffOp {
                 .git_in(&sandbox, &full, RunOptions::default())
                 .await?;
             let (files, ins, del) = numstat(&counts.stdout);
-            Ok(json!({
-                "diff": text.stdout_str(),
-                "files_changed": files,
-                "insertions": ins,
-                "deletions": del,
-                "truncated": text.truncated,
-            }))
+            result(DiffResult {
+                diff: text.stdout_str(),
+                files_changed: files,
+                insertions: ins,
+                deletions: del,
+                truncated: text.truncated,
+            })
         }
         .boxed()
     }

@@ -6,8 +6,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use gitfleet_contract::ops::{EchoArgs, Rules};
+use gitfleet_contract::{JobError, OpArgs};
+
 use super::{Op, RunContext};
-use crate::job::JobError;
 
 pub struct Echo;
 
@@ -16,8 +18,8 @@ impl Op for Echo {
         "echo"
     }
 
-    fn validate(&self, _args: &Value) -> Result<(), JobError> {
-        Ok(())
+    fn validate(&self, args: &Value) -> Result<(), JobError> {
+        EchoArgs::check(args, &Rules::default())
     }
 
     fn timeout(&self, _args: &Value) -> Duration {

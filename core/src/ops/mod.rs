@@ -1,14 +1,14 @@
 //! The job ops: one module per op, one registry that dispatches.
 //!
-//! An op checks its args (at enqueue time in the client, and again in the worker: a job
-//! pushed by another language's producer is not trusted) and runs. Until the git ops land,
-//! `echo` and `sleep` exercise the queue end to end; they stay, for smoke tests and benches.
+//! What an op's args may be is the contract's ([`gitfleet_contract::ops`]): the client
+//! checks a job with it at enqueue time, and the worker again here (a job pushed by another
+//! language's producer is not trusted); an op here only runs. `echo` and `sleep` exercise
+//! the queue end to end, for smoke tests and benches.
 
 mod clone;
 mod diff;
 mod echo;
-pub mod fields;
-pub mod maintain;
+mod maintain;
 mod pull;
 mod push;
 mod release;
@@ -23,12 +23,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::job::{JobError, JobSpec};
+use gitfleet_contract::{JobError, JobSpec, fields};
 
 pub use clone::CloneOp;
 pub use diff::DiffOp;
 pub use echo::Echo;
-pub use maintain::{MAINTAIN, MaintainOp};
+pub use maintain::MaintainOp;
 pub use pull::PullOp;
 pub use push::{ChangeOp, PushGroups, PushOp};
 pub use release::ReleaseOp;
@@ -36,7 +36,8 @@ pub use sleep::Sleep;
 pub use status::StatusOp;
 pub use write_files::WriteFilesOp;
 
-use crate::queue::Queue;
+use gitfleet_queue::Queue;
+
 use crate::sandbox::{Sandbox, SandboxManager};
 
 /// Runs allowed for a job whose op sets no other limit.
@@ -70,11 +71,17 @@ impl RunContext {
     }
 }
 
+/// An op's typed result, as the JSON the job answers with.
+pub(crate) fn result(r: impl serde::Serialize) -> Result<Value, JobError> {
+    serde_json::to_value(r).map_err(|e| JobError::internal(format!("result: {e}")))
+}
+
 /// One kind of job.
 pub trait Op: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
-    /// Checks `args`, naming the field and the reason when they are wrong.
+    /// Checks `args`, naming the field and the reason when they are wrong: the contract's
+    /// check of the op (see [`gitfleet_contract::OpArgs::check`]), by the worker's rules.
     fn validate(&self, args: &Value) -> Result<(), JobError>;
 
     /// Runs allowed before the job is dead (each run after a retryable failure counts).
@@ -125,20 +132,6 @@ impl Ops {
             .with(MaintainOp)
     }
 
-    /// The queue a job should go to when the producer named none: the own queue of the
-    /// worker holding the sandbox it names (or, for `maintain`, of the worker it is for),
-    /// else the shared queue.
-    pub fn route(spec: &JobSpec) -> Option<String> {
-        if spec.op == MAINTAIN {
-            return maintain::request(&spec.args)
-                .ok()
-                .map(|(worker, _)| format!("worker:{worker}"));
-        }
-        fields::sandbox_id(&spec.args)
-            .ok()
-            .map(|(_, worker)| format!("worker:{worker}"))
-    }
-
     /// Adds (or replaces) an op.
     pub fn with(mut self, op: impl Op) -> Self {
         self.ops.insert(op.name(), Arc::new(op));
@@ -171,32 +164,5 @@ impl Ops {
 impl std::fmt::Debug for Ops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.ops.keys()).finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn unknown_ops_and_bad_args_are_named() {
-        let ops = Ops::builtin();
-        let err = ops
-            .resolve(&JobSpec::new("frobnicate", json!({})))
-            .err()
-            .unwrap();
-        assert_eq!(err.kind, crate::job::ErrorKind::InvalidInput);
-        assert!(err.message.contains("unknown op \"frobnicate\""), "{err}");
-        assert!(err.message.contains("echo"), "{err}");
-        let err = ops
-            .resolve(&JobSpec::new("sleep", json!({"ms": "soon"})))
-            .err()
-            .unwrap();
-        assert!(err.message.starts_with("ms:"), "{err}");
-        assert!(
-            ops.resolve(&JobSpec::new("sleep", json!({"ms": 5})))
-                .is_ok()
-        );
     }
 }

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use gitfleet_contract::ops::{PullArgs, PullResult, Rules};
+use gitfleet_contract::{JobError, OpArgs};
+use serde_json::Value;
 
 use super::push::group::{Mirror, Replayed};
-use super::{Op, RunContext, fields};
+use super::{Op, RunContext, result};
 use crate::git::RunOptions;
-use crate::job::JobError;
 use crate::sandbox::{Sandbox, SandboxManager};
 
 pub struct PullOp;
@@ -222,8 +223,7 @@ impl Op for PullOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        fields::sandbox_id(args)?;
-        fields::opt_bool(args, "rebase", true).map(|_| ())
+        PullArgs::check(args, &Rules::default())
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -233,18 +233,18 @@ impl Op for PullOp {
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
         async move {
             let (manager, sandbox) = ctx.sandbox(&args)?;
-            let rebase = fields::opt_bool(&args, "rebase", true)?;
+            let PullArgs { rebase, .. } = PullArgs::parse(&args, &Rules::default())?;
             let _busy = sandbox.lock().await;
             let before = head(&manager, &sandbox).await?;
             manager.fetch(&sandbox, &sandbox.branch).await?;
             let upstream = format!("origin/{}", sandbox.branch);
             let conflicts = catch_up(&manager, &sandbox, &upstream, rebase).await?;
             let after = head(&manager, &sandbox).await?;
-            Ok(json!({
-                "head_sha": after,
-                "updated": after != before,
-                "conflicts": conflicts,
-            }))
+            result(PullResult {
+                updated: after != before,
+                head_sha: after,
+                conflicts,
+            })
         }
         .boxed()
     }

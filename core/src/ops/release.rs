@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use gitfleet_contract::ops::{ReleaseArgs, ReleaseResult, Rules};
+use gitfleet_contract::{JobError, OpArgs, fields};
+use serde_json::Value;
 
-use super::{Op, RunContext, fields};
-use crate::job::JobError;
+use super::{Op, RunContext, result};
 
 pub struct ReleaseOp;
 
@@ -18,7 +19,7 @@ impl Op for ReleaseOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        fields::sandbox_id(args).map(|_| ())
+        ReleaseArgs::check(args, &Rules::default())
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -29,7 +30,7 @@ impl Op for ReleaseOp {
         async move {
             let (id, _) = fields::sandbox_id(&args)?;
             let cached = ctx.sandboxes()?.release(id).await?;
-            Ok(json!({ "cached": cached }))
+            result(ReleaseResult { cached })
         }
         .boxed()
     }

@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use gitfleet_contract::ops::{Rules, StatusArgs, StatusResult};
+use gitfleet_contract::{JobError, OpArgs};
+use serde_json::Value;
 
-use super::{Op, RunContext, fields};
+use super::{Op, RunContext, result};
 use crate::git::RunOptions;
-use crate::job::JobError;
 
 pub struct StatusOp;
 
-/// `git status --porcelain=v2 --branch -z`, read into the result object.
-pub(crate) fn parse(out: &[u8]) -> Value {
+/// `git status --porcelain=v2 --branch -z`, read into the result.
+pub(crate) fn parse(out: &[u8]) -> StatusResult {
     let text = String::from_utf8_lossy(out);
     let mut fields = text.split('\0');
     let (mut branch, mut head, mut ahead, mut behind) = (String::new(), String::new(), 0i64, 0i64);
@@ -68,16 +69,16 @@ pub(crate) fn parse(out: &[u8]) -> Value {
             _ => {}
         }
     }
-    json!({
-        "branch": branch,
-        "head_sha": head,
-        "ahead": ahead,
-        "behind": behind,
-        "staged": staged,
-        "modified": modified,
-        "untracked": untracked,
-        "conflicted": conflicted,
-    })
+    StatusResult {
+        branch,
+        head_sha: head,
+        ahead,
+        behind,
+        staged,
+        modified,
+        untracked,
+        conflicted,
+    }
 }
 
 impl Op for StatusOp {
@@ -86,7 +87,7 @@ impl Op for StatusOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        fields::sandbox_id(args).map(|_| ())
+        StatusArgs::check(args, &Rules::default())
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -127,13 +128,18 @@ impl Op for StatusOp {
                 .git_in(&sandbox, &git_args, RunOptions::default())
                 .await?;
             let status = parse(&out.stdout);
-            let nothing = ["staged", "modified", "untracked", "conflicted"]
-                .iter()
-                .all(|list| status[*list].as_array().is_some_and(Vec::is_empty));
+            let nothing = [
+                &status.staged,
+                &status.modified,
+                &status.untracked,
+                &status.conflicted,
+            ]
+            .iter()
+            .all(|list| list.is_empty());
             if scope.is_none() && nothing {
                 sandbox.tree_clean();
             }
-            Ok(status)
+            result(status)
         }
         .boxed()
     }
@@ -153,15 +159,12 @@ mod tests {
 u UU N... 100644 100644 100644 100644 1 2 3 both.txt\0\
 ? new dir/untracked.txt\0";
         let v = parse(out);
-        assert_eq!(v["branch"], "agent-a-t");
-        assert_eq!(v["head_sha"], "abc123");
-        assert_eq!(
-            (v["ahead"].as_i64(), v["behind"].as_i64()),
-            (Some(2), Some(1))
-        );
-        assert_eq!(v["staged"], json!(["staged.txt", "new.txt"]));
-        assert_eq!(v["modified"], json!(["dir/changed file.txt"]));
-        assert_eq!(v["conflicted"], json!(["both.txt"]));
-        assert_eq!(v["untracked"], json!(["new dir/untracked.txt"]));
+        assert_eq!(v.branch, "agent-a-t");
+        assert_eq!(v.head_sha, "abc123");
+        assert_eq!((v.ahead, v.behind), (2, 1));
+        assert_eq!(v.staged, ["staged.txt", "new.txt"]);
+        assert_eq!(v.modified, ["dir/changed file.txt"]);
+        assert_eq!(v.conflicted, ["both.txt"]);
+        assert_eq!(v.untracked, ["new dir/untracked.txt"]);
     }
 }

@@ -4,118 +4,19 @@
 //! its sandbox through a link it contains. A file overwritten keeps its mode. Result:
 //! `written`, `deleted`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use gitfleet_contract::ops::write_files::{FileChange, changes};
+use gitfleet_contract::ops::{Rules, WriteFilesArgs, WriteFilesResult};
+use gitfleet_contract::{JobError, OpArgs};
+use serde_json::Value;
 
-use super::{Op, RunContext, fields};
-use crate::git::validate;
-use crate::job::JobError;
+use super::{Op, RunContext, result};
 
 pub struct WriteFilesOp;
-
-/// Files in one job, at most.
-const MAX_FILES: usize = 10_000;
-/// Bytes of one file, at most (after decoding).
-const MAX_FILE_BYTES: usize = 16 << 20;
-
-/// One file to write or delete.
-#[derive(Debug)]
-pub(crate) struct FileChange {
-    pub field: String,
-    pub path: PathBuf,
-    /// `None`: delete.
-    pub content: Option<Vec<u8>>,
-}
-
-impl FileChange {
-    /// The path as git names it (`a/b`, whatever `./a//b` it was given as); `None` if it
-    /// is not UTF-8.
-    fn git_path(&self) -> Option<String> {
-        let parts: Option<Vec<&str>> = self
-            .path
-            .components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(part) => Some(part.to_str()),
-                _ => None,
-            })
-            .collect();
-        parts.map(|p| p.join("/"))
-    }
-}
-
-pub(crate) fn changes(args: &Value) -> Result<Vec<FileChange>, JobError> {
-    let files = match args.get("files") {
-        Some(Value::Array(files)) => files,
-        None | Some(Value::Null) => return Err(JobError::invalid_input("files: required")),
-        Some(_) => return Err(JobError::invalid_input("files: must be a list")),
-    };
-    if files.is_empty() || files.len() > MAX_FILES {
-        return Err(JobError::invalid_input(format!(
-            "files: must hold 1-{MAX_FILES} entries"
-        )));
-    }
-    files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let field = format!("files[{i}]");
-            if !f.is_object() {
-                return Err(JobError::invalid_input(format!(
-                    "{field}: must be an object"
-                )));
-            }
-            let path_field = format!("{field}.path");
-            let path = validate::path(
-                &path_field,
-                fields::string(f, "path")
-                    .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?,
-            )?;
-            let delete = fields::opt_bool(f, "delete", false)
-                .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?;
-            if delete {
-                return Ok(FileChange {
-                    field: path_field,
-                    path,
-                    content: None,
-                });
-            }
-            let content = fields::string(f, "content")
-                .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?;
-            let encoding = fields::opt_string(f, "encoding")
-                .map_err(|e| JobError::invalid_input(format!("{field}.{}", e.message)))?
-                .unwrap_or("utf8");
-            let bytes = match encoding {
-                "utf8" => content.as_bytes().to_vec(),
-                "base64" => base64::engine::general_purpose::STANDARD
-                    .decode(content)
-                    .map_err(|e| {
-                        JobError::invalid_input(format!("{field}.content: not valid base64: {e}"))
-                    })?,
-                other => {
-                    return Err(JobError::invalid_input(format!(
-                        "{field}.encoding: {other:?} is not utf8 or base64"
-                    )));
-                }
-            };
-            if bytes.len() > MAX_FILE_BYTES {
-                return Err(JobError::invalid_input(format!(
-                    "{field}.content: {} bytes, over the limit of {MAX_FILE_BYTES}",
-                    bytes.len()
-                )));
-            }
-            Ok(FileChange {
-                field: path_field,
-                path,
-                content: Some(bytes),
-            })
-        })
-        .collect()
-}
 
 /// Refuses a path any existing component of which (the file itself included) is a
 /// symlink, or whose parent is not a directory.
@@ -205,8 +106,7 @@ impl Op for WriteFilesOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        fields::sandbox_id(args)?;
-        changes(args).map(|_| ())
+        WriteFilesArgs::check(args, &Rules::default())
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -228,7 +128,7 @@ impl Op for WriteFilesOp {
                 .await
                 // A failure half-way may leave a temporary file behind.
                 .inspect_err(|_| sandbox.tree_unknown())?;
-            Ok(json!({ "written": written, "deleted": deleted }))
+            result(WriteFilesResult { written, deleted })
         }
         .boxed()
     }

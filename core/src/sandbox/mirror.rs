@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::git::validate::RepoUrl;
 use crate::git::{Git, RunOptions};
-use crate::job::JobError;
+use gitfleet_contract::JobError;
+use gitfleet_contract::rules::RepoUrl;
 
 /// The mirrors of one worker.
 pub struct Mirrors {
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn only_git_urls_use_protocol_v0() {
-        let url = |u: &str| crate::git::validate::repo_url("repo_url", u, true).unwrap();
+        let url = |u: &str| gitfleet_contract::rules::repo_url("repo_url", u, true).unwrap();
         assert_eq!(
             protocol_flags(&url("git://example.com/r.git")),
             &["-c", "protocol.version=0"]

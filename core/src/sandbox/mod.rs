@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod mirror;
 mod provider;
+mod settings;
 pub mod template;
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,11 +18,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use gitfleet_contract::ops::maintain::{BrokenSandbox, HealthReport};
 pub use provider::{LocalProvider, SandboxProvider};
+pub use settings::GitSettings;
 
-use crate::git::validate::RepoUrl;
+use gitfleet_contract::JobError;
+use gitfleet_contract::rules::RepoUrl;
+
 use crate::git::{Git, GitOutput, RunOptions};
-use crate::job::JobError;
 use cache::{Cache, CachedCopy};
 use mirror::{LOCAL, Mirrors};
 use template::{Template, Templates};
@@ -201,30 +205,6 @@ pub struct TemplateRebuild {
     pub copies_removed: usize,
     /// Older versions removed now; those still held by live sandboxes go once they are.
     pub versions_removed: usize,
-}
-
-/// What [`SandboxManager::health_check`] found.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct HealthReport {
-    /// Sandboxes and released copies checked.
-    pub checked: usize,
-    /// Sandboxes skipped because an op was running in them.
-    pub busy: usize,
-    pub broken: Vec<BrokenSandbox>,
-    /// Empty sandboxes in the pool after refilling it.
-    pub pooled: usize,
-    /// Why the pool could not be refilled, if it could not.
-    pub pool_error: Option<String>,
-}
-
-/// A sandbox (or released copy) that failed its health check and was removed.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BrokenSandbox {
-    pub sandbox_id: String,
-    /// A released copy (its row is already `terminated`), not a live sandbox.
-    pub cached: bool,
-    /// What git said (redacted by the caller before it is stored).
-    pub error: String,
 }
 
 /// The sandboxes of one worker.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 
-use crate::job::JobError;
+use gitfleet_contract::JobError;
 
 /// Makes and removes the directories sandboxes work in.
 pub trait SandboxProvider: Send + Sync + 'static {

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::job::JobError;
+use gitfleet_contract::JobError;
 
 /// Bumped whenever [`GIT_CONFIG`] changes meaning, so a version's config says which
 /// generation of settings it has.

@@ -26,9 +26,9 @@ use tower::layer::util::Identity;
 use tracing::Instrument;
 
 use super::retry::RetryPolicy;
-use crate::job::{JobError, JobSpec};
 use crate::ops::{Ops, RunContext};
-use crate::queue::{Delivery, Finished, Outcome};
+use gitfleet_contract::{JobError, JobSpec};
+use gitfleet_queue::{Delivery, Finished, Outcome};
 
 /// A job taken from Redis, with the permit that counts it against the concurrency.
 pub struct Run {
@@ -130,10 +130,10 @@ pub struct JobService {
     pub(crate) max_payload_bytes: usize,
     pub(crate) acks: mpsc::UnboundedSender<Ack>,
     pub(crate) sandboxes: Option<Arc<crate::sandbox::SandboxManager>>,
-    pub(crate) queue: crate::queue::Queue,
+    pub(crate) queue: gitfleet_queue::Queue,
     /// The durable record (disabled without Postgres) and the organizations over budget.
-    pub(crate) records: crate::store::Recorder,
-    pub(crate) budgets: crate::store::Budgets,
+    pub(crate) records: gitfleet_store::Recorder,
+    pub(crate) budgets: gitfleet_store::Budgets,
 }
 
 impl Service<Task<Run>> for JobService {

@@ -14,6 +14,7 @@
 //! does not take in time is spooled to disk for the next worker to replay).
 
 mod backend;
+mod config;
 mod retry;
 
 use std::collections::HashSet;
@@ -28,14 +29,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use backend::{JobService, QueueBackend, Run};
+pub use config::WorkerConfig;
 pub use retry::RetryPolicy;
 
-use crate::config::WorkerConfig;
+use gitfleet_contract::validate_worker_id;
+use gitfleet_queue::{Delivery, Queue, QueueError};
+use gitfleet_store::writer::WriterConfig;
+use gitfleet_store::{Budgets, Recorder, Store, WorkerEvent};
+
 use crate::ops::Ops;
-use crate::queue::{Delivery, Queue, QueueError, validate_worker_id};
 use crate::sandbox::SandboxManager;
-use crate::store::writer::WriterConfig;
-use crate::store::{Budgets, Recorder, Store, WorkerEvent};
 use backend::Ack;
 
 /// Jobs taken from Redis in one round trip, at most.
@@ -119,7 +122,7 @@ impl Worker {
 
     /// Keeps the durable record in `store`: job history, the sandbox registry, this
     /// worker's row, written in the background by a writer configured by `writer` (which
-    /// keeps what it cannot write; see [`crate::store::writer`]); and refuses jobs of
+    /// keeps what it cannot write; see [`gitfleet_store::writer`]); and refuses jobs of
     /// organizations over budget, re-reading the list every `budget_refresh`. Without it
     /// the worker records nothing and enforces no budget.
     pub fn with_store(
@@ -365,7 +368,7 @@ impl Worker {
         &self,
         stop: &CancellationToken,
         background: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> (Recorder, Option<crate::store::WriterHandle>, Budgets) {
+    ) -> (Recorder, Option<gitfleet_store::WriterHandle>, Budgets) {
         let budgets = Budgets::default();
         let Some(settings) = &self.store else {
             return (Recorder::disabled(), None, budgets);
@@ -416,7 +419,7 @@ struct Loops {
     acker: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
     records: Recorder,
-    writer: Option<crate::store::WriterHandle>,
+    writer: Option<gitfleet_store::WriterHandle>,
 }
 
 /// A worker running in the background of this process (tests, embedding).
@@ -602,7 +605,7 @@ async fn ack_loop(
         in_flight.remove(finished.iter().map(|f| f.id.clone()));
         if finished
             .iter()
-            .any(|f| matches!(f.outcome, crate::queue::Outcome::Retry { .. }))
+            .any(|f| matches!(f.outcome, gitfleet_queue::Outcome::Retry { .. }))
         {
             retries_scheduled.notify_waiters();
         }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::job::JobError;
-use crate::queue::Outcome;
+use gitfleet_contract::JobError;
+use gitfleet_queue::Outcome;
 
 /// When a failed run is tried again.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +48,7 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::ErrorKind;
+    use gitfleet_contract::ErrorKind;
 
     #[test]
     fn delays_double_with_jitter_up_to_the_cap() {

@@ -2,8 +2,9 @@
 //! never come back in a message.
 
 use base64::Engine as _;
-use gitfleet_core::git::{Credential, RunOptions};
-use gitfleet_core::job::{ErrorKind, JobError};
+use gitfleet_contract::Credential;
+use gitfleet_contract::{ErrorKind, JobError};
+use gitfleet_core::git::RunOptions;
 
 use crate::support::{Server, TestGit};
 

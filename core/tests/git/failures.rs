@@ -2,8 +2,8 @@
 
 use std::fs;
 
+use gitfleet_contract::{ErrorKind, JobError};
 use gitfleet_core::git::RunOptions;
-use gitfleet_core::job::{ErrorKind, JobError};
 
 use crate::support::{TestGit, closed_port};
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use gitfleet_contract::ErrorKind;
 use gitfleet_core::git::{Git, GitConfig, RunOptions};
-use gitfleet_core::job::ErrorKind;
 
 use crate::support::{TestGit, script};
 

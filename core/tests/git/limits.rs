@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use gitfleet_contract::ErrorKind;
 use gitfleet_core::git::RunOptions;
-use gitfleet_core::job::ErrorKind;
 
 use crate::support::{Server, TestGit, processes};
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gitfleet_core::git::validate::repo_url;
+use gitfleet_contract::rules::repo_url;
 use gitfleet_core::git::{Git, GitConfig, RunOptions};
 use gitfleet_core::sandbox::{CloneRequest, SandboxConfig, SandboxManager};
 use gitfleet_testkit::GitDaemon;

@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use gitfleet_core::job::JobSpec;
+use gitfleet_contract::JobSpec;
 use gitfleet_core::ops::Ops;
-use gitfleet_core::queue::{EnqueueOptions, Queue};
+use gitfleet_queue::{EnqueueOptions, Queue};
 use serde_json::json;
 
 use crate::harness::{Counting, TestQueue, eventually, redis_url};

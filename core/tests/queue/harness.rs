@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use gitfleet_core::config::{QueueConfig, WorkerConfig};
-use gitfleet_core::job::{ErrorKind, JobError};
+use gitfleet_contract::{ErrorKind, JobError};
 use gitfleet_core::ops::{Op, Ops, RunContext};
-use gitfleet_core::queue::Queue;
+use gitfleet_core::worker::WorkerConfig;
 use gitfleet_core::worker::{RunningWorker, Worker};
+use gitfleet_queue::Queue;
+use gitfleet_queue::QueueConfig;
 use serde_json::{Value, json};
 
 pub fn redis_url() -> String {

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use gitfleet_core::job::{ErrorKind, JobSpec, JobStatus};
+use gitfleet_contract::{ErrorKind, JobSpec, JobStatus};
 use gitfleet_core::ops::Ops;
-use gitfleet_core::queue::{EnqueueOptions, QueueError};
+use gitfleet_queue::{EnqueueOptions, QueueError};
 use serde_json::json;
 
 use crate::harness::{Counting, TestQueue};
@@ -173,7 +173,7 @@ async fn the_push_script_itself_refuses_malformed_and_oversize_payloads() {
     let client = redis::Client::open(crate::harness::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let k = t.queue.keys();
-    let script = redis::Script::new(include_str!("../../src/queue/lua/enqueue.lua"));
+    let script = redis::Script::new(include_str!("../../../queue/src/lua/enqueue.lua"));
     let push = |payload: String, max: u64| {
         let mut inv = script.prepare_invoke();
         inv.key(k.job("01TESTTESTTESTTESTTESTTEST"))

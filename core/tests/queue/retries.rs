@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use gitfleet_core::job::{ErrorKind, JobSpec, JobStatus};
+use gitfleet_contract::{ErrorKind, JobSpec, JobStatus};
 use gitfleet_core::ops::Ops;
-use gitfleet_core::queue::{EnqueueOptions, Queue};
+use gitfleet_queue::{EnqueueOptions, Queue};
 use serde_json::json;
 
 use crate::harness::{Counting, Flaky, TestQueue, eventually};
 
-async fn wait_final(queue: &Queue, id: &str, limit: Duration) -> gitfleet_core::job::JobRecord {
+async fn wait_final(queue: &Queue, id: &str, limit: Duration) -> gitfleet_contract::JobRecord {
     let record = queue
         .wait(id, limit)
         .await

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use gitfleet_core::job::{JobSpec, JobStatus};
+use gitfleet_contract::{JobSpec, JobStatus};
 use gitfleet_core::ops::Ops;
-use gitfleet_core::queue::EnqueueOptions;
+use gitfleet_queue::EnqueueOptions;
 use serde_json::json;
 
 use crate::harness::TestQueue;

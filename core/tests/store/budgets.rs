@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use gitfleet_core::job::{ErrorKind, JobSpec, JobStatus};
-use gitfleet_core::queue::EnqueueOptions;
+use gitfleet_contract::{ErrorKind, JobSpec, JobStatus};
+use gitfleet_queue::EnqueueOptions;
 use serde_json::json;
 
 use crate::harness::{TestQueue, eventually, start_worker, test_store, wait_final};

@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use gitfleet_core::config::{QueueConfig, StoreConfig, WorkerConfig};
-use gitfleet_core::job::{JobError, JobRecord};
+use gitfleet_contract::{JobError, JobRecord};
 use gitfleet_core::ops::{Op, Ops, RunContext};
-use gitfleet_core::queue::Queue;
-use gitfleet_core::store::Store;
-use gitfleet_core::store::writer::WriterConfig;
+use gitfleet_core::worker::WorkerConfig;
 use gitfleet_core::worker::{RunningWorker, Worker};
+use gitfleet_queue::Queue;
+use gitfleet_queue::QueueConfig;
+use gitfleet_store::Store;
+use gitfleet_store::StoreConfig;
+use gitfleet_store::writer::WriterConfig;
 use gitfleet_testkit::postgres::TestDatabase;
 use serde_json::{Value, json};
 

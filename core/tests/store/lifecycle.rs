@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use gitfleet_core::job::{JobSpec, JobStatus};
-use gitfleet_core::queue::EnqueueOptions;
+use gitfleet_contract::{JobSpec, JobStatus};
+use gitfleet_queue::EnqueueOptions;
 use serde_json::json;
 
 use crate::harness::{TestQueue, eventually, start_worker, test_store, wait_final};
@@ -70,7 +70,7 @@ async fn a_job_row_follows_it_through_retries_to_done() {
     assert_eq!(state, "stopped");
 }
 
-fn worker_id_of(h: &gitfleet_core::store::JobHistory) -> String {
+fn worker_id_of(h: &gitfleet_store::JobHistory) -> String {
     h.runs[0].worker_id.clone()
 }
 

@@ -21,10 +21,7 @@ async fn migrations_apply_twice_and_from_many_tasks_at_once() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert_eq!(
-        applied,
-        gitfleet_core::store::MIGRATOR.iter().count() as i64
-    );
+    assert_eq!(applied, gitfleet_store::MIGRATOR.iter().count() as i64);
     for table in [
         "jobs",
         "job_runs",

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use gitfleet_core::job::{JobSpec, JobStatus};
-use gitfleet_core::queue::EnqueueOptions;
+use gitfleet_contract::{JobSpec, JobStatus};
+use gitfleet_queue::EnqueueOptions;
 use gitfleet_testkit::postgres::PgServer;
 use serde_json::json;
 
@@ -28,7 +28,7 @@ async fn run_jobs(q: &TestQueue, n: usize, tag: &str) -> Vec<String> {
     ids
 }
 
-async fn done_rows(store: &gitfleet_core::store::Store) -> Option<i64> {
+async fn done_rows(store: &gitfleet_store::Store) -> Option<i64> {
     sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM jobs j WHERE status = 'done'
             AND (SELECT count(*) FROM job_runs r WHERE r.job_id = j.job_id AND r.outcome <> 'running') = j.attempts",

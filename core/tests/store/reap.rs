@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use gitfleet_core::job::{JobSpec, JobStatus};
-use gitfleet_core::queue::EnqueueOptions;
-use gitfleet_core::store::{JobEvent, JobRow, Record, Store};
+use gitfleet_contract::{JobSpec, JobStatus};
+use gitfleet_queue::EnqueueOptions;
+use gitfleet_store::{JobEvent, JobRow, Record, Store};
 use redis::AsyncCommands;
 use serde_json::json;
 

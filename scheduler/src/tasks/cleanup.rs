@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfleet_core::git::Redactor;
-use gitfleet_core::store::{JobEvent, Record};
+use gitfleet_contract::Redactor;
+use gitfleet_store::{JobEvent, Record};
 use serde_json::json;
 
 use super::Outcome;

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gitfleet_client::{Client, EnqueueOptions, JobSpec, JobStatus, QueueConfig};
-use gitfleet_core::config::{GitSettings, StoreConfig, WorkerConfig};
 use gitfleet_core::ops::Ops;
-use gitfleet_core::queue::Queue;
-use gitfleet_core::store::{SandboxRow, Store};
+use gitfleet_core::sandbox::GitSettings;
+use gitfleet_core::worker::WorkerConfig;
 use gitfleet_core::worker::{RunningWorker, Worker};
+use gitfleet_queue::Queue;
 use gitfleet_scheduler::{Context, SchedulerConfig};
+use gitfleet_store::StoreConfig;
+use gitfleet_store::{SandboxRow, Store};
 use gitfleet_testkit::postgres::TestDatabase;
 use gitfleet_testkit::{GitDaemon, fixtures};
 use serde_json::Value;

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gitfleet_client::{Client, EnqueueOptions, JobRecord, JobSpec, JobStatus, QueueConfig};
-use gitfleet_core::config::{GitSettings, WorkerConfig};
-use gitfleet_core::git::{Credential, Credentials};
+use gitfleet_contract::{Credential, Credentials};
 use gitfleet_core::ops::Ops;
+use gitfleet_core::sandbox::GitSettings;
+use gitfleet_core::worker::WorkerConfig;
 use gitfleet_core::worker::{RunningWorker, Worker};
 use gitfleet_testkit::fixtures;
 use serde_json::Value;
@@ -20,7 +21,7 @@ pub struct Fleet {
     pub workers: Vec<RunningWorker>,
     prefix: String,
     /// The durable record workers added from now on keep (none by default).
-    pub store: Option<gitfleet_core::store::Store>,
+    pub store: Option<gitfleet_store::Store>,
 }
 
 impl Fleet {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use gitfleet_core::config::StoreConfig;
-use gitfleet_core::store::{SandboxRow, Store};
+use gitfleet_store::StoreConfig;
+use gitfleet_store::{SandboxRow, Store};
 use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::postgres::TestDatabase;
 use serde_json::json;

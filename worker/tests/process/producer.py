@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A producer in another language, as docs/queue.md describes one: it enqueues a job by
-running gitfleet's push script (core/src/queue/lua/enqueue.lua) with EVAL, passing KEYS and
+running gitfleet's push script (queue/src/lua/enqueue.lua) with EVAL, passing KEYS and
 ARGV exactly as the script's header documents them, waits for a worker to finish the job,
 and prints one JSON line:
 

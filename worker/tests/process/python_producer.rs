@@ -10,10 +10,7 @@ use serde_json::{Value, json};
 use crate::harness::TestQueue;
 
 const PRODUCER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/process/producer.py");
-const ENQUEUE_LUA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../core/src/queue/lua/enqueue.lua"
-);
+const ENQUEUE_LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../queue/src/lua/enqueue.lua");
 
 /// Fails (never skips) when python3 or redis-py is missing: CI installs both.
 fn require_redis_py() {

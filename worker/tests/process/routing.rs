@@ -56,7 +56,7 @@ async fn a_job_waiting_in_the_queue_of_a_worker_that_died_is_answered_sandbox_no
 #[tokio::test]
 async fn a_killed_worker_s_queued_jobs_end_dead_in_the_record() {
     let db = gitfleet_testkit::postgres::TestDatabase::create().expect("postgres is reachable");
-    let store = gitfleet_core::store::Store::open(&gitfleet_core::config::StoreConfig {
+    let store = gitfleet_store::Store::open(&gitfleet_store::StoreConfig {
         database_url: Some(db.url.clone()),
         ..Default::default()
     })

@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use serde_json::{Value, json};
+use gitfleet_contract::ops::PushResult;
+use serde_json::Value;
 
 use super::super::pull::{head, integrate};
+use super::super::result;
 use super::{ATTEMPTS, tolerant};
 use crate::git::RunOptions;
-use crate::job::{ErrorKind, JobError};
 use crate::sandbox::{Sandbox, SandboxManager};
+use gitfleet_contract::{ErrorKind, JobError};
 
 /// Whether the remote has `target` (as last fetched).
 async fn remote_has(
@@ -89,12 +91,12 @@ pub(super) async fn push_locked(
         // Under the lock: the branch may have moved while this job waited for it.
         manager.fetch(sandbox, target).await?;
         if let Some(sha) = landed(manager, sandbox, trailer, target).await? {
-            return Ok(json!({
-                "commit_sha": sha,
-                "branch": target,
-                "attempts": attempt,
-                "rebased": rebased,
-            }));
+            return result(PushResult {
+                commit_sha: sha,
+                branch: target.to_string(),
+                attempts: attempt as u64,
+                rebased,
+            });
         }
         if remote_has(manager, sandbox, target).await? {
             let ancestor = manager
@@ -133,12 +135,12 @@ pub(super) async fn push_locked(
             .await;
         match pushed {
             Ok(_) => {
-                return Ok(json!({
-                    "commit_sha": head(manager, sandbox).await?,
-                    "branch": target,
-                    "attempts": attempt,
-                    "rebased": rebased,
-                }));
+                return result(PushResult {
+                    commit_sha: head(manager, sandbox).await?,
+                    branch: target.to_string(),
+                    attempts: attempt as u64,
+                    rebased,
+                });
             }
             Err(e) if e.kind == ErrorKind::Conflict && attempt < ATTEMPTS => {
                 let wait = delays.next().unwrap_or(Duration::from_secs(4));

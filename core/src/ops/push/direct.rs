@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::super::write_files::FileChange;
 use crate::git::RunOptions;
-use crate::job::JobError;
 use crate::sandbox::{CloneRequest, SandboxManager};
+use gitfleet_contract::JobError;
+use gitfleet_contract::ops::FileChange;
 
 /// Builds the job's commit on `req.branch` in the mirror; returns its id.
 pub(super) async fn build_commit(

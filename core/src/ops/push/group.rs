@@ -36,10 +36,10 @@ use tokio::sync::oneshot;
 
 use super::{ATTEMPTS, LOCK_TTL, LOCK_WAIT, lock_name};
 use crate::git::RunOptions;
-use crate::git::validate::RepoUrl;
-use crate::job::{ErrorKind, JobError};
-use crate::queue::Queue;
 use crate::sandbox::{Sandbox, SandboxManager};
+use gitfleet_contract::rules::RepoUrl;
+use gitfleet_contract::{ErrorKind, JobError};
+use gitfleet_queue::Queue;
 
 /// Requests one push carries at most; the rest wait for the next hold of the lock.
 const MAX_BATCH: usize = 100;

@@ -25,17 +25,19 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use gitfleet_contract::ops::push::{Commit, commit as commit_fields};
+use gitfleet_contract::ops::write_files::changes;
+use gitfleet_contract::ops::{ChangeArgs, ChangeResult, PushArgs, PushResult, Rules};
+use gitfleet_contract::rules::RepoUrl;
+use gitfleet_contract::{ErrorKind, JobError, OpArgs};
+use gitfleet_queue::Queue;
+use serde_json::Value;
 
 pub use group::PushGroups;
 
 use super::pull::head;
-use super::write_files::changes;
-use super::{Op, RunContext, fields};
+use super::{Op, RunContext, result};
 use crate::git::RunOptions;
-use crate::git::validate::RepoUrl;
-use crate::job::{ErrorKind, JobError};
-use crate::queue::Queue;
 use crate::sandbox::{Sandbox, SandboxManager};
 
 pub struct PushOp;
@@ -188,9 +190,12 @@ impl PushJob<'_> {
         if rerun {
             manager.fetch(sandbox, target).await?;
             if let Some(landed) = alone::landed(manager, sandbox, &trailer, target).await? {
-                return Ok(
-                    json!({"commit_sha": landed, "branch": target, "attempts": 1, "rebased": false}),
-                );
+                return result(PushResult {
+                    commit_sha: landed,
+                    branch: target.to_string(),
+                    attempts: 1,
+                    rebased: false,
+                });
             }
         }
         if sandbox.shallow {
@@ -221,12 +226,12 @@ impl PushJob<'_> {
                 drop(busy);
             });
         }
-        Ok(json!({
-            "commit_sha": landed.commit_sha,
-            "branch": target,
-            "attempts": landed.attempts,
-            "rebased": landed.rebased,
-        }))
+        result(PushResult {
+            commit_sha: landed.commit_sha,
+            branch: target.to_string(),
+            attempts: landed.attempts as u64,
+            rebased: landed.rebased,
+        })
     }
 
     async fn push_alone(
@@ -292,35 +297,13 @@ fn lock_queue(ctx: &RunContext) -> Result<Queue, JobError> {
         .ok_or_else(|| JobError::internal("pushing needs the queue's Redis for its lock"))
 }
 
-struct PushArgs<'a> {
-    message: &'a str,
-    paths: Vec<String>,
-    target: Option<&'a str>,
-}
-
-fn push_args(args: &Value) -> Result<PushArgs<'_>, JobError> {
-    let target = match fields::opt_string(args, "target_branch")? {
-        Some(t) => {
-            crate::git::validate::branch("target_branch", t)?;
-            Some(t)
-        }
-        None => None,
-    };
-    Ok(PushArgs {
-        message: fields::message(args, "message")?,
-        paths: fields::opt_paths(args, "paths")?,
-        target,
-    })
-}
-
 impl Op for PushOp {
     fn name(&self) -> &'static str {
         "push"
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        fields::sandbox_id(args)?;
-        push_args(args).map(|_| ())
+        PushArgs::check(args, &Rules::default())
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -330,7 +313,7 @@ impl Op for PushOp {
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
         async move {
             let (manager, sandbox) = ctx.sandbox(&args)?;
-            let p = push_args(&args)?;
+            let p: Commit = commit_fields(&args)?;
             let queue = lock_queue(&ctx)?;
             let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();
             let busy = sandbox.lock_owned().await;
@@ -355,9 +338,12 @@ impl Op for ChangeOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        super::clone::request(args, self.allow_file)?;
-        changes(args)?;
-        push_args(args).map(|_| ())
+        ChangeArgs::check(
+            args,
+            &Rules {
+                allow_file_repos: self.allow_file,
+            },
+        )
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -369,7 +355,7 @@ impl Op for ChangeOp {
             let manager = ctx.sandboxes()?.clone();
             let req = super::clone::request(&args, manager.config().allow_file_protocol)?;
             let mut files = changes(&args)?;
-            let p = push_args(&args)?;
+            let p = commit_fields(&args)?;
             let queue = lock_queue(&ctx)?;
             let target = p.target.unwrap_or(&req.agent_branch).to_string();
             if !p.paths.is_empty() {
@@ -385,7 +371,11 @@ impl Op for ChangeOp {
             if rerun
                 && let Some(sha) = group::landed(&manager, &req.repo, &target, &trailer).await?
             {
-                return Ok(json!({"commit_sha": sha, "branch": target, "attempts": 1}));
+                return result(ChangeResult {
+                    commit_sha: sha,
+                    branch: target,
+                    attempts: 1,
+                });
             }
             let head = direct::build_commit(&manager, &req, &files, p.message, &trailer).await?;
             let request = group::Request::new(None, head, trailer, rerun);
@@ -398,11 +388,11 @@ impl Op for ChangeOp {
                 request,
             )
             .await?;
-            Ok(json!({
-                "commit_sha": landed.commit_sha,
-                "branch": target,
-                "attempts": landed.attempts,
-            }))
+            result(ChangeResult {
+                commit_sha: landed.commit_sha,
+                branch: target,
+                attempts: landed.attempts as u64,
+            })
         }
         .boxed()
     }

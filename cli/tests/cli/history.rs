@@ -1,0 +1,171 @@
+//! The commands on the durable record (`migrate`, `jobs`, `job`, `sandboxes`, `orgs`,
+//! `schedule`) and the budget check at submit, against a database of the test's own.
+
+use std::time::Duration;
+
+use gitfleet_core::ops::Ops;
+use gitfleet_core::worker::Worker;
+use gitfleet_store::Store;
+use gitfleet_store::StoreConfig;
+use gitfleet_store::writer::WriterConfig;
+use gitfleet_testkit::postgres::TestDatabase;
+use serde_json::{Value, json};
+
+use super::Env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts() {
+    let db = TestDatabase::create().unwrap();
+    let mut env = Env::new().await;
+    env.database_url = db.url.clone();
+
+    // Several processes migrate at once; all succeed.
+    let runs = (0..4).map(|_| env.run_json(&["migrate"]));
+    for (code, v) in futures::future::join_all(runs).await {
+        assert_eq!(code, 0, "{v}");
+        assert_eq!(v["migrated"], true);
+    }
+
+    let store = Store::open(&StoreConfig {
+        database_url: Some(db.url.clone()),
+        budget_refresh: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
+    let worker = Worker::new(env.queue.clone(), Default::default(), Ops::builtin())
+        .with_store(store, WriterConfig::default(), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+
+    let (code, done) = env
+        .run_json(&[
+            "submit",
+            "echo",
+            r#"{"org_id":"acme","n":1}"#,
+            "--wait",
+            "--timeout",
+            "10",
+        ])
+        .await;
+    assert_eq!(code, 0, "{done}");
+    let id = done["job_id"].as_str().unwrap().to_string();
+
+    // `job`: the Redis record, plus the history once the worker's records are written.
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        let (code, v) = env.run_json(&["job", &id]).await;
+        assert_eq!(code, 0);
+        if v["history"]["status"] == "done" {
+            shown = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown["status"], "done", "history never arrived: {shown}");
+    assert_eq!(shown["result"], json!({"org_id": "acme", "n": 1}));
+    let history = &shown["history"];
+    assert_eq!(history["org_id"], "acme");
+    assert_eq!(history["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(history["runs"][0]["outcome"], "done");
+    assert_eq!(history["runs"][0]["worker_id"], worker.id());
+
+    // `jobs`: a JSON array with filters, and a table.
+    let (code, all) = env.run_json(&["jobs", "--json"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all[0]["job_id"], id.as_str());
+    assert_eq!(all[0]["status"], "done");
+    let (_, none) = env.run_json(&["jobs", "--status", "dead", "--json"]).await;
+    assert_eq!(none, json!([]));
+    let (_, by_org) = env
+        .run_json(&[
+            "jobs", "--org", "acme", "--op", "echo", "--limit", "5", "--json",
+        ])
+        .await;
+    assert_eq!(by_org.as_array().unwrap().len(), 1);
+    let (code, table) = env.run(&["jobs"], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        table[0].starts_with("JOB") && table[0].contains("STATUS"),
+        "{table:?}"
+    );
+    assert!(
+        table[1].starts_with(&id) && table[1].contains("done") && table[1].contains("acme"),
+        "{table:?}"
+    );
+    let (code, bad) = env.run_json(&["jobs", "--status", "finished"]).await;
+    assert_eq!(code, 2, "{bad}");
+
+    // `orgs` and budgets: a budget of $0 is spent; the org's next job is refused at once.
+    let (code, set) = env.run_json(&["orgs", "set-budget", "acme", "0"]).await;
+    assert_eq!(code, 0, "{set}");
+    assert_eq!(set["org_id"], "acme");
+    assert_eq!(set["monthly_budget_usd"], 0.0);
+    let (code, refused) = env
+        .run_json(&["submit", "echo", r#"{"org_id":"acme"}"#])
+        .await;
+    assert_eq!(code, 5, "{refused}");
+    assert_eq!(refused["error"]["kind"], "budget_exceeded");
+    let (code, other) = env
+        .run_json(&["submit", "echo", r#"{"org_id":"other"}"#, "--wait"])
+        .await;
+    assert_eq!(
+        (code, other["status"].as_str()),
+        (0, Some("done")),
+        "{other}"
+    );
+    let (_, orgs) = env.run_json(&["orgs", "--json"]).await;
+    assert_eq!(orgs[0]["org_id"], "acme");
+    assert_eq!(orgs[0]["monthly_budget_usd"], 0.0);
+    let (_, table) = env.run(&["orgs"], None).await;
+    assert!(table[0].starts_with("ORG"), "{table:?}");
+    assert!(
+        table[1].starts_with("acme") && table[1].trim_end().ends_with("yes"),
+        "{table:?}"
+    );
+    let (code, unlimited) = env.run_json(&["orgs", "set-budget", "acme", "none"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(unlimited["monthly_budget_usd"], Value::Null);
+
+    // `sandboxes` and `schedule`: empty here (no git ops; no scheduler yet), still tables.
+    let (_, sandboxes) = env.run_json(&["sandboxes", "--json"]).await;
+    assert_eq!(sandboxes, json!([]));
+    let (_, table) = env.run(&["sandboxes", "--limit", "3"], None).await;
+    assert!(table[0].starts_with("SANDBOX"), "{table:?}");
+    let (_, schedule) = env.run_json(&["schedule", "--json"]).await;
+    assert_eq!(schedule, json!([]));
+    let (_, table) = env.run(&["schedule"], None).await;
+    assert_eq!(table.len(), 1);
+    assert!(table[0].starts_with("TASK"), "{table:?}");
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_record_exits_4_without_showing_the_password() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitfleet"))
+        .args(["jobs"])
+        .env(
+            "GITFLEET_DATABASE_URL",
+            "postgres://bot:hunter2@127.0.0.1:1/x",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "network");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("postgres://***@127.0.0.1:1/x"),
+        "{v}"
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout} {stderr}"
+    );
+}

@@ -1,0 +1,322 @@
+//! The `gitfleet` CLI, run as a user runs it, against the real Redis and an in-process
+//! worker, each test under a key prefix of its own.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use gitfleet_core::ops::Ops;
+use gitfleet_core::worker::WorkerConfig;
+use gitfleet_core::worker::{RunningWorker, Worker};
+use gitfleet_queue::Queue;
+use gitfleet_queue::QueueConfig;
+use serde_json::{Value, json};
+
+fn redis_url() -> String {
+    std::env::var("GITFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+mod history;
+
+struct Env {
+    prefix: String,
+    queue: Queue,
+    /// `GITFLEET_DATABASE_URL` for the CLI: `none` unless the test has a database.
+    database_url: String,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let prefix = format!("test-cli-{}:", ulid::Ulid::new());
+        let queue = Queue::connect(QueueConfig {
+            redis_url: redis_url(),
+            key_prefix: prefix.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        Self {
+            prefix,
+            queue,
+            database_url: "none".into(),
+        }
+    }
+
+    async fn worker(&self) -> RunningWorker {
+        let config = WorkerConfig {
+            name_stem: "cli-test".into(),
+            ..Default::default()
+        };
+        Worker::new(self.queue.clone(), config, Ops::builtin())
+            .start()
+            .await
+            .unwrap()
+    }
+
+    /// Runs `gitfleet args...` (with `stdin`), returning its exit code and stdout lines.
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, Vec<String>) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet"));
+        cmd.args(args)
+            .env("GITFLEET_REDIS_URL", redis_url())
+            .env("GITFLEET_KEY_PREFIX", &self.prefix)
+            .env("GITFLEET_DATABASE_URL", &self.database_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let stdin = stdin.map(str::to_string);
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().unwrap();
+            let mut pipe = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                pipe.write_all(text.as_bytes()).unwrap();
+            }
+            drop(pipe);
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            stdout.lines().map(str::to_string).collect(),
+        )
+    }
+
+    async fn run_json(&self, args: &[&str]) -> (i32, Value) {
+        let (code, lines) = self.run(args, None).await;
+        assert_eq!(lines.len(), 1, "one JSON object: {lines:?}");
+        (code, serde_json::from_str(&lines[0]).unwrap())
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        gitfleet_testkit::redis_keys::purge_prefix(&redis_url(), &self.prefix);
+    }
+}
+
+fn assert_micros_time(v: &Value, field: &str) {
+    let s = v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is a string: {v}"));
+    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{field}={s}: {e}"));
+    let frac = s.split('.').nth(1).expect("fractional seconds");
+    assert_eq!(
+        frac.trim_end_matches('Z').len(),
+        6,
+        "{field}={s} has microseconds"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_with_wait_prints_the_finished_job_and_exits_0() {
+    let env = Env::new().await;
+    let w = env.worker().await;
+    let (code, v) = env
+        .run_json(&[
+            "submit",
+            "echo",
+            r#"{"msg":"hi"}"#,
+            "--wait",
+            "--timeout",
+            "10",
+        ])
+        .await;
+    assert_eq!(code, 0, "{v}");
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "attempts",
+            "enqueued_at",
+            "finished_at",
+            "job_id",
+            "op",
+            "result",
+            "started_at",
+            "status"
+        ]
+    );
+    assert_eq!(v["status"], "done");
+    assert_eq!(v["op"], "echo");
+    assert_eq!(v["attempts"], 1);
+    assert_eq!(v["result"], json!({"msg": "hi"}));
+    for field in ["enqueued_at", "started_at", "finished_at"] {
+        assert_micros_time(&v, field);
+    }
+    // The same object comes back later from `gitfleet job`.
+    let id = v["job_id"].as_str().unwrap();
+    let (code, again) = env.run_json(&["job", id]).await;
+    assert_eq!((code, &again), (0, &v));
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_job_exits_1_with_its_error() {
+    let env = Env::new().await;
+    let (code, v) = env
+        .run_json(&[
+            "submit",
+            "echo",
+            "{}",
+            "--queue",
+            "worker:gone-01ABC",
+            "--wait",
+        ])
+        .await;
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["status"], "dead");
+    assert_eq!(v["error"]["kind"], "sandbox_not_found");
+    assert!(v.get("result").is_none(), "error in place of result: {v}");
+}
+
+#[tokio::test]
+async fn bad_usage_and_invalid_input_exit_2_with_an_invalid_input_error() {
+    let env = Env::new().await;
+    for (args, expected) in [
+        (
+            vec!["submit", "frobnicate", "{}"],
+            "unknown op \"frobnicate\"",
+        ),
+        (vec!["submit", "sleep", r#"{"ms":-1}"#], "ms:"),
+        (vec!["submit", "echo", "{oops"], "args: not valid JSON"),
+        (
+            vec!["submit", "echo", "{}", "--queue", "Bad Queue"],
+            "queue",
+        ),
+        (vec!["submit", "echo", "{}", "--delay", "-3"], "--delay"),
+        (vec!["submit", "echo", "--frobnicate"], "--frobnicate"),
+        (vec!["job", "../../etc/passwd"], "not a job id"),
+        (vec!["job", "01NOSUCHJOBNOSUCHJOBNOSUCH"], "no job"),
+    ] {
+        let (code, v) = env.run_json(&args).await;
+        assert_eq!(code, 2, "{args:?}: {v}");
+        assert_eq!(v["error"]["kind"], "invalid_input", "{args:?}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(expected),
+            "{args:?}: {message:?} should mention {expected:?}"
+        );
+    }
+    let (_, v) = env.run_json(&["queues"]).await;
+    assert_eq!(v, json!([]), "nothing was enqueued");
+}
+
+#[tokio::test]
+async fn wait_that_times_out_exits_3_with_the_job_still_waiting() {
+    let env = Env::new().await;
+    let (code, v) = env
+        .run_json(&["submit", "echo", "{}", "--wait", "--timeout", "0.3"])
+        .await;
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["status"], "waiting");
+    assert_eq!(v["started_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn delayed_and_idempotent_submits() {
+    let env = Env::new().await;
+    let (code, v) = env
+        .run_json(&["submit", "echo", "{}", "--delay", "60"])
+        .await;
+    assert_eq!((code, v["status"].as_str()), (0, Some("delayed")));
+    let (_, first) = env
+        .run_json(&["submit", "echo", "{}", "--idempotency-key", "task-9"])
+        .await;
+    let (_, second) = env
+        .run_json(&["submit", "echo", "{}", "--idempotency-key", "task-9"])
+        .await;
+    assert_eq!(first["job_id"], second["job_id"]);
+    let (_, v) = env.run_json(&["queues"]).await;
+    assert_eq!(
+        v,
+        json!([{"queue": "jobs", "waiting": 1, "running": 0, "delayed": 1, "done": 0, "dead": 0}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_submit_prints_one_id_a_line_and_refuses_a_bad_batch_whole() {
+    let env = Env::new().await;
+    let input: String = (0..2500)
+        .map(|i| format!("{{\"op\":\"echo\",\"args\":{{\"i\":{i}}}}}\n"))
+        .collect();
+    let (code, ids) = env.run(&["submit", "--bulk"], Some(&input)).await;
+    assert_eq!(code, 0);
+    assert_eq!(ids.len(), 2500);
+    let (_, v) = env.run_json(&["queues"]).await;
+    assert_eq!(v[0]["waiting"], 2500);
+
+    let w = env.worker().await;
+    let (code, last) = env
+        .run_json(&["job", &ids[2499], "--wait", "--timeout", "30"])
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(last["result"], json!({"i": 2499}), "line order is kept");
+    w.shutdown().await.unwrap();
+
+    let bad = "{\"op\":\"echo\",\"args\":{}}\n{\"op\":\"sleep\",\"args\":{}}\n";
+    let (code, lines) = env.run(&["submit", "--bulk"], Some(bad)).await;
+    assert_eq!(code, 2);
+    let v: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: ms:"),
+        "{v}"
+    );
+    let (_, v) = env.run_json(&["queues"]).await;
+    assert_eq!(
+        v[0]["waiting"], 0,
+        "nothing from the bad batch was enqueued"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_queue_exits_4_without_showing_the_password() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet"));
+    let out = cmd
+        .args(["submit", "echo", "{}"])
+        .env("GITFLEET_REDIS_URL", "redis://:hunter2@127.0.0.1:1")
+        .env("GITFLEET_DATABASE_URL", "none")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "network");
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout} {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn demo_with_a_configured_redis_that_does_not_answer_fails_without_a_private_one() {
+    // GITFLEET_REDIS_URL named, and nothing at it: the user's Redis is down, and a private
+    // server would hide that. (With it unset, the demo would start one; see
+    // `private_redis`'s tests and `demo::UrlSource`.)
+    let out = Command::new(env!("CARGO_BIN_EXE_gitfleet"))
+        .arg("demo")
+        .env("GITFLEET_REDIS_URL", "redis://:hunter2@127.0.0.1:1")
+        .env("GITFLEET_DATABASE_URL", "none")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stdout} {stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "network");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is Redis running?"),
+        "{v}"
+    );
+    assert!(!stderr.contains("private redis-server"), "{stderr}");
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout} {stderr}"
+    );
+}

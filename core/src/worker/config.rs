@@ -1,0 +1,96 @@
+//! How a worker process runs: its queues, concurrency, heartbeats, retries, shutdown.
+
+use std::time::Duration;
+
+use gitfleet_contract::config::{ConfigError, parse_var, secs_var, string_var};
+use gitfleet_contract::validate_queue_name;
+
+/// How a worker process runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `GITFLEET_CONCURRENCY`, default 10: jobs run at once from the shared queue.
+    pub concurrency: usize,
+    /// `GITFLEET_OWN_QUEUE_CONCURRENCY`, default 10: jobs run at once from the worker's own
+    /// queue (`worker:<id>`, ops on its sandboxes).
+    pub own_queue_concurrency: usize,
+    /// `GITFLEET_QUEUES`, default `jobs`: the shared queues served, comma-separated.
+    pub queues: Vec<String>,
+    /// `GITFLEET_GRACE_SECS`, default 25: on SIGTERM, how long running jobs may take to
+    /// finish before the worker gives them back to the queue and exits.
+    pub grace_period: Duration,
+    /// `GITFLEET_HEARTBEAT_SECS`, default 2.
+    pub heartbeat_interval: Duration,
+    /// `GITFLEET_DEAD_AFTER_SECS`, default 15: a worker silent this long is taken for dead;
+    /// its jobs go back to the queue. Must be well above the heartbeat interval.
+    pub dead_after: Duration,
+    /// `GITFLEET_RETRY_BASE_MS`, default 1 000: the first retry's delay; each next one
+    /// doubles, with jitter, up to `GITFLEET_RETRY_MAX_MS` (default 300 000).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// `GITFLEET_WORKER_NAME`, default the host name: the stem of the worker id
+    /// (`<stem>-<ulid>`, unique per process).
+    pub name_stem: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 10,
+            own_queue_concurrency: 10,
+            queues: vec!["jobs".into()],
+            grace_period: Duration::from_secs(25),
+            heartbeat_interval: Duration::from_secs(2),
+            dead_after: Duration::from_secs(15),
+            retry_base: Duration::from_millis(1000),
+            retry_max: Duration::from_millis(300_000),
+            name_stem: hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "worker".into()),
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let queues: Vec<String> = string_var("GITFLEET_QUEUES", "jobs")
+            .split(',')
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty())
+            .collect();
+        for q in &queues {
+            validate_queue_name(q).map_err(|e| ConfigError {
+                var: "GITFLEET_QUEUES",
+                message: e.message,
+            })?;
+        }
+        let cfg = Self {
+            concurrency: parse_var("GITFLEET_CONCURRENCY", d.concurrency)?,
+            own_queue_concurrency: parse_var(
+                "GITFLEET_OWN_QUEUE_CONCURRENCY",
+                d.own_queue_concurrency,
+            )?,
+            queues,
+            grace_period: secs_var("GITFLEET_GRACE_SECS", d.grace_period)?,
+            heartbeat_interval: secs_var("GITFLEET_HEARTBEAT_SECS", d.heartbeat_interval)?,
+            dead_after: secs_var("GITFLEET_DEAD_AFTER_SECS", d.dead_after)?,
+            retry_base: Duration::from_millis(parse_var("GITFLEET_RETRY_BASE_MS", 1000u64)?),
+            retry_max: Duration::from_millis(parse_var("GITFLEET_RETRY_MAX_MS", 300_000u64)?),
+            name_stem: string_var("GITFLEET_WORKER_NAME", &d.name_stem),
+        };
+        if cfg.concurrency == 0 {
+            return Err(ConfigError {
+                var: "GITFLEET_CONCURRENCY",
+                message: "must be at least 1".into(),
+            });
+        }
+        if cfg.dead_after < cfg.heartbeat_interval * 3 {
+            return Err(ConfigError {
+                var: "GITFLEET_DEAD_AFTER_SECS",
+                message: "must be at least three heartbeat intervals".into(),
+            });
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,150 @@
+//! gitfleet-queue: the Redis queue layer, a reliable queue built for the fleet, not apalis-redis.
+//!
+//! Each queue is one Redis list of job ids (its waiting backlog, one key an autoscaler can
+//! `LLEN`); a job's record is a hash. Workers take jobs with a blocking `BLMOVE` into a list
+//! of their own (so a crash cannot lose a job), acknowledge in batches, and park retries in
+//! a sorted set that is promoted in bounded chunks. Every multi-key change is one Lua script
+//! (`lua/`), so it is atomic. The layout and the push script are documented in
+//! `docs/queue.md`, which is also why the scripts take their keys the way they do: a
+//! producer in any language runs `lua/enqueue.lua` itself.
+
+mod config;
+mod consume;
+mod inspect;
+mod keys;
+mod lock;
+mod produce;
+mod scripts;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client};
+
+pub use config::QueueConfig;
+pub use consume::{AnsweredJob, Delivery, Finished, Outcome, ReapReport};
+pub use inspect::QueueStats;
+pub use keys::Keys;
+pub use lock::Lock;
+pub use produce::{EnqueueOptions, Enqueued, worker_not_running};
+
+use gitfleet_contract::JobError;
+
+/// Ids in a pipeline or script call at once: large enough to amortise round trips, small
+/// enough that no call holds Redis for more than a few milliseconds.
+pub(crate) const CHUNK: usize = 1000;
+
+/// What can go wrong talking to the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The job or request itself is wrong; retrying it unchanged cannot help.
+    #[error("{0}")]
+    Invalid(JobError),
+    /// Redis could not be reached or answered with an error.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Something answered in a shape this code does not expect.
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+}
+
+impl QueueError {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        QueueError::Invalid(JobError::invalid_input(message))
+    }
+
+    /// Script errors whose code is `invalid_input:` are the producer's fault. (Redis
+    /// splits an error reply into a code, its first word, and the detail.)
+    fn from_script(e: redis::RedisError) -> Self {
+        if e.code() == Some("invalid_input:") {
+            return QueueError::invalid(e.detail().unwrap_or_default().trim());
+        }
+        QueueError::Redis(e)
+    }
+
+    /// Whether the operation may succeed if tried again (Redis restarting, a dropped
+    /// connection) as opposed to being wrong in itself.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            QueueError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                            | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+                            | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+                    )
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A handle on the queue: cheap to clone, safe to share between tasks. It reconnects by
+/// itself when Redis restarts; calls made while Redis is away fail with a transient error.
+#[derive(Clone)]
+pub struct Queue {
+    client: Client,
+    conn: ConnectionManager,
+    keys: Keys,
+    config: QueueConfig,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("redis", &self.config.redacted_url())
+            .field("prefix", &self.config.key_prefix)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Connects to Redis (retrying briefly) and returns a handle.
+    pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
+        let client = Client::open(config.redis_url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            // Scripts work through bounded chunks, but a loaded machine can still be slow;
+            // the default 500 ms would fail healthy calls.
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = client
+            .get_connection_manager_with_config(manager_config)
+            .await?;
+        let keys = Keys::new(&config.key_prefix);
+        Ok(Self {
+            client,
+            conn,
+            keys,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// A connection of its own, for blocking commands that would stall a shared one.
+    pub(crate) async fn blocking_connection(&self) -> Result<MultiplexedConnection, QueueError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(None);
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+}

@@ -1,0 +1,196 @@
+//! Producing: one job, or many in one round trip, through the enqueue script.
+
+use std::time::Duration;
+
+use redis::{Cmd, RedisResult};
+use serde::Serialize;
+
+use super::scripts::ENQUEUE;
+use gitfleet_contract::{JobError, JobSpec, JobStatus, validate_queue_name};
+
+use super::{CHUNK, Queue, QueueError};
+
+/// How a job is enqueued, beyond its op and args.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// Run no earlier than this long from now.
+    pub delay: Option<Duration>,
+    /// A second enqueue with the same key, within the idempotency TTL, returns the first
+    /// job's id and enqueues nothing.
+    pub idempotency_key: Option<String>,
+    /// Runs allowed before the job is dead; `None`: the op's default (5).
+    pub max_attempts: Option<u32>,
+    /// Time allowed for one run; `None`: the op's default.
+    pub timeout: Option<Duration>,
+}
+
+/// What the queue answered to an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    pub job_id: String,
+    pub status: JobStatus,
+    /// False when an idempotency key matched an earlier job (whose id this is).
+    pub created: bool,
+}
+
+/// What the queue answers a job enqueued on the own queue of a worker that is not running
+/// (dead at once, `sandbox_not_found`): the error `lua/enqueue.lua` records.
+pub fn worker_not_running(worker: &str) -> JobError {
+    JobError::sandbox_not_found(format!(
+        "worker {worker} is not running; its sandboxes are gone"
+    ))
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), QueueError> {
+    if key.is_empty() || key.len() > 200 || key.chars().any(|c| c.is_control()) {
+        return Err(QueueError::invalid(
+            "idempotency_key: must be 1-200 characters, none of them control characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Queue {
+    /// Enqueues one job on `queue`.
+    pub async fn enqueue(
+        &self,
+        queue: &str,
+        spec: &JobSpec,
+        options: &EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        let cmd = self.enqueue_cmd(queue, spec, options)?;
+        let reply = self.run_script_cmds(&[cmd]).await?;
+        reply
+            .into_iter()
+            .next()
+            .ok_or_else(|| QueueError::Protocol("empty pipeline reply".into()))?
+    }
+
+    /// Enqueues many jobs on `queue`, a pipeline of up to a thousand per round trip. Each
+    /// job gets its own answer: one bad job does not stop the others.
+    pub async fn enqueue_many(
+        &self,
+        queue: &str,
+        specs: &[JobSpec],
+        options: &EnqueueOptions,
+    ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
+        if options.idempotency_key.is_some() {
+            return Err(QueueError::invalid(
+                "idempotency_key: one key cannot name a batch of jobs",
+            ));
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        for chunk in specs.chunks(CHUNK) {
+            let mut cmds = Vec::with_capacity(chunk.len());
+            let mut slots = Vec::with_capacity(chunk.len());
+            for spec in chunk {
+                match self.enqueue_cmd(queue, spec, options) {
+                    Ok(cmd) => {
+                        slots.push(None);
+                        cmds.push(cmd);
+                    }
+                    Err(e) => slots.push(Some(e)),
+                }
+            }
+            let mut replies = self.run_script_cmds(&cmds).await?.into_iter();
+            for slot in slots {
+                out.push(match slot {
+                    Some(err) => Err(err),
+                    None => replies
+                        .next()
+                        .ok_or_else(|| QueueError::Protocol("short pipeline reply".into()))?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn enqueue_cmd(
+        &self,
+        queue: &str,
+        spec: &JobSpec,
+        options: &EnqueueOptions,
+    ) -> Result<Cmd, QueueError> {
+        validate_queue_name(queue).map_err(QueueError::Invalid)?;
+        spec.check_shape().map_err(QueueError::Invalid)?;
+        let payload = serde_json::to_string(spec)
+            .map_err(|e| QueueError::invalid(format!("job cannot be encoded: {e}")))?;
+        let limit = self.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(QueueError::invalid(format!(
+                "payload is {} bytes, over the limit of {limit} bytes",
+                payload.len()
+            )));
+        }
+        let idem = options.idempotency_key.as_deref().unwrap_or("");
+        if !idem.is_empty() {
+            check_idempotency_key(idem)?;
+        }
+        let id = ulid::Ulid::new().to_string();
+        let routed = gitfleet_contract::own_queue_worker(queue).unwrap_or("");
+        let k = &self.keys;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(ENQUEUE.get_hash())
+            .arg(7)
+            .arg(k.job(&id))
+            .arg(k.ready(queue))
+            .arg(k.delayed(queue))
+            .arg(k.queues())
+            .arg(k.workers())
+            .arg(k.idempotency(if idem.is_empty() { "-" } else { idem }))
+            .arg(k.dead(queue))
+            .arg(&id)
+            .arg(queue)
+            .arg(payload)
+            .arg(options.delay.map(|d| d.as_millis() as u64).unwrap_or(0))
+            .arg(options.max_attempts.unwrap_or(0))
+            .arg(options.timeout.map(|d| d.as_millis() as u64).unwrap_or(0))
+            .arg(idem)
+            .arg(self.config.idempotency_ttl.as_secs().max(1))
+            .arg(limit)
+            .arg(routed)
+            .arg(self.config.dead_ttl.as_secs().max(1))
+            .arg(k.prefix());
+        Ok(cmd)
+    }
+
+    /// Runs enqueue-script calls as one pipeline, loading the script if Redis lost it
+    /// (a restart empties the script cache).
+    async fn run_script_cmds(
+        &self,
+        cmds: &[Cmd],
+    ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        for attempt in 0..2 {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for cmd in cmds {
+                pipe.add_command(cmd.clone());
+            }
+            let replies: Vec<RedisResult<(String, String, i64)>> =
+                pipe.query_async(&mut conn).await?;
+            let noscript = replies.iter().any(|r| {
+                matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+            });
+            if noscript && attempt == 0 {
+                ENQUEUE.load_async(&mut conn).await?;
+                continue;
+            }
+            return Ok(replies
+                .into_iter()
+                .map(|r| match r {
+                    Ok((job_id, status, created)) => Ok(Enqueued {
+                        job_id,
+                        status: status.parse().map_err(QueueError::Protocol)?,
+                        created: created == 1,
+                    }),
+                    Err(e) => Err(QueueError::from_script(e)),
+                })
+                .collect());
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+}

@@ -1,0 +1,144 @@
+//! gitfleet-store: the durable record in Postgres: job history, the sandbox registry, workers, organizations
+//! and their sandbox-hour budgets, the scheduler's runs (tables in `migrations/`).
+//!
+//! Redis stays the bus; nothing in the job path waits on Postgres. Workers hand [`Record`]s
+//! to a background [`writer`] that batches them, keeps them (in memory, then in a spool file)
+//! while Postgres is away, and writes them when it is back. Every write is an idempotent,
+//! ordered upsert, so a record written twice, or late, changes nothing.
+//!
+//! Queries are checked at compile time against the offline data in `.sqlx/` (see README.md,
+//! "Changing a query").
+
+mod budget;
+mod config;
+mod history;
+mod record;
+pub mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use budget::{Budgets, CheckError, OrgSpend, budget_exceeded, exempt_from_budget};
+pub use config::StoreConfig;
+pub use history::{JobFilter, JobHistory, JobRow, RunRow, SandboxRow, SchedulerRun};
+pub use record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
+pub use writer::{Recorder, RunToken, WriterHandle};
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// What can go wrong with the record.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    #[error("postgres: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A handle on the Postgres record. Cheap to clone; connects lazily, so a worker starts
+/// (and runs jobs) while Postgres is down.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    options: PgConnectOptions,
+    sandbox_hour_usd: f64,
+    redacted_url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.redacted_url)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A store for `config`, or `None` when the record is turned off
+    /// (`GITFLEET_DATABASE_URL=none`). Does not connect yet.
+    pub fn open(config: &StoreConfig) -> Result<Option<Self>, StoreError> {
+        let Some(url) = &config.database_url else {
+            return Ok(None);
+        };
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| {
+                // The parse error may quote the URL: say only what is wrong, redacted.
+                StoreError::Config(gitfleet_contract::Redactor::default().redact(&e.to_string()))
+            })?
+            .application_name("gitfleet")
+            // Statements are small; one stuck longer than this is a broken connection.
+            .options([("statement_timeout", "30s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            // Fail fast when Postgres is away; the writer retries with backoff.
+            .acquire_timeout(Duration::from_secs(3))
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options.clone());
+        Ok(Some(Self {
+            pool,
+            options,
+            sandbox_hour_usd: config.sandbox_hour_usd,
+            redacted_url: config.redacted_url(),
+        }))
+    }
+
+    /// The database URL with any password replaced.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted_url
+    }
+
+    /// What one sandbox-hour costs.
+    pub fn sandbox_hour_usd(&self) -> f64 {
+        self.sandbox_hour_usd
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the migrations not yet applied. Safe from any number of processes at once:
+    /// sqlx's migrator takes a Postgres advisory lock (`pg_advisory_lock`, keyed by the
+    /// database name) before it reads `_sqlx_migrations`, and holds it to the end. It runs
+    /// on a connection of its own, closed afterwards: should a migration fail, sqlx returns
+    /// without unlocking, and only closing the session frees the lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = sqlx::PgConnection::connect_with(&self.options).await?;
+        // `run_direct` is `run` on a connection (sqlx's own note: `run` on `&mut
+        // PgConnection` trips "Acquire is not general enough" inside spawned tasks).
+        let applied = MIGRATOR.run_direct(&mut conn).await;
+        let _ = conn.close().await;
+        applied?;
+        Ok(())
+    }
+
+    /// Writes records in one transaction (what the writer does with each batch; the client
+    /// uses it directly for the few records it makes).
+    pub async fn apply(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            r.apply(&mut tx, self.sandbox_hour_usd).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A connection of its own, outside the pool: for a session that must stay one session
+    /// (the scheduler's leader holds a session advisory lock on it, freed when it closes).
+    pub async fn connect_dedicated(&self) -> Result<sqlx::PgConnection, StoreError> {
+        let options = self.options.clone().application_name("gitfleet-scheduler");
+        Ok(sqlx::PgConnection::connect_with(&options).await?)
+    }
+
+    /// Whether Postgres answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,461 @@
+//! Records: what workers (and the client) write to Postgres, and how each is written.
+//!
+//! Every write is an upsert that cannot go back in time, so records may be written twice or
+//! late (replayed from a spool after an outage, or from another worker) without harm:
+//! - a job's row moves only forward in `(attempts, phase)`; a run's row is keyed by its own
+//!   run id;
+//! - a sandbox's row takes an event only if it is not older than the last one applied, and
+//!   never leaves `terminated`; its counters only grow;
+//! - sandbox usage is inserted once per sandbox.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{Postgres, Transaction};
+
+use gitfleet_contract::Redactor;
+use gitfleet_contract::{JobError, JobStatus, time_from_micros};
+use gitfleet_queue::AnsweredJob;
+
+/// One change to the record. Serialized as a JSON line in the spool file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    Job(JobEvent),
+    Sandbox(SandboxEvent),
+    Worker(WorkerEvent),
+    /// Every sandbox of a worker is gone (it stopped).
+    WorkerSandboxesTerminated {
+        worker_id: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// A job's state after something happened to it (enqueued, a run started or ended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub job_id: String,
+    pub op: String,
+    pub queue: String,
+    pub org_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub task_id: Option<String>,
+    pub sandbox_id: Option<String>,
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub max_attempts: Option<u32>,
+    pub worker_id: Option<String>,
+    /// The run this event belongs to (absent for an enqueue).
+    pub run_id: Option<String>,
+    /// Already redacted.
+    pub error: Option<JobError>,
+    pub result: Option<Value>,
+    pub enqueued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    /// A dead job sent back by hand: its attempts start again from 0, so this write must
+    /// apply whatever the row says.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+impl JobEvent {
+    /// An event of job `job_id` in `status`, with its org, agent, task and sandbox read from
+    /// its `args` (when given) and nothing else known yet: callers fill in what they know.
+    pub fn new(
+        job_id: impl Into<String>,
+        op: impl Into<String>,
+        queue: impl Into<String>,
+        status: JobStatus,
+        args: Option<&Value>,
+    ) -> Self {
+        let arg = |name: &str| {
+            args.and_then(|a| a.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        JobEvent {
+            job_id: job_id.into(),
+            op: op.into(),
+            queue: queue.into(),
+            org_id: arg("org_id"),
+            agent_id: arg("agent_id"),
+            task_id: arg("task_id"),
+            sandbox_id: arg("sandbox_id"),
+            status,
+            attempts: 0,
+            max_attempts: None,
+            worker_id: None,
+            run_id: None,
+            error: None,
+            result: None,
+            enqueued_at: None,
+            started_at: None,
+            finished_at: None,
+            retry_at: None,
+            reset: false,
+        }
+    }
+
+    /// The final row of a job the queue answered `sandbox_not_found` without running it (it
+    /// waited in the own queue of a worker that is gone), its message redacted. Dead at the
+    /// attempts it had, so it applies over any row the job has (waiting, or waiting out a
+    /// retry) and a replay, or a late `waiting` row, changes nothing.
+    pub fn answered(job: &AnsweredJob, redactor: &Redactor) -> Self {
+        let time = |us: i64| time_from_micros(us).filter(|_| us > 0);
+        JobEvent {
+            org_id: job.org_id.clone(),
+            agent_id: job.agent_id.clone(),
+            task_id: job.task_id.clone(),
+            sandbox_id: job.sandbox_id.clone(),
+            attempts: job.attempts,
+            max_attempts: (job.max_attempts > 0).then_some(job.max_attempts),
+            error: Some(JobError::new(
+                job.error.kind,
+                redactor.redact(&job.error.message),
+            )),
+            enqueued_at: time(job.enqueued_at_us),
+            finished_at: time(job.finished_at_us).or_else(|| Some(Utc::now())),
+            ..JobEvent::new(&job.id, &job.op, &job.queue, JobStatus::Dead, None)
+        }
+    }
+
+    /// Where in one attempt the job is: 0 waiting to run, 1 running, 2 waiting for a retry,
+    /// 3 finished.
+    pub fn phase(&self) -> i16 {
+        match self.status {
+            JobStatus::Running => 1,
+            JobStatus::Done | JobStatus::Dead => 3,
+            JobStatus::Waiting | JobStatus::Delayed if self.attempts > 0 => 2,
+            JobStatus::Waiting | JobStatus::Delayed => 0,
+        }
+    }
+
+    fn run_outcome(&self) -> &'static str {
+        match self.status {
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Dead => "dead",
+            JobStatus::Waiting | JobStatus::Delayed => "retry",
+        }
+    }
+}
+
+/// Where a sandbox is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxStatus {
+    Initializing,
+    Ready,
+    InUse,
+    Error,
+    Terminated,
+}
+
+impl SandboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxStatus::Initializing => "initializing",
+            SandboxStatus::Ready => "ready",
+            SandboxStatus::InUse => "in_use",
+            SandboxStatus::Error => "error",
+            SandboxStatus::Terminated => "terminated",
+        }
+    }
+}
+
+/// What a sandbox was made from (on its first event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxOrigin {
+    pub org_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub task_id: Option<String>,
+    /// Without credentials.
+    pub repo_url: String,
+    pub branch: String,
+    pub agent_branch: String,
+    /// The clone's settings (`shallow`, `sparse_paths`).
+    pub config: Value,
+}
+
+/// A sandbox after something happened to it. Counters are the worker's totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxEvent {
+    pub sandbox_id: String,
+    pub worker_id: String,
+    pub status: SandboxStatus,
+    pub last_operation: Option<String>,
+    pub use_count: u32,
+    pub error_count: u32,
+    /// Already redacted.
+    pub last_error: Option<String>,
+    /// Present on the event that creates the row.
+    pub origin: Option<SandboxOrigin>,
+    pub is_pooled: Option<bool>,
+    pub ttl_tier: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+}
+
+/// A worker's row: registration, heartbeats, stopping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerEvent {
+    pub worker_id: String,
+    pub host: String,
+    pub version: String,
+    pub pid: u32,
+    pub queues: String,
+    /// `running`, `stopping` or `stopped`.
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+impl Record {
+    pub(crate) async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        sandbox_hour_usd: f64,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Record::Job(j) => apply_job(tx, j).await,
+            Record::Sandbox(s) => apply_sandbox(tx, s, sandbox_hour_usd).await,
+            Record::Worker(w) => apply_worker(tx, w).await,
+            Record::WorkerSandboxesTerminated { worker_id, at } => {
+                sqlx::query!(
+                    r#"
+WITH gone AS (
+    UPDATE git_sandboxes
+       SET status = 'terminated', terminated_at = $2, updated_at = $2
+     WHERE worker_id = $1 AND status <> 'terminated'
+ RETURNING sandbox_id, org_id, worker_id, created_at
+)
+INSERT INTO sandbox_usage (sandbox_id, org_id, worker_id, started_at, ended_at, seconds, cost_usd)
+SELECT sandbox_id, org_id, worker_id, created_at, $2,
+       GREATEST(EXTRACT(EPOCH FROM ($2 - created_at))::float8, 0),
+       GREATEST(EXTRACT(EPOCH FROM ($2 - created_at))::float8, 0) / 3600.0 * $3
+  FROM gone WHERE org_id IS NOT NULL
+ON CONFLICT (sandbox_id) DO NOTHING
+"#,
+                    worker_id,
+                    at,
+                    sandbox_hour_usd,
+                )
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn apply_job(
+    tx: &mut Transaction<'static, Postgres>,
+    j: &JobEvent,
+) -> Result<(), sqlx::Error> {
+    let (kind, message) = match &j.error {
+        Some(e) => (Some(e.kind.as_str()), Some(e.message.as_str())),
+        None => (None, None),
+    };
+    let now = Utc::now();
+    sqlx::query!(
+        r#"
+INSERT INTO jobs (job_id, op, queue, org_id, agent_id, task_id, sandbox_id, status, attempts,
+                  phase, max_attempts, worker_id, error_kind, error_message, result,
+                  enqueued_at, started_at, finished_at, retry_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        -- A job's finish time is its final run's; a run that ends in a retry has its own.
+        CASE WHEN $8 IN ('done', 'dead') THEN $18::timestamptz END, $19, $20)
+ON CONFLICT (job_id) DO UPDATE SET
+    op = EXCLUDED.op,
+    queue = EXCLUDED.queue,
+    org_id = COALESCE(EXCLUDED.org_id, jobs.org_id),
+    agent_id = COALESCE(EXCLUDED.agent_id, jobs.agent_id),
+    task_id = COALESCE(EXCLUDED.task_id, jobs.task_id),
+    sandbox_id = COALESCE(EXCLUDED.sandbox_id, jobs.sandbox_id),
+    status = EXCLUDED.status,
+    attempts = EXCLUDED.attempts,
+    phase = EXCLUDED.phase,
+    max_attempts = COALESCE(EXCLUDED.max_attempts, jobs.max_attempts),
+    worker_id = COALESCE(EXCLUDED.worker_id, jobs.worker_id),
+    -- A running job shows the error of its last failed run; a job that is done has none.
+    error_kind = CASE WHEN EXCLUDED.status = 'running' THEN jobs.error_kind ELSE EXCLUDED.error_kind END,
+    error_message = CASE WHEN EXCLUDED.status = 'running' THEN jobs.error_message ELSE EXCLUDED.error_message END,
+    result = EXCLUDED.result,
+    enqueued_at = COALESCE(EXCLUDED.enqueued_at, jobs.enqueued_at),
+    started_at = COALESCE(EXCLUDED.started_at, jobs.started_at),
+    finished_at = EXCLUDED.finished_at,
+    retry_at = EXCLUDED.retry_at,
+    updated_at = EXCLUDED.updated_at
+WHERE $21 OR (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
+"#,
+        j.job_id,
+        j.op,
+        j.queue,
+        j.org_id,
+        j.agent_id,
+        j.task_id,
+        j.sandbox_id,
+        j.status.as_str(),
+        int(j.attempts),
+        j.phase(),
+        j.max_attempts.map(int),
+        j.worker_id,
+        kind,
+        message,
+        j.result,
+        j.enqueued_at,
+        j.started_at,
+        j.finished_at,
+        j.retry_at,
+        now,
+        j.reset,
+    )
+    .execute(&mut **tx)
+    .await?;
+    if let (Some(run_id), Some(worker), Some(started)) = (&j.run_id, &j.worker_id, j.started_at) {
+        sqlx::query!(
+            r#"
+INSERT INTO job_runs (run_id, job_id, attempt, worker_id, started_at, finished_at, outcome,
+                      error_kind, error_message, retry_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (run_id) DO UPDATE SET
+    finished_at = EXCLUDED.finished_at,
+    outcome = EXCLUDED.outcome,
+    error_kind = EXCLUDED.error_kind,
+    error_message = EXCLUDED.error_message,
+    retry_at = EXCLUDED.retry_at
+WHERE job_runs.outcome = 'running'
+"#,
+            run_id,
+            j.job_id,
+            int(j.attempts),
+            worker,
+            started,
+            j.finished_at,
+            j.run_outcome(),
+            kind,
+            message,
+            j.retry_at,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn apply_sandbox(
+    tx: &mut Transaction<'static, Postgres>,
+    s: &SandboxEvent,
+    sandbox_hour_usd: f64,
+) -> Result<(), sqlx::Error> {
+    let terminated = s.status == SandboxStatus::Terminated;
+    if let Some(o) = &s.origin {
+        sqlx::query!(
+            r#"
+INSERT INTO git_sandboxes (sandbox_id, worker_id, org_id, agent_id, task_id, repo_url, branch,
+                           agent_branch, status, last_operation, created_at, last_used_at,
+                           use_count, error_count, last_error, config, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $11)
+ON CONFLICT (sandbox_id) DO NOTHING
+"#,
+            s.sandbox_id,
+            s.worker_id,
+            o.org_id,
+            o.agent_id,
+            o.task_id,
+            o.repo_url,
+            o.branch,
+            o.agent_branch,
+            s.status.as_str(),
+            s.last_operation,
+            s.at,
+            int(s.use_count),
+            int(s.error_count),
+            s.last_error,
+            o.config,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query!(
+        r#"
+UPDATE git_sandboxes SET
+    status = $2,
+    last_operation = COALESCE($3, last_operation),
+    last_used_at = GREATEST(last_used_at, $4),
+    terminated_at = CASE WHEN $2 = 'terminated' THEN $4 ELSE terminated_at END,
+    use_count = GREATEST(use_count, $5),
+    error_count = GREATEST(error_count, $6),
+    last_error = COALESCE($7, last_error),
+    is_pooled = COALESCE($8, is_pooled),
+    ttl_tier = COALESCE($9, ttl_tier),
+    expires_at = COALESCE($10, expires_at),
+    updated_at = $4
+WHERE sandbox_id = $1 AND status <> 'terminated' AND updated_at <= $4
+"#,
+        s.sandbox_id,
+        s.status.as_str(),
+        s.last_operation,
+        s.at,
+        int(s.use_count),
+        int(s.error_count),
+        s.last_error,
+        s.is_pooled,
+        s.ttl_tier,
+        s.expires_at,
+    )
+    .execute(&mut **tx)
+    .await?;
+    if terminated {
+        sqlx::query!(
+            r#"
+INSERT INTO sandbox_usage (sandbox_id, org_id, worker_id, started_at, ended_at, seconds, cost_usd)
+SELECT sandbox_id, org_id, worker_id, created_at, terminated_at,
+       GREATEST(EXTRACT(EPOCH FROM (terminated_at - created_at))::float8, 0),
+       GREATEST(EXTRACT(EPOCH FROM (terminated_at - created_at))::float8, 0) / 3600.0 * $2
+  FROM git_sandboxes
+ WHERE sandbox_id = $1 AND status = 'terminated' AND org_id IS NOT NULL
+ON CONFLICT (sandbox_id) DO NOTHING
+"#,
+            s.sandbox_id,
+            sandbox_hour_usd,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn apply_worker(
+    tx: &mut Transaction<'static, Postgres>,
+    w: &WorkerEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+INSERT INTO workers (worker_id, host, version, pid, queues, state, started_at, last_heartbeat_at, stopped_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz, CASE WHEN $6 = 'stopped' THEN $8::timestamptz END)
+ON CONFLICT (worker_id) DO UPDATE SET
+    state = EXCLUDED.state,
+    last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+    stopped_at = EXCLUDED.stopped_at
+WHERE workers.last_heartbeat_at <= EXCLUDED.last_heartbeat_at AND workers.state <> 'stopped'
+"#,
+        w.worker_id,
+        w.host,
+        w.version,
+        i32::try_from(w.pid).ok(),
+        w.queues,
+        w.state,
+        w.started_at,
+        w.at,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
