@@ -1,5 +1,5 @@
 //! The gitfleet side: our own queue layer (`gitfleet_core::queue`) and worker runtime
-//! (`gitfleet_core::worker`, apalis workers fed by our Redis backend), with default
+//! (`gitfleet_core::runtime`, apalis workers fed by our Redis backend), with default
 //! settings except for the key prefix (a unique `gfbench-gitfleet-<ulid>:` per run) and the
 //! concurrency under test. Jobs are a `bench` op whose args are the [`BenchJob`].
 
@@ -10,8 +10,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use gitfleet_contract::{JobError, JobSpec};
 use gitfleet_core::ops::{Op, Ops, RunContext};
-use gitfleet_core::worker::Worker;
-use gitfleet_core::worker::WorkerConfig;
+use gitfleet_core::runtime::Worker;
+use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_queue::QueueConfig;
 use gitfleet_queue::{EnqueueOptions, Queue};
 use serde_json::{Value, json};

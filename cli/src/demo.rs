@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use gitfleet_contract::{DEFAULT_QUEUE, JobRecord, JobSpec, JobStatus};
 use gitfleet_core::ops::Ops;
+use gitfleet_core::runtime::{RunningWorker, Worker, WorkerConfig};
 use gitfleet_core::sandbox::GitSettings;
-use gitfleet_core::worker::{RunningWorker, Worker, WorkerConfig};
 use gitfleet_queue::{EnqueueOptions, Queue, QueueConfig, QueueError};
 use serde_json::{Value, json};
 
@@ -150,18 +150,11 @@ async fn run_in(queue: &Queue, tmp: &Path) -> Result<DemoReport, String> {
             name_stem: "demo".into(),
             ..Default::default()
         };
-        let worker = Worker::new(queue.clone(), config, Ops::builtin());
-        let sandboxes = settings
-            .sandboxes(worker.id())
+        let worker = Worker::new(queue.clone(), config, Ops::builtin())
+            .with_git(&settings)
             .await
             .map_err(|e| format!("cannot set up sandboxes: {e}"))?;
-        workers.push(
-            worker
-                .with_sandboxes(sandboxes)
-                .start()
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        workers.push(worker.start().await.map_err(|e| e.to_string())?);
     }
 
     let started = Instant::now();

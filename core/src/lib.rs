@@ -4,7 +4,7 @@
 //! - [`sandbox`]: pooled, isolated working copies, per-repository mirrors (and the replay of
 //!   commits in them), the cache of released copies, the template;
 //! - [`ops`]: the job ops a worker runs, one module per op, over the sandboxes;
-//! - [`worker`]: the worker runtime that drives apalis workers from the queue, with its
+//! - [`runtime`]: the worker runtime that drives apalis workers from the queue, with its
 //!   loops (fetch, acknowledge, promote, heartbeat) and the record it keeps.
 //!
 //! Beneath them all is the job contract (`gitfleet-contract`); the Redis queue
@@ -13,5 +13,5 @@
 
 pub mod git;
 pub mod ops;
+pub mod runtime;
 pub mod sandbox;
-pub mod worker;

@@ -6,18 +6,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use gitfleet_contract::config::ConfigError;
+pub(crate) use gitfleet_contract::config::{parse_var, secs_var, var};
+
 use crate::tasks::{
     cleanup::CleanupConfig, eviction::EvictionConfig, health_check::HealthCheckConfig,
     priority::PriorityConfig, retention::RetentionConfig, template_rebuild::TemplateConfig,
 };
-
-/// A bad setting, naming its variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {message}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub message: String,
-}
 
 /// A task's schedule: a cron expression (checked), or off.
 #[derive(Debug, Clone)]
@@ -47,11 +42,9 @@ impl Schedule {
 
     /// Reads `var`, else `default`.
     pub(crate) fn from_env(var: &'static str, default: &str) -> Result<Self, ConfigError> {
-        match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => {
-                Self::parse(&v).map_err(|message| ConfigError { var, message })
-            }
-            _ => Ok(Self::fixed(default)),
+        match self::var(var) {
+            Some(v) => Self::parse(&v).map_err(|message| ConfigError { var, message }),
+            None => Ok(Self::fixed(default)),
         }
     }
 }
@@ -63,29 +56,6 @@ impl std::fmt::Display for Schedule {
             None => f.write_str("off"),
         }
     }
-}
-
-/// Reads a number from `var`, else `default`.
-pub(crate) fn parse_var<T: FromStr>(var: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e| ConfigError {
-            var,
-            message: format!("cannot parse {v:?}: {e}"),
-        }),
-        _ => Ok(default),
-    }
-}
-
-pub(crate) fn secs_var(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    parse_var(var, default.as_secs_f64()).and_then(|s| {
-        Duration::try_from_secs_f64(s).map_err(|e| ConfigError {
-            var,
-            message: e.to_string(),
-        })
-    })
 }
 
 /// Everything the scheduler is told.
@@ -113,7 +83,7 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
-            replica: gitfleet_core::worker::new_worker_id("scheduler"),
+            replica: gitfleet_core::runtime::new_worker_id("scheduler"),
             leader_check: Duration::from_secs(2),
             maintenance_wait: Duration::from_secs(120),
             eviction: EvictionConfig::default(),
@@ -134,7 +104,7 @@ impl SchedulerConfig {
             .unwrap_or_else(|| "scheduler".into());
         let replica = match std::env::var("GITFLEET_SCHEDULER_REPLICA") {
             Ok(r) if !r.trim().is_empty() => r.trim().to_string(),
-            _ => gitfleet_core::worker::new_worker_id(&format!("{stem}-scheduler")),
+            _ => gitfleet_core::runtime::new_worker_id(&format!("{stem}-scheduler")),
         };
         Ok(Self {
             replica,

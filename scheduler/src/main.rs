@@ -11,22 +11,9 @@ use gitfleet_store::StoreConfig;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GITFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("GITFLEET_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
+    gitfleet_telemetry::init_tracing();
     let config = SchedulerConfig::from_env()?;
     let queue_config = QueueConfig::from_env()?;
     let redis = queue_config.redacted_url();

@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 use gitfleet_core::ops::Ops;
+use gitfleet_core::runtime::Worker;
+use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_core::sandbox::GitSettings;
-use gitfleet_core::worker::Worker;
-use gitfleet_core::worker::WorkerConfig;
 use gitfleet_queue::Queue;
 use gitfleet_queue::QueueConfig;
 use gitfleet_store::Store;
@@ -13,22 +13,9 @@ use gitfleet_store::StoreConfig;
 use gitfleet_store::writer::WriterConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GITFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("GITFLEET_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
+    gitfleet_telemetry::init_tracing();
     let queue_config = QueueConfig::from_env()?;
     let worker_config = WorkerConfig::from_env()?;
     let redis = queue_config.redacted_url();
@@ -41,11 +28,10 @@ async fn main() -> anyhow::Result<()> {
         worker_config,
         Ops::with_file_repos(git.allow_file_protocol),
     );
-    let sandboxes = git
-        .sandboxes(worker.id())
+    let mut worker = worker
+        .with_git(&git)
         .await
         .map_err(|e| anyhow::anyhow!("cannot set up sandboxes: {e}"))?;
-    let mut worker = worker.with_sandboxes(sandboxes);
     let store_config = StoreConfig::from_env()?;
     match Store::open(&store_config)? {
         Some(store) => {

@@ -12,9 +12,9 @@ use anyhow::{Context as _, bail};
 use gitfleet_client::{Client, EnqueueOptions, JobRecord, JobSpec, JobStatus, QueueConfig};
 use gitfleet_contract::Credentials;
 use gitfleet_core::ops::Ops;
+use gitfleet_core::runtime::WorkerConfig;
+use gitfleet_core::runtime::{RunningWorker, Worker};
 use gitfleet_core::sandbox::GitSettings;
-use gitfleet_core::worker::WorkerConfig;
-use gitfleet_core::worker::{RunningWorker, Worker};
 use gitfleet_testkit::GitDaemon;
 use serde_json::Value;
 
@@ -115,13 +115,10 @@ impl Fleet {
             own_queue_concurrency: concurrency,
             ..Default::default()
         };
-        let worker = Worker::new(self.client.queue().clone(), config, Ops::builtin());
-        let sandboxes = settings
-            .sandboxes(worker.id())
+        let running = Worker::new(self.client.queue().clone(), config, Ops::builtin())
+            .with_git(&settings)
             .await
-            .context("setting up a worker's sandboxes")?;
-        let running = worker
-            .with_sandboxes(sandboxes)
+            .context("setting up a worker's sandboxes")?
             .start()
             .await
             .context("starting a worker")?;

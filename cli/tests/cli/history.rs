@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use gitfleet_core::ops::Ops;
-use gitfleet_core::worker::Worker;
+use gitfleet_core::runtime::Worker;
 use gitfleet_store::Store;
 use gitfleet_store::StoreConfig;
 use gitfleet_store::writer::WriterConfig;

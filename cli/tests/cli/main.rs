@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use gitfleet_core::ops::Ops;
-use gitfleet_core::worker::WorkerConfig;
-use gitfleet_core::worker::{RunningWorker, Worker};
+use gitfleet_core::runtime::WorkerConfig;
+use gitfleet_core::runtime::{RunningWorker, Worker};
 use gitfleet_queue::Queue;
 use gitfleet_queue::QueueConfig;
 use serde_json::{Value, json};

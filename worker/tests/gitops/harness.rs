@@ -7,9 +7,9 @@ use std::time::Duration;
 use gitfleet_client::{Client, EnqueueOptions, JobRecord, JobSpec, JobStatus, QueueConfig};
 use gitfleet_contract::{Credential, Credentials};
 use gitfleet_core::ops::Ops;
+use gitfleet_core::runtime::WorkerConfig;
+use gitfleet_core::runtime::{RunningWorker, Worker};
 use gitfleet_core::sandbox::GitSettings;
-use gitfleet_core::worker::WorkerConfig;
-use gitfleet_core::worker::{RunningWorker, Worker};
 use gitfleet_testkit::fixtures;
 use serde_json::Value;
 

@@ -32,13 +32,13 @@ pub use backend::{JobService, QueueBackend, Run};
 pub use config::WorkerConfig;
 pub use retry::RetryPolicy;
 
-use gitfleet_contract::validate_worker_id;
+use gitfleet_contract::{JobError, validate_worker_id};
 use gitfleet_queue::{Delivery, Queue, QueueError};
 use gitfleet_store::writer::WriterConfig;
 use gitfleet_store::{Budgets, Recorder, Store, WorkerEvent};
 
 use crate::ops::Ops;
-use crate::sandbox::SandboxManager;
+use crate::sandbox::{GitSettings, SandboxManager};
 use backend::Ack;
 
 /// Jobs taken from Redis in one round trip, at most.
@@ -114,10 +114,17 @@ impl Worker {
     }
 
     /// Gives the worker sandboxes, so it can run git ops. Make them with this worker's
-    /// [`Worker::id`].
+    /// [`Worker::id`] (or let [`Worker::with_git`] do it).
     pub fn with_sandboxes(mut self, sandboxes: Arc<SandboxManager>) -> Self {
         self.sandboxes = Some(sandboxes);
         self
+    }
+
+    /// Sets up git and this worker's sandboxes as `settings` say (under
+    /// `<root>/<worker id>`), so it can run git ops.
+    pub async fn with_git(self, settings: &GitSettings) -> Result<Self, JobError> {
+        let sandboxes = settings.sandboxes(&self.id).await?;
+        Ok(self.with_sandboxes(sandboxes))
     }
 
     /// Keeps the durable record in `store`: job history, the sandbox registry, this
