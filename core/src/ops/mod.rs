@@ -118,6 +118,8 @@ impl Ops {
     /// As [`Ops::builtin`], with `file://` repositories accepted or not (a worker's
     /// `GITFLEET_GIT_ALLOW_FILE`).
     pub fn with_file_repos(allow_file: bool) -> Self {
+        // `push` and `change` group their pushes together (see `push::group`).
+        let groups = Arc::new(PushGroups::default());
         Self::empty()
             .with(Echo)
             .with(Sleep)
@@ -126,9 +128,9 @@ impl Ops {
             .with(DiffOp)
             .with(WriteFilesOp)
             .with(PullOp)
-            .with(PushOp)
+            .with(PushOp::new(groups.clone()))
             .with(ReleaseOp)
-            .with(ChangeOp { allow_file })
+            .with(ChangeOp::new(allow_file, groups))
             .with(MaintainOp)
     }
 

@@ -17,84 +17,13 @@ use gitfleet_contract::ops::{PullArgs, PullResult, Rules};
 use gitfleet_contract::{JobError, OpArgs};
 use serde_json::Value;
 
-use super::push::group::{Mirror, Replayed};
 use super::{Op, RunContext, result};
 use crate::git::RunOptions;
+use crate::sandbox::replay::{Mirror, Replayed};
+use crate::sandbox::worktree::{head, integrate};
 use crate::sandbox::{Sandbox, SandboxManager};
 
 pub struct PullOp;
-
-pub(crate) async fn head(manager: &SandboxManager, sandbox: &Sandbox) -> Result<String, JobError> {
-    let out = manager
-        .git_in(sandbox, &["rev-parse", "HEAD"], RunOptions::default())
-        .await?;
-    Ok(out.stdout_str().trim().to_string())
-}
-
-/// Paths with unresolved conflicts.
-pub(crate) async fn conflicted(
-    manager: &SandboxManager,
-    sandbox: &Sandbox,
-) -> Result<Vec<String>, JobError> {
-    let out = manager
-        .git_in(
-            sandbox,
-            &[
-                "diff",
-                "--ignore-submodules=all",
-                "--name-only",
-                "--diff-filter=U",
-                "-z",
-            ],
-            RunOptions::default(),
-        )
-        .await?;
-    Ok(out
-        .stdout_str()
-        .split('\0')
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect())
-}
-
-/// Rebases (or merges) the sandbox's branch onto `upstream`. `Ok(conflicts)`: empty when
-/// it went through; otherwise the operation was aborted and nothing changed.
-pub(crate) async fn integrate(
-    manager: &SandboxManager,
-    sandbox: &Sandbox,
-    upstream: &str,
-    rebase: bool,
-) -> Result<Vec<String>, JobError> {
-    // New commits go into the mirror, like a push's (see `push::group::shared_objects`).
-    let tolerant = RunOptions {
-        allow_failure: true,
-        ..super::push::group::shared_objects(manager, sandbox)
-    };
-    let args: Vec<&str> = if rebase {
-        vec!["rebase", "--autostash", "--quiet", upstream]
-    } else {
-        vec!["merge", "--autostash", "--no-edit", "--quiet", upstream]
-    };
-    let out = manager.git_in(sandbox, &args, tolerant.clone()).await?;
-    if out.status == 0 {
-        return Ok(Vec::new());
-    }
-    let conflicts = conflicted(manager, sandbox).await?;
-    let abort = if rebase {
-        ["rebase", "--abort"]
-    } else {
-        ["merge", "--abort"]
-    };
-    manager.git_in(sandbox, &abort, tolerant).await?;
-    if conflicts.is_empty() {
-        return Err(JobError::internal(format!(
-            "git {} failed: {}",
-            args[0],
-            out.stderr.trim()
-        )));
-    }
-    Ok(conflicts)
-}
 
 /// The NUL-separated names a git command lists.
 async fn names(

@@ -13,13 +13,17 @@
 //! mark its sandboxes terminated in the record and flush the record writer (what Postgres
 //! does not take in time is spooled to disk for the next worker to replay).
 
+mod ack;
 mod backend;
 mod config;
+mod fetch;
+mod heartbeat;
+mod in_flight;
+mod promote;
 mod retry;
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::layers::WorkerBuilderExt;
@@ -33,21 +37,14 @@ pub use config::WorkerConfig;
 pub use retry::RetryPolicy;
 
 use gitfleet_contract::{JobError, validate_worker_id};
-use gitfleet_queue::{Delivery, Queue, QueueError};
+use gitfleet_queue::{Queue, QueueError};
 use gitfleet_store::writer::WriterConfig;
 use gitfleet_store::{Budgets, Recorder, Store, WorkerEvent};
 
 use crate::ops::Ops;
 use crate::sandbox::{GitSettings, SandboxManager};
 use backend::Ack;
-
-/// Jobs taken from Redis in one round trip, at most.
-const FETCH_BATCH: usize = 100;
-/// How long one blocking take waits before the fetcher looks around (shutdown, errors).
-const BLOCK_FOR: Duration = Duration::from_secs(2);
-/// The longest a promoter sleeps when no delayed job is due sooner. Retries this worker
-/// schedules wake it at once; a delayed job from a producer may start up to this late.
-const PROMOTE_EVERY: Duration = Duration::from_millis(250);
+use in_flight::InFlight;
 
 /// Why a worker could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +76,7 @@ pub struct Worker {
     store: Option<StoreSettings>,
 }
 
-/// The durable record a worker keeps (see [`crate::store`]).
+/// The durable record a worker keeps (see [`gitfleet_store`]).
 struct StoreSettings {
     store: Store,
     writer: WriterConfig,
@@ -277,7 +274,7 @@ impl Worker {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
         let retries_scheduled = Arc::new(Notify::new());
         let in_flight = InFlight::default();
-        let acker = tokio::spawn(ack_loop(
+        let acker = tokio::spawn(ack::ack_loop(
             queue.clone(),
             self.id.clone(),
             ack_rx,
@@ -286,7 +283,7 @@ impl Worker {
         ));
         let mut background = Vec::new();
         let (records, writer, budgets) = self.start_records(&stop_background, &mut background);
-        background.push(tokio::spawn(heartbeat_loop(
+        background.push(tokio::spawn(heartbeat::heartbeat_loop(
             queue.clone(),
             self.id.clone(),
             self.info(),
@@ -332,7 +329,7 @@ impl Worker {
         for (name, concurrency) in served {
             let (tx, rx) = mpsc::channel::<Run>(concurrency);
             let permits = Arc::new(Semaphore::new(concurrency));
-            background.push(tokio::spawn(fetch_loop(
+            background.push(tokio::spawn(fetch::fetch_loop(
                 queue.clone(),
                 name.clone(),
                 self.id.clone(),
@@ -341,7 +338,7 @@ impl Worker {
                 in_flight.clone(),
                 stop_fetching.clone(),
             )));
-            background.push(tokio::spawn(promote_loop(
+            background.push(tokio::spawn(promote::promote_loop(
                 queue.clone(),
                 name.clone(),
                 retries_scheduled.clone(),
@@ -448,270 +445,4 @@ impl RunningWorker {
             .await
             .map_err(|e| WorkerError::Config(format!("worker task failed: {e}")))?
     }
-}
-
-/// The ids this worker has taken and not yet acknowledged: what its held list in Redis
-/// should contain. Anything else found there lingering is a job whose fetch reply was lost.
-#[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashSet<String>>>);
-
-impl InFlight {
-    fn insert(&self, id: &str) {
-        self.0.lock().expect("not poisoned").insert(id.to_string());
-    }
-    fn remove(&self, ids: impl Iterator<Item = String>) {
-        let mut set = self.0.lock().expect("not poisoned");
-        for id in ids {
-            set.remove(&id);
-        }
-    }
-    fn contains(&self, id: &str) -> bool {
-        self.0.lock().expect("not poisoned").contains(id)
-    }
-}
-
-/// Takes jobs from one queue and hands them to its apalis worker, never holding more than
-/// the queue's permits allow.
-async fn fetch_loop(
-    queue: Queue,
-    name: String,
-    worker: String,
-    permits: Arc<Semaphore>,
-    tx: mpsc::Sender<Run>,
-    in_flight: InFlight,
-    stop: CancellationToken,
-) {
-    let mut conn = None;
-    // An id BLMOVE handed us that is not started yet: it must be, even after an error.
-    let mut pending: Option<String> = None;
-    let mut failing_since: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => break,
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
-        let mut held = vec![first];
-        while held.len() < FETCH_BATCH {
-            match permits.clone().try_acquire_owned() {
-                Ok(p) => held.push(p),
-                Err(_) => break,
-            }
-        }
-        let taken = take(
-            &queue,
-            &name,
-            &worker,
-            held.len(),
-            &mut conn,
-            &mut pending,
-            &stop,
-        )
-        .await;
-        match taken {
-            Ok(batch) => {
-                if let Some(since) = failing_since.take() {
-                    tracing::info!(queue = %name, down_ms = since.elapsed().as_millis() as u64, "redis is back; fetching again");
-                }
-                backoff = Duration::from_millis(50);
-                for delivery in batch {
-                    in_flight.insert(&delivery.id);
-                    let permit = held.pop().expect("never more jobs than permits");
-                    if tx.send(Run { delivery, permit }).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                conn = None;
-                if failing_since.is_none() {
-                    failing_since = Some(Instant::now());
-                    tracing::warn!(queue = %name, error = %e, "cannot fetch jobs; retrying");
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-async fn take(
-    queue: &Queue,
-    name: &str,
-    worker: &str,
-    n: usize,
-    conn: &mut Option<redis::aio::MultiplexedConnection>,
-    pending: &mut Option<String>,
-    stop: &CancellationToken,
-) -> Result<Vec<Delivery>, QueueError> {
-    if let Some(id) = pending.as_deref() {
-        let batch = queue.start(name, worker, Some(id), n - 1).await?;
-        *pending = None;
-        return Ok(batch);
-    }
-    let batch = queue.start(name, worker, None, n).await?;
-    if !batch.is_empty() {
-        return Ok(batch);
-    }
-    let c = match conn {
-        Some(c) => c,
-        None => conn.insert(queue.take_connection().await?),
-    };
-    let id = tokio::select! {
-        _ = stop.cancelled() => {
-            // The BLMOVE may still land; whatever it moves is given back at exit.
-            *conn = None;
-            return Ok(Vec::new());
-        }
-        r = queue.take_blocking(c, name, worker, BLOCK_FOR) => r?,
-    };
-    match id {
-        None => Ok(Vec::new()),
-        Some(id) => {
-            *pending = Some(id);
-            let batch = queue.start(name, worker, pending.as_deref(), n - 1).await?;
-            *pending = None;
-            Ok(batch)
-        }
-    }
-}
-
-/// Writes outcomes to Redis in batches; an outcome is never dropped, only retried until
-/// Redis takes it. Ends when every sender is gone and everything is written.
-async fn ack_loop(
-    queue: Queue,
-    worker: String,
-    mut rx: mpsc::UnboundedReceiver<Ack>,
-    retries_scheduled: Arc<Notify>,
-    in_flight: InFlight,
-) {
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        if rx.recv_many(&mut buf, 1000).await == 0 {
-            return;
-        }
-        let finished: Vec<_> = buf.drain(..).map(|a| a.finished).collect();
-        let mut backoff = Duration::from_millis(50);
-        let mut warned = false;
-        loop {
-            match queue.finish(&worker, &finished).await {
-                Ok(_) => break,
-                Err(e) => {
-                    if !warned {
-                        tracing::warn!(error = %e, jobs = finished.len(), "cannot record outcomes yet; retrying");
-                        warned = true;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-        in_flight.remove(finished.iter().map(|f| f.id.clone()));
-        if finished
-            .iter()
-            .any(|f| matches!(f.outcome, gitfleet_queue::Outcome::Retry { .. }))
-        {
-            retries_scheduled.notify_waiters();
-        }
-    }
-}
-
-/// Moves delayed jobs of one queue that fell due into its ready list.
-async fn promote_loop(
-    queue: Queue,
-    name: String,
-    retries_scheduled: Arc<Notify>,
-    stop: CancellationToken,
-) {
-    loop {
-        // Armed before looking, so a retry scheduled meanwhile still wakes this loop.
-        let woken = retries_scheduled.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let wait = match queue.promote_due(&name).await {
-            Ok(Some(next)) => next.min(PROMOTE_EVERY),
-            Ok(None) => PROMOTE_EVERY,
-            Err(e) => {
-                tracing::debug!(queue = %name, error = %e, "cannot promote delayed jobs yet");
-                Duration::from_secs(1)
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = &mut woken => {}
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
-        }
-    }
-}
-
-/// Beats; recovers the jobs of workers that stopped beating (and hands the final rows of
-/// the jobs that recovery answered to the record writer, without waiting on it); gives back
-/// jobs of its own whose fetch reply was lost.
-#[allow(clippy::too_many_arguments)]
-async fn heartbeat_loop(
-    queue: Queue,
-    worker: String,
-    info: Vec<(&'static str, String)>,
-    every: Duration,
-    dead_after: Duration,
-    in_flight: InFlight,
-    records: Recorder,
-    stop: CancellationToken,
-) {
-    let mut suspects: HashSet<String> = HashSet::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        match queue.heartbeat(&worker, &info).await {
-            Ok(true) => tracing::warn!(
-                "this worker had been taken for dead (no heartbeat for {} s); its jobs went to others",
-                dead_after.as_secs()
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
-        }
-        match queue.reap_dead_workers(dead_after).await {
-            Ok(r) => records.jobs_answered(&r.jobs),
-            Err(e) => tracing::debug!(error = %e, "could not check for dead workers"),
-        }
-        suspects = match give_back_lost(&queue, &worker, &in_flight, &suspects).await {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not check the held list");
-                suspects
-            }
-        };
-    }
-}
-
-/// An id in the held list that this worker does not know of, on two checks a heartbeat
-/// apart, was taken by a fetch whose reply never arrived (between a fetch's reply and its
-/// registration here lie microseconds, not seconds). Gives those back; returns the new
-/// suspects.
-async fn give_back_lost(
-    queue: &Queue,
-    worker: &str,
-    in_flight: &InFlight,
-    suspects: &HashSet<String>,
-) -> Result<HashSet<String>, QueueError> {
-    let unknown: HashSet<String> = queue
-        .held(worker)
-        .await?
-        .into_iter()
-        .filter(|id| !in_flight.contains(id))
-        .collect();
-    let lost: Vec<String> = unknown.intersection(suspects).cloned().collect();
-    if !lost.is_empty() {
-        let n = queue.give_back(worker, &lost).await?;
-        tracing::warn!(jobs = n, "gave back jobs whose fetch reply was lost");
-    }
-    Ok(unknown
-        .into_iter()
-        .filter(|id| !lost.contains(id))
-        .collect())
 }

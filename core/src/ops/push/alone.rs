@@ -8,10 +8,10 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use gitfleet_contract::ops::PushResult;
 use serde_json::Value;
 
-use super::super::pull::{head, integrate};
 use super::super::result;
 use super::{ATTEMPTS, tolerant};
 use crate::git::RunOptions;
+use crate::sandbox::worktree::{head, integrate};
 use crate::sandbox::{Sandbox, SandboxManager};
 use gitfleet_contract::{ErrorKind, JobError};
 

@@ -35,15 +35,33 @@ use serde_json::Value;
 
 pub use group::PushGroups;
 
-use super::pull::head;
 use super::{Op, RunContext, result};
 use crate::git::RunOptions;
+use crate::sandbox::replay::shared_objects;
+use crate::sandbox::worktree::head;
 use crate::sandbox::{Sandbox, SandboxManager};
 
-pub struct PushOp;
-/// `allow_file`: as for [`super::CloneOp`].
+/// `push`; its pushes join those of `change` in the same [`PushGroups`].
+pub struct PushOp {
+    groups: Arc<PushGroups>,
+}
+
+impl PushOp {
+    pub fn new(groups: Arc<PushGroups>) -> Self {
+        Self { groups }
+    }
+}
+
+/// `change`; `allow_file` as for [`super::CloneOp`].
 pub struct ChangeOp {
-    pub allow_file: bool,
+    allow_file: bool,
+    groups: Arc<PushGroups>,
+}
+
+impl ChangeOp {
+    pub fn new(allow_file: bool, groups: Arc<PushGroups>) -> Self {
+        Self { allow_file, groups }
+    }
 }
 
 /// Push attempts when the remote rejects the push.
@@ -98,7 +116,7 @@ async fn commit(
         paths.iter().map(String::as_str).collect()
     };
     // The new objects go into the mirror, where a group's leader reads them.
-    let shared = group::shared_objects(manager, sandbox);
+    let shared = shared_objects(manager, sandbox);
     let added_scoped = !scoped.is_empty() && {
         let args: Vec<&str> = add
             .iter()
@@ -161,6 +179,7 @@ async fn commit(
 
 /// One push: what the job asked for and the run it is part of.
 struct PushJob<'a> {
+    groups: &'a Arc<PushGroups>,
     queue: Queue,
     worker_id: &'a str,
     attempt: u32,
@@ -208,6 +227,7 @@ impl PushJob<'_> {
             rerun,
         );
         let landed = group::push(
+            self.groups,
             manager,
             &self.queue,
             self.worker_id,
@@ -311,6 +331,7 @@ impl Op for PushOp {
     }
 
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        let groups = self.groups.clone();
         async move {
             let (manager, sandbox) = ctx.sandbox(&args)?;
             let p: Commit = commit_fields(&args)?;
@@ -318,6 +339,7 @@ impl Op for PushOp {
             let target = p.target.unwrap_or(&sandbox.agent_branch).to_string();
             let busy = sandbox.lock_owned().await;
             let job = PushJob {
+                groups: &groups,
                 queue,
                 worker_id: &ctx.worker_id,
                 attempt: ctx.attempt,
@@ -351,6 +373,7 @@ impl Op for ChangeOp {
     }
 
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        let groups = self.groups.clone();
         async move {
             let manager = ctx.sandboxes()?.clone();
             let req = super::clone::request(&args, manager.config().allow_file_protocol)?;
@@ -380,6 +403,7 @@ impl Op for ChangeOp {
             let head = direct::build_commit(&manager, &req, &files, p.message, &trailer).await?;
             let request = group::Request::new(None, head, trailer, rerun);
             let landed = group::push(
+                &groups,
                 &manager,
                 &queue,
                 &ctx.worker_id,

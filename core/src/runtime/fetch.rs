@@ -1,0 +1,128 @@
+//! The fetcher of one queue: blocking `BLMOVE` into this worker's held list, then batches,
+//! never more jobs taken than the queue's permits allow; each job goes to its apalis worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use gitfleet_queue::{Delivery, Queue, QueueError};
+
+use super::InFlight;
+use super::backend::Run;
+
+/// Jobs taken from Redis in one round trip, at most.
+const FETCH_BATCH: usize = 100;
+
+/// How long one blocking take waits before the fetcher looks around (shutdown, errors).
+const BLOCK_FOR: Duration = Duration::from_secs(2);
+
+/// Takes jobs from one queue and hands them to its apalis worker, never holding more than
+/// the queue's permits allow.
+pub(super) async fn fetch_loop(
+    queue: Queue,
+    name: String,
+    worker: String,
+    permits: Arc<Semaphore>,
+    tx: mpsc::Sender<Run>,
+    in_flight: InFlight,
+    stop: CancellationToken,
+) {
+    let mut conn = None;
+    // An id BLMOVE handed us that is not started yet: it must be, even after an error.
+    let mut pending: Option<String> = None;
+    let mut failing_since: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let mut held = vec![first];
+        while held.len() < FETCH_BATCH {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+        let taken = take(
+            &queue,
+            &name,
+            &worker,
+            held.len(),
+            &mut conn,
+            &mut pending,
+            &stop,
+        )
+        .await;
+        match taken {
+            Ok(batch) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(queue = %name, down_ms = since.elapsed().as_millis() as u64, "redis is back; fetching again");
+                }
+                backoff = Duration::from_millis(50);
+                for delivery in batch {
+                    in_flight.insert(&delivery.id);
+                    let permit = held.pop().expect("never more jobs than permits");
+                    if tx.send(Run { delivery, permit }).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                conn = None;
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    tracing::warn!(queue = %name, error = %e, "cannot fetch jobs; retrying");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+pub(super) async fn take(
+    queue: &Queue,
+    name: &str,
+    worker: &str,
+    n: usize,
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    pending: &mut Option<String>,
+    stop: &CancellationToken,
+) -> Result<Vec<Delivery>, QueueError> {
+    if let Some(id) = pending.as_deref() {
+        let batch = queue.start(name, worker, Some(id), n - 1).await?;
+        *pending = None;
+        return Ok(batch);
+    }
+    let batch = queue.start(name, worker, None, n).await?;
+    if !batch.is_empty() {
+        return Ok(batch);
+    }
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(queue.take_connection().await?),
+    };
+    let id = tokio::select! {
+        _ = stop.cancelled() => {
+            // The BLMOVE may still land; whatever it moves is given back at exit.
+            *conn = None;
+            return Ok(Vec::new());
+        }
+        r = queue.take_blocking(c, name, worker, BLOCK_FOR) => r?,
+    };
+    match id {
+        None => Ok(Vec::new()),
+        Some(id) => {
+            *pending = Some(id);
+            let batch = queue.start(name, worker, pending.as_deref(), n - 1).await?;
+            *pending = None;
+            Ok(batch)
+        }
+    }
+}
