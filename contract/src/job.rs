@@ -4,13 +4,14 @@
 //! attempts, limits, times, idempotency key) stored in Redis. Each op's args and result are
 //! typed in [`crate::ops`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::JobError;
 
 /// What a job asks for: an op and its arguments. This is the JSON a producer enqueues.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub op: String,

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod credentials;
+pub mod envelope;
 pub mod error;
 pub mod fields;
 pub mod job;
@@ -20,6 +21,7 @@ pub mod rules;
 pub mod status;
 
 pub use credentials::{Credential, Credentials};
+pub use envelope::{EnqueueOptions, Enqueued};
 pub use error::{ErrorKind, JobError};
 pub use job::JobSpec;
 pub use names::{

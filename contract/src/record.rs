@@ -2,6 +2,7 @@
 //! printed (RFC 3339 with microseconds, UTC).
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -9,7 +10,7 @@ use crate::error::JobError;
 use crate::status::JobStatus;
 
 /// Everything known about one job, as `gitfleet job <id>` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobRecord {
     pub job_id: String,
     pub op: String,
@@ -18,12 +19,16 @@ pub struct JobRecord {
     pub attempts: u32,
     pub max_attempts: u32,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
     pub enqueued_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
     pub run_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
     pub finished_at: Option<DateTime<Utc>>,
     pub result: Option<Value>,
     pub error: Option<JobError>,
@@ -97,6 +102,25 @@ pub mod rfc3339_micros {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_record_schema_gives_times_as_date_times_and_errors_their_kinds() {
+        let schema = serde_json::to_value(schemars::schema_for!(JobRecord)).unwrap();
+        let text = schema.to_string();
+        assert_eq!(
+            schema["properties"]["enqueued_at"]["format"], "date-time",
+            "{text}"
+        );
+        for kind in crate::ErrorKind::ALL {
+            assert!(
+                text.contains(&format!("\"{}\"", kind.as_str())),
+                "{kind}: {text}"
+            );
+        }
+        for status in ["waiting", "delayed", "running", "done", "dead"] {
+            assert!(text.contains(&format!("\"{status}\"")), "{status}: {text}");
+        }
+    }
 
     #[test]
     fn times_print_with_microseconds() {

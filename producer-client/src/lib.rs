@@ -19,9 +19,10 @@
 use std::time::Duration;
 
 pub use gitfleet_contract::{
-    DEFAULT_QUEUE, ErrorKind, JobError, JobRecord, JobSpec, JobStatus, OpArgs, OpName, ops,
+    DEFAULT_QUEUE, EnqueueOptions, Enqueued, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
+    OpArgs, OpName, ops,
 };
-pub use gitfleet_queue::{EnqueueOptions, Enqueued, QueueConfig, QueueError, QueueStats};
+pub use gitfleet_queue::{QueueConfig, QueueError, QueueStats};
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
 use gitfleet_contract::Redactor;

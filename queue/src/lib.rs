@@ -26,7 +26,9 @@ pub use consume::{AnsweredJob, Delivery, Finished, Outcome, ReapReport};
 pub use inspect::QueueStats;
 pub use keys::Keys;
 pub use lock::Lock;
-pub use produce::{EnqueueOptions, Enqueued, worker_not_running};
+// The envelope types the queue takes and answers with are the contract's.
+pub use gitfleet_contract::{EnqueueOptions, Enqueued};
+pub use produce::worker_not_running;
 
 use gitfleet_contract::JobError;
 

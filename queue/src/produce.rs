@@ -1,37 +1,11 @@
 //! Producing: one job, or many in one round trip, through the enqueue script.
 
-use std::time::Duration;
-
+use gitfleet_contract::envelope::validate_idempotency_key;
+use gitfleet_contract::{EnqueueOptions, Enqueued, JobError, JobSpec, validate_queue_name};
 use redis::{Cmd, RedisResult};
-use serde::Serialize;
 
 use super::scripts::ENQUEUE;
-use gitfleet_contract::{JobError, JobSpec, JobStatus, validate_queue_name};
-
 use super::{CHUNK, Queue, QueueError};
-
-/// How a job is enqueued, beyond its op and args.
-#[derive(Debug, Clone, Default)]
-pub struct EnqueueOptions {
-    /// Run no earlier than this long from now.
-    pub delay: Option<Duration>,
-    /// A second enqueue with the same key, within the idempotency TTL, returns the first
-    /// job's id and enqueues nothing.
-    pub idempotency_key: Option<String>,
-    /// Runs allowed before the job is dead; `None`: the op's default (5).
-    pub max_attempts: Option<u32>,
-    /// Time allowed for one run; `None`: the op's default.
-    pub timeout: Option<Duration>,
-}
-
-/// What the queue answered to an enqueue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Enqueued {
-    pub job_id: String,
-    pub status: JobStatus,
-    /// False when an idempotency key matched an earlier job (whose id this is).
-    pub created: bool,
-}
 
 /// What the queue answers a job enqueued on the own queue of a worker that is not running
 /// (dead at once, `sandbox_not_found`): the error `lua/enqueue.lua` records.
@@ -39,15 +13,6 @@ pub fn worker_not_running(worker: &str) -> JobError {
     JobError::sandbox_not_found(format!(
         "worker {worker} is not running; its sandboxes are gone"
     ))
-}
-
-fn check_idempotency_key(key: &str) -> Result<(), QueueError> {
-    if key.is_empty() || key.len() > 200 || key.chars().any(|c| c.is_control()) {
-        return Err(QueueError::invalid(
-            "idempotency_key: must be 1-200 characters, none of them control characters",
-        ));
-    }
-    Ok(())
 }
 
 impl Queue {
@@ -124,7 +89,7 @@ impl Queue {
         }
         let idem = options.idempotency_key.as_deref().unwrap_or("");
         if !idem.is_empty() {
-            check_idempotency_key(idem)?;
+            validate_idempotency_key(idem).map_err(QueueError::Invalid)?;
         }
         let id = ulid::Ulid::new().to_string();
         let routed = gitfleet_contract::own_queue_worker(queue).unwrap_or("");

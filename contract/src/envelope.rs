@@ -1,0 +1,44 @@
+//! The envelope of a job, as far as a producer sets it and reads it back: how it is enqueued
+//! beyond its op and args ([`EnqueueOptions`]) and what the queue answered ([`Enqueued`]).
+//! The rest of the envelope (attempts, times, the worker) is in [`crate::JobRecord`].
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::JobError;
+use crate::status::JobStatus;
+
+/// How a job is enqueued, beyond its op and args.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// Run no earlier than this long from now.
+    pub delay: Option<Duration>,
+    /// A second enqueue with the same key, within the idempotency TTL, returns the first
+    /// job's id and enqueues nothing.
+    pub idempotency_key: Option<String>,
+    /// Runs allowed before the job is dead; `None`: the op's default (5).
+    pub max_attempts: Option<u32>,
+    /// Time allowed for one run; `None`: the op's default.
+    pub timeout: Option<Duration>,
+}
+
+/// What the queue answered to an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Enqueued {
+    pub job_id: String,
+    pub status: JobStatus,
+    /// False when an idempotency key matched an earlier job (whose id this is).
+    pub created: bool,
+}
+
+/// Checks an idempotency key: 1-200 characters, none of them control characters.
+pub fn validate_idempotency_key(key: &str) -> Result<(), JobError> {
+    if key.is_empty() || key.len() > 200 || key.chars().any(|c| c.is_control()) {
+        return Err(JobError::invalid_input(
+            "idempotency_key: must be 1-200 characters, none of them control characters",
+        ));
+    }
+    Ok(())
+}
