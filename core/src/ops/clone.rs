@@ -40,7 +40,7 @@ pub(crate) fn request(args: &Value, allow_file: bool) -> Result<CloneRequest, Jo
 
 impl Op for CloneOp {
     fn name(&self) -> &'static str {
-        "clone"
+        CloneArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

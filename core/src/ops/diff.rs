@@ -40,7 +40,7 @@ pub(crate) fn numstat(out: &[u8]) -> (u64, u64, u64) {
 
 impl Op for DiffOp {
     fn name(&self) -> &'static str {
-        "diff"
+        DiffArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

@@ -15,7 +15,7 @@ pub struct Echo;
 
 impl Op for Echo {
     fn name(&self) -> &'static str {
-        "echo"
+        EchoArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

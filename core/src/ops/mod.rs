@@ -168,3 +168,29 @@ impl std::fmt::Debug for Ops {
         f.debug_list().entries(self.ops.keys()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gitfleet_contract::OpName;
+
+    use super::*;
+
+    #[test]
+    fn a_worker_serves_every_op_of_the_contract_and_no_other() {
+        let served: Vec<&str> = Ops::builtin().names().collect();
+        let contract: Vec<&str> = OpName::ALL.iter().map(|op| op.as_str()).collect();
+        assert_eq!(served, contract);
+    }
+
+    #[test]
+    fn the_worker_checks_a_job_as_the_contract_does() {
+        let ops = Ops::builtin();
+        let bad = JobSpec::new("sleep", serde_json::json!({"ms": "soon"}));
+        let err = ops.resolve(&bad).err().expect("refused");
+        let want = gitfleet_contract::ops::validate(&bad, &Default::default()).unwrap_err();
+        assert_eq!(err, want);
+        let unknown = JobSpec::new("frobnicate", serde_json::json!({}));
+        let err = ops.resolve(&unknown).err().expect("refused");
+        assert!(err.message.contains("unknown op \"frobnicate\""), "{err}");
+    }
+}

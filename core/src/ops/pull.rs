@@ -148,7 +148,7 @@ async fn catch_up(
 
 impl Op for PullOp {
     fn name(&self) -> &'static str {
-        "pull"
+        PullArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

@@ -15,7 +15,7 @@ pub struct ReleaseOp;
 
 impl Op for ReleaseOp {
     fn name(&self) -> &'static str {
-        "release"
+        ReleaseArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

@@ -15,7 +15,7 @@ pub struct Sleep;
 
 impl Op for Sleep {
     fn name(&self) -> &'static str {
-        "sleep"
+        SleepArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

@@ -83,7 +83,7 @@ pub(crate) fn parse(out: &[u8]) -> StatusResult {
 
 impl Op for StatusOp {
     fn name(&self) -> &'static str {
-        "status"
+        StatusArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

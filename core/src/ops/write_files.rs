@@ -102,7 +102,7 @@ pub(crate) async fn apply(work: &Path, changes: &[FileChange]) -> Result<(u64, u
 
 impl Op for WriteFilesOp {
     fn name(&self) -> &'static str {
-        "write_files"
+        WriteFilesArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {

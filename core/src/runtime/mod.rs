@@ -294,7 +294,7 @@ impl Worker {
             stop_background.clone(),
         )));
 
-        let own_queue = format!("worker:{}", self.id);
+        let own_queue = gitfleet_contract::own_queue(&self.id);
         let mut served: Vec<(String, usize)> = self
             .config
             .queues

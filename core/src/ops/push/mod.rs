@@ -319,7 +319,7 @@ fn lock_queue(ctx: &RunContext) -> Result<Queue, JobError> {
 
 impl Op for PushOp {
     fn name(&self) -> &'static str {
-        "push"
+        PushArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
@@ -356,7 +356,7 @@ impl Op for PushOp {
 
 impl Op for ChangeOp {
     fn name(&self) -> &'static str {
-        "change"
+        ChangeArgs::OP.as_str()
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
