@@ -46,6 +46,9 @@ use crate::sandbox::{GitSettings, SandboxManager};
 use backend::Ack;
 use in_flight::InFlight;
 
+/// How long a starting worker waits for its first list of organizations over budget.
+const FIRST_BUDGETS_WITHIN: Duration = Duration::from_secs(2);
+
 /// Why a worker could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -282,7 +285,8 @@ impl Worker {
             in_flight.clone(),
         ));
         let mut background = Vec::new();
-        let (records, writer, budgets) = self.start_records(&stop_background, &mut background);
+        let (records, writer, budgets) =
+            self.start_records(&stop_background, &mut background).await;
         background.push(tokio::spawn(heartbeat::heartbeat_loop(
             queue.clone(),
             self.id.clone(),
@@ -368,7 +372,10 @@ impl Worker {
     }
 
     /// Starts the record writer and the budget refresher, when the worker keeps a record.
-    fn start_records(
+    /// The list of organizations over budget is read once before the worker serves, so its
+    /// first jobs are checked against it too (bounded: with Postgres away the worker starts
+    /// all the same, with no organization refused until the list can be read).
+    async fn start_records(
         &self,
         stop: &CancellationToken,
         background: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -399,6 +406,13 @@ impl Worker {
             row,
             redactor,
         );
+        match tokio::time::timeout(FIRST_BUDGETS_WITHIN, budgets.refresh(&settings.store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "budgets: cannot read yet; serving all the same")
+            }
+            Err(_) => tracing::warn!("budgets: postgres is slow to answer; serving all the same"),
+        }
         background.push(tokio::spawn(budgets.clone().keep_fresh(
             settings.store.clone(),
             settings.budget_refresh,
