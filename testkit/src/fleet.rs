@@ -400,7 +400,7 @@ impl Fleet {
 impl Drop for Fleet {
     /// A test that failed (or did not call [`Fleet::shutdown`]) still has its workers
     /// stopped before the prefix is purged. On a multi-thread runtime this waits for their
-    /// graceful shutdown (up to [`DROP_WAIT`]). A current-thread runtime cannot run them
+    /// graceful shutdown (up to 30 s). A current-thread runtime cannot run them
     /// while its one thread is here, so each is only told to stop; its tasks are not polled
     /// again once the test's body returns, so nothing writes after the purge.
     fn drop(&mut self) {
