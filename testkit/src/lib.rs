@@ -1,5 +1,6 @@
-//! gitfleet-testkit: real git servers on loopback and repository fixtures, for gitfleet's
-//! tests and benchmarks.
+//! gitfleet-testkit: what gitfleet's tests and benchmarks run against: real git servers on
+//! loopback, repository fixtures, and one fleet harness (a queue, a store, workers) that every
+//! crate's tests share.
 //!
 //! - [`GitDaemon`]: `git daemon` serving a directory of bare repositories over `git://`,
 //!   with pushes enabled.
@@ -13,7 +14,16 @@
 //! - [`postgres`]: a database of its own per test on the machine's Postgres, and a private
 //!   Postgres server a test can stop and start (an outage for real).
 //!
-//! Every server is stopped on `Drop`, together with every process it started.
+//! The fleet harness, against the machine's real Redis and Postgres:
+//!
+//! - [`TestQueue`]: a queue under a key prefix of its own, purged on drop.
+//! - [`TestStore`]: the durable record on a migrated database of its own, dropped on drop.
+//! - [`Fleet`]: in-process workers on a `TestQueue`, with or without a store, git sandboxes
+//!   and the test's own ops; stopped on [`Fleet::shutdown`] or on drop.
+//! - [`eventually()`]: waiting for a condition with a deadline instead of sleeping.
+//!
+//! Every server is stopped on `Drop`, together with every process it started; every
+//! prefix, database and directory a test made goes the same way.
 //!
 //! ```no_run
 //! use gitfleet_testkit::{GitDaemon, fixtures};
@@ -27,11 +37,19 @@
 //! ```
 
 pub mod daemon;
+pub mod eventually;
 pub mod fixtures;
+pub mod fleet;
 pub mod http;
 pub mod postgres;
 mod process;
+pub mod queue;
 pub mod redis_keys;
+pub mod store;
 
 pub use daemon::GitDaemon;
+pub use eventually::{eventually, eventually_blocking, eventually_every, poll_until};
+pub use fleet::{Fleet, FleetBuilder, WorkerSetup};
 pub use http::{HttpGitServer, RecordedRequest};
+pub use queue::{TestQueue, redis_url};
+pub use store::TestStore;

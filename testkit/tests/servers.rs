@@ -9,7 +9,7 @@ use gitfleet_testkit::fixtures::{
     bare_repo, clone_bare, commit_count, generated_repo, git, git_with_env, reflog, remote_log,
 };
 use gitfleet_testkit::http::basic_auth;
-use gitfleet_testkit::{GitDaemon, HttpGitServer};
+use gitfleet_testkit::{GitDaemon, HttpGitServer, eventually_blocking};
 
 const USER: &str = "agent-7";
 const PASSWORD: &str = "s3cret-token";
@@ -63,15 +63,6 @@ fn processes_where(needle: &str, search_environ: bool) -> Vec<String> {
         }
     }
     found
-}
-
-/// Waits (bounded) until `check` holds.
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn commit_file(work: &Path, path: &str, content: &str, message: &str) {
@@ -441,14 +432,14 @@ fn dropping_the_daemon_leaves_no_process() {
     // An open connection makes the daemon fork a child serving it.
     let mut conn = TcpStream::connect(("127.0.0.1", daemon.port())).unwrap();
     conn.write_all(b"00").unwrap();
-    eventually(
+    eventually_blocking(
         "git daemon and its connection child",
         Duration::from_secs(10),
         || processes_mentioning(&needle).len() >= 3,
     );
     eprintln!("while running: {:#?}", processes_mentioning(&needle));
     drop(daemon);
-    eventually(
+    eventually_blocking(
         "every daemon process to be gone",
         Duration::from_secs(5),
         || processes_mentioning(&needle).is_empty(),
@@ -489,14 +480,14 @@ fn a_killed_owner_leaves_no_daemon() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    eventually("the owner's daemon", Duration::from_secs(20), || {
+    eventually_blocking("the owner's daemon", Duration::from_secs(20), || {
         processes_where(&needle, false)
             .iter()
             .any(|p| p.contains("git-daemon"))
     });
     owner.kill().unwrap();
     owner.wait().unwrap();
-    eventually(
+    eventually_blocking(
         "the daemon of a killed owner to be gone",
         Duration::from_secs(5),
         || processes_where(&needle, false).is_empty(),
@@ -536,14 +527,14 @@ fn dropping_the_http_server_leaves_no_process() {
         basic_auth(USER, PASSWORD)
     )
     .unwrap();
-    eventually("a hung git http-backend", Duration::from_secs(10), || {
+    eventually_blocking("a hung git http-backend", Duration::from_secs(10), || {
         !processes_mentioning(&needle).is_empty()
     });
     eprintln!("while running: {:#?}", processes_mentioning(&needle));
     let started = Instant::now();
     drop(server);
     eprintln!("drop took {:?}", started.elapsed());
-    eventually(
+    eventually_blocking(
         "every backend process to be gone",
         Duration::from_secs(5),
         || processes_mentioning(&needle).is_empty(),

@@ -3,11 +3,6 @@
 
 use std::time::Duration;
 
-use gitfleet_core::ops::Ops;
-use gitfleet_core::runtime::Worker;
-use gitfleet_store::Store;
-use gitfleet_store::StoreConfig;
-use gitfleet_store::writer::WriterConfig;
 use gitfleet_testkit::postgres::TestDatabase;
 use serde_json::{Value, json};
 
@@ -16,8 +11,7 @@ use super::Env;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts() {
     let db = TestDatabase::create().unwrap();
-    let mut env = Env::new().await;
-    env.database_url = db.url.clone();
+    let mut env = Env::with_database(&db).await;
 
     // Several processes migrate at once; all succeed.
     let runs = (0..4).map(|_| env.run_json(&["migrate"]));
@@ -26,18 +20,7 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
         assert_eq!(v["migrated"], true);
     }
 
-    let store = Store::open(&StoreConfig {
-        database_url: Some(db.url.clone()),
-        budget_refresh: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .unwrap()
-    .unwrap();
-    let worker = Worker::new(env.queue.clone(), Default::default(), Ops::builtin())
-        .with_store(store, WriterConfig::default(), Duration::from_millis(100))
-        .start()
-        .await
-        .unwrap();
+    let worker = env.fleet.add_worker().await;
 
     let (code, done) = env
         .run_json(&[
@@ -69,7 +52,7 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
     assert_eq!(history["org_id"], "acme");
     assert_eq!(history["runs"].as_array().unwrap().len(), 1);
     assert_eq!(history["runs"][0]["outcome"], "done");
-    assert_eq!(history["runs"][0]["worker_id"], worker.id());
+    assert_eq!(history["runs"][0]["worker_id"], worker.as_str());
 
     // `jobs`: a JSON array with filters, and a table.
     let (code, all) = env.run_json(&["jobs", "--json"]).await;
@@ -139,7 +122,7 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
     let (_, table) = env.run(&["schedule"], None).await;
     assert_eq!(table.len(), 1);
     assert!(table[0].starts_with("TASK"), "{table:?}");
-    worker.shutdown().await.unwrap();
+    env.fleet.shutdown().await;
 }
 
 #[tokio::test]

@@ -1,63 +1,52 @@
-//! The `gitfleet` CLI, run as a user runs it, against the real Redis and an in-process
-//! worker, each test under a key prefix of its own.
+//! The `gitfleet` CLI, run as a user runs it, against the real Redis and in-process
+//! workers (a `gitfleet_testkit::Fleet`), each test under a key prefix of its own.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use gitfleet_core::ops::Ops;
-use gitfleet_core::runtime::WorkerConfig;
-use gitfleet_core::runtime::{RunningWorker, Worker};
-use gitfleet_queue::Queue;
-use gitfleet_queue::QueueConfig;
+use gitfleet_testkit::Fleet;
+use gitfleet_testkit::postgres::TestDatabase;
+use gitfleet_testkit::store::store_on;
 use serde_json::{Value, json};
-
-fn redis_url() -> String {
-    std::env::var("GITFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 mod history;
 
+/// A fleet (workers added by the test) and the CLI pointed at it.
 struct Env {
-    prefix: String,
-    queue: Queue,
+    fleet: Fleet,
     /// `GITFLEET_DATABASE_URL` for the CLI: `none` unless the test has a database.
     database_url: String,
 }
 
 impl Env {
     async fn new() -> Self {
-        let prefix = format!("test-cli-{}:", ulid::Ulid::new());
-        let queue = Queue::connect(QueueConfig {
-            redis_url: redis_url(),
-            key_prefix: prefix.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
         Self {
-            prefix,
-            queue,
+            fleet: Fleet::builder("cli").start().await,
             database_url: "none".into(),
         }
     }
 
-    async fn worker(&self) -> RunningWorker {
-        let config = WorkerConfig {
-            name_stem: "cli-test".into(),
-            ..Default::default()
-        };
-        Worker::new(self.queue.clone(), config, Ops::builtin())
-            .start()
-            .await
-            .unwrap()
+    /// The CLI and the workers keep the record in `db`, which is not migrated yet: the
+    /// store connects when a worker first writes.
+    async fn with_database(db: &TestDatabase) -> Self {
+        Self {
+            fleet: Fleet::builder("cli")
+                .store_on(store_on(&db.url))
+                .start()
+                .await,
+            database_url: db.url.clone(),
+        }
     }
 
     /// Runs `gitfleet args...` (with `stdin`), returning its exit code and stdout lines.
     async fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, Vec<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet"));
         cmd.args(args)
-            .env("GITFLEET_REDIS_URL", redis_url())
-            .env("GITFLEET_KEY_PREFIX", &self.prefix)
+            .env(
+                "GITFLEET_REDIS_URL",
+                &self.fleet.test_queue().config().redis_url,
+            )
+            .env("GITFLEET_KEY_PREFIX", self.fleet.prefix())
             .env("GITFLEET_DATABASE_URL", &self.database_url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -88,12 +77,6 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        gitfleet_testkit::redis_keys::purge_prefix(&redis_url(), &self.prefix);
-    }
-}
-
 fn assert_micros_time(v: &Value, field: &str) {
     let s = v[field]
         .as_str()
@@ -109,8 +92,8 @@ fn assert_micros_time(v: &Value, field: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_with_wait_prints_the_finished_job_and_exits_0() {
-    let env = Env::new().await;
-    let w = env.worker().await;
+    let mut env = Env::new().await;
+    env.fleet.add_worker().await;
     let (code, v) = env
         .run_json(&[
             "submit",
@@ -147,7 +130,7 @@ async fn submit_with_wait_prints_the_finished_job_and_exits_0() {
     let id = v["job_id"].as_str().unwrap();
     let (code, again) = env.run_json(&["job", id]).await;
     assert_eq!((code, &again), (0, &v));
-    w.shutdown().await.unwrap();
+    env.fleet.shutdown().await;
 }
 
 #[tokio::test]
@@ -235,7 +218,7 @@ async fn delayed_and_idempotent_submits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_submit_prints_one_id_a_line_and_refuses_a_bad_batch_whole() {
-    let env = Env::new().await;
+    let mut env = Env::new().await;
     let input: String = (0..2500)
         .map(|i| format!("{{\"op\":\"echo\",\"args\":{{\"i\":{i}}}}}\n"))
         .collect();
@@ -245,13 +228,13 @@ async fn bulk_submit_prints_one_id_a_line_and_refuses_a_bad_batch_whole() {
     let (_, v) = env.run_json(&["queues"]).await;
     assert_eq!(v[0]["waiting"], 2500);
 
-    let w = env.worker().await;
+    env.fleet.add_worker().await;
     let (code, last) = env
         .run_json(&["job", &ids[2499], "--wait", "--timeout", "30"])
         .await;
     assert_eq!(code, 0);
     assert_eq!(last["result"], json!({"i": 2499}), "line order is kept");
-    w.shutdown().await.unwrap();
+    env.fleet.shutdown().await;
 
     let bad = "{\"op\":\"echo\",\"args\":{}}\n{\"op\":\"sleep\",\"args\":{}}\n";
     let (code, lines) = env.run(&["submit", "--bulk"], Some(bad)).await;

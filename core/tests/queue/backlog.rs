@@ -8,7 +8,10 @@ use gitfleet_core::ops::Ops;
 use gitfleet_queue::{EnqueueOptions, Queue};
 use serde_json::json;
 
-use crate::harness::{Counting, TestQueue, eventually, redis_url};
+use gitfleet_testkit::eventually;
+
+use crate::fleet;
+use crate::test_ops::Counting;
 
 async fn done_count(queue: &Queue) -> u64 {
     queue
@@ -23,7 +26,7 @@ async fn done_count(queue: &Queue) -> u64 {
 
 /// Reads `status` and `attempts` of every job in as few round trips as possible.
 async fn statuses(queue: &Queue, ids: &[String]) -> Vec<(Option<String>, Option<u32>)> {
-    let client = redis::Client::open(redis_url()).unwrap();
+    let client = redis::Client::open(gitfleet_testkit::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
@@ -43,17 +46,17 @@ async fn statuses(queue: &Queue, ids: &[String]) -> Vec<(Option<String>, Option<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_50000_jobs_drains_with_every_job_run_and_acknowledged_exactly_once() {
     const N: usize = 50_000;
-    let t = TestQueue::new().await;
+    let mut t = fleet().start().await;
     let specs = vec![JobSpec::new("count", json!({})); N];
     let ids: Vec<String> = t
-        .queue
+        .queue()
         .enqueue_many("jobs", &specs, &EnqueueOptions::default())
         .await
         .unwrap()
         .into_iter()
         .map(|r| r.unwrap().job_id)
         .collect();
-    let stats = t.queue.stats().await.unwrap();
+    let stats = t.queue().stats().await.unwrap();
     assert_eq!(
         stats[0].waiting, N as u64,
         "all jobs wait before any worker starts"
@@ -61,17 +64,17 @@ async fn a_backlog_of_50000_jobs_drains_with_every_job_run_and_acknowledged_exac
 
     let counting = Counting::default();
     let ops = Ops::builtin().with(counting.clone());
-    let mut config = t.worker_config();
-    config.concurrency = 50;
-    let a = t.start_worker(config.clone(), ops.clone()).await;
-    let b = t.start_worker(config, ops).await;
+    let mut setup = t.setup();
+    setup.config.concurrency = 50;
+    setup.ops = ops;
+    t.add_worker_with(setup.clone()).await;
+    t.add_worker_with(setup).await;
 
-    eventually(Duration::from_secs(180), "the backlog to drain", || async {
-        (done_count(&t.queue).await == N as u64).then_some(())
+    eventually("the backlog to drain", Duration::from_secs(180), || async {
+        (done_count(t.queue()).await == N as u64).then_some(())
     })
     .await;
-    a.shutdown().await.unwrap();
-    b.shutdown().await.unwrap();
+    t.shutdown().await;
 
     let runs = counting.runs.lock().unwrap().clone();
     assert_eq!(runs.len(), N, "every job ran");
@@ -87,7 +90,7 @@ async fn a_backlog_of_50000_jobs_drains_with_every_job_run_and_acknowledged_exac
         "the jobs that ran are the jobs enqueued"
     );
 
-    for (id, (status, attempts)) in ids.iter().zip(statuses(&t.queue, &ids).await) {
+    for (id, (status, attempts)) in ids.iter().zip(statuses(t.queue(), &ids).await) {
         assert_eq!(
             status.as_deref(),
             Some("done"),
@@ -95,7 +98,7 @@ async fn a_backlog_of_50000_jobs_drains_with_every_job_run_and_acknowledged_exac
         );
         assert_eq!(attempts, Some(1), "job {id} took one attempt");
     }
-    let stats = t.queue.stats().await.unwrap();
+    let stats = t.queue().stats().await.unwrap();
     assert_eq!(
         (stats[0].waiting, stats[0].running, stats[0].dead),
         (0, 0, 0)
@@ -105,29 +108,29 @@ async fn a_backlog_of_50000_jobs_drains_with_every_job_run_and_acknowledged_exac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_due_in_the_same_second_are_promoted_and_all_run() {
     const N: usize = 10_000;
-    let t = TestQueue::new().await;
+    let mut t = fleet().start().await;
     let specs = vec![JobSpec::new("count", json!({})); N];
     let delayed = EnqueueOptions {
         delay: Some(Duration::from_secs(1)),
         ..Default::default()
     };
-    t.queue
+    t.queue()
         .enqueue_many("jobs", &specs, &delayed)
         .await
         .unwrap();
-    assert_eq!(t.queue.stats().await.unwrap()[0].delayed, N as u64);
+    assert_eq!(t.queue().stats().await.unwrap()[0].delayed, N as u64);
 
     let counting = Counting::default();
-    let w = t
-        .start_worker(t.worker_config(), Ops::builtin().with(counting.clone()))
-        .await;
+    let mut setup = t.setup();
+    setup.ops = Ops::builtin().with(counting.clone());
+    t.add_worker_with(setup).await;
     eventually(
-        Duration::from_secs(120),
         "every delayed job to run",
-        || async { (done_count(&t.queue).await == N as u64).then_some(()) },
+        Duration::from_secs(120),
+        || async { (done_count(t.queue()).await == N as u64).then_some(()) },
     )
     .await;
-    w.shutdown().await.unwrap();
+    t.shutdown().await;
     assert_eq!(counting.runs.lock().unwrap().len(), N);
     assert!(counting.runs.lock().unwrap().values().all(|n| *n == 1));
 }

@@ -5,30 +5,32 @@ use std::time::Duration;
 use gitfleet_contract::{ErrorKind, JobSpec, JobStatus};
 use gitfleet_core::ops::Ops;
 use gitfleet_queue::{EnqueueOptions, QueueError};
+use gitfleet_testkit::TestQueue;
 use serde_json::json;
 
-use crate::harness::{Counting, TestQueue};
+use crate::fleet;
+use crate::test_ops::Counting;
 
 #[tokio::test]
 async fn a_second_enqueue_with_the_same_idempotency_key_returns_the_first_job() {
-    let t = TestQueue::new().await;
+    let mut t = fleet().start().await;
     let counting = Counting::default();
-    let w = t
-        .start_worker(t.worker_config(), Ops::builtin().with(counting.clone()))
-        .await;
+    let mut setup = t.setup();
+    setup.ops = Ops::builtin().with(counting.clone());
+    t.add_worker_with(setup).await;
     let keyed = |k: &str| EnqueueOptions {
         idempotency_key: Some(k.into()),
         ..Default::default()
     };
     let spec = JobSpec::new("count", json!({}));
     let first = t
-        .queue
+        .queue()
         .enqueue("jobs", &spec, &keyed("order-7"))
         .await
         .unwrap();
     assert!(first.created);
     let record = t
-        .queue
+        .queue()
         .wait(&first.job_id, Duration::from_secs(10))
         .await
         .unwrap()
@@ -36,7 +38,7 @@ async fn a_second_enqueue_with_the_same_idempotency_key_returns_the_first_job() 
     assert_eq!(record.status, JobStatus::Done);
 
     let again = t
-        .queue
+        .queue()
         .enqueue("jobs", &spec, &keyed("order-7"))
         .await
         .unwrap();
@@ -48,16 +50,16 @@ async fn a_second_enqueue_with_the_same_idempotency_key_returns_the_first_job() 
         "the first job's status comes back"
     );
     let other = t
-        .queue
+        .queue()
         .enqueue("jobs", &spec, &keyed("order-8"))
         .await
         .unwrap();
     assert_ne!(other.job_id, first.job_id, "another key, another job");
-    t.queue
+    t.queue()
         .wait(&other.job_id, Duration::from_secs(10))
         .await
         .unwrap();
-    w.shutdown().await.unwrap();
+    t.shutdown().await;
     assert_eq!(
         counting.runs.lock().unwrap().len(),
         2,
@@ -67,7 +69,7 @@ async fn a_second_enqueue_with_the_same_idempotency_key_returns_the_first_job() 
 
 #[tokio::test]
 async fn idempotency_keys_expire_after_their_ttl() {
-    let t = TestQueue::with_config(|c| c.idempotency_ttl = Duration::from_secs(1)).await;
+    let t = TestQueue::with_config("queue", |c| c.idempotency_ttl = Duration::from_secs(1)).await;
     let keyed = EnqueueOptions {
         idempotency_key: Some("k".into()),
         ..Default::default()
@@ -81,29 +83,29 @@ async fn idempotency_keys_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn a_delayed_job_waits_until_it_is_due_then_runs() {
-    let t = TestQueue::new().await;
-    let w = t.start_worker(t.worker_config(), Ops::builtin()).await;
+    let mut t = fleet().start().await;
+    t.add_worker().await;
     let options = EnqueueOptions {
         delay: Some(Duration::from_millis(1500)),
         ..Default::default()
     };
     let job = t
-        .queue
+        .queue()
         .enqueue("jobs", &JobSpec::new("echo", json!({"x": 1})), &options)
         .await
         .unwrap();
     assert_eq!(job.status, JobStatus::Delayed);
-    let record = t.queue.job(&job.job_id).await.unwrap().unwrap();
+    let record = t.queue().job(&job.job_id).await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Delayed);
     let run_at = record.run_at.expect("a delayed job says when it is due");
     assert_eq!(
         (run_at - record.enqueued_at.unwrap()).num_milliseconds(),
         1500
     );
-    assert_eq!(t.queue.stats().await.unwrap()[0].delayed, 1);
+    assert_eq!(t.queue().stats().await.unwrap()[0].delayed, 1);
 
     let record = t
-        .queue
+        .queue()
         .wait(&job.job_id, Duration::from_secs(10))
         .await
         .unwrap()
@@ -114,7 +116,7 @@ async fn a_delayed_job_waits_until_it_is_due_then_runs() {
         record.started_at.unwrap() >= run_at,
         "it did not start before it was due"
     );
-    w.shutdown().await.unwrap();
+    t.shutdown().await;
 }
 
 fn invalid(e: QueueError) -> String {
@@ -129,7 +131,7 @@ fn invalid(e: QueueError) -> String {
 
 #[tokio::test]
 async fn bad_jobs_are_refused_at_enqueue_with_an_error_naming_the_problem() {
-    let t = TestQueue::with_config(|c| c.max_payload_bytes = 1000).await;
+    let t = TestQueue::with_config("queue", |c| c.max_payload_bytes = 1000).await;
     let none = EnqueueOptions::default();
     let big = JobSpec::new("echo", json!({"blob": "x".repeat(2000)}));
     let msg = invalid(t.queue.enqueue("jobs", &big, &none).await.unwrap_err());
@@ -169,9 +171,8 @@ async fn bad_jobs_are_refused_at_enqueue_with_an_error_naming_the_problem() {
 #[tokio::test]
 async fn the_push_script_itself_refuses_malformed_and_oversize_payloads() {
     // What a producer in another language sees when it sends garbage.
-    let t = TestQueue::new().await;
-    let client = redis::Client::open(crate::harness::redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let t = TestQueue::new("queue").await;
+    let mut conn = t.redis().await;
     let k = t.queue.keys();
     let script = redis::Script::new(include_str!("../../../queue/src/lua/enqueue.lua"));
     let push = |payload: String, max: u64| {
@@ -233,7 +234,7 @@ async fn the_push_script_itself_refuses_malformed_and_oversize_payloads() {
 
 #[tokio::test]
 async fn a_batch_answers_each_job_and_one_bad_job_does_not_stop_the_others() {
-    let t = TestQueue::with_config(|c| c.max_payload_bytes = 200).await;
+    let t = TestQueue::with_config("queue", |c| c.max_payload_bytes = 200).await;
     let specs = vec![
         JobSpec::new("echo", json!({"n": 1})),
         JobSpec::new("echo", json!({"blob": "x".repeat(500)})),
@@ -253,9 +254,9 @@ async fn a_batch_answers_each_job_and_one_bad_job_does_not_stop_the_others() {
 
 #[tokio::test]
 async fn a_job_for_a_worker_that_is_not_running_is_answered_sandbox_not_found_at_once() {
-    let t = TestQueue::new().await;
+    let mut t = fleet().start().await;
     let job = t
-        .queue
+        .queue()
         .enqueue(
             "worker:ghost-01ABC",
             &JobSpec::new("echo", json!({})),
@@ -264,14 +265,14 @@ async fn a_job_for_a_worker_that_is_not_running_is_answered_sandbox_not_found_at
         .await
         .unwrap();
     assert_eq!(job.status, JobStatus::Dead);
-    let record = t.queue.job(&job.job_id).await.unwrap().unwrap();
+    let record = t.queue().job(&job.job_id).await.unwrap().unwrap();
     assert_eq!(record.error.unwrap().kind, ErrorKind::SandboxNotFound);
 
     // A live worker's own queue is served by that worker.
-    let w = t.start_worker(t.worker_config(), Ops::builtin()).await;
-    let own = format!("worker:{}", w.id());
+    let w = t.add_worker().await;
+    let own = format!("worker:{w}");
     let job = t
-        .queue
+        .queue()
         .enqueue(
             &own,
             &JobSpec::new("echo", json!({"to": "me"})),
@@ -280,17 +281,17 @@ async fn a_job_for_a_worker_that_is_not_running_is_answered_sandbox_not_found_at
         .await
         .unwrap();
     let record = t
-        .queue
+        .queue()
         .wait(&job.job_id, Duration::from_secs(10))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(record.status, JobStatus::Done);
-    assert_eq!(record.worker.as_deref(), Some(w.id()));
-    w.shutdown().await.unwrap();
+    assert_eq!(record.worker.as_deref(), Some(w.as_str()));
+    t.stop_worker(&w).await;
     // Once it has left, its queue is answered at once again.
     let job = t
-        .queue
+        .queue()
         .enqueue(
             &own,
             &JobSpec::new("echo", json!({})),

@@ -3,17 +3,18 @@
 use std::time::Duration;
 
 use gitfleet_contract::{JobSpec, JobStatus};
-use gitfleet_core::ops::Ops;
 use gitfleet_queue::EnqueueOptions;
 use serde_json::json;
 
-use crate::harness::TestQueue;
+use gitfleet_testkit::TestQueue;
+
+use crate::fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_waiter_wakes_when_the_job_finishes() {
-    let t = TestQueue::new().await;
+    let mut t = fleet().start().await;
     let job = t
-        .queue
+        .queue()
         .enqueue(
             "jobs",
             &JobSpec::new("sleep", json!({"ms": 300})),
@@ -23,24 +24,24 @@ async fn every_waiter_wakes_when_the_job_finishes() {
         .unwrap();
     let waiters: Vec<_> = (0..3)
         .map(|_| {
-            let q = t.queue.clone();
+            let q = t.queue().clone();
             let id = job.job_id.clone();
             tokio::spawn(async move { q.wait(&id, Duration::from_secs(20)).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let w = t.start_worker(t.worker_config(), Ops::builtin()).await;
+    t.add_worker().await;
     for waiter in waiters {
         let record = waiter.await.unwrap().unwrap().unwrap();
         assert_eq!(record.status, JobStatus::Done);
         assert_eq!(record.result, Some(json!({"slept_ms": 300})));
     }
-    w.shutdown().await.unwrap();
+    t.shutdown().await;
 }
 
 #[tokio::test]
 async fn waiting_past_the_timeout_returns_the_job_as_it_is_and_unknown_ids_return_none() {
-    let t = TestQueue::new().await;
+    let t = TestQueue::new("queue").await;
     let job = t
         .queue
         .enqueue(

@@ -3,14 +3,16 @@ use std::time::Duration;
 use chrono::Utc;
 use gitfleet_contract::{ErrorKind, JobSpec, JobStatus};
 use gitfleet_queue::EnqueueOptions;
+use gitfleet_testkit::{TestStore, eventually};
 use serde_json::json;
 
-use crate::harness::{TestQueue, eventually, start_worker, test_store, wait_final};
+use crate::{fleet, wait_final};
 
 #[tokio::test]
 async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_alone() {
-    let (_db, store) = test_store().await;
-    let q = TestQueue::new().await;
+    let db = TestStore::new().await;
+    let store = db.store.clone();
+    let mut q = fleet(&store, None).start().await;
     // "broke" used one sandbox for 10 hours this month: 10 × $0.015 = $0.15, over its $0.10.
     // "rich" used as much and has no budget (unlimited); "thrifty" has room left.
     let now = Utc::now();
@@ -51,19 +53,19 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
 
     // And by the worker, for a job that got past the enqueue check (here: enqueued straight
     // into Redis, as another language's producer would).
-    let worker = start_worker(&q, &store, None).await;
+    let worker = q.add_worker().await;
     let mut ids = Vec::new();
     for org in ["broke", "rich", "thrifty"] {
         let spec = JobSpec::new("echo", json!({"org_id": org}));
         ids.push(
-            q.queue
+            q.queue()
                 .enqueue("jobs", &spec, &EnqueueOptions::default())
                 .await
                 .unwrap()
                 .job_id,
         );
     }
-    let broke_job = wait_final(&q, &ids[0]).await;
+    let broke_job = wait_final(q.queue(), &ids[0]).await;
     assert_eq!(broke_job.status, JobStatus::Dead);
     assert_eq!(
         broke_job.error.as_ref().unwrap().kind,
@@ -71,7 +73,7 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
     );
     assert_eq!(broke_job.attempts, 1, "budget_exceeded is never retried");
     for id in &ids[1..] {
-        assert_eq!(wait_final(&q, id).await.status, JobStatus::Done);
+        assert_eq!(wait_final(q.queue(), id).await.status, JobStatus::Done);
     }
     let row = eventually("the refused job's row", Duration::from_secs(10), || async {
         store
@@ -88,10 +90,13 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
     tokio::time::sleep(Duration::from_millis(400)).await;
     let spec = JobSpec::new("echo", json!({"org_id": "broke"}));
     let again = q
-        .queue
+        .queue()
         .enqueue("jobs", &spec, &EnqueueOptions::default())
         .await
         .unwrap();
-    assert_eq!(wait_final(&q, &again.job_id).await.status, JobStatus::Done);
-    worker.shutdown().await.unwrap();
+    assert_eq!(
+        wait_final(q.queue(), &again.job_id).await.status,
+        JobStatus::Done
+    );
+    q.stop_worker(&worker).await;
 }

@@ -2,25 +2,30 @@ use std::time::Duration;
 
 use gitfleet_contract::{JobSpec, JobStatus};
 use gitfleet_queue::EnqueueOptions;
+use gitfleet_testkit::{TestStore, eventually};
 use serde_json::json;
 
-use crate::harness::{TestQueue, eventually, start_worker, test_store, wait_final};
+use crate::{fleet, wait_final};
 
 #[tokio::test]
 async fn a_job_row_follows_it_through_retries_to_done() {
-    let (_db, store) = test_store().await;
-    let q = TestQueue::new().await;
-    let worker = start_worker(&q, &store, None).await;
+    let db = TestStore::new().await;
+    let store = db.store.clone();
+    let mut q = fleet(&store, None).start().await;
+    let worker = q.add_worker().await;
     let spec = JobSpec::new(
         "flaky",
         json!({"fail_times": 2, "org_id": "acme", "agent_id": "a1", "task_id": "t1"}),
     );
     let job = q
-        .queue
+        .queue()
         .enqueue("jobs", &spec, &EnqueueOptions::default())
         .await
         .unwrap();
-    assert_eq!(wait_final(&q, &job.job_id).await.status, JobStatus::Done);
+    assert_eq!(
+        wait_final(q.queue(), &job.job_id).await.status,
+        JobStatus::Done
+    );
 
     let h = eventually("the row to say done", Duration::from_secs(10), || async {
         store
@@ -56,10 +61,10 @@ async fn a_job_row_follows_it_through_retries_to_done() {
     assert!(
         h.runs
             .iter()
-            .all(|r| r.duration_ms.is_some() && r.worker_id == worker.id())
+            .all(|r| r.duration_ms.is_some() && r.worker_id == worker)
     );
     assert!(h.runs[0].retry_at.is_some());
-    worker.shutdown().await.unwrap();
+    q.stop_worker(&worker).await;
 
     // The worker's row: registered, then stopped.
     let state: String = sqlx::query_scalar("SELECT state FROM workers WHERE worker_id = $1")
@@ -76,9 +81,10 @@ fn worker_id_of(h: &gitfleet_store::JobHistory) -> String {
 
 #[tokio::test]
 async fn a_job_row_follows_it_through_retries_to_dead_with_its_error_redacted() {
-    let (_db, store) = test_store().await;
-    let q = TestQueue::new().await;
-    let worker = start_worker(&q, &store, None).await;
+    let db = TestStore::new().await;
+    let store = db.store.clone();
+    let mut q = fleet(&store, None).start().await;
+    let worker = q.add_worker().await;
     let spec = JobSpec::new(
         "flaky",
         json!({"fail_times": 99, "message": "fetch https://bot:hunter2@git.example/r.git failed"}),
@@ -87,8 +93,11 @@ async fn a_job_row_follows_it_through_retries_to_dead_with_its_error_redacted() 
         max_attempts: Some(2),
         ..Default::default()
     };
-    let job = q.queue.enqueue("jobs", &spec, &options).await.unwrap();
-    assert_eq!(wait_final(&q, &job.job_id).await.status, JobStatus::Dead);
+    let job = q.queue().enqueue("jobs", &spec, &options).await.unwrap();
+    assert_eq!(
+        wait_final(q.queue(), &job.job_id).await.status,
+        JobStatus::Dead
+    );
     let h = eventually("the row to say dead", Duration::from_secs(10), || async {
         store
             .job_history(&job.job_id)
@@ -117,5 +126,5 @@ async fn a_job_row_follows_it_through_retries_to_dead_with_its_error_redacted() 
     .await
     .unwrap();
     assert_eq!(leaked, 0);
-    worker.shutdown().await.unwrap();
+    q.stop_worker(&worker).await;
 }

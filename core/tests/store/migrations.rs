@@ -1,6 +1,5 @@
 use gitfleet_testkit::postgres::TestDatabase;
-
-use crate::harness::store_on;
+use gitfleet_testkit::store::store_on;
 
 #[tokio::test]
 async fn migrations_apply_twice_and_from_many_tasks_at_once() {

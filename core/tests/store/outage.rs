@@ -6,16 +6,18 @@ use std::time::Duration;
 use gitfleet_contract::{JobSpec, JobStatus};
 use gitfleet_queue::EnqueueOptions;
 use gitfleet_testkit::postgres::PgServer;
+use gitfleet_testkit::store::store_on;
+use gitfleet_testkit::{Fleet, eventually};
 use serde_json::json;
 
-use crate::harness::{TestQueue, eventually, start_worker, store_on, wait_final};
+use crate::{fleet, wait_final};
 
-async fn run_jobs(q: &TestQueue, n: usize, tag: &str) -> Vec<String> {
+async fn run_jobs(q: &Fleet, n: usize, tag: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let spec = JobSpec::new("flaky", json!({"fail_times": i % 2, "tag": tag}));
         ids.push(
-            q.queue
+            q.queue()
                 .enqueue("jobs", &spec, &EnqueueOptions::default())
                 .await
                 .unwrap()
@@ -23,7 +25,7 @@ async fn run_jobs(q: &TestQueue, n: usize, tag: &str) -> Vec<String> {
         );
     }
     for id in &ids {
-        assert_eq!(wait_final(q, id).await.status, JobStatus::Done);
+        assert_eq!(wait_final(q.queue(), id).await.status, JobStatus::Done);
     }
     ids
 }
@@ -42,9 +44,9 @@ async fn done_rows(store: &gitfleet_store::Store) -> Option<i64> {
 async fn a_postgres_outage_during_a_run_of_jobs_loses_no_record() {
     let pg = PgServer::start().unwrap();
     let store = store_on(&pg.url());
-    let q = TestQueue::new().await;
     let spool = tempfile::tempdir().unwrap();
-    let worker = start_worker(&q, &store, Some(spool.path())).await;
+    let mut q = fleet(&store, Some(spool.path())).start().await;
+    let worker = q.add_worker().await;
 
     let mut ids = run_jobs(&q, 20, "before").await;
     eventually(
@@ -73,7 +75,7 @@ async fn a_postgres_outage_during_a_run_of_jobs_loses_no_record() {
         .await
         .unwrap();
     assert_eq!(runs, 70 + 35, "every run, the failed ones too");
-    worker.shutdown().await.unwrap();
+    q.stop_worker(&worker).await;
     assert_eq!(
         std::fs::read_dir(spool.path())
             .map(|d| d.count())
@@ -88,14 +90,14 @@ async fn records_a_worker_could_not_write_before_stopping_are_replayed_by_the_ne
     let pg = PgServer::start().unwrap();
     let store = store_on(&pg.url());
     store.migrate().await.unwrap();
-    let q = TestQueue::new().await;
     let spool = tempfile::tempdir().unwrap();
+    let mut q = fleet(&store, Some(spool.path())).start().await;
 
-    let first = start_worker(&q, &store, Some(spool.path())).await;
-    let first_id = first.id().to_string();
+    let first = q.add_worker().await;
+    let first_id = first.clone();
     pg.stop().unwrap();
     let ids = run_jobs(&q, 15, "while-down").await;
-    first.shutdown().await.unwrap();
+    q.stop_worker(&first).await;
     let files: Vec<_> = std::fs::read_dir(spool.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -104,7 +106,7 @@ async fn records_a_worker_could_not_write_before_stopping_are_replayed_by_the_ne
     assert!(files[0].to_string_lossy().starts_with(&first_id));
 
     pg.start_again().unwrap();
-    let second = start_worker(&q, &store, Some(spool.path())).await;
+    let second = q.add_worker().await;
     eventually(
         "the spooled records replayed",
         Duration::from_secs(30),
@@ -124,5 +126,5 @@ async fn records_a_worker_could_not_write_before_stopping_are_replayed_by_the_ne
         || async { (std::fs::read_dir(spool.path()).unwrap().count() == 0).then_some(()) },
     )
     .await;
-    second.shutdown().await.unwrap();
+    q.stop_worker(&second).await;
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use gitfleet_contract::{JobSpec, JobStatus};
 use gitfleet_queue::EnqueueOptions;
 use gitfleet_store::{JobEvent, JobRow, Record, Store};
+use gitfleet_testkit::{Fleet, TestStore, eventually};
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::harness::{TestQueue, eventually, redis_url, start_worker, test_store};
+use crate::fleet;
 
 /// The row the client writes at submit.
 fn submitted(id: &str, queue: &str, status: JobStatus, attempts: u32) -> Record {
@@ -21,13 +22,13 @@ fn submitted(id: &str, queue: &str, status: JobStatus, attempts: u32) -> Record 
     })
 }
 
-async fn enqueue(q: &TestQueue, queue: &str, args: serde_json::Value, delay: bool) -> String {
+async fn enqueue(q: &Fleet, queue: &str, args: serde_json::Value, delay: bool) -> String {
     let options = EnqueueOptions {
         delay: delay.then(|| Duration::from_secs(3600)),
         ..Default::default()
     };
     let e = q
-        .queue
+        .queue()
         .enqueue(queue, &JobSpec::new("echo", args), &options)
         .await
         .unwrap();
@@ -53,12 +54,13 @@ async fn dead_row(store: &Store, id: &str) -> JobRow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_survivor_records_the_jobs_of_a_dead_worker_queue_dead_sandbox_not_found() {
-    let (_db, store) = test_store().await;
-    let q = TestQueue::new().await;
-    let survivor = start_worker(&q, &store, None).await;
+    let db = TestStore::new().await;
+    let store = db.store.clone();
+    let mut q = fleet(&store, None).start().await;
+    let survivor = q.add_worker().await;
     // A worker registers, gets jobs on its own queue, and dies (beats no more).
     let ghost = "ghost-reap-1";
-    q.queue.heartbeat(ghost, &[]).await.unwrap();
+    q.queue().heartbeat(ghost, &[]).await.unwrap();
     let own = format!("worker:{ghost}");
     let waiting = enqueue(
         &q,
@@ -70,13 +72,9 @@ async fn a_survivor_records_the_jobs_of_a_dead_worker_queue_dead_sandbox_not_fou
     let delayed = enqueue(&q, &own, json!({}), true).await;
     // One waiting out a retry after a first run: its row is at (1, waiting for a retry).
     let retried = enqueue(&q, &own, json!({}), true).await;
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = q.test_queue().redis().await;
     let _: () = redis
-        .hset(q.queue.keys().job(&retried), "attempts", 1)
+        .hset(q.queue().keys().job(&retried), "attempts", 1)
         .await
         .unwrap();
     store
@@ -113,7 +111,7 @@ async fn a_survivor_records_the_jobs_of_a_dead_worker_queue_dead_sandbox_not_fou
     assert_eq!(row.task_id.as_deref(), Some("t1"));
     assert_eq!(row.sandbox_id, Some(format!("{ghost}.s1")));
     // Redis says the same.
-    let r = q.queue.job(&waiting).await.unwrap().unwrap();
+    let r = q.queue().job(&waiting).await.unwrap().unwrap();
     assert_eq!(r.status, JobStatus::Dead);
 
     // A late write of the submit's row (replayed) changes nothing.
@@ -124,15 +122,16 @@ async fn a_survivor_records_the_jobs_of_a_dead_worker_queue_dead_sandbox_not_fou
     let again = store.job_history(&waiting).await.unwrap().unwrap().job;
     assert_eq!(again.status, "dead");
     assert_eq!(again.finished_at, row.finished_at);
-    survivor.shutdown().await.unwrap();
+    q.stop_worker(&survivor).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_leaving_records_the_jobs_left_in_its_own_queue() {
-    let (_db, store) = test_store().await;
-    let q = TestQueue::new().await;
-    let worker = start_worker(&q, &store, None).await;
-    let own = format!("worker:{}", worker.id());
+    let db = TestStore::new().await;
+    let store = db.store.clone();
+    let mut q = fleet(&store, None).start().await;
+    let worker = q.add_worker().await;
+    let own = format!("worker:{worker}");
     // Due in an hour: still queued for it when it leaves.
     let a = enqueue(&q, &own, json!({}), true).await;
     let b = enqueue(&q, &own, json!({"org_id": "acme"}), true).await;
@@ -143,7 +142,7 @@ async fn a_worker_leaving_records_the_jobs_left_in_its_own_queue() {
         ])
         .await
         .unwrap();
-    let report = worker.shutdown().await.unwrap();
+    let report = q.stop_worker(&worker).await;
     assert_eq!(report.answered, 2, "{report:?}");
     // The writer wrote them before it closed.
     for id in [&a, &b] {

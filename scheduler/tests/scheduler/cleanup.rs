@@ -11,8 +11,8 @@ use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::cleanup;
 use serde_json::json;
 
-use crate::harness::World;
 use crate::priority::insert_sandbox;
+use crate::world::World;
 
 async fn insert_worker(w: &World, id: &str, beat: chrono::DateTime<Utc>) {
     sqlx::query(
@@ -64,9 +64,9 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
     )
     .await;
     // The ghost registered in Redis and got a job on its own queue, then fell silent.
-    w.queue().heartbeat(ghost, &[]).await.unwrap();
+    w.fleet.queue().heartbeat(ghost, &[]).await.unwrap();
     // A client that keeps the record writes each job's row at submit.
-    let client = w.client.clone().with_store(w.store.clone());
+    let client = w.fleet.client().clone().with_store(w.store.clone());
     let job = client
         .submit(
             &format!("worker:{ghost}"),
@@ -81,7 +81,7 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
     let row = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
     assert_eq!(row.status, "waiting", "{row:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    w.queue().heartbeat(alive, &[]).await.unwrap();
+    w.fleet.queue().heartbeat(alive, &[]).await.unwrap();
 
     let mut config = SchedulerConfig::default();
     config.cleanup.dead_after = Duration::from_millis(300);
@@ -103,7 +103,7 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
             .unwrap();
     assert_eq!(usage, 1);
 
-    let record = w.client.job(&job.job_id).await.unwrap().unwrap();
+    let record = w.fleet.client().job(&job.job_id).await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Dead);
     assert_eq!(record.error.unwrap().kind.to_string(), "sandbox_not_found");
 

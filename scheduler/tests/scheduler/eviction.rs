@@ -6,12 +6,12 @@ use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::{eviction, priority};
 use serde_json::json;
 
-use crate::harness::World;
+use crate::world::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_keeps_top_hot_and_fresh_warm_copies_and_has_the_worker_evict_the_rest() {
     let mut w = World::new().await;
-    w.add_worker().await;
+    w.fleet.add_worker().await;
     let urls = w.repos(&["top.git", "hot.git", "warm.git", "cold.git"]);
     let (top, hot, warm, cold) = (&urls[0], &urls[1], &urls[2], &urls[3]);
     let mut ids = Vec::new();
@@ -25,7 +25,7 @@ async fn eviction_keeps_top_hot_and_fresh_warm_copies_and_has_the_worker_evict_t
         ids.push(w.clone_repo(url, agent).await);
     }
     for id in &ids {
-        let r = w.ok("release", json!({"sandbox_id": id})).await;
+        let r = w.fleet.ok("release", json!({"sandbox_id": id})).await;
         assert_eq!(r["cached"], true);
         w.row_where(id, |r| r.status == "terminated" && r.is_pooled)
             .await;
@@ -98,11 +98,12 @@ async fn eviction_keeps_top_hot_and_fresh_warm_copies_and_has_the_worker_evict_t
         let url = url.clone();
         let w = &w;
         async move {
-            w.ok(
-                "clone",
-                json!({"repo_url": url, "agent_id": agent, "task_id": "t2"}),
-            )
-            .await["cache_hit"]
+            w.fleet
+                .ok(
+                    "clone",
+                    json!({"repo_url": url, "agent_id": agent, "task_id": "t2"}),
+                )
+                .await["cache_hit"]
                 .as_bool()
                 .unwrap()
         }
@@ -136,5 +137,5 @@ async fn eviction_keeps_top_hot_and_fresh_warm_copies_and_has_the_worker_evict_t
         "{r:?}"
     );
     assert!(row(s_top).await.is_pooled);
-    w.stop().await;
+    w.fleet.shutdown().await;
 }

@@ -6,12 +6,12 @@ use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::health_check;
 use serde_json::json;
 
-use crate::harness::World;
+use crate::world::World;
 
 /// The working tree of the live sandbox on `agent_branch` (its `.git/HEAD` names it).
 fn work_tree(w: &World, agent_branch: &str) -> std::path::PathBuf {
     let wanted = format!("ref: refs/heads/{agent_branch}");
-    let root = w.tmp.path().join("sandboxes");
+    let root = w.fleet.sandbox_root();
     for worker in std::fs::read_dir(&root).unwrap().flatten() {
         let Ok(dirs) = std::fs::read_dir(worker.path().join("sandboxes")) else {
             continue;
@@ -30,12 +30,12 @@ fn work_tree(w: &World, agent_branch: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_sandbox_is_terminated_with_its_error_and_the_healthy_ones_stay() {
     let mut w = World::new().await;
-    w.add_worker().await;
+    w.fleet.add_worker().await;
     let url = w.repos(&["repo.git"]).remove(0);
     let broken = w.clone_repo(&url, "a1").await;
     let healthy = w.clone_repo(&url, "a2").await;
     let cached = w.clone_repo(&url, "a3").await;
-    w.ok("release", json!({"sandbox_id": cached})).await;
+    w.fleet.ok("release", json!({"sandbox_id": cached})).await;
     w.row_where(&cached, |r| r.is_pooled).await;
     w.row_where(&healthy, |r| r.status == "ready").await;
     w.row_where(&broken, |r| r.status == "ready").await;
@@ -74,6 +74,6 @@ async fn a_broken_sandbox_is_terminated_with_its_error_and_the_healthy_ones_stay
         w.fails("status", json!({"sandbox_id": broken})).await,
         "sandbox_not_found"
     );
-    w.ok("status", json!({"sandbox_id": healthy})).await;
-    w.stop().await;
+    w.fleet.ok("status", json!({"sandbox_id": healthy})).await;
+    w.fleet.shutdown().await;
 }

@@ -3,7 +3,7 @@
 //! Each test has a database of its own and a Redis key prefix of its own, both removed
 //! afterwards.
 
-mod harness;
+mod world;
 
 mod cleanup;
 mod eviction;

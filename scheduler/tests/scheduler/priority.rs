@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::priority;
 
-use crate::harness::World;
+use crate::world::World;
 
 pub async fn insert_sandbox(
     w: &World,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use gitfleet_scheduler::Task;
 
-use crate::harness::{REDIS_URL, World};
+use crate::world::World;
 
 /// A scheduler process, killed when dropped.
 struct Replica {
@@ -18,9 +18,12 @@ struct Replica {
 impl Replica {
     fn start(w: &World, name: &str) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet-scheduler"));
-        cmd.env("GITFLEET_DATABASE_URL", &w.db.url)
-            .env("GITFLEET_REDIS_URL", REDIS_URL)
-            .env("GITFLEET_KEY_PREFIX", &w.prefix)
+        cmd.env("GITFLEET_DATABASE_URL", w.fleet.database_url())
+            .env(
+                "GITFLEET_REDIS_URL",
+                &w.fleet.test_queue().config().redis_url,
+            )
+            .env("GITFLEET_KEY_PREFIX", w.fleet.prefix())
             .env("GITFLEET_SCHEDULER_REPLICA", name)
             .env("GITFLEET_SCHEDULER_LEADER_CHECK_MS", "200")
             .env("GITFLEET_LOG", "warn")

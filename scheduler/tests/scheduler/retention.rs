@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::retention;
 
-use crate::harness::World;
+use crate::world::World;
 
 async fn job(
     w: &World,

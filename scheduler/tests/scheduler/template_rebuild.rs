@@ -4,12 +4,12 @@ use chrono::Utc;
 use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::template_rebuild;
 
-use crate::harness::World;
+use crate::world::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_live_worker_refreshes_its_mirrors_and_rebuilds_its_template() {
     let mut w = World::new().await;
-    let mut ids = vec![w.add_worker().await, w.add_worker().await];
+    let mut ids = vec![w.fleet.add_worker().await, w.fleet.add_worker().await];
     ids.sort();
     let ctx = w.ctx(SchedulerConfig::default());
     let out = template_rebuild::run_once(&ctx, Utc::now())
@@ -30,5 +30,5 @@ async fn every_live_worker_refreshes_its_mirrors_and_rebuilds_its_template() {
         .collect();
     answered.sort();
     assert_eq!(answered, ids);
-    w.stop().await;
+    w.fleet.shutdown().await;
 }

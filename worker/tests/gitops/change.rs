@@ -8,16 +8,16 @@ use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
 use serde_json::json;
 
-use crate::harness::{Fleet, no_credentials, sample_repo};
+use crate::support::{git_fleet, sample_repo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_lands_the_tree_a_working_copy_push_would() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let bare = sample_repo(&fleet.remotes(), "repo.git");
     // The branch gets an executable and line-ending rules.
-    let author = fleet.tmp.path().join("author");
+    let author = fleet.tmp().join("author");
     git(
-        fleet.tmp.path(),
+        fleet.tmp(),
         [
             "clone",
             "--quiet",
@@ -123,5 +123,5 @@ async fn a_change_lands_the_tree_a_working_copy_push_would() {
     assert_eq!(e.kind, gitfleet_client::ErrorKind::InvalidInput);
     assert!(e.message.contains("nothing to commit"), "{e:?}");
     assert!(git(&bare, ["rev-parse", "--verify", "--quiet", "agent-d-u"]).is_err());
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

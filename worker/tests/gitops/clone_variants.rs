@@ -1,7 +1,7 @@
 //! Clones that ask for less (`shallow`, `sparse_paths`) hold what was asked, and released
 //! copies come back clean when the next clone of the repository recycles them.
 //!
-//! The working trees are read on disk (see `harness::work_tree`), with the testkit's plain
+//! The working trees are read on disk (see `support::work_tree`), with the testkit's plain
 //! `git`, not through the ops under test.
 //!
 //! Sparse clones use non-cone patterns (`git sparse-checkout set --no-cone /<path>`): only
@@ -11,11 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
+use gitfleet_testkit::{Fleet, GitDaemon};
 use serde_json::{Value, json};
 
-use crate::harness::{Fleet, files_on_disk, no_credentials, work_tree};
+use crate::support::{files_on_disk, git_fleet, work_tree};
 
 /// Every file of the repository built by [`remote_with_history`], at its `main`.
 const ALL_FILES: [&str; 8] = [
@@ -46,9 +46,9 @@ fn remote_with_history(fleet: &Fleet) -> (PathBuf, GitDaemon) {
             ("tests/it.rs", "#[test]\nfn it() {}\n"),
         ],
     );
-    let author = fleet.tmp.path().join("author");
+    let author = fleet.tmp().join("author");
     git(
-        fleet.tmp.path(),
+        fleet.tmp(),
         [
             "clone",
             "--quiet",
@@ -99,7 +99,7 @@ fn clone_args(url: &str, agent: &str, extra: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shallow_and_sparse_clones_hold_what_was_asked() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let (bare, daemon) = remote_with_history(&fleet);
     let url = daemon.url("repo.git");
     let head = main_sha(&bare);
@@ -200,12 +200,12 @@ async fn shallow_and_sparse_clones_hold_what_was_asked() {
         "the files outside the sparse set are in the commit, unchanged"
     );
     assert_eq!(tree_outside_src(&bare, "main").len(), 5);
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_copy_is_recycled_and_comes_back_clean() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let (bare, daemon) = remote_with_history(&fleet);
     let url = daemon.url("repo.git");
     let head = main_sha(&bare);
@@ -268,14 +268,14 @@ async fn a_released_copy_is_recycled_and_comes_back_clean() {
         std::fs::read_to_string(work.join("README.md")).unwrap(),
         "# history\n\nthree commits later\n"
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 /// A sparse copy recycled for a full clone checks everything out, and a full copy recycled
 /// for a sparse clone only the sparse set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recycled_copy_takes_the_sparse_set_of_the_new_clone() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let (_bare, daemon) = remote_with_history(&fleet);
     let url = daemon.url("repo.git");
 
@@ -317,7 +317,7 @@ async fn a_recycled_copy_takes_the_sparse_set_of_the_new_clone() {
         files_on_disk(&work_tree(&fleet, "agent-again-t")),
         ["Cargo.toml", "tests/it.rs"]
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 /// A shallow copy, once released, must not be handed to a clone that did not ask for a
@@ -326,7 +326,7 @@ async fn a_recycled_copy_takes_the_sparse_set_of_the_new_clone() {
 /// such a copy must not be kept, or must be deepened.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_clone_never_gets_a_recycled_shallow_copy() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let (_bare, daemon) = remote_with_history(&fleet);
     let url = daemon.url("repo.git");
 
@@ -350,7 +350,7 @@ async fn a_full_clone_never_gets_a_recycled_shallow_copy() {
         "a full clone (cache_hit {}) has all four commits",
         c["cache_hit"]
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 /// Files written outside the sparse set of a sparse clone (a new one, and one the
@@ -361,7 +361,7 @@ async fn a_full_clone_never_gets_a_recycled_shallow_copy() {
 /// skip-worktree files alone.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_outside_the_sparse_set_is_pushed() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let (bare, daemon) = remote_with_history(&fleet);
     let url = daemon.url("repo.git");
     let c = fleet
@@ -385,7 +385,7 @@ async fn a_file_written_outside_the_sparse_set_is_pushed() {
         // Refused up front: fine, as long as it says why.
         let e = w.error.unwrap();
         assert_eq!(e.kind, gitfleet_client::ErrorKind::InvalidInput, "{e:?}");
-        fleet.stop().await;
+        fleet.shutdown().await;
         return;
     }
     let p = fleet
@@ -417,5 +417,5 @@ async fn a_file_written_outside_the_sparse_set_is_pushed() {
         "M\tREADME.md\nA\tdocs/new.md\nM\tsrc/lib.rs",
         "nothing else changed (the absent files were not deleted)"
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

@@ -9,12 +9,12 @@ use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
 use serde_json::json;
 
-use crate::harness::{Fleet, no_credentials, sample_repo};
+use crate::support::{git_fleet, sample_repo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_agents_pushing_to_one_branch_all_land_once_and_nothing_is_forced() {
     const AGENTS: usize = 20;
-    let fleet = Fleet::start(2, no_credentials()).await;
+    let mut fleet = git_fleet().workers(2).start().await;
     let bare = sample_repo(&fleet.remotes(), "repo.git");
     git(&bare, ["branch", "shared", "main"]).unwrap();
     let base = fixtures::commit_count(&bare, "shared");
@@ -30,7 +30,7 @@ async fn twenty_agents_pushing_to_one_branch_all_land_once_and_nothing_is_forced
                    "message": format!("work of agent {i}"), "target_branch": "shared"}),
         );
         let job = fleet
-            .client
+            .client()
             .submit("jobs", &spec, &EnqueueOptions::default())
             .await
             .unwrap();
@@ -38,7 +38,7 @@ async fn twenty_agents_pushing_to_one_branch_all_land_once_and_nothing_is_forced
     }
     for id in jobs.keys() {
         let record = fleet
-            .client
+            .client()
             .wait(id, Duration::from_secs(120))
             .await
             .unwrap()
@@ -80,5 +80,5 @@ async fn twenty_agents_pushing_to_one_branch_all_land_once_and_nothing_is_forced
             .unwrap();
         assert!(ff.success(), "{old} -> {new} was not a fast-forward");
     }
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

@@ -10,14 +10,14 @@ use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
 use serde_json::{Value, json};
 
-use crate::harness::{Fleet, no_credentials, sample_repo};
+use crate::support::{git_fleet, sample_repo};
 
 const AGENTS: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_to_one_branch_land_together_and_a_conflict_fails_alone() {
     // One worker, so every push joins the same group.
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let bare = sample_repo(&fleet.remotes(), "repo.git");
     git(&bare, ["branch", "shared", "main"]).unwrap();
     let base = fixtures::commit_count(&bare, "shared");
@@ -60,7 +60,7 @@ async fn pushes_to_one_branch_land_together_and_a_conflict_fails_alone() {
                    "target_branch": "shared"}),
         );
         let job = fleet
-            .client
+            .client()
             .submit(&Client::route(&spec), &spec, &EnqueueOptions::default())
             .await
             .unwrap();
@@ -69,7 +69,7 @@ async fn pushes_to_one_branch_land_together_and_a_conflict_fails_alone() {
     let mut records = HashMap::new();
     for (i, id) in jobs.iter().enumerate() {
         let record = fleet
-            .client
+            .client()
             .wait(id, Duration::from_secs(90))
             .await
             .unwrap()
@@ -182,5 +182,5 @@ async fn pushes_to_one_branch_land_together_and_a_conflict_fails_alone() {
             .count(),
         1
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

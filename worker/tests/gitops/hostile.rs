@@ -6,17 +6,17 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use gitfleet_client::{EnqueueOptions, ErrorKind, JobSpec, JobStatus, QueueError};
-use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::git;
+use gitfleet_testkit::{Fleet, GitDaemon};
 use serde_json::{Value, json};
 
-use crate::harness::{Fleet, no_credentials, sample_repo};
+use crate::support::{git_fleet, sample_repo};
 
 /// The client refuses it, and a worker given it anyway answers `invalid_input`.
 async fn refused_both_ways(fleet: &Fleet, op: &str, args: Value, field: &str) {
     let spec = JobSpec::new(op, args.clone());
     match fleet
-        .client
+        .client()
         .submit("jobs", &spec, &EnqueueOptions::default())
         .await
     {
@@ -25,13 +25,13 @@ async fn refused_both_ways(fleet: &Fleet, op: &str, args: Value, field: &str) {
     }
     let queue = gitfleet_client::Client::route(&spec);
     let job = fleet
-        .client
+        .client()
         .queue()
         .enqueue(&queue, &spec, &EnqueueOptions::default())
         .await
         .unwrap();
     let record = fleet
-        .client
+        .client()
         .wait(&job.job_id, std::time::Duration::from_secs(30))
         .await
         .unwrap()
@@ -46,8 +46,8 @@ async fn refused_both_ways(fleet: &Fleet, op: &str, args: Value, field: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_urls_branches_and_paths_are_refused_and_run_nothing() {
-    let fleet = Fleet::start(1, no_credentials()).await;
-    let marker = fleet.tmp.path().join("pwned");
+    let mut fleet = git_fleet().workers(1).start().await;
+    let marker = fleet.tmp().join("pwned");
     let m = marker.display();
     for url in [
         format!("ext::sh -c touch% {m}"),
@@ -91,7 +91,7 @@ async fn hostile_urls_branches_and_paths_are_refused_and_run_nothing() {
         "agent_id",
     )
     .await;
-    let sandbox = format!("{}.{}", fleet.workers[0].id(), ulid::Ulid::new());
+    let sandbox = format!("{}.{}", fleet.worker_ids()[0], ulid::Ulid::new());
     for path in [
         "../x",
         "/etc/passwd",
@@ -109,19 +109,19 @@ async fn hostile_urls_branches_and_paths_are_refused_and_run_nothing() {
         .await;
     }
     assert!(!marker.exists(), "no hostile command ran");
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_a_symlink_the_repository_contains_is_refused() {
-    let fleet = Fleet::start(1, no_credentials()).await;
-    let outside = fleet.tmp.path().join("outside");
+    let mut fleet = git_fleet().workers(1).start().await;
+    let outside = fleet.tmp().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     // A repository whose tree holds links pointing out of any checkout.
     let bare = sample_repo(&fleet.remotes(), "links.git");
-    let work = fleet.tmp.path().join("author");
+    let work = fleet.tmp().join("author");
     git(
-        fleet.tmp.path(),
+        fleet.tmp(),
         [
             "clone",
             "--quiet",
@@ -192,19 +192,19 @@ async fn a_write_through_a_symlink_the_repository_contains_is_refused() {
         json!([]),
         "a refused batch writes nothing, not even its good files"
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 #[tokio::test]
 async fn oversize_payloads_are_refused_at_enqueue() {
-    let fleet = Fleet::start(0, no_credentials()).await;
+    let fleet = git_fleet().start().await;
     let big = "x".repeat(2 << 20);
     let spec = JobSpec::new(
         "write_files",
         json!({"sandbox_id": format!("w-1.{}", ulid::Ulid::new()), "files": [{"path": "big", "content": big}]}),
     );
     match fleet
-        .client
+        .client()
         .submit("jobs", &spec, &EnqueueOptions::default())
         .await
     {

@@ -29,11 +29,11 @@
 
 use std::path::{Path, PathBuf};
 
-use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git, git_with_env};
+use gitfleet_testkit::{Fleet, GitDaemon};
 use serde_json::json;
 
-use crate::harness::{Fleet, no_credentials, work_tree};
+use crate::support::{git_fleet, work_tree};
 
 const ATTRIBUTES: &str =
     "*.txt filter=evil diff=evil merge=evil\n*.bin filter=evil diff=evil merge=evil -text\n";
@@ -80,9 +80,9 @@ fn hostile_remote(fleet: &Fleet, markers: &Markers, update_command: bool) -> Pat
             ("blob.bin", "binary-ish\n"),
         ],
     );
-    let author = fleet.tmp.path().join("author");
+    let author = fleet.tmp().join("author");
     git(
-        fleet.tmp.path(),
+        fleet.tmp(),
         [
             "clone",
             "--quiet",
@@ -136,7 +136,7 @@ fn hostile_remote(fleet: &Fleet, markers: &Markers, update_command: bool) -> Pat
 /// Every git config file the fleet's git processes read (global config, mirrors, sandboxes).
 fn worker_config_files(fleet: &Fleet) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for worker in std::fs::read_dir(fleet.tmp.path().join("sandboxes"))
+    for worker in std::fs::read_dir(fleet.tmp().join("sandboxes"))
         .unwrap()
         .flatten()
     {
@@ -167,7 +167,7 @@ fn assert_no_driver_configured(fleet: &Fleet) {
     );
     for file in files {
         let keys = git(
-            fleet.tmp.path(),
+            fleet.tmp(),
             [
                 "config",
                 "--file",
@@ -192,8 +192,8 @@ fn assert_no_driver_configured(fleet: &Fleet) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repository_naming_drivers_and_a_hostile_submodule_runs_nothing() {
-    let fleet = Fleet::start(1, no_credentials()).await;
-    let markers = Markers::new(fleet.tmp.path());
+    let mut fleet = git_fleet().workers(1).start().await;
+    let markers = Markers::new(fleet.tmp());
     let bare = hostile_remote(&fleet, &markers, false);
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
     let url = daemon.url("repo.git");
@@ -271,7 +271,7 @@ async fn a_repository_naming_drivers_and_a_hostile_submodule_runs_nothing() {
     );
 
     // pull after the remote moved (a rebase over files with merge=evil).
-    let author = fleet.tmp.path().join("author");
+    let author = fleet.tmp().join("author");
     std::fs::write(author.join("README.md"), "# hostile\nupstream\n").unwrap();
     git(&author, ["commit", "--quiet", "-am", "upstream"]).unwrap();
     git(&author, ["push", "--quiet", "origin", "main"]).unwrap();
@@ -322,10 +322,10 @@ async fn a_repository_naming_drivers_and_a_hostile_submodule_runs_nothing() {
 
     // The control: plain git, with the drivers configured and recursion allowed, does run
     // the repository's traps.
-    let ctl = fleet.tmp.path().join("control");
+    let ctl = fleet.tmp().join("control");
     let filter = format!("touch {}; cat", markers.path("filter").display());
     let _ = git_with_env(
-        fleet.tmp.path(),
+        fleet.tmp(),
         [
             "-c",
             "protocol.ext.allow=always",
@@ -352,7 +352,7 @@ async fn a_repository_naming_drivers_and_a_hostile_submodule_runs_nothing() {
         ["diff", "filter", "submodule-url"],
         "the traps were live"
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 /// Runs `op` and returns whether it was done (the ops that git cannot run on this
@@ -363,8 +363,8 @@ async fn attempt(fleet: &Fleet, op: &str, args: serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submodule_update_command_in_gitmodules_runs_nothing() {
-    let fleet = Fleet::start(1, no_credentials()).await;
-    let markers = Markers::new(fleet.tmp.path());
+    let mut fleet = git_fleet().workers(1).start().await;
+    let markers = Markers::new(fleet.tmp());
     let bare = hostile_remote(&fleet, &markers, true);
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
     let url = daemon.url("repo.git");
@@ -417,7 +417,7 @@ async fn a_submodule_update_command_in_gitmodules_runs_nothing() {
 
     assert_eq!(markers.present(), Vec::<String>::new(), "nothing ran");
     assert_no_driver_configured(&fleet);
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 /// A repository whose `.gitmodules` holds `update = !<command>` must not break its
@@ -429,8 +429,8 @@ async fn a_submodule_update_command_in_gitmodules_runs_nothing() {
 /// no stash (the stash behind `rebase --autostash` had no switch to avoid it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gitmodules_update_command_does_not_break_status_diff_or_pull() {
-    let fleet = Fleet::start(1, no_credentials()).await;
-    let markers = Markers::new(fleet.tmp.path());
+    let mut fleet = git_fleet().workers(1).start().await;
+    let markers = Markers::new(fleet.tmp());
     hostile_remote(&fleet, &markers, true);
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
     let url = daemon.url("repo.git");
@@ -453,12 +453,12 @@ async fn a_gitmodules_update_command_does_not_break_status_diff_or_pull() {
     assert_eq!(s["modified"], json!(["data.txt"]), "{s}");
     let d = fleet.ok("diff", json!({"sandbox_id": sandbox})).await;
     assert_eq!(d["files_changed"], 1, "{d}");
-    let author = fleet.tmp.path().join("author");
+    let author = fleet.tmp().join("author");
     std::fs::write(author.join("README.md"), "# hostile\nupstream\n").unwrap();
     git(&author, ["commit", "--quiet", "-am", "upstream"]).unwrap();
     git(&author, ["push", "--quiet", "origin", "main"]).unwrap();
     let pl = fleet.ok("pull", json!({"sandbox_id": sandbox})).await;
     assert_eq!(pl["updated"], true, "{pl}");
     assert_eq!(markers.present(), Vec::<String>::new(), "nothing ran");
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

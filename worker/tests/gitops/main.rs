@@ -2,7 +2,7 @@
 //! git servers on loopback (`git daemon`, and `git http-backend` behind basic auth), started
 //! by each test under a temporary directory of its own.
 
-mod harness;
+mod support;
 
 mod change;
 mod clone_variants;

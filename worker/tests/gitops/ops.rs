@@ -6,7 +6,7 @@ use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
 use serde_json::json;
 
-use crate::harness::{Fleet, no_credentials, sample_repo};
+use crate::support::{git_fleet, sample_repo};
 
 fn is_sha(v: &serde_json::Value) -> bool {
     v.as_str()
@@ -15,7 +15,7 @@ fn is_sha(v: &serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_op_runs_against_a_git_daemon_with_the_contract_fields() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let bare = sample_repo(&fleet.remotes(), "repo.git");
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
     let url = daemon.url("repo.git");
@@ -33,7 +33,7 @@ async fn every_op_runs_against_a_git_daemon_with_the_contract_fields() {
         .await;
     let sandbox = c["sandbox_id"].as_str().unwrap().to_string();
     assert!(
-        sandbox.starts_with(&format!("{}.", fleet.workers[0].id())),
+        sandbox.starts_with(&format!("{}.", fleet.worker_ids()[0])),
         "{sandbox}"
     );
     assert_eq!(c["agent_branch"], "agent-a1-t1");
@@ -121,9 +121,9 @@ async fn every_op_runs_against_a_git_daemon_with_the_contract_fields() {
     assert_eq!(s["ahead"], 1, "one commit ahead of main");
 
     // pull: someone moves main; the sandbox rebases onto it
-    let other = fleet.tmp.path().join("other");
+    let other = fleet.tmp().join("other");
     git(
-        fleet.tmp.path(),
+        fleet.tmp(),
         [
             "clone",
             "--quiet",
@@ -196,12 +196,12 @@ async fn every_op_runs_against_a_git_daemon_with_the_contract_fields() {
         fixtures::commit_count(&bare, "agent-a3-t3"),
         fixtures::commit_count(&bare, "main") + 1
     );
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn op_errors_name_the_problem() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     sample_repo(&fleet.remotes(), "repo.git");
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
 
@@ -239,12 +239,12 @@ async fn op_errors_name_the_problem() {
     assert!(e.message.contains("nothing to commit"), "{e:?}");
 
     // A sandbox id naming this worker but no sandbox of it.
-    let ghost = format!("{}.{}", fleet.workers[0].id(), ulid::Ulid::new());
+    let ghost = format!("{}.{}", fleet.worker_ids()[0], ulid::Ulid::new());
     let e = fleet
         .run("status", json!({"sandbox_id": ghost}))
         .await
         .error
         .unwrap();
     assert_eq!(e.kind, ErrorKind::SandboxNotFound);
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

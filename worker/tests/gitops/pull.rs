@@ -4,20 +4,17 @@
 
 use std::path::Path;
 
-use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::git;
+use gitfleet_testkit::{Fleet, GitDaemon};
 use serde_json::{Value, json};
 
-use crate::harness::{Fleet, no_credentials, sample_repo, work_tree};
+use crate::support::{git_fleet, sample_repo, work_tree};
 
 /// Commits `content` to `path` on the remote's main, as someone outside the fleet.
 fn upstream(fleet: &Fleet, bare: &Path, path: &str, content: &str) {
-    let other = fleet
-        .tmp
-        .path()
-        .join(format!("other-{}", ulid::Ulid::new()));
+    let other = fleet.tmp().join(format!("other-{}", ulid::Ulid::new()));
     git(
-        fleet.tmp.path(),
+        fleet.tmp(),
         [
             "clone",
             "--quiet",
@@ -43,7 +40,7 @@ async fn write(fleet: &Fleet, sandbox: &Value, path: &str, content: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_carries_changes_reports_conflicts_untouched_and_merges() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let bare = sample_repo(&fleet.remotes(), "repo.git");
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
     let url = daemon.url("repo.git");
@@ -136,5 +133,5 @@ async fn pull_carries_changes_reports_conflicts_untouched_and_merges() {
     for list in ["staged", "modified", "untracked", "conflicted"] {
         assert_eq!(s[list], json!([]), "{list}: {s}");
     }
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

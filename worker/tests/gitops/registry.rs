@@ -2,13 +2,11 @@
 
 use std::time::Duration;
 
-use gitfleet_store::StoreConfig;
 use gitfleet_store::{SandboxRow, Store};
 use gitfleet_testkit::GitDaemon;
-use gitfleet_testkit::postgres::TestDatabase;
 use serde_json::json;
 
-use crate::harness::{Fleet, no_credentials, sample_repo};
+use crate::support::{git_fleet, sample_repo};
 
 async fn sandbox(store: &Store, id: &str, status: &str) -> SandboxRow {
     sandbox_where(store, id, status, |_| true).await
@@ -38,17 +36,9 @@ async fn sandbox_where(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_org() {
-    let db = TestDatabase::create().unwrap();
-    let store = Store::open(&StoreConfig {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .unwrap()
-    .unwrap();
-    store.migrate().await.unwrap();
-    let mut fleet = Fleet::start(0, no_credentials()).await;
-    fleet.store = Some(store.clone());
-    let worker = fleet.add_worker(no_credentials()).await;
+    let mut fleet = git_fleet().store().start().await;
+    let store = fleet.store().clone();
+    let worker = fleet.add_worker().await;
     sample_repo(&fleet.remotes(), "repo.git");
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
     let url = daemon.url("repo.git");
@@ -110,7 +100,7 @@ async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_
     let second = c["sandbox_id"].as_str().unwrap().to_string();
     sandbox(&store, &second, "ready").await;
     assert_eq!(store.org("acme").await.unwrap().live_sandboxes, 1);
-    fleet.stop().await;
+    fleet.shutdown().await;
     let row = sandbox(&store, &second, "terminated").await;
     assert!(!row.is_pooled);
     let used: i64 = sqlx::query_scalar("SELECT count(*) FROM sandbox_usage WHERE org_id = 'acme'")

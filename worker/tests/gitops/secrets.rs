@@ -9,7 +9,7 @@ use gitfleet_testkit::HttpGitServer;
 use gitfleet_testkit::http::basic_auth;
 use serde_json::json;
 
-use crate::harness::{Fleet, REDIS_URL, credentials_for, no_credentials, prefix_of, sample_repo};
+use crate::support::{credentials_for, git_fleet, sample_repo};
 
 const TOKEN: &str = "tok-Zq8v3-SECRET-91x";
 
@@ -43,15 +43,14 @@ impl Write for LogWriter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or_redis() {
     let logs = logs();
-    let probe = Fleet::start(0, no_credentials()).await;
+    let probe = git_fleet().start().await;
     sample_repo(&probe.remotes(), "private.git");
     let server = HttpGitServer::start(&probe.remotes(), "agent", TOKEN).unwrap();
     let host = format!("127.0.0.1:{}", server.port());
     let url = server.url("private.git");
 
     // Without credentials: auth, and no retries.
-    let mut fleet = Fleet::start(0, no_credentials()).await;
-    fleet.add_worker(no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let r = fleet
         .run(
             "clone",
@@ -66,12 +65,13 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
         r.error
     );
     assert_eq!(r.attempts, 1);
-    fleet.stop().await;
+    fleet.shutdown().await;
 
     // With them: clone, write, push; then a failing push whose error text comes from git.
-    let mut fleet = Fleet::start(0, no_credentials()).await;
-    fleet
-        .add_worker(credentials_for(&host, "agent", TOKEN))
+    let mut fleet = git_fleet()
+        .git_with(|git| git.credentials = credentials_for(&host, "agent", TOKEN))
+        .workers(1)
+        .start()
         .await;
     let c = fleet
         .ok(
@@ -124,10 +124,10 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
         assert!(!text.contains(TOKEN), "token in a result or error: {text}");
     }
     let encoded_secret = expected.trim_start_matches("Basic ").to_string();
-    let client = redis::Client::open(REDIS_URL).unwrap();
+    let client = redis::Client::open(fleet.test_queue().config().redis_url.as_str()).unwrap();
     let mut conn = client.get_connection().unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", prefix_of(&fleet)))
+        .arg(format!("{}*", fleet.prefix()))
         .query(&mut conn)
         .unwrap();
     assert!(!keys.is_empty());
@@ -142,7 +142,7 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
             "token in Redis key {key}"
         );
     }
-    fleet.stop().await;
+    fleet.shutdown().await;
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(
         !logged.contains(TOKEN) && !logged.contains(&encoded_secret),

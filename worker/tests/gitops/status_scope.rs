@@ -2,11 +2,11 @@
 //! knows the rest of the tree is HEAD. Every answer here is checked against a full `git
 //! status` / `git diff` of the same working tree, run on disk with the testkit's plain git.
 
-use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
+use gitfleet_testkit::{Fleet, GitDaemon};
 use serde_json::{Value, json};
 
-use crate::harness::{Fleet, no_credentials, work_tree};
+use crate::support::{git_fleet, work_tree};
 
 /// The contract's lists from a full `git status` of `work` (every file looked at).
 fn full_status(work: &std::path::Path) -> Value {
@@ -75,7 +75,7 @@ fn lists(status: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_diff_of_touched_paths_agree_with_full_ones_through_writes_ignores_and_commits()
 {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     fixtures::bare_repo(
         &fleet.remotes(),
         "repo.git",
@@ -165,7 +165,7 @@ async fn status_and_diff_of_touched_paths_agree_with_full_ones_through_writes_ig
     assert_eq!(s["modified"], json!(["src/lib.rs"]));
     assert_eq!(lists(&s), full_status(&work));
     check_diff(&fleet, &sandbox, &work).await;
-    fleet.stop().await;
+    fleet.shutdown().await;
 }
 
 /// `push` stages only the touched paths while the rest of the tree is known to be HEAD; the
@@ -173,7 +173,7 @@ async fn status_and_diff_of_touched_paths_agree_with_full_ones_through_writes_ig
 /// left out (an ignored touched path makes the scoped `add` fail; it falls back to `.`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_of_touched_paths_commits_what_a_full_add_would() {
-    let fleet = Fleet::start(1, no_credentials()).await;
+    let mut fleet = git_fleet().workers(1).start().await;
     let bare = fixtures::bare_repo(
         &fleet.remotes(),
         "repo.git",
@@ -238,5 +238,5 @@ async fn a_push_of_touched_paths_commits_what_a_full_add_would() {
         assert_eq!(s["modified"], json!([]), "{round}");
     }
     assert!(work.join("build.log").exists());
-    fleet.stop().await;
+    fleet.shutdown().await;
 }

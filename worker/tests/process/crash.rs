@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 use gitfleet_client::JobStatus;
 use serde_json::json;
 
-use crate::harness::TestQueue;
+use crate::processes::ProcessFleet;
 
 /// With the default settings (heartbeat 2 s, dead after 15 s), as the 60 s promise is made
 /// for them.
 #[tokio::test]
 async fn a_job_held_by_a_worker_killed_with_sigkill_is_finished_by_another_within_60s() {
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let mut a = q.spawn_worker(&[]).await;
     let ids = q.submit_n("jobs", "sleep", json!({"ms": 3000}), 5).await;
     q.wait_for_jobs(

@@ -7,11 +7,11 @@ use gitfleet_client::{ErrorKind, JobStatus};
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::harness::TestQueue;
+use crate::processes::ProcessFleet;
 
 /// Writes a job record and pushes its id to the `jobs` list by hand, as a careless producer
 /// in another language would, bypassing the enqueue script.
-async fn push_by_hand(q: &TestQueue, payload: &str) -> String {
+async fn push_by_hand(q: &ProcessFleet, payload: &str) -> String {
     let id = ulid::Ulid::new().to_string();
     let keys = q.client.queue().keys();
     let now_us = SystemTime::now()
@@ -36,10 +36,10 @@ async fn push_by_hand(q: &TestQueue, payload: &str) -> String {
 
 #[tokio::test]
 async fn a_malformed_job_pushed_by_hand_fails_with_invalid_input_and_the_worker_keeps_serving() {
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let _w = q.spawn_worker(&[]).await;
 
-    let limit = q.config.max_payload_bytes;
+    let limit = q.config().max_payload_bytes;
     let huge = json!({"op": "echo", "args": {"blob": "x".repeat(2 << 20)}}).to_string();
     assert!(huge.len() > limit);
     let cases = [

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gitfleet_client::{EnqueueOptions, JobRecord, JobSpec, JobStatus};
+use gitfleet_testkit::eventually;
+use gitfleet_testkit::eventually::POLL;
 use redis::AsyncCommands;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{POLL, REDIS_ADDR, REDIS_URL, TestQueue, WorkerProcess, eventually};
+use crate::processes::{ProcessFleet, WorkerProcess, redis_addr};
 
 /// The bound the design gives for getting a dead worker's jobs back; a live worker that
 /// missed a reply should do no worse.
@@ -49,9 +51,10 @@ impl Proxy {
         let cut = Arc::new(Mutex::new(None));
         let fired = Arc::new(AtomicBool::new(false));
         let (shared_cut, shared_fired) = (cut.clone(), fired.clone());
+        let upstream = redis_addr();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let server = TcpStream::connect(REDIS_ADDR)
+                let server = TcpStream::connect(upstream.as_str())
                     .await
                     .expect("connect to Redis");
                 tokio::spawn(relay(
@@ -132,7 +135,7 @@ async fn relay(
 
 async fn wait_until_running(job_key: &str) {
     // A plain loop, not `eventually`: this runs in a spawned task, which must be `Send`.
-    let client = redis::Client::open(REDIS_URL).expect("url");
+    let client = redis::Client::open(gitfleet_testkit::redis_url()).expect("url");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
@@ -152,7 +155,7 @@ async fn wait_until_running(job_key: &str) {
 /// that becomes due shortly, so that its id is known before the worker can see it and it
 /// reaches the worker through the blocking take.
 async fn idle_worker_and_a_job_due_soon<'q>(
-    q: &'q TestQueue,
+    q: &'q ProcessFleet,
     proxy: &Proxy,
 ) -> (WorkerProcess<'q>, String) {
     let w = q
@@ -174,10 +177,10 @@ async fn idle_worker_and_a_job_due_soon<'q>(
 }
 
 /// Waits for job `id` to finish; on failure says where the job is.
-async fn wait_until_finished(q: &TestQueue, w: &WorkerProcess<'_>, id: &str) -> JobRecord {
+async fn wait_until_finished(q: &ProcessFleet, w: &WorkerProcess<'_>, id: &str) -> JobRecord {
     let keys = q.client.queue().keys();
     let lists = [keys.ready("jobs"), keys.held(&w.id)];
-    eventually(RECOVERY, "the job finished", async || {
+    eventually("the job finished", RECOVERY, async || {
         let r = q.job(id).await?;
         if r.status.is_final() {
             return Ok(r);
@@ -192,7 +195,7 @@ async fn wait_until_finished(q: &TestQueue, w: &WorkerProcess<'_>, id: &str) -> 
 /// worker never learnt its id.
 #[tokio::test]
 async fn a_job_still_runs_when_the_reply_handing_it_to_the_worker_is_lost() {
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let proxy = Proxy::start().await;
     let (w, id) = idle_worker_and_a_job_due_soon(&q, &proxy).await;
     proxy.arm(Cut::ReplyNaming(id.clone()));
@@ -210,7 +213,7 @@ async fn a_job_still_runs_when_the_reply_handing_it_to_the_worker_is_lost() {
 /// marked the job running; the worker, which still knows the id, asks to start it again.
 #[tokio::test]
 async fn a_job_still_runs_when_the_reply_to_starting_it_is_lost() {
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let proxy = Proxy::start().await;
     let (w, id) = idle_worker_and_a_job_due_soon(&q, &proxy).await;
     // The request that starts a job names its queue's ready list; the one that finishes it

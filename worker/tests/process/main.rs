@@ -2,10 +2,10 @@
 //! started, signalled and killed as an orchestrator would, and each test checks what a user
 //! of the fleet sees in the job records.
 //!
-//! Every test runs under a key prefix of its own (see `harness`), so they run side by side
+//! Every test runs under a key prefix of its own (a `gitfleet_testkit::TestQueue`, see `processes`), so they run side by side
 //! on the shared Redis; the ones that kill Redis start a server of their own.
 
-mod harness;
+mod processes;
 
 mod crash;
 mod invalid_jobs;

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gitfleet_client::{JobRecord, JobStatus};
-use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
+use gitfleet_testkit::{GitDaemon, eventually};
 use serde_json::json;
 
-use crate::harness::{TestQueue, eventually};
+use crate::processes::ProcessFleet;
 
 /// Fast death detection, so the test spends its time on the push, not on waiting for it.
 const WORKER_ENV: [(&str, &str); 2] = [
@@ -125,7 +125,7 @@ async fn a_worker_killed_mid_push(hook: Hook, extra_env: &[(&str, &str)]) {
     let remote = Remote::new(hook);
     let url = remote.daemon.url("repo.git");
     let base = fixtures::commit_count(&remote.bare, SHARED);
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let mut a = q.spawn_worker(&env).await;
     q.wait_until_registered(&a.id).await;
 
@@ -144,8 +144,8 @@ async fn a_worker_killed_mid_push(hook: Hook, extra_env: &[(&str, &str)]) {
     let trailer = format!("Gitfleet-Job: {id}");
 
     eventually(
-        Duration::from_secs(30),
         "A's push reaches the remote's pre-receive hook",
+        Duration::from_secs(30),
         async || {
             if remote.started.exists() {
                 Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use gitfleet_client::JobStatus;
 use serde_json::{Value, json};
 
-use crate::harness::TestQueue;
+use crate::processes::ProcessFleet;
 
 const PRODUCER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/process/producer.py");
 const ENQUEUE_LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../queue/src/lua/enqueue.lua");
@@ -28,13 +28,13 @@ fn require_redis_py() {
 #[tokio::test]
 async fn a_python_producer_enqueues_with_the_documented_script_and_a_rust_worker_runs_it() {
     require_redis_py();
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let _w = q.spawn_worker(&[]).await;
 
     let args = json!({"from": "python", "n": 42, "nested": {"list": [1, 2, 3], "s": "é\"\\"}});
     let run = tokio::process::Command::new("python3")
         .arg(PRODUCER)
-        .args([&q.config.redis_url, q.prefix(), ENQUEUE_LUA, "echo"])
+        .args([&q.config().redis_url, q.prefix(), ENQUEUE_LUA, "echo"])
         .arg(args.to_string())
         .stdin(Stdio::null())
         .kill_on_drop(true)

@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use gitfleet_client::{JobStatus, QueueStats};
+use gitfleet_testkit::eventually::POLL;
+use gitfleet_testkit::{eventually_every, poll_until};
 use serde_json::json;
 
-use crate::harness::{POLL, RedisServer, TestQueue, eventually_every, poll_until};
+use crate::processes::{ProcessFleet, RedisServer};
 
 const JOBS: usize = 300;
 
-async fn jobs_stats(q: &TestQueue) -> Result<QueueStats, String> {
+async fn jobs_stats(q: &ProcessFleet) -> Result<QueueStats, String> {
     let stats = q.client.queues().await.map_err(|e| e.to_string())?;
     stats
         .into_iter()
@@ -20,7 +22,7 @@ async fn jobs_stats(q: &TestQueue) -> Result<QueueStats, String> {
 
 /// Where the jobs of `ids` that are not finished are: their records, and which of the
 /// ready list and the workers' held lists hold them.
-async fn unfinished(q: &TestQueue, ids: &[String], workers: &[&str]) -> String {
+async fn unfinished(q: &ProcessFleet, ids: &[String], workers: &[&str]) -> String {
     let keys = q.client.queue().keys();
     let mut lists = vec![keys.ready("jobs")];
     lists.extend(workers.iter().map(|w| keys.held(w)));
@@ -44,7 +46,7 @@ async fn unfinished(q: &TestQueue, ids: &[String], workers: &[&str]) -> String {
 async fn workers_reconnect_after_redis_restarts_and_no_job_is_lost() {
     // Declared first, so it is dropped last: the queue purges through it.
     let mut redis = RedisServer::start().await;
-    let q = TestQueue::on(&redis.url()).await;
+    let q = ProcessFleet::on(&redis.url()).await;
     let mut w1 = q.spawn_worker(&[("GITFLEET_CONCURRENCY", "10")]).await;
     let mut w2 = q.spawn_worker(&[("GITFLEET_CONCURRENCY", "10")]).await;
     q.wait_until_registered(&w1.id).await;
@@ -53,9 +55,9 @@ async fn workers_reconnect_after_redis_restarts_and_no_job_is_lost() {
     let ids = q.submit_n("jobs", "sleep", json!({"ms": 20}), JOBS).await;
     // The restart must land mid-run: look often, or the whole batch is done before we see it.
     let before = eventually_every(
+        "a third of the jobs done",
         Duration::from_secs(30),
         Duration::from_millis(5),
-        "a third of the jobs done",
         async || {
             let s = jobs_stats(&q).await?;
             if s.done >= JOBS as u64 / 3 {
@@ -84,7 +86,8 @@ async fn workers_reconnect_after_redis_restarts_and_no_job_is_lost() {
     let after = match finished {
         Ok(stats) => stats,
         Err(seen) => panic!(
-            "not every job finished within 90 s; last seen {seen}; unfinished:\n{}",
+            "not every job finished within 90 s; last seen {}; unfinished:\n{}",
+            seen.unwrap_or_default(),
             unfinished(&q, &ids, &[&w1.id, &w2.id]).await
         ),
     };

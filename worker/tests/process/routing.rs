@@ -6,11 +6,11 @@ use std::time::Duration;
 use gitfleet_client::{ErrorKind, JobStatus};
 use serde_json::json;
 
-use crate::harness::TestQueue;
+use crate::processes::ProcessFleet;
 
 #[tokio::test]
 async fn a_job_waiting_in_the_queue_of_a_worker_that_died_is_answered_sandbox_not_found() {
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let fast = [
         ("GITFLEET_HEARTBEAT_SECS", "1"),
         ("GITFLEET_DEAD_AFTER_SECS", "4"),
@@ -63,7 +63,7 @@ async fn a_killed_worker_s_queued_jobs_end_dead_in_the_record() {
     .unwrap()
     .expect("a store");
     store.migrate().await.unwrap();
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let client = q.client.clone().with_store(store.clone());
     let env = [
         ("GITFLEET_HEARTBEAT_SECS", "1"),

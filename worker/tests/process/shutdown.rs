@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 use gitfleet_client::JobStatus;
 use serde_json::json;
 
-use crate::harness::TestQueue;
+use crate::processes::ProcessFleet;
 
 /// What the exit may take beyond the grace period: recording outcomes and deregistering.
 const EXIT_MARGIN: Duration = Duration::from_secs(2);
 
 #[tokio::test]
 async fn sigterm_lets_running_jobs_finish_and_the_worker_exits_within_the_grace_period() {
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let mut w = q.spawn_worker(&[("GITFLEET_GRACE_SECS", "10")]).await;
     let ids = q.submit_n("jobs", "sleep", json!({"ms": 2000}), 3).await;
     q.wait_for_jobs(&ids, Duration::from_secs(10), "all 3 jobs running", |r| {
@@ -62,7 +62,7 @@ async fn sigterm_lets_running_jobs_finish_and_the_worker_exits_within_the_grace_
 
 #[tokio::test]
 async fn jobs_still_running_at_the_end_of_the_grace_period_go_back_to_the_queue() {
-    let q = TestQueue::new().await;
+    let q = ProcessFleet::new().await;
     let mut w = q.spawn_worker(&[("GITFLEET_GRACE_SECS", "2")]).await;
     let job = q.submit("jobs", "sleep", json!({"ms": 30_000})).await;
     q.wait_for_job(

@@ -1,127 +1,89 @@
-//! What every process test needs: a key prefix of its own (purged when the test ends), worker
-//! processes that cannot outlive the test, a Redis server of its own for the tests that kill
-//! Redis, and waits on conditions with a deadline instead of sleeps.
+//! What the process tests need beyond `gitfleet_testkit`: `gitfleet-worker` processes that
+//! cannot outlive the test, on a `TestQueue` of its own (purged when the test ends, after
+//! every worker is killed), their logs kept when a test fails, and a Redis server of the
+//! test's own for the tests that kill Redis.
 
-use std::fmt::Display;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::marker::PhantomData;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gitfleet_client::{Client, EnqueueOptions, Enqueued, JobRecord, JobSpec, QueueConfig};
+use gitfleet_testkit::{TestQueue, eventually};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
-
-macro_rules! redis_addr {
-    () => {
-        "127.0.0.1:6379"
-    };
-}
-
-/// The Redis every test shares (each under its own prefix).
-pub const REDIS_ADDR: &str = redis_addr!();
-pub const REDIS_URL: &str = concat!("redis://", redis_addr!());
-
-/// How often a wait looks again.
-pub const POLL: Duration = Duration::from_millis(50);
 
 /// How long a worker may take to connect and print its id.
 const WORKER_START: Duration = Duration::from_secs(15);
 
-/// Polls `probe` every `every` until it returns `Ok`, or `within` has passed; then returns
-/// what `probe` last saw, in its `Err`. Errors talking to Redis belong in that `Err` too: a
-/// test that restarts Redis waits through them.
-pub async fn poll_until<T>(
-    within: Duration,
-    every: Duration,
-    mut probe: impl AsyncFnMut() -> Result<T, String>,
-) -> Result<T, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        match probe().await {
-            Ok(v) => return Ok(v),
-            Err(seen) if Instant::now() >= deadline => return Err(seen),
-            Err(_) => tokio::time::sleep(every).await,
-        }
-    }
+/// The shared Redis's `host:port`, for the tests that put a proxy in front of it.
+pub fn redis_addr() -> String {
+    let url = gitfleet_testkit::redis_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_string()
 }
 
-/// [`poll_until`], panicking with what was last seen when `within` has passed, so a failure
-/// shows the last state, not just "timed out".
-pub async fn eventually_every<T>(
-    within: Duration,
-    every: Duration,
-    what: impl Display,
-    probe: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    match poll_until(within, every, probe).await {
-        Ok(v) => v,
-        Err(seen) => panic!("{what}: not so within {within:?}; last seen: {seen}"),
-    }
-}
-
-/// [`eventually_every`] at the usual pace.
-pub async fn eventually<T>(
-    within: Duration,
-    what: impl Display,
-    probe: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    eventually_every(within, POLL, what, probe).await
-}
-
-/// One test's corner of Redis: a unique key prefix, a producer client on it, and the worker
-/// processes it spawned. Dropping it deletes every key under the prefix; the workers borrow
-/// it, so they are always killed first and cannot write keys back after the purge.
-pub struct TestQueue {
+/// One test's fleet of worker processes: a [`TestQueue`] (a unique key prefix, purged when
+/// this drops), a producer client on it, and the worker processes it spawned. The workers
+/// borrow it, so they are always killed first and cannot write keys back after the purge.
+pub struct ProcessFleet {
     pub client: Client,
-    pub config: QueueConfig,
+    queue: TestQueue,
     log_dir: PathBuf,
-    workers_spawned: std::cell::Cell<usize>,
+    workers_spawned: Cell<usize>,
 }
 
-impl TestQueue {
+impl ProcessFleet {
     /// A fresh prefix on the shared Redis.
     pub async fn new() -> Self {
-        Self::on(REDIS_URL).await
+        Self::on_queue(TestQueue::new("process").await).await
     }
 
     /// A fresh prefix on the Redis at `redis_url`.
     pub async fn on(redis_url: &str) -> Self {
-        let id = ulid::Ulid::new().to_string().to_lowercase();
-        let config = QueueConfig {
-            redis_url: redis_url.to_string(),
-            key_prefix: format!("test-{id}:"),
-            ..Default::default()
-        };
-        let client = Client::connect(config.clone())
+        let redis_url = redis_url.to_string();
+        Self::on_queue(TestQueue::with_config("process", |c| c.redis_url = redis_url).await).await
+    }
+
+    async fn on_queue(queue: TestQueue) -> Self {
+        let client = Client::connect(queue.config().clone())
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to Redis at {redis_url}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot connect to Redis at {}: {e}",
+                    queue.config().redis_url
+                )
+            });
+        // The log directory is named for the prefix: one look finds both.
         let log_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("process-tests")
-            .join(format!("test-{id}"));
+            .join(queue.prefix().trim_end_matches(':'));
         std::fs::create_dir_all(&log_dir).expect("create the log directory");
         Self {
             client,
-            config,
+            queue,
             log_dir,
             workers_spawned: Default::default(),
         }
     }
 
     pub fn prefix(&self) -> &str {
-        &self.config.key_prefix
+        self.queue.prefix()
+    }
+
+    /// The queue's configuration: what each worker process is started with.
+    pub fn config(&self) -> &QueueConfig {
+        self.queue.config()
     }
 
     /// A connection of its own, for writing to Redis by hand.
     pub async fn redis(&self) -> MultiplexedConnection {
-        redis::Client::open(self.config.redis_url.as_str())
-            .expect("a valid Redis URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect to Redis")
+        self.queue.redis().await
     }
 
     /// Starts a `gitfleet-worker` on this prefix, with `env` on top of the defaults, and
@@ -137,8 +99,8 @@ impl TestQueue {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("GITFLEET_REDIS_URL", &self.config.redis_url)
-            .env("GITFLEET_KEY_PREFIX", &self.config.key_prefix)
+        cmd.env("GITFLEET_REDIS_URL", &self.config().redis_url)
+            .env("GITFLEET_KEY_PREFIX", self.prefix())
             .env("GITFLEET_LOG", "info,gitfleet_core=debug")
             // Sandboxes live with the test's other files, and go with them.
             .env("GITFLEET_SANDBOX_ROOT", self.log_dir.join("sandboxes"))
@@ -223,7 +185,7 @@ impl TestQueue {
         ready: impl Fn(&JobRecord) -> bool,
     ) -> Vec<JobRecord> {
         let what = format!("{what} (worker logs: {})", self.log_dir.display());
-        eventually(within, what, async || {
+        eventually(what, within, async || {
             let mut records = Vec::with_capacity(ids.len());
             for id in ids {
                 let record = self.job(id).await?;
@@ -253,11 +215,11 @@ impl TestQueue {
     /// Waits until worker `id` has registered (its first heartbeat).
     pub async fn wait_until_registered(&self, id: &str) {
         eventually(
-            Duration::from_secs(10),
             format!("worker {id} registers"),
+            Duration::from_secs(10),
             async || match self.client.queue().is_worker_alive(id).await {
                 Ok(true) => Ok(()),
-                Ok(false) => Err("not in the workers set".into()),
+                Ok(false) => Err("not in the workers set".to_string()),
                 Err(e) => Err(e.to_string()),
             },
         )
@@ -294,29 +256,9 @@ impl TestQueue {
     }
 }
 
-impl Drop for TestQueue {
+impl Drop for ProcessFleet {
+    /// The prefix goes with the `TestQueue` field, right after this.
     fn drop(&mut self) {
-        // The test's runtime is unusable from a destructor: purge from a thread of its own.
-        let config = self.config.clone();
-        let purge = std::thread::spawn(move || -> Result<u64, String> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let purge = async {
-                    let client = Client::connect(config).await?;
-                    client.queue().purge_prefix().await
-                };
-                match tokio::time::timeout(Duration::from_secs(10), purge).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(_) => Err("timed out".into()),
-                }
-            })
-        });
-        if let Ok(Err(e)) | Err(e) = purge.join().map_err(|_| "panicked".to_string()) {
-            eprintln!("could not purge {}: {e}", self.config.key_prefix);
-        }
         if std::thread::panicking() {
             eprintln!("worker logs kept in {}", self.log_dir.display());
         } else {
@@ -325,13 +267,13 @@ impl Drop for TestQueue {
     }
 }
 
-/// A running `gitfleet-worker`. It cannot outlive its [`TestQueue`], and dropping it kills
+/// A running `gitfleet-worker`. It cannot outlive its [`ProcessFleet`], and dropping it kills
 /// the process if it is still running.
 pub struct WorkerProcess<'q> {
     pub id: String,
     child: Child,
     log: PathBuf,
-    _queue: PhantomData<&'q TestQueue>,
+    _queue: PhantomData<&'q ProcessFleet>,
 }
 
 impl WorkerProcess<'_> {
@@ -368,10 +310,10 @@ impl WorkerProcess<'_> {
     /// Waits for the process to exit, up to `within`, and returns its status.
     pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let what = format!("worker {} exits", self.id);
-        eventually(within, &what, async || {
+        eventually(&what, within, async || {
             match self.child.try_wait().expect("check the worker") {
                 Some(status) => Ok(status),
-                None => Err("still running".into()),
+                None => Err("still running".to_string()),
             }
         })
         .await
@@ -381,7 +323,7 @@ impl WorkerProcess<'_> {
     /// happen inside the process, such as having handled a signal.
     pub async fn wait_for_log(&self, needle: &str, within: Duration) {
         let what = format!("worker {} logs {needle:?}", self.id);
-        eventually(within, what, async || {
+        eventually(what, within, async || {
             let text = self.log_text();
             if text.contains(needle) {
                 Ok(())
@@ -471,11 +413,11 @@ impl RedisServer {
         let url = self.url();
         let log = self.dir.join("redis.log");
         eventually(
-            Duration::from_secs(10),
             format!(
                 "redis-server at {url} answers PING (log: {})",
                 log.display()
             ),
+            Duration::from_secs(10),
             async || {
                 let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
                 let mut conn = client
