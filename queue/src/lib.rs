@@ -14,6 +14,7 @@ mod inspect;
 mod keys;
 mod lock;
 mod produce;
+mod purge;
 mod scripts;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use inspect::QueueStats;
 pub use keys::Keys;
 pub use lock::Lock;
 pub use produce::{EnqueueOptions, Enqueued, worker_not_running};
+pub use purge::{purge_prefix, purge_prefix_blocking};
 
 use gitfleet_contract::JobError;
 
