@@ -22,9 +22,9 @@
 use anyhow::Context as _;
 use apalis::prelude::{BoxDynError, Data, TaskBuilder, TaskSink, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use gitfleet_queue::purge_prefix;
 
 use crate::latency::{LatencyRecorder, latency_key};
-use crate::redis_keys::unlink_matching;
 use crate::side::{BenchJob, Side};
 
 /// Name on the command line and in the table.
@@ -90,9 +90,9 @@ impl Side for ApalisRedisSide {
     }
 
     async fn reset(&self) -> anyhow::Result<()> {
-        unlink_matching(&self.conn, &format!("{}*", self.namespace)).await?;
-        unlink_matching(&self.conn, &format!("{}*", latency_key(&self.namespace))).await?;
         let mut conn = self.conn.clone();
+        purge_prefix(&mut conn, &self.namespace).await?;
+        purge_prefix(&mut conn, &latency_key(&self.namespace)).await?;
         redis::cmd("ZREM")
             .arg(QUEUES_LIST)
             .arg(self.storage.get_config().workers_set())

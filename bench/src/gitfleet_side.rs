@@ -13,11 +13,10 @@ use gitfleet_core::ops::{Op, Ops, RunContext};
 use gitfleet_core::runtime::Worker;
 use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_queue::QueueConfig;
-use gitfleet_queue::{EnqueueOptions, Queue};
+use gitfleet_queue::{EnqueueOptions, Queue, purge_prefix};
 use serde_json::{Value, json};
 
 use crate::latency::{LatencyRecorder, latency_key};
-use crate::redis_keys::unlink_matching;
 use crate::side::{BenchJob, Side};
 
 /// Name on the command line and in the table.
@@ -86,8 +85,8 @@ impl Side for GitfleetSide {
     async fn reset(&self) -> anyhow::Result<()> {
         self.queue.purge_prefix().await?;
         let client = redis::Client::open(self.redis_url.as_str())?;
-        let conn = client.get_connection_manager().await?;
-        unlink_matching(&conn, &format!("{}*", latency_key(&self.namespace))).await?;
+        let mut conn = client.get_connection_manager().await?;
+        purge_prefix(&mut conn, &latency_key(&self.namespace)).await?;
         Ok(())
     }
 

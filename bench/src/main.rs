@@ -13,7 +13,6 @@
 mod apalis_redis_side;
 mod gitfleet_side;
 mod latency;
-mod redis_keys;
 mod report;
 mod scenarios;
 mod side;

@@ -5,23 +5,26 @@
 //! codes: 0 done (or accepted, without `--wait`), 1 dead, 2 bad usage or invalid input, 3
 //! `--wait` timed out, 4 the queue (Redis) or the record (Postgres) could not be reached,
 //! 5 refused: the job's organization is over budget (`budget_exceeded`).
+//!
+//! This file is the command line (its clap schema), the dispatch and the exit codes; each
+//! command's body is in [`commands`].
 
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod commands;
+mod connect;
 mod demo;
+mod output;
 mod private_redis;
 mod tables;
 
 use clap::{Args, Parser, Subcommand};
-use demo::UrlSource;
-use gitfleet_client::store::{self, StoreError};
-use gitfleet_client::{
-    Client, DEFAULT_QUEUE, EnqueueOptions, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
-    QueueConfig, QueueError, Store, StoreConfig,
-};
-use serde_json::{Value, json};
+use gitfleet_client::store::StoreError;
+use gitfleet_client::{ErrorKind, JobError, QueueError};
+use serde_json::json;
+
+use output::{error_object, print};
 
 /// gitfleet: git jobs for fleets of AI agents.
 #[derive(Parser)]
@@ -168,386 +171,31 @@ impl From<StoreError> for Fail {
     }
 }
 
-fn print(v: &Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-}
-
-fn error_object(kind: ErrorKind, message: &str) -> Value {
-    json!({ "error": JobError::new(kind, message) })
-}
-
+/// A `SECS` flag's value as a duration.
 fn secs(name: &str, v: f64) -> Result<Duration, Fail> {
     Duration::try_from_secs_f64(v)
         .map_err(|_| Fail::Invalid(format!("{name}: must be a number of seconds >= 0")))
 }
 
-/// Prints a record and picks the exit code for it.
-fn report(record: &JobRecord, waited: bool) -> u8 {
-    print(&record.to_cli_json());
-    match record.status {
-        JobStatus::Done => 0,
-        JobStatus::Dead => 1,
-        _ if waited => 3,
-        _ => 0,
-    }
-}
-
-async fn connect() -> Result<Client, Fail> {
-    let config = QueueConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
-    let url = config.redacted_url();
-    let client = Client::connect(config)
-        .await
-        .map_err(|e| Fail::Unreachable(format!("cannot reach the queue at {url}: {e}")))?;
-    Ok(match open_store()? {
-        Some(store) => client.with_store(store),
-        None => client,
-    })
-}
-
-/// The durable record of `GITFLEET_DATABASE_URL` (`None` when it is `none`).
-fn open_store() -> Result<Option<Store>, Fail> {
-    let config = StoreConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
-    Ok(Store::open(&config)?)
-}
-
-/// The record, for commands that cannot do without it.
-fn need_store() -> Result<Store, Fail> {
-    open_store()?
-        .ok_or_else(|| Fail::Invalid("GITFLEET_DATABASE_URL is none: there is no record".into()))
-}
-
-/// Maps a failed read of the record to an exit, naming the database (redacted).
-fn unreachable(store: &Store) -> impl Fn(StoreError) -> Fail + '_ {
-    move |e| match e {
-        StoreError::Config(m) => Fail::Invalid(m),
-        other => Fail::Unreachable(format!(
-            "cannot read the record at {}: {other}",
-            store.redacted_url()
-        )),
-    }
-}
-
-/// Prints rows as a JSON array (`--json`) or a table.
-fn print_rows<T: serde::Serialize>(rows: &[T], json: bool, table: impl Fn(&[T]) -> String) {
-    if json {
-        print(&serde_json::to_value(rows).expect("plain data"));
-    } else {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(table(rows).as_bytes());
-    }
-}
-
-async fn history(cmd: Command) -> Result<u8, Fail> {
-    match cmd {
+async fn run(cli: Cli) -> Result<u8, Fail> {
+    match cli.command {
+        Command::Submit(s) if s.bulk => commands::submit::bulk(s).await,
+        Command::Submit(s) => commands::submit::one(s).await,
+        Command::Job { id, wait } => commands::job::show(&id, wait).await,
         Command::Jobs {
             status,
             op,
             org,
             list,
-        } => {
-            if let Some(s) = &status {
-                s.parse::<JobStatus>()
-                    .map_err(|e| Fail::Invalid(format!("--status: {e}")))?;
-            }
-            let store = need_store()?;
-            let filter = store::JobFilter {
-                status,
-                op,
-                org,
-                limit: list.limit,
-            };
-            let rows = store.jobs(&filter).await.map_err(unreachable(&store))?;
-            print_rows(&rows, list.json, tables::jobs);
-        }
-        Command::Sandboxes { list } => {
-            let store = need_store()?;
-            let rows = store
-                .sandboxes(list.limit)
-                .await
-                .map_err(unreachable(&store))?;
-            print_rows(&rows, list.json, tables::sandboxes);
-        }
-        Command::Schedule { list } => {
-            let store = need_store()?;
-            let rows = store
-                .scheduler_runs(list.limit)
-                .await
-                .map_err(unreachable(&store))?;
-            print_rows(&rows, list.json, tables::schedule);
-        }
-        Command::Orgs { command, json } => {
-            let store = need_store()?;
-            if let Some(OrgsCommand::SetBudget { org, usd }) = command {
-                let budget = if usd.eq_ignore_ascii_case("none") {
-                    None
-                } else {
-                    Some(
-                        usd.parse::<f64>()
-                            .ok()
-                            .filter(|u| u.is_finite() && *u >= 0.0)
-                            .ok_or_else(|| {
-                                Fail::Invalid(format!("usd: {usd:?} is not a number >= 0 or none"))
-                            })?,
-                    )
-                };
-                store
-                    .set_budget(&org, budget)
-                    .await
-                    .map_err(unreachable(&store))?;
-                let row = store.org(&org).await.map_err(unreachable(&store))?;
-                print(&serde_json::to_value(row).expect("plain data"));
-                return Ok(0);
-            }
-            let rows = store.orgs().await.map_err(unreachable(&store))?;
-            print_rows(&rows, json, tables::orgs);
-        }
-        Command::Migrate => {
-            let store = need_store()?;
-            store.migrate().await.map_err(unreachable(&store))?;
-            print(&json!({"migrated": true, "database": store.redacted_url()}));
-        }
-        _ => unreachable!("only record commands come here"),
+        } => commands::record::jobs(status, op, org, list).await,
+        Command::Sandboxes { list } => commands::record::sandboxes(list).await,
+        Command::Orgs { command, json } => commands::record::orgs(command, json).await,
+        Command::Schedule { list } => commands::record::schedule(list).await,
+        Command::Migrate => commands::record::migrate().await,
+        Command::Queues => commands::queues::show().await,
+        Command::Demo => commands::demo::run().await,
+        Command::Retry { id } => commands::retry::retry(&id).await,
     }
-    Ok(0)
-}
-
-/// A job's record from Redis, with its history from Postgres when there is one; from
-/// Postgres alone once Redis has let the record expire.
-async fn show_job(id: &str, wait: Wait) -> Result<u8, Fail> {
-    let client = connect().await?;
-    let record = if wait.wait {
-        client.wait(id, secs("--timeout", wait.timeout)?).await?
-    } else {
-        client.job(id).await?
-    };
-    let history = match client.store() {
-        Some(store) => match store.job_history(id).await {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!(
-                    "gitfleet: no history: cannot read the record at {}: {e}",
-                    store.redacted_url()
-                );
-                None
-            }
-        },
-        None => None,
-    };
-    let (mut out, status) = match (&record, &history) {
-        (Some(r), _) => (r.to_cli_json(), r.status),
-        (None, Some(h)) => {
-            let j = &h.job;
-            let mut v = json!({
-                "job_id": j.job_id,
-                "op": j.op,
-                "status": j.status,
-                "attempts": j.attempts,
-                "enqueued_at": gitfleet_contract::fmt_time(j.enqueued_at),
-                "started_at": gitfleet_contract::fmt_time(j.started_at),
-                "finished_at": gitfleet_contract::fmt_time(j.finished_at),
-            });
-            let map = v.as_object_mut().expect("object literal");
-            match &j.error_kind {
-                Some(kind) => map.insert(
-                    "error".into(),
-                    json!({"kind": kind, "message": j.error_message}),
-                ),
-                None => map.insert("result".into(), j.result.clone().unwrap_or(Value::Null)),
-            };
-            (v, j.status.parse().unwrap_or(JobStatus::Waiting))
-        }
-        (None, None) => {
-            return Err(Fail::Invalid(format!(
-                "no job {id}: it never existed or its record has expired"
-            )));
-        }
-    };
-    if let Some(h) = history {
-        out.as_object_mut().expect("an object").insert(
-            "history".into(),
-            serde_json::to_value(h).expect("plain data"),
-        );
-    }
-    print(&out);
-    Ok(match status {
-        JobStatus::Done => 0,
-        JobStatus::Dead => 1,
-        _ if wait.wait => 3,
-        _ => 0,
-    })
-}
-
-async fn run(cli: Cli) -> Result<u8, Fail> {
-    match cli.command {
-        Command::Submit(s) if s.bulk => submit_bulk(s).await,
-        Command::Submit(s) => submit_one(s).await,
-        Command::Job { id, wait } => show_job(&id, wait).await,
-        cmd @ (Command::Jobs { .. }
-        | Command::Sandboxes { .. }
-        | Command::Orgs { .. }
-        | Command::Schedule { .. }
-        | Command::Migrate) => history(cmd).await,
-        Command::Queues => {
-            let client = connect().await?;
-            let stats = client.queues().await?;
-            print(&serde_json::to_value(stats).expect("plain data"));
-            Ok(0)
-        }
-        Command::Demo => demo().await,
-        Command::Retry { id } => {
-            let client = connect().await?;
-            client.retry(&id).await?;
-            match client.job(&id).await? {
-                Some(r) => Ok(report(&r, false)),
-                None => Ok(0),
-            }
-        }
-    }
-}
-
-async fn demo() -> Result<u8, Fail> {
-    let config = QueueConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
-    eprintln!(
-        "gitfleet demo: a git server, two workers and ten agents, on Redis at {} ...",
-        config.redacted_url()
-    );
-    // An explicit URL that does not answer is an error; the default one gets a private
-    // redis-server instead.
-    let source = UrlSource::of_env_value(std::env::var("GITFLEET_REDIS_URL").ok().as_deref());
-    let r = demo::run(config, source).await.map_err(Fail::Unreachable)?;
-    println!(
-        "{:<6} {:<34} {:>6} {:>9} {:>9} {:>9}  {:<18} {:<10} {:>7}",
-        "agent",
-        "worker",
-        "cached",
-        "clone ms",
-        "write ms",
-        "push ms",
-        "branch",
-        "commit",
-        "rebased"
-    );
-    let mut agents = r.agents.clone();
-    agents.sort_by_key(|a| a.agent);
-    for a in &agents {
-        println!(
-            "{:<6} {:<34} {:>6} {:>9.1} {:>9.1} {:>9.1}  {:<18} {:<10} {:>7}",
-            a.agent,
-            a.worker,
-            a.cache_hit,
-            a.clone_ms,
-            a.write_ms,
-            a.push_ms,
-            a.branch,
-            a.commit,
-            a.rebased
-        );
-    }
-    for f in &r.failures {
-        println!("failed: {f}");
-    }
-    println!(
-        "\n{} of 10 agents pushed in {:.0} ms; the shared branch got {} commits from {} agents (each once, none forced).",
-        r.agents.len(),
-        r.elapsed.as_secs_f64() * 1e3,
-        r.shared_commits,
-        r.shared_agents
-    );
-    Ok(
-        if r.failures.is_empty() && r.shared_commits == r.shared_agents {
-            0
-        } else {
-            1
-        },
-    )
-}
-
-async fn submit_one(s: Submit) -> Result<u8, Fail> {
-    let op = s.op.unwrap_or_default();
-    let args: Value = match s.args.as_deref() {
-        None => json!({}),
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| Fail::Invalid(format!("args: not valid JSON: {e}")))?,
-    };
-    let spec = JobSpec::new(op, args);
-    let options = EnqueueOptions {
-        delay: s.delay.map(|d| secs("--delay", d)).transpose()?,
-        idempotency_key: s.idempotency_key,
-        max_attempts: s.max_attempts,
-        timeout: None,
-    };
-    let client = connect().await?;
-    let queue = s.queue.clone().unwrap_or_else(|| Client::route(&spec));
-    let enqueued = client.submit(&queue, &spec, &options).await?;
-    let record = if s.wait.wait {
-        client
-            .wait(&enqueued.job_id, secs("--timeout", s.wait.timeout)?)
-            .await?
-    } else {
-        client.job(&enqueued.job_id).await?
-    };
-    match record {
-        Some(r) => Ok(report(&r, s.wait.wait)),
-        None => Err(Fail::Unreachable(format!(
-            "job {} was enqueued but its record is gone",
-            enqueued.job_id
-        ))),
-    }
-}
-
-async fn submit_bulk(s: Submit) -> Result<u8, Fail> {
-    let mut specs = Vec::new();
-    for (i, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.map_err(|e| Fail::Invalid(format!("standard input: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let spec: JobSpec = serde_json::from_str(&line).map_err(|e| {
-            Fail::Invalid(format!(
-                "line {}: not a {{\"op\", \"args\"}} object: {e}",
-                i + 1
-            ))
-        })?;
-        specs.push((i + 1, spec));
-    }
-    let options = EnqueueOptions {
-        delay: s.delay.map(|d| secs("--delay", d)).transpose()?,
-        max_attempts: s.max_attempts,
-        ..Default::default()
-    };
-    let client = connect().await?;
-    for (line, spec) in &specs {
-        client.check(spec).map_err(|e| match Fail::from(e) {
-            Fail::Invalid(m) => Fail::Invalid(format!("line {line}: {m}")),
-            other => other,
-        })?;
-    }
-    let only_specs: Vec<JobSpec> = specs.iter().map(|(_, s)| s.clone()).collect();
-    let mut code = 0;
-    let mut out = std::io::stdout().lock();
-    for chunk in only_specs.chunks(1000) {
-        for r in client
-            .queue()
-            .enqueue_many(s.queue.as_deref().unwrap_or(DEFAULT_QUEUE), chunk, &options)
-            .await?
-        {
-            match r {
-                Ok(e) => {
-                    let _ = writeln!(out, "{}", e.job_id);
-                }
-                Err(e) => {
-                    code = 2;
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        error_object(ErrorKind::InvalidInput, &e.to_string())
-                    );
-                }
-            }
-        }
-    }
-    Ok(code)
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -123,33 +123,6 @@ impl Queue {
             .map_err(QueueError::from_script)?;
         Ok(())
     }
-
-    /// Every Redis key under this queue's prefix, deleted. For tests and benchmarks that
-    /// run under a prefix of their own; never call it on a live fleet's prefix.
-    pub async fn purge_prefix(&self) -> Result<u64, QueueError> {
-        let mut conn = self.conn();
-        let pattern = format!("{}*", self.keys.prefix());
-        let mut cursor: u64 = 0;
-        let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                deleted += keys.len() as u64;
-                let _: () = conn.unlink(keys).await?;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
-    }
 }
 
 fn record_from_fields(id: &str, f: &HashMap<String, String>) -> Result<JobRecord, QueueError> {

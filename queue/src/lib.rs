@@ -14,6 +14,7 @@ mod inspect;
 mod keys;
 mod lock;
 mod produce;
+mod purge;
 mod scripts;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use lock::Lock;
 // The envelope types the queue takes and answers with are the contract's.
 pub use gitfleet_contract::{EnqueueOptions, Enqueued};
 pub use produce::worker_not_running;
+pub use purge::{purge_prefix, purge_prefix_blocking};
 
 use gitfleet_contract::JobError;
 

@@ -13,6 +13,7 @@ mod budget;
 mod config;
 mod history;
 mod record;
+mod usage;
 pub mod writer;
 
 use std::str::FromStr;
@@ -25,6 +26,7 @@ pub use budget::{Budgets, CheckError, OrgSpend, budget_exceeded, exempt_from_bud
 pub use config::StoreConfig;
 pub use history::{JobFilter, JobHistory, JobRow, RunRow, SandboxRow, SchedulerRun};
 pub use record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
+pub use usage::record_sandbox_usage;
 pub use writer::{Recorder, RunToken, WriterHandle};
 
 /// The migrations in `migrations/`, embedded in the binary.

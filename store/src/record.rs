@@ -6,7 +6,7 @@
 //!   run id;
 //! - a sandbox's row takes an event only if it is not older than the last one applied, and
 //!   never leaves `terminated`; its counters only grow;
-//! - sandbox usage is inserted once per sandbox.
+//! - sandbox usage is inserted once per sandbox ([`record_sandbox_usage`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,9 @@ use sqlx::{Postgres, Transaction};
 use gitfleet_contract::Redactor;
 use gitfleet_contract::{JobError, JobStatus, time_from_micros};
 use gitfleet_queue::AnsweredJob;
+
+use crate::StoreError;
+use crate::usage::record_sandbox_usage;
 
 /// One change to the record. Serialized as a JSON line in the spool file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,34 +224,25 @@ impl Record {
         &self,
         tx: &mut Transaction<'static, Postgres>,
         sandbox_hour_usd: f64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         match self {
             Record::Job(j) => apply_job(tx, j).await,
             Record::Sandbox(s) => apply_sandbox(tx, s, sandbox_hour_usd).await,
             Record::Worker(w) => apply_worker(tx, w).await,
             Record::WorkerSandboxesTerminated { worker_id, at } => {
-                sqlx::query!(
+                let gone = sqlx::query_scalar!(
                     r#"
-WITH gone AS (
-    UPDATE git_sandboxes
-       SET status = 'terminated', terminated_at = $2, updated_at = $2
-     WHERE worker_id = $1 AND status <> 'terminated'
- RETURNING sandbox_id, org_id, worker_id, created_at
-)
-INSERT INTO sandbox_usage (sandbox_id, org_id, worker_id, started_at, ended_at, seconds, cost_usd)
-SELECT sandbox_id, org_id, worker_id, created_at, $2,
-       GREATEST(EXTRACT(EPOCH FROM ($2 - created_at))::float8, 0),
-       GREATEST(EXTRACT(EPOCH FROM ($2 - created_at))::float8, 0) / 3600.0 * $3
-  FROM gone WHERE org_id IS NOT NULL
-ON CONFLICT (sandbox_id) DO NOTHING
+UPDATE git_sandboxes
+   SET status = 'terminated', terminated_at = $2, updated_at = $2
+ WHERE worker_id = $1 AND status <> 'terminated'
+RETURNING sandbox_id
 "#,
                     worker_id,
                     at,
-                    sandbox_hour_usd,
                 )
-                .execute(&mut **tx)
+                .fetch_all(&mut **tx)
                 .await?;
-                Ok(())
+                record_sandbox_usage(tx, &gone, sandbox_hour_usd).await
             }
         }
     }
@@ -257,7 +251,7 @@ ON CONFLICT (sandbox_id) DO NOTHING
 async fn apply_job(
     tx: &mut Transaction<'static, Postgres>,
     j: &JobEvent,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let (kind, message) = match &j.error {
         Some(e) => (Some(e.kind.as_str()), Some(e.message.as_str())),
         None => (None, None),
@@ -353,7 +347,7 @@ async fn apply_sandbox(
     tx: &mut Transaction<'static, Postgres>,
     s: &SandboxEvent,
     sandbox_hour_usd: f64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let terminated = s.status == SandboxStatus::Terminated;
     if let Some(o) = &s.origin {
         sqlx::query!(
@@ -413,21 +407,8 @@ WHERE sandbox_id = $1 AND status <> 'terminated' AND updated_at <= $4
     .execute(&mut **tx)
     .await?;
     if terminated {
-        sqlx::query!(
-            r#"
-INSERT INTO sandbox_usage (sandbox_id, org_id, worker_id, started_at, ended_at, seconds, cost_usd)
-SELECT sandbox_id, org_id, worker_id, created_at, terminated_at,
-       GREATEST(EXTRACT(EPOCH FROM (terminated_at - created_at))::float8, 0),
-       GREATEST(EXTRACT(EPOCH FROM (terminated_at - created_at))::float8, 0) / 3600.0 * $2
-  FROM git_sandboxes
- WHERE sandbox_id = $1 AND status = 'terminated' AND org_id IS NOT NULL
-ON CONFLICT (sandbox_id) DO NOTHING
-"#,
-            s.sandbox_id,
-            sandbox_hour_usd,
-        )
-        .execute(&mut **tx)
-        .await?;
+        let ids = std::slice::from_ref(&s.sandbox_id);
+        record_sandbox_usage(tx, ids, sandbox_hour_usd).await?;
     }
     Ok(())
 }
@@ -435,7 +416,7 @@ ON CONFLICT (sandbox_id) DO NOTHING
 async fn apply_worker(
     tx: &mut Transaction<'static, Postgres>,
     w: &WorkerEvent,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     sqlx::query!(
         r#"
 INSERT INTO workers (worker_id, host, version, pid, queues, state, started_at, last_heartbeat_at, stopped_at)

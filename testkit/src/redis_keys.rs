@@ -5,10 +5,11 @@ use std::time::Duration;
 /// How long one connect or one command of the purge may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Deletes every key under `prefix` on the Redis at `url`. Synchronous, so it can run in
-/// `Drop` (cleanup must happen even when an assertion failed); errors are ignored: a test
-/// that cannot reach Redis has failed already. Bounded in time, so a Redis the test
-/// stopped (or one that hangs) cannot hang the test's teardown.
+/// Deletes every key under `prefix` on the Redis at `url`, with the queue's own SCAN +
+/// UNLINK ([`gitfleet_queue::purge_prefix_blocking`]). Synchronous, so it can run in `Drop`
+/// (cleanup must happen even when an assertion failed); errors are ignored: a test that
+/// cannot reach Redis has failed already. Bounded in time, so a Redis the test stopped (or
+/// one that hangs) cannot hang the test's teardown.
 pub fn purge_prefix(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {
         return;
@@ -21,24 +22,5 @@ pub fn purge_prefix(url: &str, prefix: &str) {
     {
         return;
     }
-    let mut cursor: u64 = 0;
-    loop {
-        let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut conn)
-        else {
-            return;
-        };
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
+    let _ = gitfleet_queue::purge_prefix_blocking(&mut conn, prefix);
 }

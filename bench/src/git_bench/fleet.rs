@@ -18,8 +18,6 @@ use gitfleet_core::sandbox::GitSettings;
 use gitfleet_testkit::GitDaemon;
 use serde_json::Value;
 
-use crate::redis_keys;
-
 /// How long one worker may take to shut down.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(60);
 
@@ -232,10 +230,10 @@ impl Fleet {
             }
         }
         let removed = async {
-            let conn = redis::Client::open(self.redis_url.as_str())?
+            let mut conn = redis::Client::open(self.redis_url.as_str())?
                 .get_connection_manager()
                 .await?;
-            redis_keys::unlink_matching(&conn, &format!("{}*", self.prefix)).await
+            anyhow::Ok(gitfleet_queue::purge_prefix(&mut conn, &self.prefix).await?)
         };
         match tokio::time::timeout(Duration::from_secs(30), removed).await {
             Ok(Ok(_)) => self.cleaned = true,

@@ -26,8 +26,6 @@ mod fleet;
 mod inspect;
 mod lock_watch;
 mod notes;
-#[path = "../redis_keys.rs"]
-mod redis_keys;
 mod report;
 mod stats;
 mod warm_clone;

@@ -7,6 +7,7 @@
 
 mod capture;
 mod classify;
+mod home;
 mod runner;
 
 pub use runner::{Git, GitConfig, GitOutput, RunOptions};

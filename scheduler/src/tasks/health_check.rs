@@ -4,6 +4,7 @@
 //! records the error (and its organization's sandbox time ends, as at a release).
 
 use chrono::{DateTime, Utc};
+use gitfleet_store::record_sandbox_usage;
 use serde_json::{Value, json};
 
 use super::Outcome;
@@ -58,31 +59,25 @@ pub async fn run_once(ctx: &Context, tick: DateTime<Utc>) -> Result<Outcome, Sch
         }
     }
     if !ids.is_empty() {
-        sqlx::query!(
+        let mut tx = ctx.store.pool().begin().await?;
+        let terminated = sqlx::query_scalar!(
             r#"
-WITH broken AS (
-    UPDATE git_sandboxes g
-       SET status = 'terminated', terminated_at = COALESCE(g.terminated_at, $3),
-           is_pooled = FALSE, error_count = g.error_count + 1, last_error = t.error,
-           last_operation = 'health_check', updated_at = GREATEST(g.updated_at, $3)
-      FROM unnest($1::text[], $2::text[]) AS t(sandbox_id, error)
-     WHERE g.sandbox_id = t.sandbox_id
- RETURNING g.sandbox_id, g.org_id, g.worker_id, g.created_at, g.terminated_at
-)
-INSERT INTO sandbox_usage (sandbox_id, org_id, worker_id, started_at, ended_at, seconds, cost_usd)
-SELECT sandbox_id, org_id, worker_id, created_at, terminated_at,
-       GREATEST(EXTRACT(EPOCH FROM (terminated_at - created_at))::float8, 0),
-       GREATEST(EXTRACT(EPOCH FROM (terminated_at - created_at))::float8, 0) / 3600.0 * $4
-  FROM broken WHERE org_id IS NOT NULL AND terminated_at IS NOT NULL
-ON CONFLICT (sandbox_id) DO NOTHING
+UPDATE git_sandboxes g
+   SET status = 'terminated', terminated_at = COALESCE(g.terminated_at, $3),
+       is_pooled = FALSE, error_count = g.error_count + 1, last_error = t.error,
+       last_operation = 'health_check', updated_at = GREATEST(g.updated_at, $3)
+  FROM unnest($1::text[], $2::text[]) AS t(sandbox_id, error)
+ WHERE g.sandbox_id = t.sandbox_id
+RETURNING g.sandbox_id
 "#,
             &ids,
             &errors,
             tick,
-            ctx.store.sandbox_hour_usd(),
         )
-        .execute(ctx.store.pool())
+        .fetch_all(&mut *tx)
         .await?;
+        record_sandbox_usage(&mut tx, &terminated, ctx.store.sandbox_hour_usd()).await?;
+        tx.commit().await?;
     }
     Ok(Outcome(json!({
         "workers": workers.len(),

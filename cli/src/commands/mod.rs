@@ -1,0 +1,10 @@
+//! The body of each `gitfleet` command, one module per command (the listings of the durable
+//! record share one). `main.rs` holds the command line and turns what a body returns (an
+//! exit code, or a [`crate::Fail`]) into the process's exit.
+
+pub mod demo;
+pub mod job;
+pub mod queues;
+pub mod record;
+pub mod retry;
+pub mod submit;

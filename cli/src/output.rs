@@ -1,0 +1,37 @@
+//! What commands print on standard output: one JSON value a line (records, counts, errors),
+//! or a table of the record for people; and the exit code a job's record stands for.
+
+use std::io::Write;
+
+use gitfleet_client::{ErrorKind, JobError, JobRecord, JobStatus};
+use serde_json::{Value, json};
+
+pub fn print(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+}
+
+pub fn error_object(kind: ErrorKind, message: &str) -> Value {
+    json!({ "error": JobError::new(kind, message) })
+}
+
+/// Prints a record and picks the exit code for it.
+pub fn report(record: &JobRecord, waited: bool) -> u8 {
+    print(&record.to_cli_json());
+    match record.status {
+        JobStatus::Done => 0,
+        JobStatus::Dead => 1,
+        _ if waited => 3,
+        _ => 0,
+    }
+}
+
+/// Prints rows as a JSON array (`--json`) or a table.
+pub fn print_rows<T: serde::Serialize>(rows: &[T], json: bool, table: impl Fn(&[T]) -> String) {
+    if json {
+        print(&serde_json::to_value(rows).expect("plain data"));
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(table(rows).as_bytes());
+    }
+}
