@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use gitfleet_contract::JobError;
 
-use super::runner::{GitConfig, file_protocol_policy};
+use super::config::{GitConfig, file_protocol_policy};
 
 /// Creates HOME (private to the worker) with the controlled global config and an empty
 /// template directory, and writes the config atomically so workers sharing a HOME never

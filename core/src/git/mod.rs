@@ -7,7 +7,9 @@
 
 mod capture;
 mod classify;
+mod config;
 mod home;
 mod runner;
 
-pub use runner::{Git, GitConfig, GitOutput, RunOptions};
+pub use config::GitConfig;
+pub use runner::{Git, GitOutput, RunOptions};

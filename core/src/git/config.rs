@@ -1,0 +1,61 @@
+//! How git runs on this worker ([`GitConfig`]) and the one policy both the runner's `-c`
+//! flags and the controlled global config state (`protocol.file.allow`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gitfleet_contract::Credentials;
+
+/// How git is run on this worker.
+#[derive(Debug, Clone)]
+pub struct GitConfig {
+    /// The git binary (default `git` from PATH).
+    pub git_bin: PathBuf,
+    /// A directory of the worker's own that becomes git's HOME; the runner writes the
+    /// controlled global config there.
+    pub home: PathBuf,
+    /// Allow `file://` (and plain-path) remotes. Off in production; tests and the demo turn
+    /// it on for local repositories.
+    pub allow_file_protocol: bool,
+    /// Default time limit for one git process.
+    pub timeout: Duration,
+    /// Most bytes kept of a process's stdout (and of its stderr); the rest is discarded.
+    pub max_output: usize,
+    /// Tokens per host.
+    pub credentials: Credentials,
+}
+
+impl GitConfig {
+    /// Default for [`GitConfig::timeout`]: five minutes, enough for a full clone of a large
+    /// repository over a slow link; ops that should be quick pass their own limit.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Default for [`GitConfig::max_output`]: 16 MiB per stream.
+    pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
+
+    /// A config with git from PATH, `file` remotes off, the default limits and no
+    /// credentials.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            git_bin: PathBuf::from("git"),
+            home: home.into(),
+            allow_file_protocol: false,
+            timeout: Self::DEFAULT_TIMEOUT,
+            max_output: Self::DEFAULT_MAX_OUTPUT,
+            credentials: Credentials::default(),
+        }
+    }
+
+    /// The controlled global config file inside [`GitConfig::home`].
+    pub fn global_config_path(&self) -> PathBuf {
+        self.home.join(".gitconfig")
+    }
+}
+
+/// `protocol.file.allow`: `always` when file remotes are allowed, otherwise `user`. `user`
+/// still lets the worker clone from its own local mirrors (commands it runs itself), while
+/// file transports that git starts on a repository's behalf (submodules,
+/// CVE-2022-39253) stay off. Job URLs never reach git as local paths in production
+/// because [`gitfleet_contract::rules::repo_url`] refuses them.
+pub(super) fn file_protocol_policy(allow_file: bool) -> &'static str {
+    if allow_file { "always" } else { "user" }
+}
