@@ -5,33 +5,23 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::clone::default_branch;
+use super::clone::CloneArgs;
+use super::push::CommitArgs;
 use super::write_files::{FileEntry, changes};
 use super::{OpArgs, OpName, Rules, clone, push};
 use crate::error::JobError;
 
-/// `change`'s args.
+/// `change`'s args: what to clone, the files to write, what to commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ChangeArgs {
     /// As `clone`'s.
-    pub repo_url: String,
-    /// The branch the change starts from.
-    #[serde(default = "default_branch")]
-    pub branch: String,
-    pub agent_id: String,
-    pub task_id: String,
-    #[serde(default)]
-    pub shallow: bool,
-    #[serde(default)]
-    pub sparse_paths: Vec<String>,
+    #[serde(flatten)]
+    pub repo: CloneArgs,
     /// As `write_files`'s.
     pub files: Vec<FileEntry>,
     /// As `push`'s.
-    pub message: String,
-    #[serde(default)]
-    pub paths: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_branch: Option<String>,
+    #[serde(flatten)]
+    pub commit: CommitArgs,
 }
 
 impl OpArgs for ChangeArgs {

@@ -31,7 +31,7 @@ pub struct CloneArgs {
     pub sparse_paths: Vec<String>,
 }
 
-pub(crate) fn default_branch() -> String {
+fn default_branch() -> String {
     "main".into()
 }
 

@@ -39,7 +39,7 @@ pub use diff::{DiffArgs, DiffResult};
 pub use echo::EchoArgs;
 pub use maintain::{MaintainArgs, MaintainResult, Maintenance};
 pub use pull::{PullArgs, PullResult};
-pub use push::{PushArgs, PushResult};
+pub use push::{CommitArgs, PushArgs, PushResult};
 pub use release::{ReleaseArgs, ReleaseResult};
 pub use sleep::{SleepArgs, SleepResult};
 pub use status::{StatusArgs, StatusResult};

@@ -14,6 +14,13 @@ use crate::rules;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PushArgs {
     pub sandbox_id: String,
+    #[serde(flatten)]
+    pub commit: CommitArgs,
+}
+
+/// What to commit and where to push it: the fields `push` and `change` share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CommitArgs {
     /// The commit message: not empty, at most 64 KiB, no NUL.
     pub message: String,
     /// Commit only these paths (all when empty).

@@ -20,25 +20,10 @@ use serde_json::Value;
 use super::{Op, RunContext, result};
 use crate::git::RunOptions;
 use crate::sandbox::replay::{Mirror, Replayed};
-use crate::sandbox::worktree::{head, integrate};
+use crate::sandbox::worktree::{head, integrate, names};
 use crate::sandbox::{Sandbox, SandboxManager};
 
 pub struct PullOp;
-
-/// The NUL-separated names a git command lists.
-async fn names(
-    manager: &SandboxManager,
-    sandbox: &Sandbox,
-    args: &[&str],
-) -> Result<Vec<String>, JobError> {
-    let out = manager.git_in(sandbox, args, RunOptions::default()).await?;
-    Ok(out
-        .stdout_str()
-        .split('\0')
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect())
-}
 
 /// Brings the sandbox onto `upstream` (a ref it has), by rebase or merge, in the mirror.
 /// `Ok(conflicts)`: empty when it went through; otherwise nothing changed.

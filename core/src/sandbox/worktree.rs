@@ -17,23 +17,28 @@ pub(crate) async fn head(manager: &SandboxManager, sandbox: &Sandbox) -> Result<
 }
 
 /// Paths with unresolved conflicts.
-pub(crate) async fn conflicted(
+async fn conflicted(manager: &SandboxManager, sandbox: &Sandbox) -> Result<Vec<String>, JobError> {
+    names(
+        manager,
+        sandbox,
+        &[
+            "diff",
+            "--ignore-submodules=all",
+            "--name-only",
+            "--diff-filter=U",
+            "-z",
+        ],
+    )
+    .await
+}
+
+/// The NUL-separated names a git command lists.
+pub(crate) async fn names(
     manager: &SandboxManager,
     sandbox: &Sandbox,
+    args: &[&str],
 ) -> Result<Vec<String>, JobError> {
-    let out = manager
-        .git_in(
-            sandbox,
-            &[
-                "diff",
-                "--ignore-submodules=all",
-                "--name-only",
-                "--diff-filter=U",
-                "-z",
-            ],
-            RunOptions::default(),
-        )
-        .await?;
+    let out = manager.git_in(sandbox, args, RunOptions::default()).await?;
     Ok(out
         .stdout_str()
         .split('\0')
