@@ -35,10 +35,18 @@ pub(super) async fn fetch_loop(
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     loop {
+        // `biased`: once the worker stops, it takes nothing more, even when a permit is free
+        // in the same instant (an unbiased select picks a ready branch at random).
         let first = tokio::select! {
+            biased;
             _ = stop.cancelled() => break,
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
+        if stop.is_cancelled() {
+            // Stopped meanwhile (from another thread): a job BLMOVE handed over and not yet
+            // started stays in the held list, and is given back at exit.
+            break;
+        }
         let mut held = vec![first];
         while held.len() < FETCH_BATCH {
             match permits.clone().try_acquire_owned() {
@@ -109,6 +117,7 @@ pub(super) async fn take(
         None => conn.insert(queue.take_connection().await?),
     };
     let id = tokio::select! {
+        biased;
         _ = stop.cancelled() => {
             // The BLMOVE may still land; whatever it moves is given back at exit.
             *conn = None;
@@ -116,6 +125,11 @@ pub(super) async fn take(
         }
         r = queue.take_blocking(c, name, worker, BLOCK_FOR) => r?,
     };
+    if stop.is_cancelled() {
+        // It landed as the worker stopped: the job stays in this worker's held list, not
+        // started, and is given back at exit with the rest.
+        return Ok(Vec::new());
+    }
     match id {
         None => Ok(Vec::new()),
         Some(id) => {
