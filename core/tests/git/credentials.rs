@@ -179,7 +179,10 @@ async fn a_redirect_is_never_followed_and_its_target_never_reached() {
         format!("https://127.0.0.1:{t}"),
     ])
     .await;
-    ls_remote_named(&git, &redirect.url("org/repo.git")).await;
+    let err = ls_remote_named(&git, &redirect.url("org/repo.git")).await;
+    // Not followed, so not worth a retry either.
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(err.message.contains("returned error: 302"), "{err}");
     asked_without_a_token(&redirect);
     assert!(target.requests().is_empty(), "{:#?}", target.requests());
 

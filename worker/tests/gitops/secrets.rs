@@ -190,6 +190,9 @@ async fn clone_jobs_never_send_an_https_token_over_http_to_another_port_or_past_
             )
             .await;
         assert_eq!(r.status, JobStatus::Dead, "{name}: {r:?}");
+        // Refused (no token: auth) or redirected (never followed: invalid_input), neither
+        // worth a retry.
+        assert_eq!(r.attempts, 1, "{name}: {r:?}");
         let error = serde_json::to_string(&r.error).unwrap();
         assert!(!error.contains(TOKEN), "{name}: {error}");
         assert!(!server.requests().is_empty(), "{name}: git never asked");
