@@ -20,7 +20,7 @@ pub mod redact;
 pub mod rules;
 pub mod status;
 
-pub use credentials::{Credential, Credentials};
+pub use credentials::{Credential, Credentials, CredentialsError, PlainHttp, UrlPrefix};
 pub use envelope::{EnqueueOptions, Enqueued};
 pub use error::{ErrorKind, JobError};
 pub use job::JobSpec;

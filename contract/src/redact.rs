@@ -149,15 +149,20 @@ fn redact_url_userinfo(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::{PlainHttp, UrlPrefix};
 
     fn redactor() -> Redactor {
+        let prefix = |p: &str| UrlPrefix::parse(p, PlainHttp::Refused).unwrap();
         let mut credentials = Credentials::default();
         credentials.insert(
-            "github.com",
+            prefix("https://github.com"),
             Credential::new("x-access-token", "ghp_S3cretT0ken"),
         );
-        credentials.insert("example.com:8443", Credential::new("bot", "p@ss/w:rd"));
-        credentials.insert("empty.example", Credential::new("bot", ""));
+        credentials.insert(
+            prefix("https://example.com:8443/org"),
+            Credential::new("bot", "p@ss/w:rd"),
+        );
+        credentials.insert(prefix("https://empty.example"), Credential::new("bot", ""));
         Redactor::new(&credentials)
     }
 

@@ -26,6 +26,9 @@ pub struct RepoUrl {
     pub scheme: String,
     /// `host` or `host:port` (empty for `file`).
     pub host: String,
+    /// The path as given: `/org/repo.git` for `scheme://host/org/repo.git`, `org/repo.git`
+    /// for scp-like `host:org/repo.git`, the absolute path for `file`.
+    pub path: String,
     /// A stable, filesystem-safe key for per-repository caches.
     pub cache_key: String,
 }
@@ -34,13 +37,6 @@ impl RepoUrl {
     /// Whether git reaches this remote over HTTP(S), the only transports a token is used on.
     pub fn is_http(&self) -> bool {
         self.scheme == "https" || self.scheme == "http"
-    }
-
-    /// The URL prefix a credential for this remote is scoped to (`https://host[:port]/`), for
-    /// HTTP(S) remotes; `None` for the others.
-    pub fn credential_scope(&self) -> Option<String> {
-        self.is_http()
-            .then(|| format!("{}://{}/", self.scheme, self.host))
     }
 
     /// The host without its port (`host` for `host:8443`, `::1` for `[::1]:8443`).
@@ -135,6 +131,7 @@ pub fn repo_url(field: &str, url: &str, allow_file: bool) -> Result<RepoUrl, Job
         url: url.to_string(),
         scheme: parsed.scheme,
         host: parsed.host,
+        path: parsed.path,
         cache_key,
     })
 }
@@ -270,7 +267,7 @@ fn check_user(user: &str) -> Result<(), String> {
 }
 
 /// Checks `host[:port]` (or `[v6]:port`) and returns it lowercase.
-fn check_host_port(host_port: &str) -> Result<String, String> {
+pub(crate) fn check_host_port(host_port: &str) -> Result<String, String> {
     let (host, port) = split_port(host_port);
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         if v6.is_empty()
@@ -296,7 +293,7 @@ fn check_host_port(host_port: &str) -> Result<String, String> {
 }
 
 /// Splits `host:port` / `[v6]:port` into the host and the port, if any.
-fn split_port(host_port: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_port(host_port: &str) -> (&str, Option<&str>) {
     if host_port.starts_with('[') {
         match host_port.find(']') {
             Some(end) => {
@@ -668,15 +665,16 @@ mod tests {
     }
 
     #[test]
-    fn credential_scope_is_the_scheme_and_host() {
-        let u = repo_url("r", "https://Example.com:8443/a/b.git", false).unwrap();
-        assert_eq!(
-            u.credential_scope().as_deref(),
-            Some("https://example.com:8443/")
-        );
+    fn the_host_is_lowercase_and_the_path_kept_as_given() {
+        let u = repo_url("r", "https://Example.com:8443/A/b.git", false).unwrap();
+        assert_eq!(u.host, "example.com:8443");
         assert_eq!(u.hostname(), "example.com");
+        assert_eq!(u.path, "/A/b.git");
         let s = repo_url("r", "git@example.com:a/b.git", false).unwrap();
-        assert_eq!(s.credential_scope(), None);
+        assert_eq!(
+            (s.host.as_str(), s.path.as_str()),
+            ("example.com", "a/b.git")
+        );
     }
 
     /// Names and whether they are valid branch names by our rules.

@@ -7,6 +7,8 @@
 //! - [`HttpGitServer`]: `git http-backend` (smart HTTP: clone, fetch, push) behind a small
 //!   HTTP/1.1 server that demands `Authorization: Basic` and records every request's
 //!   `Authorization` header, so a test can prove how a token reached the server.
+//! - [`RecordingServer`]: an HTTP server that answers every request 401 or with a redirect
+//!   to another server, and records every header, so a test can prove what never reached it.
 //! - [`fixtures`]: bare repositories made with the real `git` binary and a fixed identity
 //!   (deterministic commit ids), a fast generator of large repositories (`git fast-import`),
 //!   and helpers to read a remote's history and reflog.
@@ -44,6 +46,7 @@ pub mod http;
 pub mod postgres;
 mod process;
 pub mod queue;
+pub mod recording;
 pub mod redis_keys;
 pub mod store;
 
@@ -52,4 +55,5 @@ pub use eventually::{eventually, eventually_blocking, eventually_every, poll_unt
 pub use fleet::{Fleet, FleetBuilder, WorkerSetup};
 pub use http::{HttpGitServer, RecordedRequest};
 pub use queue::{TestQueue, redis_url};
+pub use recording::{RecordingServer, SeenRequest};
 pub use store::TestStore;

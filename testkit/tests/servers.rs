@@ -9,7 +9,7 @@ use gitfleet_testkit::fixtures::{
     bare_repo, clone_bare, commit_count, generated_repo, git, git_with_env, reflog, remote_log,
 };
 use gitfleet_testkit::http::basic_auth;
-use gitfleet_testkit::{GitDaemon, HttpGitServer, eventually_blocking};
+use gitfleet_testkit::{GitDaemon, HttpGitServer, RecordingServer, eventually_blocking};
 
 const USER: &str = "agent-7";
 const PASSWORD: &str = "s3cret-token";
@@ -299,6 +299,59 @@ fn http_without_or_with_wrong_credentials_fails() {
             .iter()
             .any(|r| r.authorization.as_deref() == Some(basic_auth("", "").as_str()))
     );
+}
+
+#[test]
+fn recording_servers_keep_every_header_and_answer_401_or_a_redirect() {
+    let target = RecordingServer::unauthorized().unwrap();
+    let redirect = RecordingServer::redirecting_to(&target.url("")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+
+    // git sends the header it was given; the 401 makes it fail.
+    let header = basic_auth(USER, PASSWORD);
+    let err = format!(
+        "{:#}",
+        git(
+            work.path(),
+            [
+                "-c",
+                &extra_header(&header),
+                "ls-remote",
+                &target.url("r.git")
+            ]
+        )
+        .unwrap_err()
+    );
+    assert!(is_auth_error(&err), "{err}");
+    let seen = target.requests();
+    assert!(!seen.is_empty());
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].target, "/r.git/info/refs?service=git-upload-pack");
+    assert!(!seen[0].header("User-Agent").is_empty(), "{seen:?}");
+    let authorization = target.authorization_headers();
+    assert!(
+        !authorization.is_empty() && authorization.iter().all(|a| *a == header),
+        "{authorization:?}"
+    );
+
+    // The redirect keeps the path and query, and points at the other server.
+    let mut stream = TcpStream::connect(("127.0.0.1", redirect.port())).unwrap();
+    stream
+        .write_all(b"GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nX-Seen: yes\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains(&format!("location: {}", target.url("a/b?c=d"))),
+        "{answer}"
+    );
+    let seen = redirect.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("x-seen"), ["yes"]);
+    assert!(redirect.authorization_headers().is_empty());
 }
 
 #[tokio::test]

@@ -68,6 +68,10 @@ const TABLE: &[(ErrorKind, &[&str])] = &[
             "not found in upstream",
             "returned error: 404",
             "http 404",
+            // A redirect (301, 302, 303, 307, 308): never followed (`http.followRedirects=false`,
+            // so a token cannot travel where it leads), so retrying cannot help; the job has
+            // to name the URL it leads to.
+            "returned error: 30",
             "is not a valid branch name",
             "not a valid ref",
             "invalid reference",
@@ -288,6 +292,14 @@ mod tests {
             ),
             (
                 "fatal: repository 'http://127.0.0.1:9/x.git/' not found",
+                InvalidInput,
+            ),
+            (
+                "fatal: unable to access 'http://127.0.0.1:9/x.git/': The requested URL returned error: 302",
+                InvalidInput,
+            ),
+            (
+                "fatal: unable to access 'https://h/old.git/': The requested URL returned error: 301",
                 InvalidInput,
             ),
             (

@@ -21,7 +21,8 @@ pub struct GitConfig {
     pub timeout: Duration,
     /// Most bytes kept of a process's stdout (and of its stderr); the rest is discarded.
     pub max_output: usize,
-    /// Tokens per host.
+    /// Tokens by URL prefix; the runner hands one to git only for a remote its prefix covers
+    /// ([`Credentials::for_url`]).
     pub credentials: Credentials,
 }
 

@@ -144,6 +144,9 @@ fn global_config_text(config: &GitConfig) -> Result<String, JobError> {
 \tshowForcedUpdates = false
 [submodule]
 \trecurse = false
+[http]
+\t# Never: a redirect could lead away from the host a credential is for.
+\tfollowRedirects = false
 [push]
 \trecurseSubmodules = no
 \tgpgSign = false
@@ -186,12 +189,15 @@ mod tests {
     use std::process::Stdio;
 
     use super::*;
-    use gitfleet_contract::Credential;
+    use gitfleet_contract::{Credential, PlainHttp, UrlPrefix};
 
     #[test]
     fn the_global_config_is_valid_and_quotes_home() {
         let mut config = GitConfig::new("/tmp/odd \"home\"\\x");
-        config.credentials.insert("h", Credential::new("u", "t"));
+        config.credentials.insert(
+            UrlPrefix::parse("https://h", PlainHttp::Refused).unwrap(),
+            Credential::new("u", "t"),
+        );
         let text = global_config_text(&config).unwrap();
         assert!(
             text.contains("templateDir = \"/tmp/odd \\\"home\\\"\\\\x/template\""),
@@ -218,5 +224,6 @@ mod tests {
         );
         assert!(listed.contains("protocol.file.allow=user"));
         assert!(listed.contains("advice.detachedhead=false"));
+        assert!(listed.contains("http.followredirects=false"));
     }
 }

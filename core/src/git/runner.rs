@@ -37,8 +37,8 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Bytes written to the process's stdin.
     pub stdin: Option<Vec<u8>>,
-    /// The remote this call talks to: its host's token, if any, is passed to git (scoped to
-    /// that URL) through `GIT_CONFIG_*` environment variables.
+    /// The remote this call talks to: the token of the credential whose prefix covers it, if
+    /// any, is passed to git (scoped to that prefix) through `GIT_CONFIG_*` variables.
     pub remote: Option<String>,
     /// Return a non-zero exit as `Ok` (with its status) instead of an error.
     pub allow_failure: bool,
@@ -272,9 +272,11 @@ impl Git {
         ))
     }
 
-    /// `GIT_CONFIG_*` variables carrying the token for `remote`'s host, if there is one: an
-    /// `Authorization` header scoped to `<scheme>://<host>/`. Never argv (visible in `ps`),
-    /// never the URL (echoed in git's messages and stored in `.git/config`).
+    /// `GIT_CONFIG_*` variables carrying the token for `remote`, if a credential's prefix
+    /// covers it ([`Credentials::for_url`](gitfleet_contract::Credentials::for_url): https
+    /// only, the exact host and port, a path under the prefix): an `Authorization` header
+    /// scoped to that prefix, so git adds it only to requests under it. Never argv (visible
+    /// in `ps`), never the URL (echoed in git's messages and stored in `.git/config`).
     fn credential_env(&self, remote: Option<&str>) -> Vec<(OsString, OsString)> {
         let Some(remote) = remote else {
             return Vec::new();
@@ -282,14 +284,7 @@ impl Git {
         let Ok(url) = validate::repo_url("remote", remote, true) else {
             return Vec::new();
         };
-        let Some(scope) = url.credential_scope() else {
-            return Vec::new();
-        };
-        let credentials = &self.config.credentials;
-        let Some(credential) = credentials
-            .get(&url.host)
-            .or_else(|| credentials.get(url.hostname()))
-        else {
+        let Some((prefix, credential)) = self.config.credentials.for_url(&url) else {
             return Vec::new();
         };
         let header = format!(
@@ -300,7 +295,7 @@ impl Git {
             ("GIT_CONFIG_COUNT".into(), "1".into()),
             (
                 "GIT_CONFIG_KEY_0".into(),
-                format!("http.{scope}.extraHeader").into(),
+                format!("http.{}.extraHeader", prefix.git_config_url()).into(),
             ),
             ("GIT_CONFIG_VALUE_0".into(), header.into()),
         ]
@@ -355,6 +350,9 @@ fn hardening_flags(allow_file: bool) -> Vec<String> {
         "credential.helper=".to_string(),
         "transfer.credentialsInUrl=die".to_string(),
         "submodule.recurse=false".to_string(),
+        // A redirect is never followed, with or without a token: it could lead to another
+        // host, port or path than the one the job named (and its credential is for).
+        "http.followRedirects=false".to_string(),
         // Signing would run gpg.program, a command a repository config could name.
         "commit.gpgSign=false".to_string(),
     ];
@@ -480,6 +478,7 @@ mod tests {
             "protocol.allow=never",
             "protocol.ext.allow=never",
             "protocol.file.allow=user",
+            "http.followRedirects=false",
         ] {
             assert!(settings.contains(&want), "{want}");
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gitfleet_contract::config::{ConfigError, parse_var, secs_var, var};
-use gitfleet_contract::{Credential, Credentials, JobError};
+use gitfleet_contract::{Credentials, JobError, PlainHttp};
 
 use super::{SandboxConfig, SandboxManager};
 use crate::git::{Git, GitConfig};
@@ -24,33 +24,27 @@ pub struct GitSettings {
     /// `GITFLEET_POOL_MIN` (default 2) and `GITFLEET_POOL_MAX` (default 16).
     pub pool_min: usize,
     pub pool_max: usize,
-    /// `GITFLEET_GIT_CREDENTIALS`: whitespace- or comma-separated `host[:port]=user:token`.
-    /// Never printed.
+    /// `GITFLEET_GIT_CREDENTIALS`, default none: comma- or whitespace-separated
+    /// `https://HOST[:PORT][/PATH-PREFIX]=USER:TOKEN[;orgs=ORG|ORG]` entries (see
+    /// [`Credentials::parse`]; the old `HOST[:PORT]=USER:TOKEN` form is read as
+    /// `https://HOST[:PORT]`, with a warning). `http://` prefixes only with
+    /// `GITFLEET_GIT_ALLOW_HTTP_CREDENTIALS=true` (default false; for tests against loopback
+    /// http git servers, never production). `;orgs=` is kept but not enforced yet (see
+    /// [`Credential::orgs`](gitfleet_contract::Credential::orgs)). Never printed.
     pub credentials: Credentials,
 }
 
 impl GitSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut credentials = Credentials::default();
-        if let Some(list) = var("GITFLEET_GIT_CREDENTIALS") {
-            for entry in list
-                .split([',', ' ', '\n'])
-                .filter(|e| !e.trim().is_empty())
-            {
-                let bad = || {
-                    ConfigError::new(
-                        "GITFLEET_GIT_CREDENTIALS",
-                        "each entry must be host[:port]=user:token (values not shown)",
-                    )
-                };
-                let (host, secret) = entry.trim().split_once('=').ok_or_else(bad)?;
-                let (user, token) = secret.split_once(':').ok_or_else(bad)?;
-                if host.is_empty() || token.is_empty() {
-                    return Err(bad());
-                }
-                credentials.insert(host, Credential::new(user, token));
-            }
-        }
+        let http = if parse_var("GITFLEET_GIT_ALLOW_HTTP_CREDENTIALS", false)? {
+            PlainHttp::Allowed
+        } else {
+            PlainHttp::Refused
+        };
+        let credentials = match var("GITFLEET_GIT_CREDENTIALS") {
+            Some(list) => read_credentials(&list, http)?,
+            None => Credentials::default(),
+        };
         Ok(Self {
             sandbox_root: var("GITFLEET_SANDBOX_ROOT").map(Into::into),
             allow_file_protocol: parse_var("GITFLEET_GIT_ALLOW_FILE", false)?,
@@ -86,5 +80,64 @@ impl GitSettings {
         config.pool_max = self.pool_max.max(self.pool_min);
         config.allow_file_protocol = self.allow_file_protocol;
         SandboxManager::new(worker_id, git, config).await
+    }
+}
+
+/// Parses `GITFLEET_GIT_CREDENTIALS` and warns (once, at startup) about what is allowed but
+/// weaker than it looks: entries in the old form, `http://` prefixes, `;orgs=` lists that
+/// nothing enforces yet. No message shows a token or a user.
+fn read_credentials(list: &str, http: PlainHttp) -> Result<Credentials, ConfigError> {
+    const VAR: &str = "GITFLEET_GIT_CREDENTIALS";
+    let parsed = Credentials::parse(list, http)
+        .map_err(|e| ConfigError::new(VAR, format!("{e} (values not shown)")))?;
+    for (position, prefix) in &parsed.legacy {
+        tracing::warn!(
+            entry = position,
+            prefix = %prefix,
+            "{VAR}: entry {position} is in the old host[:port]=user:token form, read as \
+             {prefix}; write the https:// prefix"
+        );
+    }
+    for (index, (prefix, credential)) in parsed.credentials.iter().enumerate() {
+        let position = index + 1;
+        if prefix.scheme() == "http" {
+            tracing::warn!(
+                entry = position,
+                prefix = %prefix,
+                "{VAR}: entry {position} sends its token over plain http to {prefix} \
+                 (GITFLEET_GIT_ALLOW_HTTP_CREDENTIALS is on: tests only)"
+            );
+        }
+        if !credential.orgs().is_empty() {
+            tracing::warn!(
+                entry = position,
+                prefix = %prefix,
+                "{VAR}: entry {position} names organizations (;orgs=), which are not enforced \
+                 yet: jobs do not carry their organization, so every job may use it"
+            );
+        }
+    }
+    Ok(parsed.credentials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_credentials_entry_is_named_by_position_and_its_token_is_not_shown() {
+        let err = read_credentials(
+            "https://ok.example=u:tok-1 http://h=u:tok-SECRET",
+            PlainHttp::Refused,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("GITFLEET_GIT_CREDENTIALS: entry 2: an http:// prefix is refused"),
+            "{text}"
+        );
+        assert!(!text.contains("tok-"), "{text}");
+        let ok = read_credentials("h:8443=u:tok-1", PlainHttp::Refused).unwrap();
+        assert_eq!(ok.iter().next().unwrap().0.to_string(), "https://h:8443");
     }
 }

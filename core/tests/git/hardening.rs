@@ -132,6 +132,7 @@ async fn git_reads_only_the_controlled_global_config() {
         "init.defaultbranch=main",
         "gc.auto=0",
         "credential.helper=",
+        "http.followredirects=false",
     ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }

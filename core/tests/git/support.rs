@@ -1,12 +1,10 @@
-//! Shared plumbing for the git runner tests: a runner with its own HOME in a temp dir,
-//! tiny loopback servers (one that never answers, one that answers every HTTP request with
-//! 401 and records it), and a look at /proc for process groups.
+//! Shared plumbing for the git runner tests: a runner with its own HOME in a temp dir, a
+//! loopback server that never answers, and a look at /proc for process groups.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -69,62 +67,29 @@ pub fn script(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// A loopback server running on a thread until dropped (or [`SERVER_LIFETIME`]).
+/// A loopback server running on a thread until dropped (or [`SERVER_LIFETIME`]) that
+/// accepts connections and never answers them: a remote that hangs. (Servers that answer and
+/// record what they were sent are the testkit's `RecordingServer`.)
 pub struct Server {
     pub port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    /// Request heads (request line and headers) received, in order.
-    pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    /// Accepts connections and never answers them: a remote that hangs.
     pub fn silent() -> Self {
-        Self::start(|stream, _| Some(stream))
-    }
-
-    /// Answers every HTTP request with `401 Unauthorized`, recording its head.
-    pub fn unauthorized() -> Self {
-        Self::start(|mut stream, requests| {
-            stream.set_nonblocking(false).ok()?;
-            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            let mut reader = BufReader::new(stream.try_clone().ok()?);
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line);
-            }
-            requests.lock().unwrap().push(head);
-            let _ = stream.write_all(
-                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n\
-                  Content-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-            None
-        })
-    }
-
-    /// `handle` gets each accepted connection; a stream it returns is kept open until the
-    /// server stops.
-    fn start(
-        handle: impl Fn(TcpStream, &Mutex<Vec<String>>) -> Option<TcpStream> + Send + 'static,
-    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(Mutex::new(Vec::new()));
         let thread = {
-            let (stop, requests) = (stop.clone(), requests.clone());
+            let stop = stop.clone();
             std::thread::spawn(move || {
                 let started = Instant::now();
-                let mut held = Vec::new();
+                let mut held: Vec<TcpStream> = Vec::new();
                 while !stop.load(Ordering::Relaxed) && started.elapsed() < SERVER_LIFETIME {
                     match listener.accept() {
-                        Ok((stream, _)) => held.extend(handle(stream, &requests)),
+                        Ok((stream, _)) => held.push(stream),
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
                 }
@@ -134,12 +99,7 @@ impl Server {
             port,
             stop,
             thread: Some(thread),
-            requests,
         }
-    }
-
-    pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
     }
 }
 

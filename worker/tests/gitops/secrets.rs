@@ -1,12 +1,18 @@
-//! Credentials reach git only as an HTTP header, and the token never shows up in a result,
-//! an error, a log line or Redis. Without them the server's refusal is an `auth` error.
+//! Credentials reach git only as an HTTP header, only for the prefix they are configured for,
+//! and the token never shows up in a result, an error, a log line or Redis. Without them the
+//! server's refusal is an `auth` error. A token for `https://` never goes over plain http,
+//! to another port, or past a redirect (the recording servers keep every header).
+//!
+//! The http git server speaks plain http (there is no TLS server here), so the test that
+//! follows a token all the way configures an `http://` prefix, which only
+//! `GITFLEET_GIT_ALLOW_HTTP_CREDENTIALS=true` (here: `PlainHttp::Allowed`) accepts.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gitfleet_client::{ErrorKind, JobStatus};
-use gitfleet_testkit::HttpGitServer;
 use gitfleet_testkit::http::basic_auth;
+use gitfleet_testkit::{HttpGitServer, RecordingServer};
 use serde_json::json;
 
 use crate::support::{credentials_for, git_fleet, sample_repo};
@@ -69,7 +75,9 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
 
     // With them: clone, write, push; then a failing push whose error text comes from git.
     let mut fleet = git_fleet()
-        .git_with(|git| git.credentials = credentials_for(&host, "agent", TOKEN))
+        .git_with(|git| {
+            git.credentials = credentials_for(&[format!("http://{host}")], "agent", TOKEN)
+        })
         .workers(1)
         .start()
         .await;
@@ -149,4 +157,55 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
         "token in the logs"
     );
     drop(probe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_jobs_never_send_an_https_token_over_http_to_another_port_or_past_a_redirect() {
+    let same_port = RecordingServer::unauthorized().unwrap();
+    let other_port = RecordingServer::unauthorized().unwrap();
+    let target = RecordingServer::unauthorized().unwrap();
+    let redirect = RecordingServer::redirecting_to(&target.url("")).unwrap();
+    // Tokens over https for the very ports the jobs reach over http, and for the bare host
+    // (port 443), which the old lookup fell back to from any `127.0.0.1:<port>`.
+    let prefixes: Vec<String> = [same_port.port(), redirect.port(), target.port()]
+        .iter()
+        .map(|port| format!("https://127.0.0.1:{port}"))
+        .chain(["https://127.0.0.1".to_string()])
+        .collect();
+    let mut fleet = git_fleet()
+        .git_with(|git| git.credentials = credentials_for(&prefixes, "agent", TOKEN))
+        .workers(1)
+        .start()
+        .await;
+
+    for (name, server) in [
+        ("same port, plain http", &same_port),
+        ("another port", &other_port),
+        ("a redirect", &redirect),
+    ] {
+        let r = fleet
+            .run(
+                "clone",
+                json!({"repo_url": server.url("org/repo.git"), "agent_id": "a", "task_id": "t"}),
+            )
+            .await;
+        assert_eq!(r.status, JobStatus::Dead, "{name}: {r:?}");
+        // Refused (no token: auth) or redirected (never followed: invalid_input), neither
+        // worth a retry.
+        assert_eq!(r.attempts, 1, "{name}: {r:?}");
+        let error = serde_json::to_string(&r.error).unwrap();
+        assert!(!error.contains(TOKEN), "{name}: {error}");
+        assert!(!server.requests().is_empty(), "{name}: git never asked");
+        assert!(
+            server.authorization_headers().is_empty(),
+            "{name}: {:#?}",
+            server.requests()
+        );
+    }
+    assert!(
+        target.requests().is_empty(),
+        "the redirect was followed: {:#?}",
+        target.requests()
+    );
+    fleet.shutdown().await;
 }

@@ -1,11 +1,11 @@
 //! What the git-op tests share on top of `gitfleet_testkit::Fleet`: the fleet they run
 //! (workers with git, sandboxes under the fleet's temporary directory), a sample
-//! repository, credentials for a host, and a look at a sandbox's working tree on disk.
+//! repository, credentials for URL prefixes, and a look at a sandbox's working tree on disk.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gitfleet_contract::{Credential, Credentials};
+use gitfleet_contract::{Credential, Credentials, PlainHttp, UrlPrefix};
 use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_testkit::{Fleet, FleetBuilder, fixtures};
 
@@ -35,10 +35,15 @@ pub fn sample_repo(remotes: &Path, name: &str) -> PathBuf {
     )
 }
 
-/// Credentials for one host.
-pub fn credentials_for(host: &str, user: &str, token: &str) -> Credentials {
+/// Credentials for each URL prefix, `http://` ones allowed (as
+/// `GITFLEET_GIT_ALLOW_HTTP_CREDENTIALS=true` allows them: the test servers speak plain http).
+pub fn credentials_for(prefixes: &[String], user: &str, token: &str) -> Credentials {
     let mut c = Credentials::default();
-    c.insert(host, Credential::new(user, token));
+    for prefix in prefixes {
+        let prefix = UrlPrefix::parse(prefix, PlainHttp::Allowed)
+            .unwrap_or_else(|e| panic!("{prefix}: {e}"));
+        c.insert(prefix, Credential::new(user, token));
+    }
     c
 }
 
