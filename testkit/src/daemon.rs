@@ -53,13 +53,19 @@ impl GitDaemon {
     /// --base-path=<root> --listen=127.0.0.1 --port=<free port> --informative-errors <root>`
     /// and waits (bounded) until it accepts connections.
     pub fn start(root: &Path) -> anyhow::Result<GitDaemon> {
+        Self::start_with(root, &[])
+    }
+
+    /// [`GitDaemon::start`] with more options for `git daemon` (e.g.
+    /// `--access-hook=/bin/false`, a server that refuses every request).
+    pub fn start_with(root: &Path, extra: &[&str]) -> anyhow::Result<GitDaemon> {
         let root = root
             .canonicalize()
             .with_context(|| format!("git daemon root {}", root.display()))?;
         let mut errors = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port().context("picking a free port for git daemon")?;
-            match Self::try_start(&root, port) {
+            match Self::try_start(&root, port, extra) {
                 Ok(daemon) => return Ok(daemon),
                 Err(err) => errors.push(format!("port {port}: {err:#}")),
             }
@@ -70,7 +76,7 @@ impl GitDaemon {
         )
     }
 
-    fn try_start(root: &Path, port: u16) -> anyhow::Result<GitDaemon> {
+    fn try_start(root: &Path, port: u16, extra: &[&str]) -> anyhow::Result<GitDaemon> {
         let log = tempfile::tempfile().context("creating git daemon's log file")?;
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
@@ -83,6 +89,7 @@ impl GitDaemon {
             .arg("--listen=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg("--informative-errors")
+            .args(extra)
             .arg(root)
             .env_clear()
             .envs(crate::fixtures::base_env())
@@ -228,7 +235,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let squatter = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = squatter.local_addr().unwrap().port();
-        let err = GitDaemon::try_start(root.path(), port).unwrap_err();
+        let err = GitDaemon::try_start(root.path(), port, &[]).unwrap_err();
         assert!(format!("{err:#}").contains("exited"), "{err:#}");
         // start() picks another port.
         let daemon = GitDaemon::start(root.path()).unwrap();

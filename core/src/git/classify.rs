@@ -29,7 +29,12 @@ const TABLE: &[(ErrorKind, &[&str])] = &[
             "permission denied (password",
             "permission denied (keyboard-interactive",
             "invalid username or password",
-            "http basic: access denied",
+            // GitLab's "HTTP Basic: Access denied", git daemon's "access denied or
+            // repository not exported" (what it says of any refused repository without
+            // --informative-errors), gitolite's and other servers' refusals.
+            "access denied",
+            // git daemon with --informative-errors when its --access-hook refuses.
+            "service rejected",
             "host key verification failed",
             "support for password authentication was removed",
             "write access to repository not granted",
@@ -82,6 +87,10 @@ const TABLE: &[(ErrorKind, &[&str])] = &[
             "uses plaintext credentials",
             "[remote rejected]",
             "unsupported url protocol",
+            // A tree git will not check out: `.git` in any case, `..`, NTFS/HFS aliases of
+            // `.git` (`error: invalid path '.GIT/config'`). The repository's content, so
+            // another attempt meets the same tree.
+            "invalid path '",
         ],
     ),
     (
@@ -261,6 +270,17 @@ mod tests {
                 "Host key verification failed.\nfatal: Could not read from remote repository.",
                 Auth,
             ),
+            // git daemon, as captured from git 2.47: without --informative-errors, and with
+            // an --access-hook that refuses.
+            (
+                "fatal: remote error: access denied or repository not exported: /nope.git",
+                Auth,
+            ),
+            ("fatal: remote error: service rejected: /evil.git", Auth),
+            (
+                "remote: HTTP Basic: Access denied\nfatal: Authentication failed for 'https://gitlab.com/o/r.git/'",
+                Auth,
+            ),
             (
                 " ! [rejected]        main -> main (fetch first)\nerror: failed to push some refs to 'h'",
                 Conflict,
@@ -321,6 +341,14 @@ mod tests {
             ),
             ("error: src refspec nope does not match any", InvalidInput),
             ("fatal: transport 'ext' not allowed", InvalidInput),
+            // Checking out a hostile tree, as captured from git 2.47 (clone, then checkout).
+            (
+                "error: invalid path '.GIT/config'\nfatal: unable to checkout working tree\nwarning: Clone succeeded, but checkout failed.\nYou can inspect what was checked out with 'git status'\nand retry with 'git restore --source=HEAD :/'",
+                InvalidInput,
+            ),
+            ("error: invalid path '.git/config'", InvalidInput),
+            ("error: invalid path '..'", InvalidInput),
+            ("error: invalid path 'GIT~1'", InvalidInput),
             (
                 " ! [remote rejected] main -> main (protected branch hook declined)",
                 InvalidInput,
@@ -365,6 +393,19 @@ mod tests {
         ];
         for (stderr, want) in cases {
             assert_eq!(classify(stderr), *want, "{stderr}");
+        }
+    }
+
+    #[test]
+    fn hostile_content_and_refused_access_are_never_retried() {
+        for stderr in [
+            "error: invalid path '.GIT/config'\nfatal: unable to checkout working tree",
+            "fatal: remote error: access denied or repository not exported: /x.git",
+            "fatal: remote error: service rejected: /x.git",
+            "remote: Repository not found.\nfatal: repository 'https://h/o/r.git/' not found",
+            "fatal: unable to access 'https://h/r/': The requested URL returned error: 403",
+        ] {
+            assert!(!classify(stderr).is_retryable(), "{stderr}");
         }
     }
 

@@ -44,6 +44,11 @@ pub struct RunOptions {
     pub allow_failure: bool,
     /// Extra environment variables (names must not start with `GIT_CONFIG`).
     pub env: Vec<(OsString, OsString)>,
+    /// Return stdout cut at `max_output` as `Ok` (flagged in [`GitOutput::truncated`]) for
+    /// output that is shown, not parsed (diff's text). Without it a cut stdout is an
+    /// `internal` error naming the command: a parser must never read part of a listing
+    /// as the whole of it.
+    pub allow_truncated: bool,
 }
 
 /// What a git process produced.
@@ -53,7 +58,9 @@ pub struct GitOutput {
     pub stdout: Vec<u8>,
     /// Redacted.
     pub stderr: String,
-    /// Output past `max_output` was discarded.
+    /// Stdout past `max_output` was discarded, or stdout was cut short when git exited (only
+    /// with [`RunOptions::allow_truncated`]; otherwise that is an error). A cut stderr keeps
+    /// a marker in its text instead.
     pub truncated: bool,
 }
 
@@ -243,7 +250,7 @@ impl Git {
         };
 
         tracing::debug!(command = %what, ms, status = exit_code(status), "git finished");
-        let truncated = io_cut || out.truncated() || err.truncated();
+        let truncated = io_cut || out.truncated();
         let stderr = self
             .prepared
             .redactor
@@ -255,6 +262,12 @@ impl Git {
             truncated,
         };
         if status.success() || options.allow_failure {
+            if output.truncated && !options.allow_truncated {
+                return Err(JobError::internal(format!(
+                    "{what}: its output was cut at {} bytes (the runner's max_output); not read as if whole",
+                    self.config.max_output
+                )));
+            }
             return Ok(output);
         }
         let exit = match status.signal() {

@@ -99,8 +99,16 @@ impl Op for DiffOp {
             let counts = manager
                 .git_in(&sandbox, &stat, RunOptions::default())
                 .await?;
+            // The text may be cut (the result says so); the counts may not.
             let text = manager
-                .git_in(&sandbox, &full, RunOptions::default())
+                .git_in(
+                    &sandbox,
+                    &full,
+                    RunOptions {
+                        allow_truncated: true,
+                        ..RunOptions::default()
+                    },
+                )
                 .await?;
             let (files, ins, del) = numstat(&counts.stdout);
             result(DiffResult {

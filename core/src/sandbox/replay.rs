@@ -307,6 +307,8 @@ impl<'a> Mirror<'a> {
         let input: String = shas.map(|s| format!("{s}\n")).collect();
         let mut options = self.options();
         options.stdin = Some(input.into_bytes());
+        // Cut output is refused below, as the job's own doing (its commits are too large).
+        options.allow_truncated = true;
         let out = self
             .manager
             .git()

@@ -1,9 +1,11 @@
 //! Real git failures come back with the right kind and a message naming the command.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use gitfleet_contract::{ErrorKind, JobError};
 use gitfleet_core::git::RunOptions;
+use gitfleet_testkit::GitDaemon;
 
 use crate::support::{TestGit, closed_port};
 
@@ -104,6 +106,91 @@ async fn a_missing_repository_branch_or_path_is_invalid_input() {
 
     let err = fails(&t, &repo, &["checkout", "--", "no-such-file"]).await;
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+}
+
+/// Runs git in `cwd` with `input` on stdin; returns its trimmed stdout.
+async fn with_stdin(t: &TestGit, cwd: &Path, args: &[&str], input: &str) -> String {
+    let options = RunOptions {
+        stdin: Some(input.as_bytes().to_vec()),
+        ..RunOptions::default()
+    };
+    let out = t.git.run(cwd, args, options).await.unwrap();
+    out.stdout_str().trim().to_string()
+}
+
+/// A bare repository `name` whose `main` holds `.GIT/config`, a tree git refuses to check
+/// out (`.git` in any case), built object by object.
+async fn hostile_repo(t: &TestGit, name: &str) -> PathBuf {
+    let bare = t.path(name);
+    t.ok(t.tmp.path(), &["init", "--quiet", "--bare", "--", name])
+        .await;
+    let blob = with_stdin(t, &bare, &["hash-object", "-w", "--stdin"], "[core]\n").await;
+    let config = format!("100644 blob {blob}\tconfig\n");
+    let sub = with_stdin(t, &bare, &["mktree"], &config).await;
+    let dot_git = format!("040000 tree {sub}\t.GIT\n");
+    let root = with_stdin(t, &bare, &["mktree"], &dot_git).await;
+    let commit = with_stdin(
+        t,
+        &bare,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit-tree",
+            &root,
+        ],
+        "hostile\n",
+    )
+    .await;
+    t.ok(&bare, &["update-ref", "refs/heads/main", &commit])
+        .await;
+    t.ok(&bare, &["symbolic-ref", "HEAD", "refs/heads/main"])
+        .await;
+    bare
+}
+
+#[tokio::test]
+async fn a_tree_git_refuses_to_check_out_is_invalid_input_and_never_retried() {
+    let t = TestGit::new().await;
+    hostile_repo(&t, "evil.git").await;
+    let daemon = GitDaemon::start(t.tmp.path()).unwrap();
+    let url = daemon.url("evil.git");
+    let root = t.tmp.path();
+
+    let err = fails(&t, root, &["clone", "--quiet", "--", &url, "full"]).await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(!err.kind.is_retryable());
+    assert!(err.message.contains("invalid path '.GIT/config'"), "{err}");
+
+    // The sandbox way: fetched without a checkout, then checked out.
+    t.ok(
+        root,
+        &["clone", "--quiet", "--no-checkout", "--", &url, "wc"],
+    )
+    .await;
+    let err = fails(
+        &t,
+        &t.path("wc"),
+        &["checkout", "-f", "-B", "main", "origin/main", "--"],
+    )
+    .await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(err.message.starts_with("git checkout failed: "), "{err}");
+    assert!(err.message.contains("invalid path '.GIT/config'"), "{err}");
+}
+
+#[tokio::test]
+async fn a_git_server_that_refuses_access_is_auth_and_never_retried() {
+    let t = TestGit::new().await;
+    t.repo_with_a_commit("repo").await;
+    // An access hook that refuses every request, as a server's authorization would.
+    let daemon = GitDaemon::start_with(t.tmp.path(), &["--access-hook=/bin/false"]).unwrap();
+    let url = daemon.url("repo");
+    let err = fails(&t, t.tmp.path(), &["ls-remote", "--", &url]).await;
+    assert_eq!(err.kind, ErrorKind::Auth, "{err}");
+    assert!(!err.kind.is_retryable());
+    assert!(err.message.contains("service rejected"), "{err}");
 }
 
 #[tokio::test]

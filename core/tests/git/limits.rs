@@ -127,8 +127,20 @@ async fn output_past_max_output_is_dropped_and_flagged_without_blocking_git() {
         .unwrap();
     assert_eq!(imported.status, 0);
 
-    // `git log` writes far more than a pipe holds; git must still finish, not hang.
-    let log = t.ok(&repo, &["log", "--format=%H %s"]).await;
+    // `git log` writes far more than a pipe holds; git must still finish, not hang. Output
+    // that is shown, not parsed, may come back cut when the caller says so.
+    let log = t
+        .git
+        .run(
+            &repo,
+            &["log", "--format=%H %s"],
+            RunOptions {
+                allow_truncated: true,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap();
     assert!(log.truncated);
     assert_eq!(log.stdout.len(), 1000);
     let first = log.stdout_str().lines().next().unwrap().to_string();
@@ -137,6 +149,65 @@ async fn output_past_max_output_is_dropped_and_flagged_without_blocking_git() {
     let count = t.ok(&repo, &["rev-list", "--count", "main"]).await;
     assert!(!count.truncated);
     assert_eq!(count.stdout_str().trim(), "1000");
+}
+
+#[tokio::test]
+async fn a_listing_cut_at_max_output_is_an_internal_error_naming_the_command_never_a_short_list() {
+    let t = TestGit::with(|c| c.max_output = 1000).await;
+    let repo = t.path("repo");
+    t.ok(t.tmp.path(), &["init", "--quiet", "--", "repo"]).await;
+    let imported = t
+        .git
+        .run(
+            &repo,
+            &["fast-import", "--quiet"],
+            RunOptions {
+                stdin: Some(history(100)),
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.status, 0);
+
+    // Each listing below is longer than 1000 bytes: what a parser would read as the whole
+    // history or tree is refused instead.
+    for (args, command) in [
+        (&["rev-list", "main"][..], "git rev-list"),
+        (
+            &["cat-file", "--batch-all-objects", "--batch-check"],
+            "git cat-file",
+        ),
+        (&["log", "--format=%H %s"], "git log"),
+    ] {
+        let err = t
+            .git
+            .run(&repo, args, RunOptions::default())
+            .await
+            .expect_err("a cut listing is an error");
+        assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+        assert!(err.message.starts_with(command), "{err}");
+        assert!(err.message.contains("cut at 1000 bytes"), "{err}");
+    }
+    // Even when a failure is let through as output.
+    let err = t
+        .git
+        .run(
+            &repo,
+            &["rev-list", "main"],
+            RunOptions {
+                allow_failure: true,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .expect_err("still an error");
+    assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+
+    // Output that fits is whole, and not flagged.
+    let count = t.ok(&repo, &["rev-list", "--count", "main"]).await;
+    assert!(!count.truncated);
+    assert_eq!(count.stdout_str().trim(), "100");
 }
 
 #[tokio::test]

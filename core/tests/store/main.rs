@@ -19,6 +19,7 @@ mod lifecycle;
 mod migrations;
 mod outage;
 mod reap;
+mod spool;
 
 /// Workers as these tests run them: quick heartbeats, death noticed within seconds, short
 /// retries and grace period.

@@ -11,8 +11,10 @@
 //! When the worker stops, the writer tries for `flush_timeout` to write what it holds, then
 //! saves the rest in `<spool>/<worker id>.jsonl`. A writer replays every such file it finds
 //! when it starts (its own worker id is new each process, so the files are others'), claiming
-//! each by renaming it first. Replaying a record twice is harmless: every write is an
-//! idempotent upsert that never goes back in time (`record.rs`).
+//! each by locking (`flock`) and renaming it first, so a file is replayed by one writer at a
+//! time; a line that cannot be read is moved to a quarantine file beside it and the rest is
+//! replayed. Replaying a record twice is harmless: every write is an idempotent upsert that
+//! never goes back in time (`record.rs`).
 //! The one loss left: a worker killed outright (SIGKILL, OOM) loses the records it had in
 //! memory; its overflow file stays on disk for an operator.
 //!

@@ -1,18 +1,149 @@
 //! The writer's records on disk: the overflow file that takes new records while memory is
 //! full (read back in order once memory is empty), and the spool files a stopping writer
-//! leaves for the next one to replay (each claimed by renaming it first).
-//! One JSON [`Record`] per line.
+//! leaves for the next one to replay. One JSON [`Record`] per line.
+//!
+//! A file is replayed by one writer at a time: the writer holds an exclusive `flock` on it
+//! from before it renames the file to a name of its own until the file is gone, so a second
+//! writer starting at once (or one that finds a `*.replaying` file) takes only files whose
+//! replayer is gone (the kernel drops a dead process's lock). A line that cannot be read
+//! costs only itself: the rest of the file is replayed and the line is kept in a quarantine
+//! file (`<file>.bad-<ulid>`) beside it, never deleted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{FlockOperation, flock};
+
 use crate::record::Record;
 
-/// Reads a spool or overflow file a batch of lines at a time.
+/// Reads a spool or overflow file a batch of lines at a time, holding its lock.
 struct Replay {
     path: PathBuf,
+    /// The file, on which this writer holds an exclusive `flock` until it is closed (after
+    /// the file is removed or kept).
     reader: BufReader<File>,
+    /// Where lines that do not parse go (opened at the first one), and how many went.
+    quarantine: Option<(PathBuf, BufWriter<File>)>,
+    quarantined: u64,
+    /// Reading failed: nothing more is read from the file.
+    unreadable: bool,
+    /// Reading failed, or a bad line could not be quarantined: the whole file is kept (as
+    /// `<file>.bad-<ulid>`) instead of removed. Replaying its records twice is harmless.
+    keep: bool,
+}
+
+impl Replay {
+    /// Opens and locks `path`, then renames it to `claimed`. `None` when it is gone or
+    /// another writer holds it (it is theirs).
+    fn claim(path: &Path, claimed: PathBuf) -> Option<Replay> {
+        let file = File::open(path).ok()?;
+        flock(&file, FlockOperation::NonBlockingLockExclusive).ok()?;
+        // Locked, but a writer that held it before may have finished with it since this
+        // writer opened it: then the name is gone and so is the claim. Names are never
+        // reused (each has a ulid or a worker id of its own), so a rename that succeeds
+        // moved the file this writer locked.
+        std::fs::rename(path, &claimed).ok()?;
+        Some(Replay {
+            path: claimed,
+            reader: BufReader::new(file),
+            quarantine: None,
+            quarantined: 0,
+            unreadable: false,
+            keep: false,
+        })
+    }
+
+    /// Reads records into `batch` until it holds `max` or the file ends. Lines are read as
+    /// bytes: one that is not UTF-8 is a bad line like any other, not the end of the file.
+    fn read_into(&mut self, batch: &mut Vec<Record>, max: usize) {
+        let mut line = Vec::new();
+        while batch.len() < max && !self.unreadable {
+            line.clear();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) if line.trim_ascii().is_empty() => {}
+                Ok(_) => match serde_json::from_slice::<Record>(line.trim_ascii()) {
+                    Ok(r) => batch.push(r),
+                    Err(e) => {
+                        tracing::error!(error = %e, path = %self.path.display(), "records: a line of a spool file does not parse; quarantined, the rest replayed");
+                        self.quarantine_line(&line);
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, path = %self.path.display(), "records: cannot read a spool file; keeping it whole");
+                    self.unreadable = true;
+                    self.keep = true;
+                }
+            }
+        }
+    }
+
+    /// Appends `line` (as read, newline and all) to the quarantine file.
+    fn quarantine_line(&mut self, line: &[u8]) {
+        if self.quarantine.is_none() {
+            let path = bad_name(&self.path);
+            match OpenOptions::new().create_new(true).append(true).open(&path) {
+                Ok(f) => self.quarantine = Some((path, BufWriter::new(f))),
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "records: cannot open a quarantine file; keeping the spool file whole");
+                    self.keep = true;
+                    return;
+                }
+            }
+        }
+        let (_, out) = self.quarantine.as_mut().expect("just opened");
+        let written = out.write_all(line).and_then(|()| {
+            if line.ends_with(b"\n") {
+                Ok(())
+            } else {
+                out.write_all(b"\n")
+            }
+        });
+        match written {
+            Ok(()) => self.quarantined += 1,
+            Err(e) => {
+                tracing::error!(error = %e, "records: cannot write a quarantine file; keeping the spool file whole");
+                self.keep = true;
+            }
+        }
+    }
+
+    /// Every record of the file is written: removes it, or keeps it whole (renamed out of
+    /// the replay's way) when a line could be neither read nor quarantined. The lock is
+    /// held until then.
+    fn finish(self) {
+        let Replay {
+            path,
+            reader,
+            quarantine,
+            quarantined,
+            keep,
+            ..
+        } = self;
+        if let Some((qpath, mut out)) = quarantine {
+            let flushed = out.flush();
+            if flushed.is_ok() && !keep {
+                tracing::warn!(lines = quarantined, path = %qpath.display(), "records: spool lines that do not parse are kept here; every other record was written");
+            }
+        }
+        if keep {
+            let kept = bad_name(&path);
+            let _ = std::fs::rename(&path, &kept);
+            tracing::error!(path = %kept.display(), "records: a spool file that could not be read whole is kept for an operator");
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+        // Closing the file lets go of the lock, now that its name is gone.
+        drop(reader);
+    }
+}
+
+/// `<path>.bad-<ulid>`: not a name any writer replays.
+fn bad_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".bad-{}", ulid::Ulid::new()));
+    PathBuf::from(name)
 }
 
 /// The files of one writer.
@@ -106,37 +237,20 @@ impl Spool {
     }
 
     /// Reads the next batch to replay (at most `max` records) into `batch`, opening the next
-    /// file when one is done.
+    /// file when one is done. A file is finished (removed) only on the call after its last
+    /// batch, that is once that batch is written.
     pub(super) fn read_batch(&mut self, batch: &mut Vec<Record>, max: usize) {
         loop {
             if self.replay.is_none() && !self.open_next_replay() {
                 return;
             }
             let replay = self.replay.as_mut().expect("just opened");
-            let mut line = String::new();
-            while batch.len() < max {
-                line.clear();
-                match replay.reader.read_line(&mut line) {
-                    Ok(0) => break,
-                    Ok(_) if line.trim().is_empty() => {}
-                    Ok(_) => match serde_json::from_str::<Record>(line.trim()) {
-                        Ok(r) => batch.push(r),
-                        Err(e) => {
-                            tracing::error!(error = %e, path = %replay.path.display(), "records: skipping a line of a spool file that does not parse")
-                        }
-                    },
-                    Err(e) => {
-                        tracing::error!(error = %e, path = %replay.path.display(), "records: cannot read a spool file");
-                        break;
-                    }
-                }
-            }
+            replay.read_into(batch, max);
             if !batch.is_empty() {
                 return;
             }
-            // This file is done: everything in it is written.
-            let done = self.replay.take().expect("open");
-            let _ = std::fs::remove_file(&done.path);
+            // This file is done: everything in it is written (or quarantined).
+            self.replay.take().expect("open").finish();
         }
     }
 
@@ -147,13 +261,8 @@ impl Spool {
             let _ = file.flush();
             drop(file);
             let claimed = path.with_extension(format!("{}.replaying", ulid::Ulid::new()));
-            if std::fs::rename(&path, &claimed).is_ok()
-                && let Ok(f) = File::open(&claimed)
-            {
-                self.replay = Some(Replay {
-                    path: claimed,
-                    reader: BufReader::new(f),
-                });
+            if let Some(replay) = Replay::claim(&path, claimed) {
+                self.replay = Some(replay);
                 return true;
             }
         }
@@ -163,14 +272,9 @@ impl Spool {
                 self.worker_id,
                 ulid::Ulid::new()
             ));
-            // Another process may have claimed it first: then it is theirs.
-            if std::fs::rename(&path, &claimed).is_ok()
-                && let Ok(f) = File::open(&claimed)
-            {
-                self.replay = Some(Replay {
-                    path: claimed,
-                    reader: BufReader::new(f),
-                });
+            // Another writer may hold it or have claimed it first: then it is theirs.
+            if let Some(replay) = Replay::claim(&path, claimed) {
+                self.replay = Some(replay);
                 return true;
             }
         }
@@ -218,8 +322,8 @@ impl Spool {
                 spooled += count_lines(&target);
             }
         }
-        // A file half replayed stays as it is (`*.replaying`): the next writer replays it
-        // whole, which is harmless.
+        // A file half replayed stays as it is (`*.replaying`, its lock let go when this
+        // writer is dropped): the next writer replays it whole, which is harmless.
         tracing::warn!(records = spooled, path = %path.display(), "records: postgres unreachable; saved for the next worker to start here");
         spooled
     }
@@ -255,6 +359,126 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+
+    fn record(i: usize) -> Record {
+        Record::WorkerSandboxesTerminated {
+            worker_id: format!("old-{i}"),
+            at: Utc::now(),
+        }
+    }
+
+    fn line(i: usize) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&record(i)).unwrap();
+        l.push(b'\n');
+        l
+    }
+
+    fn worker_of(r: &Record) -> String {
+        match r {
+            Record::WorkerSandboxesTerminated { worker_id, .. } => worker_id.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every record `spool` replays, `max` at a time, until it has none left.
+    fn drain(spool: &mut Spool, max: usize) -> Vec<String> {
+        let mut all = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            spool.read_batch(&mut batch, max);
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch.iter().map(worker_of));
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_read_costs_only_itself_and_is_kept_in_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_json = b"{\"record\": \"worker_sandb\n".to_vec();
+        let not_utf8 = b"\xff\xfe not text\n".to_vec();
+        let mut file = Vec::new();
+        for part in [
+            line(0),
+            line(1),
+            bad_json.clone(),
+            line(2),
+            not_utf8.clone(),
+        ] {
+            file.extend(part);
+        }
+        // The last line torn: no newline, and its record is whole all the same.
+        let mut last = line(3);
+        last.pop();
+        file.extend(last);
+        std::fs::write(dir.path().join("gone.jsonl"), &file).unwrap();
+
+        let mut spool = Spool::new(Some(dir.path().to_path_buf()), "me".into());
+        assert_eq!(drain(&mut spool, 2), ["old-0", "old-1", "old-2", "old-3"]);
+        let left = names(dir.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].contains(".bad-"), "{left:?}");
+        let quarantined = std::fs::read(dir.path().join(&left[0])).unwrap();
+        assert_eq!(quarantined, [bad_json, not_utf8].concat());
+        // Not replayed again by the next writer.
+        let mut next = Spool::new(Some(dir.path().to_path_buf()), "next".into());
+        assert!(drain(&mut next, 10).is_empty());
+        assert_eq!(names(dir.path()), left);
+    }
+
+    #[test]
+    fn a_spool_file_is_replayed_by_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file: Vec<u8> = (0..10).flat_map(line).collect();
+        std::fs::write(dir.path().join("gone.jsonl"), &file).unwrap();
+        let at = || Some(dir.path().to_path_buf());
+
+        // Two writers start at once: both find the file; the first to read claims it.
+        let mut a = Spool::new(at(), "a".into());
+        let mut b = Spool::new(at(), "b".into());
+        assert!(a.has_records() && b.has_records());
+        let mut batch = Vec::new();
+        a.read_batch(&mut batch, 3);
+        assert_eq!(batch.len(), 3);
+        let mut none = Vec::new();
+        b.read_batch(&mut none, 3);
+        assert!(none.is_empty(), "the second writer replays nothing");
+
+        // A writer that starts while `a` replays finds the file under `a`'s name, and
+        // leaves it: `a` holds it.
+        let claimed = names(dir.path());
+        assert_eq!(claimed.len(), 1);
+        assert!(claimed[0].ends_with(".replaying"), "{claimed:?}");
+        let mut c = Spool::new(at(), "c".into());
+        assert!(c.has_records());
+        c.read_batch(&mut none, 3);
+        assert!(
+            none.is_empty(),
+            "a file being replayed is not replayed twice"
+        );
+        let rest = drain(&mut a, 3);
+        assert_eq!(batch.len() + rest.len(), 10);
+        assert!(names(dir.path()).is_empty());
+
+        // A writer gone mid-file lets go of it: the next one replays it whole.
+        std::fs::write(dir.path().join("gone2.jsonl"), &file).unwrap();
+        let mut dies = Spool::new(at(), "dies".into());
+        dies.read_batch(&mut Vec::new(), 3);
+        drop(dies);
+        let mut next = Spool::new(at(), "next".into());
+        assert_eq!(drain(&mut next, 4).len(), 10);
+        assert!(names(dir.path()).is_empty());
+    }
 
     #[test]
     fn records_round_trip_through_a_spool_line() {

@@ -125,3 +125,52 @@ async fn a_change_lands_the_tree_a_working_copy_push_would() {
     assert!(git(&bare, ["rev-parse", "--verify", "--quiet", "agent-d-u"]).is_err());
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_commits_each_quoted_path_with_the_content_the_job_gave_and_nothing_else() {
+    let mut fleet = git_fleet().workers(1).start().await;
+    let bare = sample_repo(&fleet.remotes(), "repo.git");
+    let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
+    let url = daemon.url("repo.git");
+    // A file outside the job's scratch directory, and a job path that git's C-unquoting
+    // of `--stdin-paths` lines would read as that file's absolute path.
+    let secret = fleet.tmp().join("secret.txt");
+    std::fs::write(&secret, "not the job's\n").unwrap();
+    let outside = format!("\"{}\"", secret.display());
+    let given = [
+        ("\"quoted.txt", "starts with a quote\n"),
+        ("a\"b", "a quote inside\n"),
+        ("plain.txt", "plain\n"),
+        ("\"plain.txt\"", "the quoted one\n"),
+        (outside.as_str(), "the job's own\n"),
+    ];
+    let files: Vec<_> = given
+        .iter()
+        .map(|(path, content)| json!({"path": path, "content": content}))
+        .collect();
+    let ch = fleet
+        .ok(
+            "change",
+            json!({"repo_url": url, "agent_id": "q", "task_id": "t", "files": files,
+                   "message": "quotes"}),
+        )
+        .await;
+    let sha = ch["commit_sha"].as_str().unwrap();
+    assert_eq!(git(&bare, ["rev-parse", "agent-q-t"]).unwrap(), sha);
+    for (path, content) in given {
+        assert_eq!(
+            git(&bare, ["show", &format!("{sha}:{path}")]).unwrap(),
+            content.trim_end(),
+            "{path}"
+        );
+    }
+    // Nothing but the branch's files and the job's: no blob came from elsewhere.
+    let listed = git(&bare, ["ls-tree", "-r", "-z", "--name-only", sha]).unwrap();
+    let mut names: Vec<&str> = listed.split('\0').filter(|n| !n.is_empty()).collect();
+    names.sort_unstable();
+    let mut want: Vec<&str> = given.iter().map(|(p, _)| *p).collect();
+    want.extend(["README.md", "docs/guide.md", "src/lib.rs"]);
+    want.sort_unstable();
+    assert_eq!(names, want);
+    fleet.shutdown().await;
+}

@@ -93,9 +93,11 @@ pub(super) async fn build_commit(
     }
     let mut index_info = Vec::new();
     if !written.is_empty() {
+        // Every name C-quoted: `--stdin-paths` unquotes a line that starts with `"`, so a
+        // job path such as `"/etc/passwd"` written as it is would hash another file.
         let stdin: String = written
             .iter()
-            .map(|c| format!("{}\n", c.path.to_string_lossy()))
+            .map(|c| format!("{}\n", c_quote(&c.path.to_string_lossy())))
             .collect();
         let attr_tree = format!("attr.tree={base}");
         let hashed = manager
@@ -174,6 +176,23 @@ pub(super) async fn build_commit(
     )
     .await?;
     Ok(made.stdout_str().trim().to_string())
+}
+
+/// `name` as git's `unquote_c_style` reads it back byte for byte: in double quotes, `"` and
+/// `\\` escaped, control bytes as three-digit octal; other bytes (UTF-8 included) as they are.
+fn c_quote(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -293,6 +312,16 @@ mod tests {
             commit_message("\n\nsubject", "Gitfleet-Job: 2"),
             "subject\n\nGitfleet-Job: 2\n"
         );
+    }
+
+    #[test]
+    fn names_are_quoted_the_way_git_unquotes_them() {
+        assert_eq!(c_quote("a/b.txt"), r#""a/b.txt""#);
+        assert_eq!(c_quote(r#""quoted.txt"#), r#""\"quoted.txt""#);
+        assert_eq!(c_quote(r#"a"b"#), r#""a\"b""#);
+        assert_eq!(c_quote(r"a\b"), r#""a\\b""#);
+        assert_eq!(c_quote("a\nb\x7f"), r#""a\012b\177""#);
+        assert_eq!(c_quote("ünï"), "\"ünï\"");
     }
 
     fn change(path: &str) -> FileChange {
