@@ -33,11 +33,16 @@ pub struct JobRecord {
     pub result: Option<Value>,
     pub error: Option<JobError>,
     pub worker: Option<String>,
+    /// Runs given back unfinished (the worker stopped while they ran); they do not count
+    /// as attempts.
+    #[serde(default)]
+    pub given_back: u32,
 }
 
 impl JobRecord {
     /// The object the CLI prints: `result` for a job that is done, `error` once it failed
-    /// (a job waiting for a retry shows its last error).
+    /// (a job waiting for a retry shows its last error), and `given_back` when a run of it
+    /// was given back unfinished.
     pub fn to_cli_json(&self) -> Value {
         let mut obj = serde_json::json!({
             "job_id": self.job_id,
@@ -59,6 +64,9 @@ impl JobRecord {
         }
         if let Some(run_at) = self.run_at.filter(|_| self.status == JobStatus::Delayed) {
             map.insert("run_at".into(), fmt_time(Some(run_at)));
+        }
+        if self.given_back > 0 {
+            map.insert("given_back".into(), self.given_back.into());
         }
         obj
     }

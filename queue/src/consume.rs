@@ -26,6 +26,9 @@ pub struct Delivery {
     /// Time allowed for one run in ms, 0 for the op's default.
     pub timeout_ms: u64,
     pub enqueued_at_us: i64,
+    /// Earlier runs given back unfinished (a worker stopping): they do not count as
+    /// attempts, but one of them may have done the job's work before it was cut off.
+    pub given_back: u32,
 }
 
 /// How one run ended.
@@ -175,7 +178,7 @@ impl Queue {
             .invoke_async(&mut conn)
             .await?;
         let parse = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
-        flat.chunks(6)
+        flat.chunks(7)
             .map(|c| {
                 Ok(Delivery {
                     id: redis::from_redis_value_ref(&c[0]).map_err(parse)?,
@@ -185,6 +188,7 @@ impl Queue {
                     max_attempts: redis::from_redis_value_ref(&c[3]).map_err(parse)?,
                     timeout_ms: redis::from_redis_value_ref(&c[4]).map_err(parse)?,
                     enqueued_at_us: redis::from_redis_value_ref(&c[5]).map_err(parse)?,
+                    given_back: redis::from_redis_value_ref(&c[6]).map_err(parse)?,
                 })
             })
             .collect()

@@ -169,5 +169,6 @@ fn record_from_fields(id: &str, f: &HashMap<String, String>) -> Result<JobRecord
         result,
         error,
         worker: f.get("worker").cloned(),
+        given_back: int("given_back").unwrap_or(0).max(0) as u32,
     })
 }

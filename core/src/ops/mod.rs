@@ -47,7 +47,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 #[derive(Debug, Clone)]
 pub struct RunContext {
     pub job_id: String,
+    /// Runs started so far, this one included.
     pub attempt: u32,
+    /// Earlier runs given back unfinished (see [`RunContext::may_have_run_before`]).
+    pub given_back: u32,
     pub worker_id: String,
     /// The worker's sandboxes (absent on a worker without git support).
     pub sandboxes: Option<Arc<SandboxManager>>,
@@ -56,6 +59,13 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// Whether an earlier run of this job may have done its work: a later attempt, or a run
+    /// after one that was given back unfinished (which does not count as an attempt). A
+    /// push or change looks for its commit on the branch first then, whatever the attempt.
+    pub fn may_have_run_before(&self) -> bool {
+        self.attempt > 1 || self.given_back > 0
+    }
+
     pub fn sandboxes(&self) -> Result<&Arc<SandboxManager>, JobError> {
         self.sandboxes
             .as_ref()

@@ -236,6 +236,7 @@ impl JobService {
         let ctx = RunContext {
             job_id: d.id.clone(),
             attempt: d.attempts,
+            given_back: d.given_back,
             worker_id: self.worker_id.to_string(),
             sandboxes: self.sandboxes.clone(),
             queue: Some(self.queue.clone()),

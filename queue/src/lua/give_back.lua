@@ -15,7 +15,10 @@ for i = 3, #ARGV do
       redis.call('RPUSH', prefix .. f[3], id)
       n = n + 1
     elseif f[1] == 'running' and f[2] == worker then
+      -- The run does not count as an attempt, but it may have done its work (a push that
+      -- landed while the worker stopped): `given_back` tells the next run to look first.
       redis.call('HINCRBY', k, 'attempts', -1)
+      redis.call('HINCRBY', k, 'given_back', 1)
       redis.call('HSET', k, 'status', 'waiting')
       redis.call('HDEL', k, 'worker', 'started_at')
       redis.call('RPUSH', prefix .. f[3], id)

@@ -174,3 +174,95 @@ async fn a_change_commits_each_quoted_path_with_the_content_the_job_gave_and_not
     assert_eq!(names, want);
     fleet.shutdown().await;
 }
+
+/// A worker that stops while a `change` runs gives the job back (`give_back.lua`: the run
+/// does not count as an attempt). If its push had landed before the cut, the next run is
+/// attempt 1 again, and must still find its commit by the trailer instead of committing
+/// anew: onto the branch it starts from, that fails "nothing to commit" (the files are
+/// there already) although the job's commit is on the remote. Here the cut is made exactly
+/// there: the job's first run landed, then the job is given back as a stopping worker gives
+/// back what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_given_back_after_its_push_landed_is_answered_with_that_commit_once() {
+    let mut fleet = git_fleet().workers(1).start().await;
+    let bare = sample_repo(&fleet.remotes(), "repo.git");
+    let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
+    let url = daemon.url("repo.git");
+    let args = json!({"repo_url": url, "agent_id": "g", "task_id": "b",
+                      "files": [{"path": "landed.txt", "content": "once\n"}],
+                      "message": "Land once", "target_branch": "main"});
+    let first = fleet
+        .submit("change", args, &Default::default())
+        .await
+        .job_id;
+    let queue = fleet.queue().clone();
+    let done = queue
+        .wait(&first, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the job's record");
+    let landed = done.result.expect("a result")["commit_sha"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The run, as a worker that is stopping sees it: still running, held by that worker.
+    let ghost = "stopping-01J00000000000000000000000";
+    let mut conn = fleet.test_queue().redis().await;
+    let _: () = redis::cmd("HSET")
+        .arg(queue.keys().job(&first))
+        .arg("status")
+        .arg("running")
+        .arg("worker")
+        .arg(ghost)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("LPUSH")
+        .arg(queue.keys().held(ghost))
+        .arg(&first)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        queue
+            .give_back(ghost, std::slice::from_ref(&first))
+            .await
+            .unwrap(),
+        1
+    );
+
+    // The job's record still holds the first run's result: wait for the second run's end.
+    let first_started = done.started_at;
+    let again = gitfleet_testkit::eventually(
+        "the given-back job ran again to its end",
+        std::time::Duration::from_secs(60),
+        async || {
+            let r = queue.job(&first).await.unwrap()?;
+            (r.status.is_final() && r.started_at > first_started).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(again.error, None, "{again:?}");
+    assert_eq!(
+        again.attempts, 1,
+        "a given-back run is not an attempt: {again:?}"
+    );
+    assert_eq!(
+        again.given_back, 1,
+        "the record says it was given back: {again:?}"
+    );
+    assert_eq!(
+        again.result.as_ref().unwrap()["commit_sha"],
+        landed.as_str(),
+        "answered with the commit that landed: {again:?}"
+    );
+    let trailer = format!("Gitfleet-Job: {first}");
+    let carrying = git(&bare, ["log", "--format=%H", "--grep", &trailer, "main"]).unwrap();
+    assert_eq!(
+        carrying.lines().collect::<Vec<_>>(),
+        [landed.as_str()],
+        "exactly one commit carries the job's trailer"
+    );
+    fleet.shutdown().await;
+}

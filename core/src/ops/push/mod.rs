@@ -182,7 +182,8 @@ struct PushJob<'a> {
     groups: &'a Arc<PushGroups>,
     queue: Queue,
     worker_id: &'a str,
-    attempt: u32,
+    /// An earlier run may have committed and landed this job ([`RunContext::may_have_run_before`]).
+    rerun: bool,
     job_id: &'a str,
     message: &'a str,
     paths: &'a [String],
@@ -200,8 +201,9 @@ impl PushJob<'_> {
     ) -> Result<Value, JobError> {
         let target = self.target;
         let trailer = format!("Gitfleet-Job: {}", self.job_id);
-        // A first attempt cannot have committed or landed anything before.
-        let rerun = self.attempt > 1;
+        // A first run (no earlier attempt, none given back) cannot have committed or landed
+        // anything before.
+        let rerun = self.rerun;
         commit(manager, sandbox, &trailer, self.message, self.paths, rerun).await?;
 
         // A run after a crash: if the commit already landed, say so without waiting for a
@@ -342,7 +344,7 @@ impl Op for PushOp {
                 groups: &groups,
                 queue,
                 worker_id: &ctx.worker_id,
-                attempt: ctx.attempt,
+                rerun: ctx.may_have_run_before(),
                 job_id: &ctx.job_id,
                 message: p.message,
                 paths: &p.paths,
@@ -390,7 +392,7 @@ impl Op for ChangeOp {
                 }
             }
             let trailer = format!("Gitfleet-Job: {}", ctx.job_id);
-            let rerun = ctx.attempt > 1;
+            let rerun = ctx.may_have_run_before();
             if rerun
                 && let Some(sha) = group::landed(&manager, &req.repo, &target, &trailer).await?
             {
