@@ -37,6 +37,12 @@ pub fn opt_bool(args: &Value, field: &str, default: bool) -> Result<bool, JobErr
     }
 }
 
+/// A path of a checked list as [`opt_paths`] gives it: without a trailing `/` (`src/` and
+/// `src` name the same directory). For typed args, which keep the paths as the job gave them.
+pub fn as_checked(path: &str) -> &str {
+    path.trim_end_matches('/')
+}
+
 /// An optional list of paths inside the working tree, each checked.
 pub fn opt_paths(args: &Value, field: &str) -> Result<Vec<String>, JobError> {
     match args.get(field) {
@@ -52,7 +58,7 @@ pub fn opt_paths(args: &Value, field: &str) -> Result<Vec<String>, JobError> {
                     let name = format!("{field}[{i}]");
                     let s = v.as_str().ok_or_else(|| bad(&name, "must be a string"))?;
                     validate::path(&name, s)?;
-                    Ok(s.trim_end_matches('/').to_string())
+                    Ok(as_checked(s).to_string())
                 })
                 .collect()
         }

@@ -34,11 +34,6 @@ pub struct RepoUrl {
 }
 
 impl RepoUrl {
-    /// Whether git reaches this remote over HTTP(S), the only transports a token is used on.
-    pub fn is_http(&self) -> bool {
-        self.scheme == "https" || self.scheme == "http"
-    }
-
     /// The host without its port (`host` for `host:8443`, `::1` for `[::1]:8443`).
     pub fn hostname(&self) -> &str {
         split_port(&self.host).0

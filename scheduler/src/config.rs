@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use gitfleet_contract::config::ConfigError;
-pub(crate) use gitfleet_contract::config::{parse_var, secs_var, var};
+pub(crate) use gitfleet_contract::config::{millis_var, parse_var, secs_var, var};
 
 use crate::tasks::{
     cleanup::CleanupConfig, eviction::EvictionConfig, health_check::HealthCheckConfig,
@@ -102,16 +102,16 @@ impl SchedulerConfig {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "scheduler".into());
-        let replica = match std::env::var("GITFLEET_SCHEDULER_REPLICA") {
-            Ok(r) if !r.trim().is_empty() => r.trim().to_string(),
-            _ => gitfleet_core::runtime::new_worker_id(&format!("{stem}-scheduler")),
+        let replica = match var("GITFLEET_SCHEDULER_REPLICA") {
+            Some(r) => r.trim().to_string(),
+            None => gitfleet_core::runtime::new_worker_id(&format!("{stem}-scheduler")),
         };
         Ok(Self {
             replica,
-            leader_check: Duration::from_millis(parse_var(
+            leader_check: millis_var(
                 "GITFLEET_SCHEDULER_LEADER_CHECK_MS",
-                2000u64,
-            )?),
+                Duration::from_millis(2000),
+            )?,
             maintenance_wait: secs_var("GITFLEET_SCHEDULER_WAIT_SECS", Duration::from_secs(120))?,
             eviction: EvictionConfig::from_env()?,
             priority: PriorityConfig::from_env()?,

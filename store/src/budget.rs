@@ -178,10 +178,21 @@ impl Budgets {
         Ok(())
     }
 
-    /// Re-reads the list every `every` until `stop`.
-    pub async fn keep_fresh(self, store: Store, every: Duration, stop: CancellationToken) {
-        let mut failing = false;
+    /// Re-reads the list every `every` until `stop`, the first time `every` from now: the
+    /// caller reads it once first ([`Budgets::refresh`]) and says whether that failed, so a
+    /// Postgres that is away is reported once, and its return too.
+    pub async fn keep_fresh(
+        self,
+        store: Store,
+        every: Duration,
+        stop: CancellationToken,
+        mut failing: bool,
+    ) {
         loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
             match self.refresh(&store).await {
                 Ok(()) if failing => {
                     failing = false;
@@ -193,10 +204,6 @@ impl Budgets {
                     tracing::warn!(error = %e, "budgets: cannot read; keeping the last list");
                 }
                 Err(_) => {}
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
             }
         }
     }

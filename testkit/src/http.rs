@@ -23,7 +23,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -47,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::process::GroupKillGuard;
+use crate::server_thread::{Ready, ServerThread};
 
 /// How long `Drop` lets requests in flight finish before killing them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -114,8 +114,7 @@ impl State {
 pub struct HttpGitServer {
     addr: SocketAddr,
     state: Arc<State>,
-    shutdown: CancellationToken,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl std::fmt::Debug for HttpGitServer {
@@ -154,32 +153,22 @@ impl HttpGitServer {
             auth_failures: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
         });
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        // The runtime goes with the thread: dropping it drops every task still running,
+        // and their guards kill the process groups of backends that did not finish.
         let thread = {
             let state = state.clone();
-            let shutdown = shutdown.clone();
-            std::thread::Builder::new()
-                .name("gitfleet-testkit-http".into())
-                .spawn(move || {
-                    runtime.block_on(serve(listener, state, shutdown, ready_tx));
-                    // Dropping the runtime drops every task still running; their guards
-                    // kill the process groups of backends that did not finish.
-                    drop(runtime);
-                })
-                .context("spawning the http git server's thread")?
+            ServerThread::start(
+                "http git server",
+                "gitfleet-testkit-http",
+                runtime,
+                move |shutdown, ready| serve(listener, state, shutdown, ready),
+            )?
         };
-        let server = HttpGitServer {
+        Ok(HttpGitServer {
             addr,
             state,
-            shutdown,
-            thread: Some(thread),
-        };
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => Ok(server),
-            Ok(Err(err)) => Err(err).context("starting the http git server"),
-            Err(_) => bail!("the http git server did not start"),
-        }
+            _thread: thread,
+        })
     }
 
     /// `http://127.0.0.1:<port>/<repo>` (no credentials in it).
@@ -212,15 +201,6 @@ impl HttpGitServer {
     }
 }
 
-impl Drop for HttpGitServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// `$(git --exec-path)/git-http-backend`: run directly, not through the `git` wrapper,
 /// which would be one more process to clean up.
 fn http_backend_path() -> anyhow::Result<PathBuf> {
@@ -248,7 +228,7 @@ async fn serve(
     listener: std::net::TcpListener,
     state: Arc<State>,
     shutdown: CancellationToken,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    ready: Ready,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => {

@@ -48,6 +48,7 @@ mod process;
 pub mod queue;
 pub mod recording;
 pub mod redis_keys;
+mod server_thread;
 pub mod store;
 
 pub use daemon::GitDaemon;

@@ -10,10 +10,9 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -23,6 +22,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
+
+use crate::server_thread::{Ready, ServerThread};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +64,7 @@ struct State {
 pub struct RecordingServer {
     addr: SocketAddr,
     state: Arc<State>,
-    shutdown: CancellationToken,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl std::fmt::Debug for RecordingServer {
@@ -102,26 +102,20 @@ impl RecordingServer {
             answer,
             requests: Mutex::new(Vec::new()),
         });
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let thread = {
-            let (state, shutdown) = (state.clone(), shutdown.clone());
-            std::thread::Builder::new()
-                .name("gitfleet-testkit-recording".into())
-                .spawn(move || runtime.block_on(serve(listener, state, shutdown, ready_tx)))
-                .context("spawning the recording server's thread")?
+            let state = state.clone();
+            ServerThread::start(
+                "recording server",
+                "gitfleet-testkit-recording",
+                runtime,
+                move |shutdown, ready| serve(listener, state, shutdown, ready),
+            )?
         };
-        let server = Self {
+        Ok(Self {
             addr,
             state,
-            shutdown,
-            thread: Some(thread),
-        };
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => Ok(server),
-            Ok(Err(err)) => Err(err).context("starting the recording server"),
-            Err(_) => bail!("the recording server did not start"),
-        }
+            _thread: thread,
+        })
     }
 
     /// `http://127.0.0.1:<port>/<path>`.
@@ -155,20 +149,11 @@ impl RecordingServer {
     }
 }
 
-impl Drop for RecordingServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 async fn serve(
     listener: std::net::TcpListener,
     state: Arc<State>,
     shutdown: CancellationToken,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    ready: Ready,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => {

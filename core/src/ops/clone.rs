@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use gitfleet_contract::ops::{CloneArgs, CloneResult, Rules};
-use gitfleet_contract::{JobError, OpArgs, rules};
+use gitfleet_contract::{JobError, OpArgs, fields, rules};
 use serde_json::Value;
 
 use super::{Op, RunContext, result};
@@ -29,11 +29,10 @@ pub(crate) fn request(args: &Value, allow_file: bool) -> Result<CloneRequest, Jo
         agent_branch: a.agent_branch(),
         branch: a.branch,
         shallow: a.shallow,
-        // As `opt_paths` checked them: without a trailing `/`.
         sparse_paths: a
             .sparse_paths
             .iter()
-            .map(|p| p.trim_end_matches('/').to_string())
+            .map(|p| fields::as_checked(p).to_string())
             .collect(),
     })
 }

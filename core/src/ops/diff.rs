@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use gitfleet_contract::ops::{DiffArgs, DiffResult, Rules};
-use gitfleet_contract::{JobError, OpArgs};
+use gitfleet_contract::{JobError, OpArgs, fields};
 use serde_json::Value;
 
 use super::{Op, RunContext, result};
@@ -55,10 +55,9 @@ impl Op for DiffOp {
         async move {
             let (manager, sandbox) = ctx.sandbox(&args)?;
             let DiffArgs { paths, staged, .. } = DiffArgs::parse(&args, &Rules::default())?;
-            // As `opt_paths` checked them: without a trailing `/`.
             let paths: Vec<String> = paths
                 .iter()
-                .map(|p| p.trim_end_matches('/').to_string())
+                .map(|p| fields::as_checked(p).to_string())
                 .collect();
             let _busy = sandbox.lock().await;
             // A repository's .gitmodules must not be able to make diff fail.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gitfleet_contract::config::{ConfigError, parse_var, secs_var, string_var};
+use gitfleet_contract::config::{ConfigError, millis_var, parse_var, secs_var, string_var};
 use gitfleet_contract::validate_queue_name;
 
 /// How a worker process runs.
@@ -75,8 +75,8 @@ impl WorkerConfig {
             grace_period: secs_var("GITFLEET_GRACE_SECS", d.grace_period)?,
             heartbeat_interval: secs_var("GITFLEET_HEARTBEAT_SECS", d.heartbeat_interval)?,
             dead_after: secs_var("GITFLEET_DEAD_AFTER_SECS", d.dead_after)?,
-            retry_base: Duration::from_millis(parse_var("GITFLEET_RETRY_BASE_MS", 1000u64)?),
-            retry_max: Duration::from_millis(parse_var("GITFLEET_RETRY_MAX_MS", 300_000u64)?),
+            retry_base: millis_var("GITFLEET_RETRY_BASE_MS", d.retry_base)?,
+            retry_max: millis_var("GITFLEET_RETRY_MAX_MS", d.retry_max)?,
             name_stem: string_var("GITFLEET_WORKER_NAME", &d.name_stem),
         };
         if cfg.concurrency == 0 {

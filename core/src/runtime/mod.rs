@@ -406,17 +406,27 @@ impl Worker {
             row,
             redactor,
         );
-        match tokio::time::timeout(FIRST_BUDGETS_WITHIN, budgets.refresh(&settings.store)).await {
-            Ok(Ok(())) => {}
+        let failing = match tokio::time::timeout(
+            FIRST_BUDGETS_WITHIN,
+            budgets.refresh(&settings.store),
+        )
+        .await
+        {
+            Ok(Ok(())) => false,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "budgets: cannot read yet; serving all the same")
+                tracing::warn!(error = %e, "budgets: cannot read; keeping the last list");
+                true
             }
-            Err(_) => tracing::warn!("budgets: postgres is slow to answer; serving all the same"),
-        }
+            Err(_) => {
+                tracing::warn!("budgets: postgres is slow to answer; serving all the same");
+                true
+            }
+        };
         background.push(tokio::spawn(budgets.clone().keep_fresh(
             settings.store.clone(),
             settings.budget_refresh,
             stop.clone(),
+            failing,
         )));
         (records, Some(writer), budgets)
     }
