@@ -7,16 +7,28 @@ use gitfleet_client::{Client, QueueConfig, Store, StoreConfig};
 
 use crate::Fail;
 
-pub async fn connect() -> Result<Client, Fail> {
+/// A client acting for `org` (`--org` / `GITFLEET_ORG`), or for no organization.
+pub async fn connect_as(org: Option<String>) -> Result<Client, Fail> {
     let config = QueueConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
     let url = config.redacted_url();
     let client = Client::connect(config)
         .await
         .map_err(|e| Fail::Unreachable(format!("cannot reach the queue at {url}: {e}")))?;
+    let client = match org {
+        Some(org) => client
+            .with_org(org)
+            .map_err(|e| Fail::Invalid(format!("--org / GITFLEET_ORG: {e}")))?,
+        None => client,
+    };
     Ok(match open_store()? {
         Some(store) => client.with_store(store),
         None => client,
     })
+}
+
+/// A client for commands that act on jobs by id (inspect, retry): no organization.
+pub async fn connect() -> Result<Client, Fail> {
+    connect_as(None).await
 }
 
 /// The durable record of `GITFLEET_DATABASE_URL` (`None` when it is `none`).

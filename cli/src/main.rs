@@ -4,7 +4,11 @@
 //! (`jobs`, `sandboxes`, `orgs`, `schedule`) print a table, or JSON with `--json`. Exit
 //! codes: 0 done (or accepted, without `--wait`), 1 dead, 2 bad usage or invalid input, 3
 //! `--wait` timed out, 4 the queue (Redis) or the record (Postgres) could not be reached,
-//! 5 refused: the job's organization is over budget (`budget_exceeded`).
+//! 5 refused: the job's organization is over budget (`budget_exceeded`). A conflict (an
+//! idempotency key that names another job) exits 2 with its own kind.
+//!
+//! `--org` (or `GITFLEET_ORG`) is the identity the CLI acts for; `admin` commands act for
+//! the fleet and take none.
 //!
 //! This file is the command line (its clap schema), the dispatch and the exit codes; each
 //! command's body is in [`commands`].
@@ -30,6 +34,11 @@ use output::{error_object, print};
 #[derive(Parser)]
 #[command(name = "gitfleet", version, about)]
 struct Cli {
+    /// The organization you act for (your identity; default `GITFLEET_ORG`): the jobs you
+    /// submit carry it, reach only its sandboxes and are charged to it; `jobs` lists its
+    /// jobs. Without one, you are a trusted internal producer.
+    #[arg(long, global = true, env = "GITFLEET_ORG", value_name = "ORG")]
+    org: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,8 +61,6 @@ enum Command {
         status: Option<String>,
         #[arg(long)]
         op: Option<String>,
-        #[arg(long)]
-        org: Option<String>,
         #[command(flatten)]
         list: List,
     },
@@ -78,11 +85,29 @@ enum Command {
     Migrate,
     /// Print counts for every queue.
     Queues,
+    /// The fleet's own operations, for an operator: never on behalf of an organization.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Send a dead job back to its queue with a fresh set of attempts.
     Retry { id: String },
     /// gitfleet's main job on this machine: a local git server, two workers, ten agents
     /// through clone, write_files and push; prints a summary.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Send a worker a `maintain` job (what the scheduler sends on cron), e.g.
+    /// `gitfleet admin maintain '{"task": "rebuild_template", "worker_id": "<id>"}' --wait`;
+    /// tasks: `rebuild_template`, `health_check`, `evict` (with `sandbox_ids`).
+    Maintain {
+        /// The job's args as a JSON object.
+        args: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,13 +175,19 @@ enum Fail {
     Unreachable(String),
     /// Over budget.
     Refused(JobError),
+    /// Refused for another reason than bad input (`conflict`); exit 2, with its kind.
+    Rejected(JobError),
 }
 
 impl From<QueueError> for Fail {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::Invalid(err) if err.kind == ErrorKind::BudgetExceeded => Fail::Refused(err),
-            QueueError::Invalid(err) => Fail::Invalid(err.message),
+            QueueError::Invalid(err) if err.kind == ErrorKind::InvalidInput => {
+                Fail::Invalid(err.message)
+            }
+            // A refusal of another kind (an idempotency key naming another job: conflict).
+            QueueError::Invalid(err) => Fail::Rejected(err),
             other => Fail::Unreachable(other.to_string()),
         }
     }
@@ -178,16 +209,15 @@ fn secs(name: &str, v: f64) -> Result<Duration, Fail> {
 }
 
 async fn run(cli: Cli) -> Result<u8, Fail> {
+    let org = cli.org;
     match cli.command {
-        Command::Submit(s) if s.bulk => commands::submit::bulk(s).await,
-        Command::Submit(s) => commands::submit::one(s).await,
+        Command::Submit(s) if s.bulk => commands::submit::bulk(s, org).await,
+        Command::Submit(s) => commands::submit::one(s, org).await,
         Command::Job { id, wait } => commands::job::show(&id, wait).await,
-        Command::Jobs {
-            status,
-            op,
-            org,
-            list,
-        } => commands::record::jobs(status, op, org, list).await,
+        Command::Jobs { status, op, list } => commands::record::jobs(status, op, org, list).await,
+        Command::Admin {
+            command: AdminCommand::Maintain { args, wait },
+        } => commands::admin::maintain(&args, wait, org).await,
         Command::Sandboxes { list } => commands::record::sandboxes(list).await,
         Command::Orgs { command, json } => commands::record::orgs(command, json).await,
         Command::Schedule { list } => commands::record::schedule(list).await,
@@ -237,6 +267,10 @@ async fn main() -> ExitCode {
         Err(Fail::Refused(error)) => {
             print(&json!({ "error": error }));
             ExitCode::from(5)
+        }
+        Err(Fail::Rejected(error)) => {
+            print(&json!({ "error": error }));
+            ExitCode::from(2)
         }
         Err(Fail::Unreachable(message)) => {
             print(&error_object(ErrorKind::Network, &message));

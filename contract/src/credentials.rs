@@ -37,20 +37,17 @@ impl Credential {
         &self.token
     }
 
-    /// The organizations this credential is restricted to; empty means any.
-    ///
-    /// Not enforced yet: jobs do not carry the organization they run for until their
-    /// envelope does (issue 9, item 1: "Identity"), and an `org_id` a job names in its own
-    /// args is not evidence of anything. Until then the runner uses a credential for every
-    /// job whose URL it matches, and the worker warns at startup about each restricted entry.
+    /// The organizations this credential is restricted to; empty means any. A restricted
+    /// credential serves only the jobs whose envelope names one of them (see
+    /// [`Credentials::for_url`]); the fleet's own jobs, and jobs of no organization, never.
     pub fn orgs(&self) -> &[String] {
         &self.orgs
     }
 
-    /// Whether a job of `org` may use this credential by its `;orgs=` list (any org when the
-    /// list is empty). For the enforcement to come: see [`Credential::orgs`].
-    pub fn permits_org(&self, org: &str) -> bool {
-        self.orgs.is_empty() || self.orgs.iter().any(|o| o == org)
+    /// Whether a job of `org` (`None`: of no organization) may use this credential by its
+    /// `;orgs=` list (any job when the list is empty).
+    pub fn permits_org(&self, org: Option<&str>) -> bool {
+        self.orgs.is_empty() || org.is_some_and(|org| self.orgs.iter().any(|o| o == org))
     }
 }
 
@@ -281,11 +278,29 @@ impl Credentials {
     /// The credential for `url`, if any: among the prefixes that match it (see
     /// [`UrlPrefix::matches`]), the longest.
     pub fn for_url(&self, url: &RepoUrl) -> Option<(&UrlPrefix, &Credential)> {
+        self.select(url)
+            .map(|(_, prefix, credential)| (prefix, credential))
+    }
+
+    /// The entry that serves `url` (for `url.org`), with its position in the list.
+    fn select(&self, url: &RepoUrl) -> Option<(usize, &UrlPrefix, &Credential)> {
         self.entries
             .iter()
-            .filter(|(prefix, _)| prefix.matches(url))
-            .max_by_key(|(prefix, _)| prefix.specificity())
-            .map(|(prefix, credential)| (prefix, credential))
+            .enumerate()
+            .filter(|(_, (prefix, credential))| {
+                prefix.matches(url) && credential.permits_org(url.org.as_deref())
+            })
+            .max_by_key(|(_, (prefix, _))| prefix.specificity())
+            .map(|(i, (prefix, credential))| (i, prefix, credential))
+    }
+
+    /// A filesystem-safe mark of the credential that serves `url`, when that credential is
+    /// restricted to some organizations (`c<position in the list>`); `None` when no
+    /// credential serves it or the one that does serves everyone.
+    pub fn restricted_mark(&self, url: &RepoUrl) -> Option<String> {
+        self.select(url)
+            .filter(|(_, _, credential)| !credential.orgs().is_empty())
+            .map(|(i, _, _)| format!("c{i}"))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&UrlPrefix, &Credential)> {
@@ -402,7 +417,11 @@ mod tests {
         assert_eq!(got[2].0, "https://[::1]:9443/x/y");
         let (_, c) = parsed.credentials.iter().nth(1).unwrap();
         assert_eq!(c.token(), TOKEN);
-        assert!(c.permits_org("acme") && !c.permits_org("acme2"));
+        assert!(c.permits_org(Some("acme")) && !c.permits_org(Some("acme2")));
+        assert!(
+            !c.permits_org(None),
+            "a restricted credential serves no org-less job"
+        );
         assert!(
             parsed
                 .credentials
@@ -410,10 +429,38 @@ mod tests {
                 .next()
                 .unwrap()
                 .1
-                .permits_org("any")
+                .permits_org(None)
         );
         assert_eq!(prefix("https://h:443/a/").git_config_url(), "https://h/a/");
         assert_eq!(prefix("https://h:8443").git_config_url(), "https://h:8443/");
+    }
+
+    #[test]
+    fn a_restricted_credential_serves_only_its_organizations_and_keeps_their_caches_apart() {
+        let parsed = parse(&format!(
+            "https://git.example/team=shared:{TOKEN} https://git.example/team/secret=own:{TOKEN};orgs=acme"
+        ))
+        .unwrap();
+        let creds = &parsed.credentials;
+        let secret = "https://git.example/team/secret/app.git";
+        let user = |org: Option<&str>| {
+            let url = url(secret).for_org(org, creds);
+            creds.for_url(&url).map(|(_, c)| c.username.clone())
+        };
+        assert_eq!(user(Some("acme")).as_deref(), Some("own"));
+        // Anyone else falls back to the entry that admits them.
+        assert_eq!(user(Some("evil")).as_deref(), Some("shared"));
+        assert_eq!(user(None).as_deref(), Some("shared"));
+
+        // What acme fetched with its own token is cached apart; everyone else shares.
+        let key = |org: Option<&str>| url(secret).for_org(org, creds).cache_key;
+        assert_ne!(key(Some("acme")), key(Some("evil")));
+        assert_eq!(key(Some("evil")), key(None));
+        assert_eq!(key(None), url(secret).cache_key);
+        // A repository no restricted entry covers is one cache for all.
+        let open = "https://git.example/team/open.git";
+        let open_key = |org: Option<&str>| url(open).for_org(org, creds).cache_key;
+        assert_eq!(open_key(Some("acme")), open_key(Some("evil")));
     }
 
     #[test]

@@ -13,10 +13,16 @@ use crate::status::JobStatus;
 /// How a job is enqueued, beyond its op and args.
 #[derive(Debug, Clone, Default)]
 pub struct EnqueueOptions {
+    /// The organization the job runs for: the producer's identity, set by the producer
+    /// (the client from its configuration, the CLI from `--org`/`GITFLEET_ORG`, the gateway
+    /// from the API key), never taken from the args. Workers authorize and meter by it, and
+    /// idempotency keys are scoped by it. `None`: a trusted internal producer's job.
+    pub org: Option<String>,
     /// Run no earlier than this long from now.
     pub delay: Option<Duration>,
-    /// A second enqueue with the same key, within the idempotency TTL, returns the first
-    /// job's id and enqueues nothing.
+    /// A second enqueue of the same job (op and args) with the same key for the same
+    /// organization, within the idempotency TTL, returns the first job's id and enqueues
+    /// nothing; the same key with a different job is refused (`conflict`).
     pub idempotency_key: Option<String>,
     /// Runs allowed before the job is dead; `None`: the op's default (5).
     pub max_attempts: Option<u32>,

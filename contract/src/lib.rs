@@ -25,7 +25,8 @@ pub use envelope::{EnqueueOptions, Enqueued};
 pub use error::{ErrorKind, JobError};
 pub use job::JobSpec;
 pub use names::{
-    DEFAULT_QUEUE, own_queue, own_queue_worker, validate_queue_name, validate_worker_id,
+    DEFAULT_QUEUE, own_queue, own_queue_worker, validate_org_id, validate_queue_name,
+    validate_worker_id,
 };
 pub use ops::{OpArgs, OpName, Rules};
 pub use record::{JobRecord, fmt_time, rfc3339_micros, time_from_micros};

@@ -60,6 +60,23 @@ pub fn validate_worker_id(id: &str) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Checks an organization id (the envelope's `org`): 1-64 of letters, digits, `_`, `-`,
+/// `.`, not starting with `-` or `.`. (No `:`: it is part of Redis key names.)
+pub fn validate_org_id(org: &str) -> Result<(), JobError> {
+    let ok = !org.is_empty()
+        && org.len() <= 64
+        && !org.starts_with(['-', '.'])
+        && org
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(JobError::invalid_input(format!(
+            "org {org:?}: must be 1-64 of letters, digits, '_', '-', '.', not starting with '-' or '.'"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +109,24 @@ mod tests {
         assert_eq!(q, "worker:host-01HX");
         assert_eq!(own_queue_worker(&q), Some("host-01HX"));
         assert_eq!(own_queue_worker("jobs"), None);
+    }
+
+    #[test]
+    fn org_ids_are_plain_names_that_fit_in_a_key() {
+        for ok in ["acme", "Acme-Corp", "org_1", "a.b", &"x".repeat(64)] {
+            validate_org_id(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "",
+            "-acme",
+            ".acme",
+            "ac:me",
+            "ac me",
+            "ac/me",
+            &"x".repeat(65),
+        ] {
+            let e = validate_org_id(bad).unwrap_err();
+            assert!(e.message.starts_with("org "), "{bad}: {e}");
+        }
     }
 }

@@ -15,6 +15,9 @@ pub struct JobRecord {
     pub job_id: String,
     pub op: String,
     pub queue: String,
+    /// The organization it runs for (its envelope's), if any.
+    #[serde(default)]
+    pub org: Option<String>,
     pub status: JobStatus,
     pub attempts: u32,
     pub max_attempts: u32,
@@ -64,6 +67,9 @@ impl JobRecord {
         }
         if let Some(run_at) = self.run_at.filter(|_| self.status == JobStatus::Delayed) {
             map.insert("run_at".into(), fmt_time(Some(run_at)));
+        }
+        if let Some(org) = &self.org {
+            map.insert("org".into(), org.clone().into());
         }
         if self.given_back > 0 {
             map.insert("given_back".into(), self.given_back.into());

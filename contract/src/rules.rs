@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use crate::credentials::Credentials;
 use crate::error::JobError;
 
 /// Longest repository URL accepted, in bytes.
@@ -31,9 +32,26 @@ pub struct RepoUrl {
     pub path: String,
     /// A stable, filesystem-safe key for per-repository caches.
     pub cache_key: String,
+    /// The organization the repository is reached for (`None`: the fleet's own jobs, or a
+    /// job without one): credentials restricted by `;orgs=` serve it only for theirs. See
+    /// [`RepoUrl::for_org`].
+    pub org: Option<String>,
 }
 
 impl RepoUrl {
+    /// The same repository, reached for `org`'s jobs with `credentials`. When the credential
+    /// that serves it is one restricted to some organizations (`;orgs=`), the cache key gets
+    /// that credential's mark: what was fetched with it (a mirror, released working copies)
+    /// is kept apart from what any other organization reaches, so a private repository that
+    /// only `org` may read never serves another organization's clone from a shared cache.
+    pub fn for_org(mut self, org: Option<&str>, credentials: &Credentials) -> Self {
+        self.org = org.map(str::to_string);
+        if let Some(mark) = credentials.restricted_mark(&self) {
+            self.cache_key = format!("{}~{mark}", self.cache_key);
+        }
+        self
+    }
+
     /// The host without its port (`host` for `host:8443`, `::1` for `[::1]:8443`).
     pub fn hostname(&self) -> &str {
         split_port(&self.host).0
@@ -128,6 +146,7 @@ pub fn repo_url(field: &str, url: &str, allow_file: bool) -> Result<RepoUrl, Job
         host: parsed.host,
         path: parsed.path,
         cache_key,
+        org: None,
     })
 }
 

@@ -5,6 +5,13 @@
 //! worker. It builds on the contract, the queue and the record only: none of the worker side
 //! (git, sandboxes, op handlers) comes with it.
 //!
+//! A client acts for one organization, its configured identity ([`Client::with_org`]):
+//! every job it enqueues carries it in its envelope, and workers reach sandboxes, charge
+//! budgets and scope idempotency keys by it. A client without one is a trusted internal
+//! producer: it may name each job's organization ([`EnqueueOptions::org`], as the gateway
+//! does from each request's API key), or none (a fleet with `GITFLEET_REQUIRE_ORG` refuses
+//! such jobs).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), gitfleet_client::QueueError> {
 //! use gitfleet_client::{Client, EnqueueOptions, JobSpec};
@@ -26,7 +33,7 @@ pub use gitfleet_queue::{QueueConfig, QueueError, QueueStats};
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
 use gitfleet_contract::Redactor;
-use gitfleet_contract::ops::Rules;
+use gitfleet_contract::ops::{Rules, check_identity};
 use gitfleet_queue::Queue;
 
 /// A producer's handle on the fleet. Cheap to clone.
@@ -34,6 +41,7 @@ use gitfleet_queue::Queue;
 pub struct Client {
     queue: Queue,
     store: Option<Store>,
+    org: Option<String>,
 }
 
 impl Client {
@@ -41,6 +49,41 @@ impl Client {
         Ok(Self {
             queue: Queue::connect(config).await?,
             store: None,
+            org: None,
+        })
+    }
+
+    /// Acts for organization `org` (1-64 of letters, digits, `_`, `-`, `.`): its jobs carry
+    /// it, and the fleet's internal ops (`maintain`) are refused.
+    pub fn with_org(mut self, org: impl Into<String>) -> Result<Self, QueueError> {
+        let org = org.into();
+        gitfleet_contract::validate_org_id(&org).map_err(QueueError::Invalid)?;
+        self.org = Some(org);
+        Ok(self)
+    }
+
+    /// The organization this client acts for, if any.
+    pub fn org(&self) -> Option<&str> {
+        self.org.as_deref()
+    }
+
+    /// `options` as this client enqueues them: with its organization. A client with one
+    /// acts for it only (naming another is refused); one without names each job's, or none.
+    fn envelope(&self, options: &EnqueueOptions) -> Result<EnqueueOptions, QueueError> {
+        let org = match (&options.org, &self.org) {
+            (Some(asked), Some(mine)) if asked != mine => {
+                return Err(QueueError::Invalid(JobError::invalid_input(format!(
+                    "org: this client acts for organization {mine}, not for {asked}"
+                ))));
+            }
+            (asked, mine) => mine.clone().or_else(|| asked.clone()),
+        };
+        if let Some(org) = &org {
+            gitfleet_contract::validate_org_id(org).map_err(QueueError::Invalid)?;
+        }
+        Ok(EnqueueOptions {
+            org,
+            ..options.clone()
         })
     }
 
@@ -58,12 +101,9 @@ impl Client {
         self.store.as_ref()
     }
 
-    /// Refuses a job whose organization (`org_id` in its args) has spent its budget.
-    async fn check_budget(&self, spec: &JobSpec) -> Result<(), QueueError> {
-        let (Some(store), Some(org)) = (
-            &self.store,
-            spec.args.get("org_id").and_then(serde_json::Value::as_str),
-        ) else {
+    /// Refuses a job when its organization has spent its budget.
+    async fn check_budget(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
+        let (Some(store), Some(org)) = (&self.store, org) else {
             return Ok(());
         };
         match store.check_budget(org, &spec.op).await {
@@ -77,7 +117,12 @@ impl Client {
     /// Writes the rows of jobs just enqueued (best effort: a worker writes them anyway). A
     /// job the queue answered at once (its queue is that of a worker that is gone) gets its
     /// final row here: no worker will see it.
-    async fn record_enqueued(&self, queue: &str, jobs: &[(&JobSpec, &Enqueued)]) {
+    async fn record_enqueued(
+        &self,
+        queue: &str,
+        org: &Option<String>,
+        jobs: &[(&JobSpec, &Enqueued)],
+    ) {
         let Some(store) = &self.store else { return };
         let now = chrono::Utc::now();
         let answered = gitfleet_contract::own_queue_worker(queue).map(|worker| {
@@ -92,6 +137,7 @@ impl Client {
                     error: answered.clone().filter(|_| e.status == JobStatus::Dead),
                     enqueued_at: Some(now),
                     finished_at: (e.status == JobStatus::Dead).then_some(now),
+                    org_id: org.clone(),
                     ..store::JobEvent::new(&e.job_id, &spec.op, queue, e.status, Some(&spec.args))
                 })
             })
@@ -106,10 +152,15 @@ impl Client {
         &self.queue
     }
 
-    /// Checks a job against its op without enqueueing it, as a default worker would.
+    /// Checks a job against its op without enqueueing it, as a default worker would, for
+    /// this client's organization (an internal op is refused from one).
     pub fn check(&self, spec: &JobSpec) -> Result<(), QueueError> {
+        Self::check_for(spec, self.org.as_deref())
+    }
+
+    fn check_for(spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
         gitfleet_contract::ops::validate(spec, &Rules::default())
-            .map(|_| ())
+            .and_then(|_| check_identity(&spec.op, org, false))
             .map_err(QueueError::Invalid)
     }
 
@@ -126,10 +177,12 @@ impl Client {
         spec: &JobSpec,
         options: &EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
-        self.check(spec)?;
-        self.check_budget(spec).await?;
-        let enqueued = self.queue.enqueue(queue, spec, options).await?;
-        self.record_enqueued(queue, &[(spec, &enqueued)]).await;
+        let options = self.envelope(options)?;
+        Self::check_for(spec, options.org.as_deref())?;
+        self.check_budget(spec, options.org.as_deref()).await?;
+        let enqueued = self.queue.enqueue(queue, spec, &options).await?;
+        self.record_enqueued(queue, &options.org, &[(spec, &enqueued)])
+            .await;
         Ok(enqueued)
     }
 
@@ -141,8 +194,9 @@ impl Client {
         specs: &[JobSpec],
         options: &EnqueueOptions,
     ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
+        let options = &self.envelope(options)?;
         for (i, spec) in specs.iter().enumerate() {
-            self.check(spec).map_err(|e| match e {
+            Self::check_for(spec, options.org.as_deref()).map_err(|e| match e {
                 QueueError::Invalid(err) => QueueError::Invalid(JobError::invalid_input(format!(
                     "job {}: {}",
                     i + 1,
@@ -151,14 +205,21 @@ impl Client {
                 other => other,
             })?;
         }
+        // One organization for the batch: its budget is read once per op, not per job.
+        let mut checked = std::collections::BTreeSet::new();
         for (i, spec) in specs.iter().enumerate() {
-            self.check_budget(spec).await.map_err(|e| match e {
-                QueueError::Invalid(err) => QueueError::Invalid(JobError::new(
-                    err.kind,
-                    format!("job {}: {}", i + 1, err.message),
-                )),
-                other => other,
-            })?;
+            if !checked.insert(spec.op.as_str()) {
+                continue;
+            }
+            self.check_budget(spec, options.org.as_deref())
+                .await
+                .map_err(|e| match e {
+                    QueueError::Invalid(err) => QueueError::Invalid(JobError::new(
+                        err.kind,
+                        format!("job {}: {}", i + 1, err.message),
+                    )),
+                    other => other,
+                })?;
         }
         let results = self.queue.enqueue_many(queue, specs, options).await?;
         let done: Vec<(&JobSpec, &Enqueued)> = specs
@@ -166,7 +227,7 @@ impl Client {
             .zip(&results)
             .filter_map(|(s, r)| r.as_ref().ok().map(|e| (s, e)))
             .collect();
-        self.record_enqueued(queue, &done).await;
+        self.record_enqueued(queue, &options.org, &done).await;
         Ok(results)
     }
 

@@ -29,6 +29,8 @@ pub struct Delivery {
     /// Earlier runs given back unfinished (a worker stopping): they do not count as
     /// attempts, but one of them may have done the job's work before it was cut off.
     pub given_back: u32,
+    /// The organization the job runs for (its envelope's, set by the producer's identity).
+    pub org: Option<String>,
 }
 
 /// How one run ended.
@@ -178,7 +180,7 @@ impl Queue {
             .invoke_async(&mut conn)
             .await?;
         let parse = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
-        flat.chunks(7)
+        flat.chunks(8)
             .map(|c| {
                 Ok(Delivery {
                     id: redis::from_redis_value_ref(&c[0]).map_err(parse)?,
@@ -189,6 +191,8 @@ impl Queue {
                     timeout_ms: redis::from_redis_value_ref(&c[4]).map_err(parse)?,
                     enqueued_at_us: redis::from_redis_value_ref(&c[5]).map_err(parse)?,
                     given_back: redis::from_redis_value_ref(&c[6]).map_err(parse)?,
+                    org: Some(redis::from_redis_value_ref::<String>(&c[7]).map_err(parse)?)
+                        .filter(|o| !o.is_empty()),
                 })
             })
             .collect()

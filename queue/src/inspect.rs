@@ -159,6 +159,7 @@ fn record_from_fields(id: &str, f: &HashMap<String, String>) -> Result<JobRecord
         job_id: id.to_string(),
         op,
         queue: f.get("queue").cloned().unwrap_or_default(),
+        org: f.get("org").cloned(),
         status,
         attempts: int("attempts").unwrap_or(0).max(0) as u32,
         max_attempts: int("max_attempts").unwrap_or(0).max(0) as u32,

@@ -67,8 +67,25 @@ impl Keys {
         format!("{}queues", self.prefix)
     }
 
-    /// String: an idempotency key's first job id.
-    pub fn idempotency(&self, key: &str) -> String {
-        format!("{}idem:{key}", self.prefix)
+    /// String: an idempotency key's first job id, scoped by the organization (`""` for
+    /// none; an org id has no `:`).
+    pub fn idempotency(&self, org: &str, key: &str) -> String {
+        format!("{}idem:{org}:{key}", self.prefix)
+    }
+
+    /// Hash: who a live sandbox belongs to: `org` (absent for none), `agent`, `worker`.
+    pub fn sandbox(&self, id: &str) -> String {
+        format!("{}sandbox:{id}", self.prefix)
+    }
+
+    /// Set: the live sandboxes of one worker (dropped with it when it is declared dead).
+    pub fn worker_sandboxes(&self, worker: &str) -> String {
+        format!("{}sandboxes:{worker}", self.prefix)
+    }
+
+    /// Set: the live sandboxes of one organization, fleet-wide (its count is what
+    /// `GITFLEET_ORG_MAX_SANDBOXES` limits).
+    pub fn org_sandboxes(&self, org: &str) -> String {
+        format!("{}org-sandboxes:{org}", self.prefix)
     }
 }

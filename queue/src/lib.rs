@@ -15,6 +15,7 @@ mod keys;
 mod lock;
 mod produce;
 mod purge;
+mod registry;
 mod scripts;
 
 use std::time::Duration;
@@ -31,8 +32,9 @@ pub use lock::Lock;
 pub use gitfleet_contract::{EnqueueOptions, Enqueued};
 pub use produce::worker_not_running;
 pub use purge::{purge_prefix, purge_prefix_blocking};
+pub use registry::SandboxOwner;
 
-use gitfleet_contract::JobError;
+use gitfleet_contract::{ErrorKind, JobError};
 
 /// Ids in a pipeline or script call at once: large enough to amortise round trips, small
 /// enough that no call holds Redis for more than a few milliseconds.
@@ -60,8 +62,16 @@ impl QueueError {
     /// Script errors whose code is `invalid_input:` are the producer's fault. (Redis
     /// splits an error reply into a code, its first word, and the detail.)
     fn from_script(e: redis::RedisError) -> Self {
-        if e.code() == Some("invalid_input:") {
-            return QueueError::invalid(e.detail().unwrap_or_default().trim());
+        let detail = || e.detail().unwrap_or_default().trim().to_string();
+        match e.code() {
+            Some("invalid_input:") => return QueueError::invalid(detail()),
+            Some("budget_exceeded:") => {
+                return QueueError::Invalid(JobError::new(ErrorKind::BudgetExceeded, detail()));
+            }
+            Some("conflict:") => {
+                return QueueError::Invalid(JobError::new(ErrorKind::Conflict, detail()));
+            }
+            _ => {}
         }
         QueueError::Redis(e)
     }

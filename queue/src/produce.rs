@@ -91,6 +91,10 @@ impl Queue {
         if !idem.is_empty() {
             validate_idempotency_key(idem).map_err(QueueError::Invalid)?;
         }
+        let org = options.org.as_deref().unwrap_or("");
+        if !org.is_empty() {
+            gitfleet_contract::validate_org_id(org).map_err(QueueError::Invalid)?;
+        }
         let id = ulid::Ulid::new().to_string();
         let routed = gitfleet_contract::own_queue_worker(queue).unwrap_or("");
         let k = &self.keys;
@@ -102,7 +106,7 @@ impl Queue {
             .arg(k.delayed(queue))
             .arg(k.queues())
             .arg(k.workers())
-            .arg(k.idempotency(if idem.is_empty() { "-" } else { idem }))
+            .arg(k.idempotency(org, if idem.is_empty() { "-" } else { idem }))
             .arg(k.dead(queue))
             .arg(&id)
             .arg(queue)
@@ -115,7 +119,8 @@ impl Queue {
             .arg(limit)
             .arg(routed)
             .arg(self.config.dead_ttl.as_secs().max(1))
-            .arg(k.prefix());
+            .arg(k.prefix())
+            .arg(org);
         Ok(cmd)
     }
 

@@ -28,5 +28,9 @@ pub(crate) static REGISTER_WAITER: LazyLock<Script> = LazyLock::new(|| {
            redis.call('HSET', KEYS[1], 'waiters', 1) return 1 end return 0",
     )
 });
+pub(crate) static SANDBOX_CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/sandbox_claim.lua")));
+pub(crate) static SANDBOX_DROP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/sandbox_drop.lua")));
 pub(crate) static STATS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/stats.lua")));

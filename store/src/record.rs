@@ -64,8 +64,9 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
-    /// An event of job `job_id` in `status`, with its org, agent, task and sandbox read from
-    /// its `args` (when given) and nothing else known yet: callers fill in what they know.
+    /// An event of job `job_id` in `status`, with its agent, task and sandbox read from its
+    /// `args` (when given) and nothing else known yet: callers fill in what they know, the
+    /// organization included (the envelope's; never read from the args).
     pub fn new(
         job_id: impl Into<String>,
         op: impl Into<String>,
@@ -82,7 +83,7 @@ impl JobEvent {
             job_id: job_id.into(),
             op: op.into(),
             queue: queue.into(),
-            org_id: arg("org_id"),
+            org_id: None,
             agent_id: arg("agent_id"),
             task_id: arg("task_id"),
             sandbox_id: arg("sandbox_id"),
@@ -233,7 +234,7 @@ impl Record {
                 let gone = sqlx::query_scalar!(
                     r#"
 UPDATE git_sandboxes
-   SET status = 'terminated', terminated_at = $2, updated_at = $2
+   SET status = 'terminated', terminated_at = clock_timestamp(), updated_at = $2
  WHERE worker_id = $1 AND status <> 'terminated'
 RETURNING sandbox_id
 "#,
@@ -355,7 +356,7 @@ async fn apply_sandbox(
 INSERT INTO git_sandboxes (sandbox_id, worker_id, org_id, agent_id, task_id, repo_url, branch,
                            agent_branch, status, last_operation, created_at, last_used_at,
                            use_count, error_count, last_error, config, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $11)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp(), $11, $12, $13, $14, $15, $11)
 ON CONFLICT (sandbox_id) DO NOTHING
 "#,
             s.sandbox_id,
@@ -383,7 +384,7 @@ UPDATE git_sandboxes SET
     status = $2,
     last_operation = COALESCE($3, last_operation),
     last_used_at = GREATEST(last_used_at, $4),
-    terminated_at = CASE WHEN $2 = 'terminated' THEN $4 ELSE terminated_at END,
+    terminated_at = CASE WHEN $2 = 'terminated' THEN clock_timestamp() ELSE terminated_at END,
     use_count = GREATEST(use_count, $5),
     error_count = GREATEST(error_count, $6),
     last_error = COALESCE($7, last_error),

@@ -2,6 +2,11 @@
 //! per sandbox (its time from creation to termination, in sandbox-hours at the configured
 //! price). Whatever terminates sandboxes (a release, a stopping worker, the scheduler's
 //! health check) records their usage through [`record_sandbox_usage`], so it is priced alike.
+//! Both ends of a sandbox's metered time are Postgres's clock (`clock_timestamp()` when its
+//! row is made and when it is terminated), never a worker's or the scheduler's: a machine
+//! whose clock is off cannot shorten or lengthen what an organization is charged. (A record
+//! replayed from a worker's spool after an outage is timed when it reaches Postgres: the
+//! outage is charged, never hidden.)
 
 use sqlx::PgConnection;
 

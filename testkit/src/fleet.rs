@@ -384,6 +384,32 @@ impl Fleet {
         record
     }
 
+    /// Options that enqueue a job for organization `org` (the envelope's; the fleet's
+    /// client is a trusted producer that names each job's organization, as the gateway does).
+    pub fn for_org(org: &str) -> EnqueueOptions {
+        EnqueueOptions {
+            org: Some(org.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// [`Fleet::run`] for organization `org`.
+    pub async fn run_as(&self, org: &str, op: &str, args: Value) -> JobRecord {
+        self.run_with(op, args, &Self::for_org(org)).await
+    }
+
+    /// [`Fleet::ok`] for organization `org`.
+    pub async fn ok_as(&self, org: &str, op: &str, args: Value) -> Value {
+        let record = self.run_as(org, op, args).await;
+        assert_eq!(
+            record.status,
+            JobStatus::Done,
+            "{op} for {org} failed: {:?}",
+            record.error
+        );
+        record.result.expect("a done job has a result")
+    }
+
     /// Runs a job that must succeed; returns its result.
     pub async fn ok(&self, op: &str, args: Value) -> Value {
         let record = self.run(op, args).await;

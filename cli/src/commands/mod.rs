@@ -2,6 +2,7 @@
 //! record share one). `main.rs` holds the command line and turns what a body returns (an
 //! exit code, or a [`crate::Fail`]) into the process's exit.
 
+pub mod admin;
 pub mod demo;
 pub mod job;
 pub mod queues;

@@ -2,17 +2,18 @@
 
 use std::io::{BufRead, Write};
 
-use gitfleet_client::{Client, DEFAULT_QUEUE, EnqueueOptions, ErrorKind, JobSpec};
+use gitfleet_client::{Client, DEFAULT_QUEUE, EnqueueOptions, ErrorKind, JobSpec, OpName};
 use serde_json::{Value, json};
 
-use crate::connect::connect;
+use crate::connect::connect_as;
 use crate::output::{error_object, report};
-use crate::{Fail, Submit, secs};
+use crate::{Fail, Submit, Wait, secs};
 
 /// `gitfleet submit <op> [args]`: enqueues one job, prints its record (after it finished,
 /// with `--wait`).
-pub async fn one(s: Submit) -> Result<u8, Fail> {
+pub async fn one(s: Submit, org: Option<String>) -> Result<u8, Fail> {
     let op = s.op.unwrap_or_default();
+    refuse_internal(&op)?;
     let args: Value = match s.args.as_deref() {
         None => json!({}),
         Some(text) => serde_json::from_str(text)
@@ -23,30 +24,33 @@ pub async fn one(s: Submit) -> Result<u8, Fail> {
         delay: s.delay.map(|d| secs("--delay", d)).transpose()?,
         idempotency_key: s.idempotency_key,
         max_attempts: s.max_attempts,
-        timeout: None,
+        ..Default::default()
     };
-    let client = connect().await?;
+    let client = connect_as(org).await?;
     let queue = s.queue.clone().unwrap_or_else(|| Client::route(&spec));
     let enqueued = client.submit(&queue, &spec, &options).await?;
-    let record = if s.wait.wait {
-        client
-            .wait(&enqueued.job_id, secs("--timeout", s.wait.timeout)?)
-            .await?
+    print_job(&client, &enqueued.job_id, &s.wait).await
+}
+
+/// Prints the record of job `id`, just enqueued (after it finished, with `--wait`); the
+/// exit code follows its status.
+pub(crate) async fn print_job(client: &Client, id: &str, wait: &Wait) -> Result<u8, Fail> {
+    let record = if wait.wait {
+        client.wait(id, secs("--timeout", wait.timeout)?).await?
     } else {
-        client.job(&enqueued.job_id).await?
+        client.job(id).await?
     };
     match record {
-        Some(r) => Ok(report(&r, s.wait.wait)),
+        Some(r) => Ok(report(&r, wait.wait)),
         None => Err(Fail::Unreachable(format!(
-            "job {} was enqueued but its record is gone",
-            enqueued.job_id
+            "job {id} was enqueued but its record is gone"
         ))),
     }
 }
 
 /// `gitfleet submit --bulk`: one `{"op", "args"}` object a line on standard input, all
 /// checked before any is enqueued; prints one job id (or error object) a line.
-pub async fn bulk(s: Submit) -> Result<u8, Fail> {
+pub async fn bulk(s: Submit, org: Option<String>) -> Result<u8, Fail> {
     let mut specs = Vec::new();
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.map_err(|e| Fail::Invalid(format!("standard input: {e}")))?;
@@ -59,6 +63,10 @@ pub async fn bulk(s: Submit) -> Result<u8, Fail> {
                 i + 1
             ))
         })?;
+        refuse_internal(&spec.op).map_err(|e| match e {
+            Fail::Invalid(m) => Fail::Invalid(format!("line {}: {m}", i + 1)),
+            other => other,
+        })?;
         specs.push((i + 1, spec));
     }
     let options = EnqueueOptions {
@@ -66,7 +74,7 @@ pub async fn bulk(s: Submit) -> Result<u8, Fail> {
         max_attempts: s.max_attempts,
         ..Default::default()
     };
-    let client = connect().await?;
+    let client = connect_as(org).await?;
     for (line, spec) in &specs {
         client.check(spec).map_err(|e| match Fail::from(e) {
             Fail::Invalid(m) => Fail::Invalid(format!("line {line}: {m}")),
@@ -78,8 +86,7 @@ pub async fn bulk(s: Submit) -> Result<u8, Fail> {
     let mut out = std::io::stdout().lock();
     for chunk in only_specs.chunks(1000) {
         for r in client
-            .queue()
-            .enqueue_many(s.queue.as_deref().unwrap_or(DEFAULT_QUEUE), chunk, &options)
+            .submit_many(s.queue.as_deref().unwrap_or(DEFAULT_QUEUE), chunk, &options)
             .await?
         {
             match r {
@@ -98,4 +105,14 @@ pub async fn bulk(s: Submit) -> Result<u8, Fail> {
         }
     }
     Ok(code)
+}
+
+/// `submit` is for producers: the fleet's own ops go through `gitfleet admin`.
+fn refuse_internal(op: &str) -> Result<(), Fail> {
+    match OpName::from_name(op) {
+        Some(op) if op.is_internal() => Err(Fail::Invalid(format!(
+            "op: {op} is internal to the fleet; an operator sends it with `gitfleet admin {op}`"
+        ))),
+        _ => Ok(()),
+    }
 }

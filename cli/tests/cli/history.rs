@@ -26,7 +26,9 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
         .run_json(&[
             "submit",
             "echo",
-            r#"{"org_id":"acme","n":1}"#,
+            r#"{"n":1}"#,
+            "--org",
+            "acme",
             "--wait",
             "--timeout",
             "10",
@@ -47,7 +49,11 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(shown["status"], "done", "history never arrived: {shown}");
-    assert_eq!(shown["result"], json!({"org_id": "acme", "n": 1}));
+    assert_eq!(shown["result"], json!({"n": 1}));
+    assert_eq!(
+        shown["org"], "acme",
+        "the envelope's organization is on the record"
+    );
     let history = &shown["history"];
     assert_eq!(history["org_id"], "acme");
     assert_eq!(history["runs"].as_array().unwrap().len(), 1);
@@ -87,12 +93,24 @@ async fn the_record_commands_print_tables_for_people_and_json_arrays_for_scripts
     assert_eq!(set["org_id"], "acme");
     assert_eq!(set["monthly_budget_usd"], 0.0);
     let (code, refused) = env
-        .run_json(&["submit", "echo", r#"{"org_id":"acme"}"#])
+        .run_json(&["submit", "echo", "{}", "--org", "acme"])
         .await;
     assert_eq!(code, 5, "{refused}");
     assert_eq!(refused["error"]["kind"], "budget_exceeded");
+    // Naming an organization in the args instead is refused, not taken for the identity.
+    let (code, named) = env
+        .run_json(&["submit", "echo", r#"{"org_id":"other"}"#, "--org", "acme"])
+        .await;
+    assert_eq!(code, 2, "{named}");
+    assert!(
+        named["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("args.org_id:"),
+        "{named}"
+    );
     let (code, other) = env
-        .run_json(&["submit", "echo", r#"{"org_id":"other"}"#, "--wait"])
+        .run_json(&["submit", "echo", "{}", "--org", "other", "--wait"])
         .await;
     assert_eq!(
         (code, other["status"].as_str()),

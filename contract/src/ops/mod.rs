@@ -142,6 +142,34 @@ impl OpName {
     pub fn from_name(name: &str) -> Option<OpName> {
         OpName::ALL.iter().copied().find(|op| op.as_str() == name)
     }
+
+    /// An op of the fleet's own (`maintain`: a template rebuild refetches every mirror),
+    /// accepted from the scheduler and an operator's `gitfleet admin maintain`, never from a
+    /// producer acting for an organization.
+    pub fn is_internal(self) -> bool {
+        matches!(self, OpName::Maintain)
+    }
+}
+
+/// Checks who a job runs for, by its envelope's organization (`org`: the producer's
+/// identity, never the args). An internal op ([`OpName::is_internal`]) is refused from any
+/// organization; any other op is refused without one when the fleet requires it
+/// (`require_org`, a worker's `GITFLEET_REQUIRE_ORG`). Unknown ops pass: they are refused
+/// by name elsewhere.
+pub fn check_identity(op: &str, org: Option<&str>, require_org: bool) -> Result<(), JobError> {
+    let op = OpName::from_name(op);
+    match (op, org) {
+        (Some(op), Some(org)) if op.is_internal() => Err(JobError::invalid_input(format!(
+            "op: {op} is internal to the fleet (the scheduler, `gitfleet admin maintain`); \
+             it is not accepted from a producer acting for organization {org}"
+        ))),
+        (Some(op), None) if require_org && !op.is_internal() => Err(JobError::invalid_input(
+            "org: this fleet requires every job to name its organization (the producer's \
+             identity: the client's configured org, the CLI's --org or GITFLEET_ORG, the \
+             gateway's API key); this job has none",
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl fmt::Display for OpName {
@@ -164,8 +192,23 @@ pub fn validate(spec: &JobSpec, rules: &Rules) -> Result<OpName, JobError> {
                 .join(", ")
         ))
     })?;
+    no_org_arg(&spec.args)?;
     op.check(&spec.args, rules)?;
     Ok(op)
+}
+
+/// Refuses args that name an organization (`org_id`): who a job runs for is its envelope's
+/// organization, the producer's identity, and a job that believes otherwise is told so
+/// rather than run for someone it did not mean.
+pub fn no_org_arg(args: &Value) -> Result<(), JobError> {
+    if args.get("org_id").is_some() {
+        return Err(JobError::invalid_input(
+            "args.org_id: the organization a job runs for is the producer's identity (the \
+             client's configured org, the CLI's --org or GITFLEET_ORG, the gateway's API key), \
+             never an argument; remove it",
+        ));
+    }
+    Ok(())
 }
 
 /// The queue a job goes to when the producer named none: the own queue of the worker that

@@ -14,7 +14,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use gitfleet_contract::redact::basic_auth_value;
-use gitfleet_contract::rules as validate;
+use gitfleet_contract::rules::RepoUrl;
 use gitfleet_contract::{ErrorKind, JobError, Redactor};
 
 use super::capture::{Capture, drain, feed};
@@ -37,9 +37,10 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Bytes written to the process's stdin.
     pub stdin: Option<Vec<u8>>,
-    /// The remote this call talks to: the token of the credential whose prefix covers it, if
-    /// any, is passed to git (scoped to that prefix) through `GIT_CONFIG_*` variables.
-    pub remote: Option<String>,
+    /// The remote this call talks to: the token of the credential that serves it (its
+    /// prefix covers the URL and its `;orgs=` admits the repository's `org`), if any, is
+    /// passed to git (scoped to that prefix) through `GIT_CONFIG_*` variables.
+    pub remote: Option<RepoUrl>,
     /// Return a non-zero exit as `Ok` (with its status) instead of an error.
     pub allow_failure: bool,
     /// Extra environment variables (names must not start with `GIT_CONFIG`).
@@ -164,7 +165,7 @@ impl Git {
             .current_dir(cwd)
             .env_clear()
             .envs(self.prepared.env.iter().map(|(k, v)| (k, v)))
-            .envs(self.credential_env(options.remote.as_deref()))
+            .envs(self.credential_env(options.remote.as_ref()))
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(if options.stdin.is_some() {
                 Stdio::piped()
@@ -290,14 +291,11 @@ impl Git {
     /// only, the exact host and port, a path under the prefix): an `Authorization` header
     /// scoped to that prefix, so git adds it only to requests under it. Never argv (visible
     /// in `ps`), never the URL (echoed in git's messages and stored in `.git/config`).
-    fn credential_env(&self, remote: Option<&str>) -> Vec<(OsString, OsString)> {
-        let Some(remote) = remote else {
+    fn credential_env(&self, remote: Option<&RepoUrl>) -> Vec<(OsString, OsString)> {
+        let Some(url) = remote else {
             return Vec::new();
         };
-        let Ok(url) = validate::repo_url("remote", remote, true) else {
-            return Vec::new();
-        };
-        let Some((prefix, credential)) = self.config.credentials.for_url(&url) else {
+        let Some((prefix, credential)) = self.config.credentials.for_url(url) else {
             return Vec::new();
         };
         let header = format!(

@@ -52,6 +52,11 @@ pub struct RunContext {
     /// Earlier runs given back unfinished (see [`RunContext::may_have_run_before`]).
     pub given_back: u32,
     pub worker_id: String,
+    /// The organization the job runs for: its envelope's (the producer's identity), never
+    /// its args'. Sandboxes are reached, and budgets charged, by it.
+    pub org: Option<String>,
+    /// Live sandboxes one organization may have at once, fleet-wide (0: no limit).
+    pub org_max_sandboxes: u32,
     /// The worker's sandboxes (absent on a worker without git support).
     pub sandboxes: Option<Arc<SandboxManager>>,
     /// The queue the job came from (its Redis also holds the push locks).
@@ -72,12 +77,24 @@ impl RunContext {
             .ok_or_else(|| JobError::internal("this worker runs no git ops (no sandbox root)"))
     }
 
-    /// The sandbox a job names, on this worker.
+    /// The sandbox a job names, on this worker, if it belongs to the job's organization.
     pub fn sandbox(&self, args: &Value) -> Result<(Arc<SandboxManager>, Arc<Sandbox>), JobError> {
         let (id, _) = fields::sandbox_id(args)?;
         let manager = self.sandboxes()?.clone();
-        let sandbox = manager.get(id)?;
+        let sandbox = manager.get(id, self.org.as_deref())?;
         Ok((manager, sandbox))
+    }
+}
+
+/// A queue call an op made, as the job's error: the queue's refusal as it is (a limit, a
+/// bad request), Redis failing as `network` (retried).
+pub(crate) fn queue_error(e: gitfleet_queue::QueueError) -> JobError {
+    match e {
+        gitfleet_queue::QueueError::Invalid(e) => e,
+        other => JobError::new(
+            gitfleet_contract::ErrorKind::Network,
+            format!("queue: {other}"),
+        ),
     }
 }
 
@@ -168,6 +185,7 @@ impl Ops {
                 self.names().collect::<Vec<_>>().join(", ")
             ))
         })?;
+        gitfleet_contract::ops::no_org_arg(&spec.args)?;
         op.validate(&spec.args)?;
         Ok(op)
     }

@@ -29,7 +29,13 @@ impl Op for ReleaseOp {
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
         async move {
             let (id, _) = fields::sandbox_id(&args)?;
-            let cached = ctx.sandboxes()?.release(id).await?;
+            let cached = ctx.sandboxes()?.release(id, ctx.org.as_deref()).await?;
+            if let Some(queue) = &ctx.queue
+                && let Err(e) = queue.drop_sandbox(id, &ctx.worker_id).await
+            {
+                // Released all the same; the registry forgets it when this worker leaves.
+                tracing::warn!(sandbox_id = %id, error = %e, "registry: a released sandbox stays listed");
+            }
             result(ReleaseResult { cached })
         }
         .boxed()

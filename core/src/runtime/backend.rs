@@ -27,6 +27,7 @@ use tracing::Instrument;
 
 use super::retry::RetryPolicy;
 use crate::ops::{Ops, RunContext};
+use gitfleet_contract::ops::check_identity;
 use gitfleet_contract::{JobError, JobSpec};
 use gitfleet_queue::{Delivery, Finished, Outcome};
 
@@ -134,6 +135,9 @@ pub struct JobService {
     /// The durable record (disabled without Postgres) and the organizations over budget.
     pub(crate) records: gitfleet_store::Recorder,
     pub(crate) budgets: gitfleet_store::Budgets,
+    /// `GITFLEET_REQUIRE_ORG` and `GITFLEET_ORG_MAX_SANDBOXES` (see `WorkerConfig`).
+    pub(crate) require_org: bool,
+    pub(crate) org_max_sandboxes: u32,
 }
 
 impl Service<Task<Run>> for JobService {
@@ -209,9 +213,15 @@ impl JobService {
             Ok(op) => op.clone(),
             Err(e) => return Outcome::Dead(e),
         };
+        // Who it runs for is the envelope's organization, never the args': checked before
+        // anything else, whatever the producer checked (a script in another language
+        // checks nothing).
+        let org = d.org.as_deref();
+        if let Err(e) = check_identity(&spec.op, org, self.require_org) {
+            return Outcome::Dead(e);
+        }
         // Refused here too (not only at enqueue): the budget may have run out while the job
         // waited. Reads memory; the list is refreshed in the background.
-        let org = spec.args.get("org_id").and_then(serde_json::Value::as_str);
         if let Err(e) = self.budgets.check(org, &spec.op) {
             return Outcome::Dead(e);
         }
@@ -238,6 +248,8 @@ impl JobService {
             attempt: d.attempts,
             given_back: d.given_back,
             worker_id: self.worker_id.to_string(),
+            org: d.org.clone(),
+            org_max_sandboxes: self.org_max_sandboxes,
             sandboxes: self.sandboxes.clone(),
             queue: Some(self.queue.clone()),
         };

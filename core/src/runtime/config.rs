@@ -30,6 +30,13 @@ pub struct WorkerConfig {
     /// `GITFLEET_WORKER_NAME`, default the host name: the stem of the worker id
     /// (`<stem>-<ulid>`, unique per process).
     pub name_stem: String,
+    /// `GITFLEET_REQUIRE_ORG`, default false: every job must name its organization in its
+    /// envelope (the producer's identity); one without is refused `invalid_input`. The
+    /// fleet's internal ops (`maintain`) never carry one and are not refused.
+    pub require_org: bool,
+    /// `GITFLEET_ORG_MAX_SANDBOXES`, default 0 (unlimited): live sandboxes one organization
+    /// may have at once, fleet-wide; a clone past it is refused `budget_exceeded`.
+    pub org_max_sandboxes: u32,
 }
 
 impl Default for WorkerConfig {
@@ -47,6 +54,8 @@ impl Default for WorkerConfig {
                 .ok()
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| "worker".into()),
+            require_org: false,
+            org_max_sandboxes: 0,
         }
     }
 }
@@ -78,6 +87,8 @@ impl WorkerConfig {
             retry_base: millis_var("GITFLEET_RETRY_BASE_MS", d.retry_base)?,
             retry_max: millis_var("GITFLEET_RETRY_MAX_MS", d.retry_max)?,
             name_stem: string_var("GITFLEET_WORKER_NAME", &d.name_stem),
+            require_org: parse_var("GITFLEET_REQUIRE_ORG", d.require_org)?,
+            org_max_sandboxes: parse_var("GITFLEET_ORG_MAX_SANDBOXES", d.org_max_sandboxes)?,
         };
         if cfg.concurrency == 0 {
             return Err(ConfigError {

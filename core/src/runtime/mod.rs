@@ -320,6 +320,8 @@ impl Worker {
             queue: queue.clone(),
             records: records.clone(),
             budgets,
+            require_org: self.config.require_org,
+            org_max_sandboxes: self.config.org_max_sandboxes,
         };
         if let Some(sandboxes) = &self.sandboxes {
             background.push(tokio::spawn(sandboxes.clone().maintain(

@@ -26,6 +26,11 @@ pub struct Cloned {
 /// What a clone asks for (already checked).
 #[derive(Debug, Clone)]
 pub struct CloneRequest {
+    /// The id the sandbox gets (claimed in the registry first); `None`: a new one.
+    pub sandbox_id: Option<String>,
+    /// Who it is for: the job's organization (its envelope's) and agent.
+    pub org: Option<String>,
+    pub agent_id: String,
     pub repo: RepoUrl,
     pub branch: String,
     pub agent_branch: String,
@@ -125,7 +130,12 @@ impl SandboxManager {
             }
         };
         let sandbox = Arc::new(Sandbox {
-            id: format!("{}.{}", self.worker_id, ulid::Ulid::new()),
+            id: req
+                .sandbox_id
+                .clone()
+                .unwrap_or_else(|| self.new_sandbox_id()),
+            org: req.org.clone(),
+            agent_id: req.agent_id.clone(),
             dir,
             repo: req.repo.clone(),
             branch: req.branch.clone(),

@@ -98,7 +98,7 @@ impl Mirrors {
 
     fn remote_options(repo: &RepoUrl) -> RunOptions {
         RunOptions {
-            remote: Some(repo.url.clone()),
+            remote: Some(repo.clone()),
             timeout: Some(Duration::from_secs(600)),
             ..Default::default()
         }

@@ -148,19 +148,32 @@ impl SandboxManager {
         self.git.run(work, &full, RunOptions::default()).await
     }
 
-    /// The sandbox `id`, if this worker has it.
-    pub fn get(&self, id: &str) -> Result<Arc<Sandbox>, JobError> {
+    /// The id of a sandbox about to be made: `<worker id>.<ulid>`.
+    pub fn new_sandbox_id(&self) -> String {
+        format!("{}.{}", self.worker_id, ulid::Ulid::new())
+    }
+
+    /// The sandbox `id`, if this worker has it and it belongs to `org`. A sandbox of another
+    /// organization is answered exactly as one that does not exist (the same error, after
+    /// the same one map lookup): no job can learn that another organization's sandbox is
+    /// there.
+    pub fn get(&self, id: &str, org: Option<&str>) -> Result<Arc<Sandbox>, JobError> {
         self.live
             .lock()
             .expect("not poisoned")
             .get(id)
+            .filter(|s| s.org.as_deref() == org)
             .cloned()
-            .ok_or_else(|| {
-                JobError::sandbox_not_found(format!(
-                    "sandbox {id} is not on worker {} (released, or never made)",
-                    self.worker_id
-                ))
-            })
+            .ok_or_else(|| self.not_found(id))
+    }
+
+    /// The one answer for a sandbox a job cannot have: released, never made, or another
+    /// organization's.
+    pub(crate) fn not_found(&self, id: &str) -> JobError {
+        JobError::sandbox_not_found(format!(
+            "sandbox {id} is not on worker {} (released, or never made)",
+            self.worker_id
+        ))
     }
 
     pub fn pooled_count(&self) -> usize {

@@ -18,15 +18,16 @@ impl SandboxManager {
     /// untracked or ignored file removed, so what the previous agent left is gone before
     /// the copy waits in the cache (the next clone only moves it to its branch). Otherwise
     /// it is removed. Returns whether it was kept.
-    pub async fn release(&self, id: &str) -> Result<bool, JobError> {
-        let sandbox = self
-            .live
-            .lock()
-            .expect("not poisoned")
-            .remove(id)
-            .ok_or_else(|| {
-                JobError::sandbox_not_found(format!("sandbox {id} is not on this worker"))
-            })?;
+    pub async fn release(&self, id: &str, org: Option<&str>) -> Result<bool, JobError> {
+        let sandbox = {
+            let mut live = self.live.lock().expect("not poisoned");
+            // Another organization's sandbox is not there, for this job.
+            match live.get(id) {
+                Some(s) if s.org.as_deref() == org => live.remove(id),
+                _ => None,
+            }
+        }
+        .ok_or_else(|| self.not_found(id))?;
         // Wait for an op still running on it.
         let _busy = sandbox.lock().await;
         let key = &sandbox.repo.cache_key;

@@ -332,7 +332,7 @@ impl<'a> Mirror<'a> {
                 &self.path,
                 &["push", "--porcelain", "--quiet", "origin", &refspec],
                 RunOptions {
-                    remote: Some(self.repo.url.clone()),
+                    remote: Some(self.repo.clone()),
                     timeout: Some(Duration::from_secs(300)),
                     ..self.options()
                 },

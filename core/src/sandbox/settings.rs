@@ -29,7 +29,7 @@ pub struct GitSettings {
     /// [`Credentials::parse`]; the old `HOST[:PORT]=USER:TOKEN` form is read as
     /// `https://HOST[:PORT]`, with a warning). `http://` prefixes only with
     /// `GITFLEET_GIT_ALLOW_HTTP_CREDENTIALS=true` (default false; for tests against loopback
-    /// http git servers, never production). `;orgs=` is kept but not enforced yet (see
+    /// http git servers, never production). `;orgs=`: only those organizations' jobs use it (see
     /// [`Credential::orgs`](gitfleet_contract::Credential::orgs)). Never printed.
     pub credentials: Credentials,
 }
@@ -84,8 +84,7 @@ impl GitSettings {
 }
 
 /// Parses `GITFLEET_GIT_CREDENTIALS` and warns (once, at startup) about what is allowed but
-/// weaker than it looks: entries in the old form, `http://` prefixes, `;orgs=` lists that
-/// nothing enforces yet. No message shows a token or a user.
+/// weaker than it looks: entries in the old form, `http://` prefixes. No message shows a token or a user.
 fn read_credentials(list: &str, http: PlainHttp) -> Result<Credentials, ConfigError> {
     const VAR: &str = "GITFLEET_GIT_CREDENTIALS";
     let parsed = Credentials::parse(list, http)
@@ -98,7 +97,7 @@ fn read_credentials(list: &str, http: PlainHttp) -> Result<Credentials, ConfigEr
              {prefix}; write the https:// prefix"
         );
     }
-    for (index, (prefix, credential)) in parsed.credentials.iter().enumerate() {
+    for (index, (prefix, _)) in parsed.credentials.iter().enumerate() {
         let position = index + 1;
         if prefix.scheme() == "http" {
             tracing::warn!(
@@ -106,14 +105,6 @@ fn read_credentials(list: &str, http: PlainHttp) -> Result<Credentials, ConfigEr
                 prefix = %prefix,
                 "{VAR}: entry {position} sends its token over plain http to {prefix} \
                  (GITFLEET_GIT_ALLOW_HTTP_CREDENTIALS is on: tests only)"
-            );
-        }
-        if !credential.orgs().is_empty() {
-            tracing::warn!(
-                entry = position,
-                prefix = %prefix,
-                "{VAR}: entry {position} names organizations (;orgs=), which are not enforced \
-                 yet: jobs do not carry their organization, so every job may use it"
             );
         }
     }

@@ -14,6 +14,11 @@ use super::template::Template;
 #[derive(Debug)]
 pub struct Sandbox {
     pub id: String,
+    /// The organization that cloned it (its clone job's envelope; `None`: a job without
+    /// one). Only jobs of the same organization reach it.
+    pub org: Option<String>,
+    /// The agent that cloned it.
+    pub agent_id: String,
     /// The sandbox's directory; the working tree is `work/` in it.
     pub dir: PathBuf,
     pub repo: RepoUrl,

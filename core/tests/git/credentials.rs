@@ -43,7 +43,10 @@ async fn ls_remote(t: &TestGit, url: &str, remote: Option<&str>) -> JobError {
             t.tmp.path(),
             &["ls-remote", "--", url],
             RunOptions {
-                remote: remote.map(str::to_string),
+                remote: remote.map(|r| {
+                    gitfleet_contract::rules::repo_url("remote", r, true)
+                        .unwrap_or_else(|e| panic!("{r}: {e}"))
+                }),
                 ..RunOptions::default()
             },
         )

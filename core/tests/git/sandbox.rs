@@ -54,6 +54,9 @@ impl Setup {
 
     fn request(&self, repo: &str, task: &str) -> CloneRequest {
         CloneRequest {
+            sandbox_id: None,
+            org: None,
+            agent_id: "a".into(),
             repo: repo_url("repo_url", &self.daemon.url(repo), false).unwrap(),
             branch: "main".into(),
             agent_branch: format!("agent-a-{task}"),
@@ -146,7 +149,7 @@ async fn a_rebuild_leaves_sandboxes_in_use_working_and_removes_the_old_template_
         .clone_repo(&s.request("repo.git", "done"))
         .await
         .unwrap();
-    assert!(s.manager.release(&released.sandbox.id).await.unwrap());
+    assert!(s.manager.release(&released.sandbox.id, None).await.unwrap());
     drop(released);
 
     let rebuilt = s.manager.rebuild_template().await.unwrap();
@@ -208,14 +211,14 @@ async fn a_rebuild_leaves_sandboxes_in_use_working_and_removes_the_old_template_
     // Released, the old-template sandbox is not kept, and its template goes with it.
     let id = in_use.sandbox.id.clone();
     drop(in_use);
-    assert!(!s.manager.release(&id).await.unwrap());
+    assert!(!s.manager.release(&id, None).await.unwrap());
     assert!(!old_dir.exists(), "the old template is removed once unused");
     assert_eq!(
         s.manager.templates().versions(),
         vec![rebuilt.template_id.clone()]
     );
     // The new template's sandbox is kept as usual.
-    assert!(s.manager.release(&new.sandbox.id).await.unwrap());
+    assert!(s.manager.release(&new.sandbox.id, None).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +231,7 @@ async fn refresh_all_fetches_every_mirror_the_worker_has() {
             .clone_repo(&s.request(repo, repo.trim_end_matches(".git")))
             .await
             .unwrap();
-        s.manager.release(&c.sandbox.id).await.unwrap();
+        s.manager.release(&c.sandbox.id, None).await.unwrap();
     }
     let new_one = push_a_commit(&one, "a.txt");
     let new_two = push_a_commit(&two, "b.txt");
@@ -255,7 +258,7 @@ async fn a_recycled_copy_is_at_the_branch_as_the_remote_has_it_when_the_clone_as
         .await
         .unwrap();
     let work = first.sandbox.work();
-    assert!(s.manager.release(&first.sandbox.id).await.unwrap());
+    assert!(s.manager.release(&first.sandbox.id, None).await.unwrap());
 
     // The remote moves while the copy waits; the next clone must see the move.
     let moved = push_a_commit(&bare, "moved.txt");
@@ -281,7 +284,7 @@ async fn a_recycled_copy_is_at_the_branch_as_the_remote_has_it_when_the_clone_as
     assert!(work.join("moved.txt").is_file());
 
     // And once more with nothing moved: the same commit, no fetch needed.
-    assert!(s.manager.release(&second.sandbox.id).await.unwrap());
+    assert!(s.manager.release(&second.sandbox.id, None).await.unwrap());
     let third = s
         .manager
         .clone_repo(&s.request("repo.git", "third"))
@@ -309,7 +312,7 @@ async fn a_release_after_written_files_only_leaves_what_the_next_checkout_undoes
     std::fs::create_dir_all(work.join("new/deep")).unwrap();
     std::fs::write(work.join("new/deep/file.txt"), "new\n").unwrap();
     std::fs::write(work.join("src/extra.rs"), "// extra\n").unwrap();
-    assert!(s.manager.release(&first.sandbox.id).await.unwrap());
+    assert!(s.manager.release(&first.sandbox.id, None).await.unwrap());
     assert!(
         !work.join("new").exists(),
         "new directories go with their files"

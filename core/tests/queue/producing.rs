@@ -182,7 +182,7 @@ async fn the_push_script_itself_refuses_malformed_and_oversize_payloads() {
             .key(k.delayed("jobs"))
             .key(k.queues())
             .key(k.workers())
-            .key(k.idempotency("-"))
+            .key(k.idempotency("", "-"))
             .key(k.dead("jobs"))
             .arg("01TESTTESTTESTTESTTESTTEST")
             .arg("jobs")

@@ -56,10 +56,14 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
     let worker = q.add_worker().await;
     let mut ids = Vec::new();
     for org in ["broke", "rich", "thrifty"] {
-        let spec = JobSpec::new("echo", json!({"org_id": org}));
+        let spec = JobSpec::new("echo", json!({}));
+        let options = EnqueueOptions {
+            org: Some(org.into()),
+            ..Default::default()
+        };
         ids.push(
             q.queue()
-                .enqueue("jobs", &spec, &EnqueueOptions::default())
+                .enqueue("jobs", &spec, &options)
                 .await
                 .unwrap()
                 .job_id,
@@ -88,10 +92,17 @@ async fn a_budget_stops_an_orgs_jobs_with_budget_exceeded_and_leaves_other_orgs_
     // Raising the budget lets the organization run again (within the refresh interval).
     store.set_budget("broke", Some(1.0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let spec = JobSpec::new("echo", json!({"org_id": "broke"}));
+    let spec = JobSpec::new("echo", json!({}));
     let again = q
         .queue()
-        .enqueue("jobs", &spec, &EnqueueOptions::default())
+        .enqueue(
+            "jobs",
+            &spec,
+            &EnqueueOptions {
+                org: Some("broke".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(

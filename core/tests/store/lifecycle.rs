@@ -15,13 +15,13 @@ async fn a_job_row_follows_it_through_retries_to_done() {
     let worker = q.add_worker().await;
     let spec = JobSpec::new(
         "flaky",
-        json!({"fail_times": 2, "org_id": "acme", "agent_id": "a1", "task_id": "t1"}),
+        json!({"fail_times": 2, "agent_id": "a1", "task_id": "t1"}),
     );
-    let job = q
-        .queue()
-        .enqueue("jobs", &spec, &EnqueueOptions::default())
-        .await
-        .unwrap();
+    let options = EnqueueOptions {
+        org: Some("acme".into()),
+        ..Default::default()
+    };
+    let job = q.queue().enqueue("jobs", &spec, &options).await.unwrap();
     assert_eq!(
         wait_final(q.queue(), &job.job_id).await.status,
         JobStatus::Done

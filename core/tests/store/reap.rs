@@ -18,12 +18,24 @@ fn submitted(id: &str, queue: &str, status: JobStatus, attempts: u32) -> Record 
     Record::Job(JobEvent {
         attempts,
         enqueued_at: Some(chrono::Utc::now()),
-        ..JobEvent::new(id, "echo", queue, status, Some(&json!({"org_id": "acme"})))
+        org_id: Some("acme".into()),
+        ..JobEvent::new(id, "echo", queue, status, None)
     })
 }
 
 async fn enqueue(q: &Fleet, queue: &str, args: serde_json::Value, delay: bool) -> String {
+    enqueue_as(q, None, queue, args, delay).await
+}
+
+async fn enqueue_as(
+    q: &Fleet,
+    org: Option<&str>,
+    queue: &str,
+    args: serde_json::Value,
+    delay: bool,
+) -> String {
     let options = EnqueueOptions {
+        org: org.map(str::to_string),
         delay: delay.then(|| Duration::from_secs(3600)),
         ..Default::default()
     };
@@ -62,10 +74,13 @@ async fn a_survivor_records_the_jobs_of_a_dead_worker_queue_dead_sandbox_not_fou
     let ghost = "ghost-reap-1";
     q.queue().heartbeat(ghost, &[]).await.unwrap();
     let own = format!("worker:{ghost}");
-    let waiting = enqueue(
+    // Its org (the envelope's), agent, task and sandbox reach the row without the reap
+    // reading the payload: the enqueue script kept them beside it.
+    let waiting = enqueue_as(
         &q,
+        Some("acme"),
         &own,
-        json!({"org_id": "acme", "agent_id": "a1", "task_id": "t1", "sandbox_id": format!("{ghost}.s1")}),
+        json!({"agent_id": "a1", "task_id": "t1", "sandbox_id": format!("{ghost}.s1")}),
         false,
     )
     .await;
@@ -134,7 +149,7 @@ async fn a_worker_leaving_records_the_jobs_left_in_its_own_queue() {
     let own = format!("worker:{worker}");
     // Due in an hour: still queued for it when it leaves.
     let a = enqueue(&q, &own, json!({}), true).await;
-    let b = enqueue(&q, &own, json!({"org_id": "acme"}), true).await;
+    let b = enqueue_as(&q, Some("acme"), &own, json!({}), true).await;
     store
         .apply(&[
             submitted(&a, &own, JobStatus::Delayed, 0),

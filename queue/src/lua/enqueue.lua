@@ -4,17 +4,22 @@
 -- KEYS[3] delayed zset    <prefix><queue>:delayed
 -- KEYS[4] queue set       <prefix>queues
 -- KEYS[5] worker zset     <prefix>workers
--- KEYS[6] idempotency key <prefix>idem:<key>   (any key name when ARGV[7] is empty)
+-- KEYS[6] idempotency key <prefix>idem:<org>:<key>   (org '' for none; any key name when
+--         ARGV[7] is empty)
 -- KEYS[7] dead zset       <prefix><queue>:dead
 -- ARGV: id, queue, payload, delay_ms, max_attempts (0 = the op's default),
 --       timeout_ms (0 = the op's default), idempotency_key ('' = none), idempotency_ttl_s,
 --       max_payload_bytes, routed_worker ('' unless the queue is worker:<id>), dead_ttl_s,
---       key prefix (e.g. 'gitfleet:')
--- Returns {job_id, status, created (1) or found by idempotency key (0)}.
+--       key prefix (e.g. 'gitfleet:'), org (the organization the job runs for, '' = none:
+--       the producer's identity, never read from the args)
+-- Returns {job_id, status, created (1) or found by idempotency key (0)}. An idempotency key
+-- already naming a different job (another op or args) of the same organization is refused
+-- with a 'conflict:' error.
 local id, queue, payload = ARGV[1], ARGV[2], ARGV[3]
 local delay_ms = tonumber(ARGV[4])
 local idem, idem_ttl = ARGV[7], tonumber(ARGV[8])
 local max_bytes, routed = tonumber(ARGV[9]), ARGV[10]
+local prefix, org = ARGV[12], ARGV[13] or ''
 
 if not delay_ms or delay_ms < 0 then
   return redis.error_reply('invalid_input: delay_ms must be a whole number >= 0')
@@ -34,12 +39,24 @@ if job.args ~= nil and type(job.args) ~= 'table' then
   return redis.error_reply('invalid_input: "args" must be a JSON object')
 end
 
+if org ~= '' and (#org > 64 or not string.match(org, '^[%w_][%w_.-]*$')) then
+  return redis.error_reply('invalid_input: org must be 1-64 of letters, digits, _, -, . ' ..
+    '(not starting with - or .)')
+end
+
 if idem ~= '' then
+  if KEYS[6] ~= prefix .. 'idem:' .. org .. ':' .. idem then
+    return redis.error_reply('invalid_input: KEYS[6] must be <prefix>idem:<org>:<key>')
+  end
   local existing = redis.call('GET', KEYS[6])
   if existing then
-    local st = redis.call('HGET', ARGV[12] .. 'job:' .. existing, 'status')
+    local f = redis.call('HMGET', prefix .. 'job:' .. existing, 'status', 'payload')
+    if f[2] and f[2] ~= payload then
+      return redis.error_reply('conflict: idempotency key "' .. idem .. '" already names ' ..
+        'job ' .. existing .. ', a different job (op or args)')
+    end
     -- A record can only vanish by expiring after it finished.
-    return {existing, st or 'done', 0}
+    return {existing, f[1] or 'done', 0}
   end
   redis.call('SET', KEYS[6], id, 'EX', idem_ttl)
 end
@@ -53,6 +70,15 @@ redis.call('HSET', KEYS[1],
   'max_attempts', tonumber(ARGV[5]) or 0, 'timeout_ms', tonumber(ARGV[6]) or 0,
   'enqueued_at', now_us)
 if idem ~= '' then redis.call('HSET', KEYS[1], 'idempotency_key', idem) end
+if org ~= '' then redis.call('HSET', KEYS[1], 'org', org) end
+-- What the record needs of a job that is answered without running (reap.lua), kept here so
+-- that nothing later decodes a payload inside Redis.
+if type(job.args) == 'table' then
+  for _, name in ipairs({'agent_id', 'task_id', 'sandbox_id'}) do
+    local v = job.args[name]
+    if type(v) == 'string' then redis.call('HSET', KEYS[1], name, v) end
+  end
+end
 
 -- A job for a worker that is gone can never run: answer it now.
 if routed ~= '' and not redis.call('ZSCORE', KEYS[5], routed) then

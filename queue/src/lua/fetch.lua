@@ -5,7 +5,8 @@
 -- a big backlog is fetched in batches while a few slow jobs spread over the fleet.
 -- ARGV: key prefix, worker id, first id ('' = none), how many more to take
 -- Returns a flat array: id, payload, attempts, max_attempts, timeout_ms, enqueued_at_us,
--- given_back (runs given back unfinished, which may have done their work), ...
+-- given_back (runs given back unfinished, which may have done their work), org ('' = none),
+-- ...
 local prefix, worker, first, more = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]
@@ -28,7 +29,7 @@ local function start(id, retaken)
     redis.call('HSET', k, 'status', 'running', 'started_at', now_us, 'worker', worker)
   end
   local d = redis.call('HMGET', k, 'payload', 'max_attempts', 'timeout_ms', 'enqueued_at',
-    'given_back')
+    'given_back', 'org')
   out[#out + 1] = id
   out[#out + 1] = d[1] or ''
   out[#out + 1] = attempts
@@ -36,6 +37,7 @@ local function start(id, retaken)
   out[#out + 1] = tonumber(d[3]) or 0
   out[#out + 1] = tonumber(d[4]) or 0
   out[#out + 1] = tonumber(d[5]) or 0
+  out[#out + 1] = d[6] or ''
 end
 
 local live = math.max(1, redis.call('ZCARD', KEYS[3]))

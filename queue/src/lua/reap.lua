@@ -8,9 +8,10 @@
 --       only_if_older_than_ms (0 = unconditionally: the worker itself is leaving)
 -- Returns {requeued, answered, finished (1 when nothing is left), jobs}: jobs lists each job
 -- answered here (at most chunk size of them), 12 fields apiece: id, op, queue, attempts,
--- max_attempts, enqueued_at_us, finished_at_us, message, then org_id, agent_id, task_id,
--- sandbox_id from its args ('' where absent), for the caller to write its final row in the
--- durable record.
+-- max_attempts, enqueued_at_us, finished_at_us, message, then org, agent_id, task_id,
+-- sandbox_id ('' where absent; stored apart by the enqueue script, so no payload is decoded
+-- here), for the caller to write its final row in the durable record. The worker's
+-- sandboxes leave the sandbox registry (their hashes, its set, their organizations' sets).
 local prefix, worker, limit, dead_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local cutoff = tonumber(ARGV[5])
 local t = redis.call('TIME')
@@ -50,10 +51,7 @@ local function answer(id)
   local k = prefix .. 'job:' .. id
   if redis.call('EXISTS', k) == 1 then
     local f = redis.call('HMGET', k, 'op', 'queue', 'attempts', 'max_attempts', 'enqueued_at',
-      'payload')
-    local args = {}
-    local ok, job = pcall(cjson.decode, f[6] or '')
-    if ok and type(job) == 'table' and type(job.args) == 'table' then args = job.args end
+      'org', 'agent_id', 'task_id', 'sandbox_id')
     redis.call('HSET', k, 'status', 'dead', 'finished_at', now_us, 'error',
       cjson.encode({kind = 'sandbox_not_found', message = message}))
     redis.call('ZADD', KEYS[5], now_ms, id)
@@ -64,8 +62,7 @@ local function answer(id)
     end
     answered = answered + 1
     for _, v in ipairs({id, str(f[1]), str(f[2]), str(f[3]), str(f[4]), str(f[5]), now_us,
-        message, str(args.org_id), str(args.agent_id), str(args.task_id),
-        str(args.sandbox_id)}) do
+        message, str(f[6]), str(f[7]), str(f[8]), str(f[9])}) do
       jobs[#jobs + 1] = v
     end
   end
@@ -95,6 +92,15 @@ for _, key in ipairs(redis.call('SMEMBERS', locks)) do
   end
 end
 redis.call('DEL', locks)
+
+-- Its sandboxes are gone: out of the registry, and no longer counted for their orgs.
+local owned = prefix .. 'sandboxes:' .. worker
+for _, id in ipairs(redis.call('SMEMBERS', owned)) do
+  local org = redis.call('HGET', prefix .. 'sandbox:' .. id, 'org')
+  if org then redis.call('SREM', prefix .. 'org-sandboxes:' .. org, id) end
+  redis.call('DEL', prefix .. 'sandbox:' .. id)
+end
+redis.call('DEL', owned)
 
 local left = redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4])
 if left == 0 then

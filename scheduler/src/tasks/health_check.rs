@@ -63,7 +63,7 @@ pub async fn run_once(ctx: &Context, tick: DateTime<Utc>) -> Result<Outcome, Sch
         let terminated = sqlx::query_scalar!(
             r#"
 UPDATE git_sandboxes g
-   SET status = 'terminated', terminated_at = COALESCE(g.terminated_at, $3),
+   SET status = 'terminated', terminated_at = COALESCE(g.terminated_at, clock_timestamp()),
        is_pooled = FALSE, error_count = g.error_count + 1, last_error = t.error,
        last_operation = 'health_check', updated_at = GREATEST(g.updated_at, $3)
   FROM unnest($1::text[], $2::text[]) AS t(sandbox_id, error)

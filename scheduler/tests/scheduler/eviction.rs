@@ -6,7 +6,7 @@ use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::{eviction, priority};
 use serde_json::json;
 
-use crate::world::World;
+use crate::world::{ORG, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_keeps_top_hot_and_fresh_warm_copies_and_has_the_worker_evict_the_rest() {
@@ -25,7 +25,10 @@ async fn eviction_keeps_top_hot_and_fresh_warm_copies_and_has_the_worker_evict_t
         ids.push(w.clone_repo(url, agent).await);
     }
     for id in &ids {
-        let r = w.fleet.ok("release", json!({"sandbox_id": id})).await;
+        let r = w
+            .fleet
+            .ok_as(ORG, "release", json!({"sandbox_id": id}))
+            .await;
         assert_eq!(r["cached"], true);
         w.row_where(id, |r| r.status == "terminated" && r.is_pooled)
             .await;

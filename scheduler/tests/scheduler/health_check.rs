@@ -6,7 +6,7 @@ use gitfleet_scheduler::SchedulerConfig;
 use gitfleet_scheduler::tasks::health_check;
 use serde_json::json;
 
-use crate::world::World;
+use crate::world::{ORG, World};
 
 /// The working tree of the live sandbox on `agent_branch` (its `.git/HEAD` names it).
 fn work_tree(w: &World, agent_branch: &str) -> std::path::PathBuf {
@@ -35,7 +35,9 @@ async fn a_broken_sandbox_is_terminated_with_its_error_and_the_healthy_ones_stay
     let broken = w.clone_repo(&url, "a1").await;
     let healthy = w.clone_repo(&url, "a2").await;
     let cached = w.clone_repo(&url, "a3").await;
-    w.fleet.ok("release", json!({"sandbox_id": cached})).await;
+    w.fleet
+        .ok_as(ORG, "release", json!({"sandbox_id": cached}))
+        .await;
     w.row_where(&cached, |r| r.is_pooled).await;
     w.row_where(&healthy, |r| r.status == "ready").await;
     w.row_where(&broken, |r| r.status == "ready").await;
@@ -74,6 +76,8 @@ async fn a_broken_sandbox_is_terminated_with_its_error_and_the_healthy_ones_stay
         w.fails("status", json!({"sandbox_id": broken})).await,
         "sandbox_not_found"
     );
-    w.fleet.ok("status", json!({"sandbox_id": healthy})).await;
+    w.fleet
+        .ok_as(ORG, "status", json!({"sandbox_id": healthy}))
+        .await;
     w.fleet.shutdown().await;
 }

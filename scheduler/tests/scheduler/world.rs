@@ -14,6 +14,9 @@ use gitfleet_store::{SandboxRow, Store};
 use gitfleet_testkit::{Fleet, GitDaemon, eventually, fixtures};
 use serde_json::Value;
 
+/// The organization the world's sandboxes are cloned for (their usage is metered to it).
+pub const ORG: &str = "acme";
+
 pub struct World {
     // Stopped first: it serves from the fleet's directory.
     daemon: Option<GitDaemon>,
@@ -72,7 +75,7 @@ impl World {
     pub async fn fails(&self, op: &str, args: Value) -> String {
         let options = EnqueueOptions {
             max_attempts: Some(1),
-            ..Default::default()
+            ..Fleet::for_org(ORG)
         };
         let record = self.fleet.run_with(op, args, &options).await;
         assert_eq!(record.status, JobStatus::Dead, "{op} failed");
@@ -83,9 +86,10 @@ impl World {
     pub async fn clone_repo(&self, url: &str, agent: &str) -> String {
         let r = self
             .fleet
-            .ok(
+            .ok_as(
+                ORG,
                 "clone",
-                serde_json::json!({"repo_url": url, "agent_id": agent, "task_id": "t", "org_id": "acme"}),
+                serde_json::json!({"repo_url": url, "agent_id": agent, "task_id": "t"}),
             )
             .await;
         r["sandbox_id"].as_str().unwrap().to_string()

@@ -32,8 +32,9 @@ struct Inner {
     worker_id: String,
     redactor: Redactor,
     /// Uses and errors of this worker's live sandboxes (the registry stores totals, so a
-    /// replayed record cannot count twice).
-    sandboxes: Mutex<HashMap<String, (u32, u32)>>,
+    /// replayed record cannot count twice), and the organization each belongs to: a job of
+    /// another organization naming one was answered as for no sandbox, and counts nothing.
+    sandboxes: Mutex<HashMap<String, LiveSandbox>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -42,6 +43,19 @@ impl std::fmt::Debug for Recorder {
             .field("enabled", &self.is_enabled())
             .finish()
     }
+}
+
+/// What the recorder keeps of a live sandbox.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    uses: u32,
+    errors: u32,
+}
+
+#[derive(Debug, Clone)]
+struct LiveSandbox {
+    org: Option<String>,
+    counts: Counts,
 }
 
 /// What a job's start left for its end.
@@ -108,18 +122,22 @@ impl Recorder {
                 spec.map(|s| &s.args),
             )
         };
+        let base = JobEvent {
+            org_id: d.org.clone(),
+            ..base
+        };
         self.record(Record::Job(base.clone()));
         if let Some(id) = &base.sandbox_id
             && base.op != "clone"
         {
             let counts = {
                 let mut map = inner.sandboxes.lock().expect("not poisoned");
-                map.get_mut(id).map(|c| {
-                    c.0 += 1;
-                    *c
+                map.get_mut(id).filter(|s| s.org == base.org_id).map(|s| {
+                    s.counts.uses += 1;
+                    s.counts
                 })
             };
-            if let Some((uses, errors)) = counts {
+            if let Some(Counts { uses, errors }) = counts {
                 self.record(Record::Sandbox(SandboxEvent {
                     sandbox_id: id.clone(),
                     worker_id: inner.worker_id.clone(),
@@ -245,7 +263,13 @@ impl Recorder {
                 let id = result.get("sandbox_id")?.as_str()?.to_string();
                 let args = &spec?.args;
                 let text = |name: &str| args.get(name).and_then(Value::as_str);
-                map.insert(id.clone(), (1, 0));
+                map.insert(
+                    id.clone(),
+                    LiveSandbox {
+                        org: job.org_id.clone(),
+                        counts: Counts { uses: 1, errors: 0 },
+                    },
+                );
                 event.sandbox_id = id;
                 event.use_count = 1;
                 event.origin = Some(SandboxOrigin {
@@ -268,7 +292,10 @@ impl Recorder {
             }
             ("release", Outcome::Done(result)) => {
                 let id = job.sandbox_id.clone()?;
-                let (uses, errors) = map.remove(&id)?;
+                if map.get(&id)?.org != job.org_id {
+                    return None;
+                }
+                let Counts { uses, errors } = map.remove(&id)?.counts;
                 let cached = result.get("cached").and_then(Value::as_bool) == Some(true);
                 event.sandbox_id = id;
                 event.status = SandboxStatus::Terminated;
@@ -285,9 +312,11 @@ impl Recorder {
             }
             (_, outcome) => {
                 let id = job.sandbox_id.clone()?;
-                let counts = map.get_mut(&id)?;
+                // Not this job's sandbox (another organization's): its row is not touched.
+                let live = map.get_mut(&id).filter(|s| s.org == job.org_id)?;
+                let counts = &mut live.counts;
                 if let Outcome::Retry { error, .. } | Outcome::Dead(error) = outcome {
-                    counts.1 += 1;
+                    counts.errors += 1;
                     event.last_error = Some(format!(
                         "{}: {}",
                         error.kind,
@@ -298,8 +327,8 @@ impl Recorder {
                     }
                 }
                 event.sandbox_id = id;
-                event.use_count = counts.0;
-                event.error_count = counts.1;
+                event.use_count = counts.uses;
+                event.error_count = counts.errors;
                 Some(event)
             }
         }

@@ -44,9 +44,10 @@ async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_
     let url = daemon.url("repo.git");
 
     let c = fleet
-        .ok(
+        .ok_as(
+            "acme",
             "clone",
-            json!({"repo_url": url, "agent_id": "a1", "task_id": "t1", "org_id": "acme"}),
+            json!({"repo_url": url, "agent_id": "a1", "task_id": "t1"}),
         )
         .await;
     let id = c["sandbox_id"].as_str().unwrap().to_string();
@@ -67,9 +68,12 @@ async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_
         (1, Some("clone"))
     );
 
-    fleet.ok("status", json!({"sandbox_id": id})).await;
     fleet
-        .ok(
+        .ok_as("acme", "status", json!({"sandbox_id": id}))
+        .await;
+    fleet
+        .ok_as(
+            "acme",
             "write_files",
             json!({"sandbox_id": id, "files": [{"path": "NOTES.md", "content": "hi\n"}]}),
         )
@@ -78,7 +82,9 @@ async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_
     let row = sandbox_where(&store, &id, "ready", |r| r.use_count == 3).await;
     assert_eq!(row.last_operation.as_deref(), Some("write_files"));
 
-    fleet.ok("release", json!({"sandbox_id": id})).await;
+    fleet
+        .ok_as("acme", "release", json!({"sandbox_id": id}))
+        .await;
     let row = sandbox(&store, &id, "terminated").await;
     assert_eq!(row.last_operation.as_deref(), Some("release"));
     assert!(row.terminated_at.is_some());
@@ -92,9 +98,10 @@ async fn the_registry_follows_each_sandbox_from_clone_to_release_and_meters_its_
 
     // A sandbox still alive when its worker stops is terminated with it.
     let c = fleet
-        .ok(
+        .ok_as(
+            "acme",
             "clone",
-            json!({"repo_url": url, "agent_id": "a2", "task_id": "t2", "org_id": "acme"}),
+            json!({"repo_url": url, "agent_id": "a2", "task_id": "t2"}),
         )
         .await;
     let second = c["sandbox_id"].as_str().unwrap().to_string();

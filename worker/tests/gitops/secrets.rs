@@ -11,6 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gitfleet_client::{ErrorKind, JobStatus};
+use gitfleet_contract::{Credential, PlainHttp, UrlPrefix};
 use gitfleet_testkit::http::basic_auth;
 use gitfleet_testkit::{HttpGitServer, RecordingServer};
 use serde_json::json;
@@ -208,4 +209,64 @@ async fn clone_jobs_never_send_an_https_token_over_http_to_another_port_or_past_
         target.requests()
     );
     fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_restricted_to_an_organization_serves_only_its_jobs_even_from_a_warm_mirror() {
+    let probe = git_fleet().start().await;
+    sample_repo(&probe.remotes(), "private.git");
+    let server = HttpGitServer::start(&probe.remotes(), "agent", TOKEN).unwrap();
+    let host = format!("127.0.0.1:{}", server.port());
+    let url = server.url("private.git");
+    let mut fleet = git_fleet()
+        .git_with(|git| {
+            let prefix = UrlPrefix::parse(&format!("http://{host}"), PlainHttp::Allowed).unwrap();
+            git.credentials.insert(
+                prefix,
+                Credential::new("agent", TOKEN).for_orgs(vec!["acme".into()]),
+            );
+        })
+        .workers(1)
+        .start()
+        .await;
+    let clone = json!({"repo_url": url, "agent_id": "a", "task_id": "t"});
+
+    // acme's job gets the token, and the worker's mirror now holds the private repository.
+    let mine = fleet.ok_as("acme", "clone", clone.clone()).await;
+    let expected = basic_auth("agent", TOKEN);
+    let sent_before = server
+        .requests()
+        .iter()
+        .filter(|r| r.authorization.as_deref() == Some(expected.as_str()))
+        .count();
+    assert!(sent_before > 0, "acme's clone authenticated");
+    let requests_before = server.requests().len();
+
+    // Another organization, and a job of none, ask for the same repository: the server is
+    // asked without the token (and refuses), and nothing comes from acme's warm mirror.
+    for org in [Some("evil"), None] {
+        let r = match org {
+            Some(org) => fleet.run_as(org, "clone", clone.clone()).await,
+            None => fleet.run("clone", clone.clone()).await,
+        };
+        assert_eq!(r.status, JobStatus::Dead, "{org:?}: {r:?}");
+        assert_eq!(r.error.as_ref().unwrap().kind, ErrorKind::Auth, "{r:?}");
+    }
+    let later = &server.requests()[requests_before..];
+    assert!(
+        !later.is_empty(),
+        "the others' clones asked the server themselves"
+    );
+    assert!(
+        later.iter().all(|r| r.authorization.is_none()),
+        "the token went out for another organization: {later:?}"
+    );
+
+    // acme's own sandbox is untouched and acme still clones (from its mirror).
+    fleet
+        .ok_as("acme", "status", json!({"sandbox_id": mine["sandbox_id"]}))
+        .await;
+    fleet.ok_as("acme", "clone", clone).await;
+    fleet.shutdown().await;
+    drop(probe);
 }

@@ -7,6 +7,7 @@
 
 mod processes;
 
+mod acl;
 mod crash;
 mod invalid_jobs;
 mod lost_replies;
@@ -15,3 +16,4 @@ mod python_producer;
 mod redis_restart;
 mod routing;
 mod shutdown;
+mod tenants;

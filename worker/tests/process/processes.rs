@@ -155,6 +155,25 @@ impl ProcessFleet {
             .unwrap_or_else(|e| panic!("submit {op} to {queue}: {e}"))
     }
 
+    /// Submits a job for organization `org` (its envelope's) and waits up to 60 s for it to
+    /// be done or dead; returns its record.
+    pub async fn run_as(&self, org: Option<&str>, queue: &str, op: &str, args: Value) -> JobRecord {
+        let options = EnqueueOptions {
+            org: org.map(str::to_string),
+            ..Default::default()
+        };
+        let job = self
+            .client
+            .submit(queue, &JobSpec::new(op, args), &options)
+            .await
+            .unwrap_or_else(|e| panic!("submit {op} to {queue} for {org:?}: {e}"));
+        let what = format!("{op} for {org:?} to finish");
+        self.wait_for_job(&job.job_id, Duration::from_secs(60), &what, |r| {
+            r.status.is_final()
+        })
+        .await
+    }
+
     /// Submits `n` copies of one job to `queue` and returns their ids.
     pub async fn submit_n(&self, queue: &str, op: &str, args: Value, n: usize) -> Vec<String> {
         let specs = vec![JobSpec::new(op, args); n];
@@ -357,20 +376,38 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Its users (`--aclfile`), if not the default user alone.
+    aclfile: Option<PathBuf>,
 }
 
 impl RedisServer {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server whose users are those of `aclfile` (the text of one, written beside its
+    /// data).
+    pub async fn start_with_acl(aclfile: &str) -> Self {
+        Self::start_with(Some(aclfile)).await
+    }
+
+    async fn start_with(acl: Option<&str>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("find a free port")
             .port();
         let dir = std::env::temp_dir().join(format!("gitfleet-redis-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).expect("create the Redis directory");
+        let aclfile = acl.map(|text| {
+            let path = dir.join("users.acl");
+            std::fs::write(&path, text).expect("write the ACL file");
+            path
+        });
         let mut server = Self {
             port,
             dir,
             child: None,
+            aclfile,
         };
         server.run().await;
         server
@@ -404,6 +441,11 @@ impl RedisServer {
             .arg(&self.dir)
             .arg("--logfile")
             .arg(self.dir.join("redis.log"))
+            .args(
+                self.aclfile
+                    .iter()
+                    .flat_map(|f| [std::ffi::OsStr::new("--aclfile"), f.as_os_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -424,10 +466,12 @@ impl RedisServer {
                     .get_multiplexed_async_connection()
                     .await
                     .map_err(|e| e.to_string())?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
+                match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                    Ok(pong) => Ok(pong),
+                    // With its default user off, it answers: that is all this waits for.
+                    Err(e) if e.code() == Some("NOAUTH") => Ok(String::new()),
+                    Err(e) => Err(e.to_string()),
+                }
             },
         )
         .await;

@@ -9,7 +9,7 @@ and prints one JSON line:
 
 It also checks that a malformed payload is refused with an error starting `invalid_input:`.
 
-Usage: producer.py REDIS_URL KEY_PREFIX ENQUEUE_LUA OP ARGS_JSON
+Usage: producer.py REDIS_URL KEY_PREFIX ENQUEUE_LUA OP ARGS_JSON [--org ORG]
 """
 
 import argparse
@@ -32,8 +32,9 @@ def new_job_id():
     return "".join(CROCKFORD[(n >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
-def enqueue(r, script, prefix, queue, payload):
-    """Runs the push script for one job on `queue`; returns [job_id, status, created]."""
+def enqueue(r, script, prefix, queue, payload, org=""):
+    """Runs the push script for one job on `queue`, for organization `org` ('' for none);
+    returns [job_id, status, created]."""
     job_id = new_job_id()
     keys = [
         f"{prefix}job:{job_id}",  # KEYS[1] job hash
@@ -41,7 +42,7 @@ def enqueue(r, script, prefix, queue, payload):
         f"{prefix}{queue}:delayed",  # KEYS[3] delayed zset
         f"{prefix}queues",  # KEYS[4] queue set
         f"{prefix}workers",  # KEYS[5] worker zset
-        f"{prefix}idem:-",  # KEYS[6] idempotency key (any name: no key given)
+        f"{prefix}idem:{org}:-",  # KEYS[6] idempotency key (any name: no key given)
         f"{prefix}{queue}:dead",  # KEYS[7] dead zset
     ]
     routed = queue[len("worker:"):] if queue.startswith("worker:") else ""
@@ -58,6 +59,7 @@ def enqueue(r, script, prefix, queue, payload):
         routed,
         7 * 86400,  # dead_ttl_s
         prefix,
+        org,  # the organization the job runs for ('' = none)
     ]
     return r.eval(script, len(keys), *keys, *argv)
 
@@ -70,6 +72,7 @@ def main():
     p.add_argument("op")
     p.add_argument("args_json")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--org", default="")
     a = p.parse_args()
 
     with open(a.enqueue_lua, encoding="utf-8") as f:
@@ -77,7 +80,7 @@ def main():
     r = redis.Redis.from_url(a.redis_url, decode_responses=True)
 
     payload = json.dumps({"op": a.op, "args": json.loads(a.args_json)})
-    job_id, status, created = enqueue(r, script, a.prefix, "jobs", payload)
+    job_id, status, created = enqueue(r, script, a.prefix, "jobs", payload, a.org)
     if status != "waiting" or created != 1:
         sys.exit(f"enqueue answered {[job_id, status, created]!r}")
 

@@ -36,6 +36,7 @@ async fn a_python_producer_enqueues_with_the_documented_script_and_a_rust_worker
         .arg(PRODUCER)
         .args([&q.config().redis_url, q.prefix(), ENQUEUE_LUA, "echo"])
         .arg(args.to_string())
+        .args(["--org", "acme"])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -69,4 +70,9 @@ async fn a_python_producer_enqueues_with_the_documented_script_and_a_rust_worker
         "{r:?}"
     );
     assert_eq!(r.result, Some(args));
+    assert_eq!(
+        r.org.as_deref(),
+        Some("acme"),
+        "the script took the org: {r:?}"
+    );
 }

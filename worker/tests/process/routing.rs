@@ -83,13 +83,16 @@ async fn a_killed_worker_s_queued_jobs_end_dead_in_the_record() {
                 .submit(
                     &queue,
                     &gitfleet_client::JobSpec::new("echo", args),
-                    &gitfleet_client::EnqueueOptions::default(),
+                    &gitfleet_client::EnqueueOptions {
+                        org: Some("acme".into()),
+                        ..Default::default()
+                    },
                 )
                 .await
                 .unwrap()
         }
     };
-    let job = submit(a.own_queue(), json!({"org_id": "acme"})).await;
+    let job = submit(a.own_queue(), json!({})).await;
     assert_eq!(
         job.status,
         JobStatus::Waiting,

@@ -127,7 +127,7 @@ pub(super) async fn push_locked(
                 sandbox,
                 &["push", "--porcelain", "--quiet", "origin", &refspec],
                 RunOptions {
-                    remote: Some(sandbox.repo.url.clone()),
+                    remote: Some(sandbox.repo.clone()),
                     timeout: Some(Duration::from_secs(300)),
                     ..Default::default()
                 },

@@ -378,7 +378,7 @@ impl Op for ChangeOp {
         let groups = self.groups.clone();
         async move {
             let manager = ctx.sandboxes()?.clone();
-            let req = super::clone::request(&args, manager.config().allow_file_protocol)?;
+            let req = super::clone::request(&args, &manager, ctx.org.as_deref())?;
             let mut files = changes(&args)?;
             let p = commit_fields(&args)?;
             let queue = lock_queue(&ctx)?;
