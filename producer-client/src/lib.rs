@@ -26,7 +26,7 @@ pub use gitfleet_queue::{QueueConfig, QueueError, QueueStats};
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
 use gitfleet_contract::Redactor;
-use gitfleet_contract::ops::Rules;
+use gitfleet_contract::ops::{JobLimits, Rules};
 use gitfleet_queue::Queue;
 
 /// A producer's handle on the fleet. Cheap to clone.
@@ -34,6 +34,7 @@ use gitfleet_queue::Queue;
 pub struct Client {
     queue: Queue,
     store: Option<Store>,
+    rules: Rules,
 }
 
 impl Client {
@@ -41,7 +42,15 @@ impl Client {
         Ok(Self {
             queue: Queue::connect(config).await?,
             store: None,
+            rules: Rules::default(),
         })
+    }
+
+    /// Checks jobs by these per-job limits (what the fleet's workers are configured with:
+    /// [`JobLimits::from_env`] reads the same variables) instead of the defaults.
+    pub fn with_limits(mut self, limits: JobLimits) -> Self {
+        self.rules.limits = limits;
+        self
     }
 
     /// Uses the durable record: jobs of an organization over its budget are refused at
@@ -106,10 +115,19 @@ impl Client {
         &self.queue
     }
 
-    /// Checks a job against its op without enqueueing it, as a default worker would.
+    /// Checks a job against its op without enqueueing it, as a default worker would (with
+    /// the client's limits, [`Client::with_limits`]).
     pub fn check(&self, spec: &JobSpec) -> Result<(), QueueError> {
-        gitfleet_contract::ops::validate(spec, &Rules::default())
+        gitfleet_contract::ops::validate(spec, &self.rules)
             .map(|_| ())
+            .map_err(QueueError::Invalid)
+    }
+
+    /// Checks how a job is to be enqueued: a `timeout` over the limit is refused.
+    pub fn check_options(&self, options: &EnqueueOptions) -> Result<(), QueueError> {
+        self.rules
+            .limits
+            .check_timeout(options.timeout)
             .map_err(QueueError::Invalid)
     }
 
@@ -127,6 +145,7 @@ impl Client {
         options: &EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
         self.check(spec)?;
+        self.check_options(options)?;
         self.check_budget(spec).await?;
         let enqueued = self.queue.enqueue(queue, spec, options).await?;
         self.record_enqueued(queue, &[(spec, &enqueued)]).await;
@@ -141,6 +160,7 @@ impl Client {
         specs: &[JobSpec],
         options: &EnqueueOptions,
     ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
+        self.check_options(options)?;
         for (i, spec) in specs.iter().enumerate() {
             self.check(spec).map_err(|e| match e {
                 QueueError::Invalid(err) => QueueError::Invalid(JobError::invalid_input(format!(

@@ -22,6 +22,7 @@ pub struct CloneOp {
 pub(crate) fn request(args: &Value, allow_file: bool) -> Result<CloneRequest, JobError> {
     let rules = Rules {
         allow_file_repos: allow_file,
+        ..Default::default()
     };
     let a = CloneArgs::parse(args, &rules)?;
     Ok(CloneRequest {
@@ -47,6 +48,7 @@ impl Op for CloneOp {
             args,
             &Rules {
                 allow_file_repos: self.allow_file,
+                ..Default::default()
             },
         )
     }
