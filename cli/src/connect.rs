@@ -1,7 +1,9 @@
 //! Reaching the queue (Redis) and the record (Postgres) as the environment configures them
-//! (`GITFLEET_REDIS_URL`, `GITFLEET_DATABASE_URL`, ...), with each failure turned into the
+//! (`GITFLEET_REDIS_URL`, `GITFLEET_DATABASE_URL`, the `GITFLEET_JOB_MAX_*` limits jobs are
+//! checked by, ...), with each failure turned into the
 //! [`Fail`] that picks its exit code.
 
+use gitfleet_client::ops::JobLimits;
 use gitfleet_client::store::StoreError;
 use gitfleet_client::{Client, QueueConfig, Store, StoreConfig};
 
@@ -10,10 +12,13 @@ use crate::Fail;
 /// A client acting for `org` (`--org` / `GITFLEET_ORG`), or for no organization.
 pub async fn connect_as(org: Option<String>) -> Result<Client, Fail> {
     let config = QueueConfig::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
+    // Jobs are checked by the limits the workers read from the same variables.
+    let limits = JobLimits::from_env().map_err(|e| Fail::Invalid(e.to_string()))?;
     let url = config.redacted_url();
     let client = Client::connect(config)
         .await
-        .map_err(|e| Fail::Unreachable(format!("cannot reach the queue at {url}: {e}")))?;
+        .map_err(|e| Fail::Unreachable(format!("cannot reach the queue at {url}: {e}")))?
+        .with_limits(limits);
     let client = match org {
         Some(org) => client
             .with_org(org)

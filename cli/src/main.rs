@@ -150,6 +150,10 @@ struct Submit {
     /// Runs allowed before the job is dead (default: the op's, 5 for most).
     #[arg(long, value_name = "N")]
     max_attempts: Option<u32>,
+    /// Time one run may take, in milliseconds (default: the op's); at most
+    /// GITFLEET_JOB_MAX_TIMEOUT_MS (default an hour).
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
     #[command(flatten)]
     wait: Wait,
 }

@@ -33,7 +33,7 @@ pub use gitfleet_queue::{QueueConfig, QueueError, QueueStats};
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
 use gitfleet_contract::Redactor;
-use gitfleet_contract::ops::{Rules, check_identity};
+use gitfleet_contract::ops::{JobLimits, Rules, check_identity};
 use gitfleet_queue::Queue;
 
 /// A producer's handle on the fleet. Cheap to clone.
@@ -42,6 +42,7 @@ pub struct Client {
     queue: Queue,
     store: Option<Store>,
     org: Option<String>,
+    rules: Rules,
 }
 
 impl Client {
@@ -50,6 +51,7 @@ impl Client {
             queue: Queue::connect(config).await?,
             store: None,
             org: None,
+            rules: Rules::default(),
         })
     }
 
@@ -85,6 +87,13 @@ impl Client {
             org,
             ..options.clone()
         })
+    }
+
+    /// Checks jobs by these per-job limits (what the fleet's workers are configured with:
+    /// [`JobLimits::from_env`] reads the same variables) instead of the defaults.
+    pub fn with_limits(mut self, limits: JobLimits) -> Self {
+        self.rules.limits = limits;
+        self
     }
 
     /// Uses the durable record: jobs of an organization over its budget are refused at
@@ -152,15 +161,24 @@ impl Client {
         &self.queue
     }
 
-    /// Checks a job against its op without enqueueing it, as a default worker would, for
-    /// this client's organization (an internal op is refused from one).
+    /// Checks a job against its op without enqueueing it, as a default worker would (with
+    /// the client's limits, [`Client::with_limits`]), for this client's organization (an
+    /// internal op is refused from one).
     pub fn check(&self, spec: &JobSpec) -> Result<(), QueueError> {
-        Self::check_for(spec, self.org.as_deref())
+        self.check_for(spec, self.org.as_deref())
     }
 
-    fn check_for(spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
-        gitfleet_contract::ops::validate(spec, &Rules::default())
+    fn check_for(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
+        gitfleet_contract::ops::validate(spec, &self.rules)
             .and_then(|_| check_identity(&spec.op, org, false))
+            .map_err(QueueError::Invalid)
+    }
+
+    /// Checks how a job is to be enqueued: a `timeout` over the limit is refused.
+    pub fn check_options(&self, options: &EnqueueOptions) -> Result<(), QueueError> {
+        self.rules
+            .limits
+            .check_timeout(options.timeout)
             .map_err(QueueError::Invalid)
     }
 
@@ -178,7 +196,8 @@ impl Client {
         options: &EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
         let options = self.envelope(options)?;
-        Self::check_for(spec, options.org.as_deref())?;
+        self.check_for(spec, options.org.as_deref())?;
+        self.check_options(&options)?;
         self.check_budget(spec, options.org.as_deref()).await?;
         let enqueued = self.queue.enqueue(queue, spec, &options).await?;
         self.record_enqueued(queue, &options.org, &[(spec, &enqueued)])
@@ -195,8 +214,9 @@ impl Client {
         options: &EnqueueOptions,
     ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
         let options = &self.envelope(options)?;
+        self.check_options(options)?;
         for (i, spec) in specs.iter().enumerate() {
-            Self::check_for(spec, options.org.as_deref()).map_err(|e| match e {
+            self.check_for(spec, options.org.as_deref()).map_err(|e| match e {
                 QueueError::Invalid(err) => QueueError::Invalid(JobError::invalid_input(format!(
                     "job {}: {}",
                     i + 1,

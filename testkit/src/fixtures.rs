@@ -192,6 +192,122 @@ fn try_bare_repo(root: &Path, name: &str, files: &[(&str, &str)]) -> anyhow::Res
     Ok(bare)
 }
 
+/// Creates `<root>/<name>` as a bare repository whose `main` holds one commit ("initial
+/// commit") with `files` (`(path, content)`) and `zeros` (`(path, size)`: files of that many
+/// zero bytes), and the strict-remote config. The zeros are streamed into `git fast-import`
+/// and compress to almost nothing, so a repository whose pack is a few kilobytes can check
+/// out megabytes (or gigabytes) without the test ever writing them.
+///
+/// # Panics
+/// When the repository exists already or git fails.
+pub fn bare_repo_with_zeros(
+    root: &Path,
+    name: &str,
+    files: &[(&str, &str)],
+    zeros: &[(&str, u64)],
+) -> PathBuf {
+    must(
+        &format!("bare_repo_with_zeros {name}"),
+        try_bare_repo_with_zeros(root, name, files, zeros),
+    )
+}
+
+fn try_bare_repo_with_zeros(
+    root: &Path,
+    name: &str,
+    files: &[(&str, &str)],
+    zeros: &[(&str, u64)],
+) -> anyhow::Result<PathBuf> {
+    let bare = root.join(name);
+    if bare.exists() {
+        bail!("{} exists already", bare.display());
+    }
+    std::fs::create_dir_all(root)?;
+    git(
+        root,
+        [
+            OsStr::new("init"),
+            OsStr::new("--quiet"),
+            OsStr::new("--bare"),
+            OsStr::new("-b"),
+            OsStr::new("main"),
+            bare.as_os_str(),
+        ],
+    )?;
+    configure_remote(&bare)?;
+    let mut child = Command::new("git")
+        // Blobs over 1 MiB are streamed to the pack, never held in memory whole.
+        .args(["fast-import", "--quiet", "--big-file-threshold=1m"])
+        .env_clear()
+        .envs(base_env())
+        .current_dir(&bare)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning git fast-import")?;
+    let stdin = child.stdin.take().context("fast-import stdin")?;
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(p, c)| (p.to_string(), c.to_string()))
+        .collect();
+    let zeros: Vec<(String, u64)> = zeros.iter().map(|(p, n)| (p.to_string(), *n)).collect();
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut out = BufWriter::with_capacity(1 << 20, stdin);
+        let mut mark = 0;
+        for (_, content) in &files {
+            mark += 1;
+            write!(out, "blob\nmark :{mark}\ndata {}\n", content.len())?;
+            out.write_all(content.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        let chunk = vec![0u8; 1 << 16];
+        for (_, size) in &zeros {
+            mark += 1;
+            write!(out, "blob\nmark :{mark}\ndata {size}\n")?;
+            let mut left = *size;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                out.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            out.write_all(b"\n")?;
+        }
+        let message = "initial commit\n";
+        write!(
+            out,
+            "commit refs/heads/main\nauthor {AUTHOR_NAME} <{AUTHOR_EMAIL}> {AUTHOR_DATE}\n\
+             committer {AUTHOR_NAME} <{AUTHOR_EMAIL}> {AUTHOR_DATE}\ndata {}\n{message}",
+            message.len()
+        )?;
+        let paths = files
+            .iter()
+            .map(|(p, _)| p)
+            .chain(zeros.iter().map(|(p, _)| p));
+        for (i, path) in paths.enumerate() {
+            writeln!(out, "M 100644 :{} {path}", i + 1)?;
+        }
+        out.write_all(b"\n")?;
+        out.flush()
+    });
+    let output = child
+        .wait_with_output()
+        .context("waiting for git fast-import")?;
+    let written = writer.join();
+    if !output.status.success() {
+        bail!(
+            "git fast-import failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    match written {
+        Ok(Ok(())) => Ok(bare),
+        Ok(Err(err)) => Err(err).context("writing the fast-import stream"),
+        Err(_) => bail!("the fast-import stream writer panicked"),
+    }
+}
+
 /// Makes `<root>/<name>`, a bare copy of `src` (objects hard-linked where possible, every
 /// branch, no `origin` remote) with the strict-remote config: a disposable remote made from
 /// a cached [`generated_repo`], so pushes never touch the cache.

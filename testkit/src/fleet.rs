@@ -61,7 +61,8 @@ pub struct WorkerSetup {
 
 /// Git as the tests use it: sandboxes under the fleet's temporary directory, no `file://`
 /// remotes (the servers of [`crate::GitDaemon`] and [`crate::HttpGitServer`] are real
-/// remotes), a minute per git process, a small warm pool, no credentials.
+/// remotes), a minute per git process, a small warm pool, no credentials, the default
+/// sandbox limits.
 pub fn test_git_settings() -> GitSettings {
     GitSettings {
         sandbox_root: None,
@@ -70,6 +71,7 @@ pub fn test_git_settings() -> GitSettings {
         pool_min: 1,
         pool_max: 4,
         credentials: Default::default(),
+        limits: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! Runs until SIGTERM or Ctrl-C, then stops gracefully within `GITFLEET_GRACE_SECS`.
 
 use anyhow::Context;
+use gitfleet_contract::ops::{JobLimits, Rules};
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::Worker;
 use gitfleet_core::runtime::WorkerConfig;
@@ -23,11 +24,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot connect to Redis at {redis}"))?;
     let git = GitSettings::from_env()?;
-    let worker = Worker::new(
-        queue,
-        worker_config,
-        Ops::with_file_repos(git.allow_file_protocol),
-    );
+    let rules = Rules {
+        allow_file_repos: git.allow_file_protocol,
+        limits: JobLimits::from_env()?,
+    };
+    let worker = Worker::new(queue, worker_config, Ops::with_rules(rules));
     let mut worker = worker
         .with_git(&git)
         .await

@@ -106,6 +106,7 @@ impl Fleet {
             pool_min: 2,
             pool_max: 16,
             credentials: Credentials::default(),
+            limits: Default::default(),
         };
         let config = WorkerConfig {
             name_stem: "git-bench".into(),

@@ -1,6 +1,7 @@
 //! `gitfleet submit`: enqueue one job, or many with `--bulk`.
 
 use std::io::{BufRead, Write};
+use std::time::Duration;
 
 use gitfleet_client::{Client, DEFAULT_QUEUE, EnqueueOptions, ErrorKind, JobSpec, OpName};
 use serde_json::{Value, json};
@@ -24,6 +25,7 @@ pub async fn one(s: Submit, org: Option<String>) -> Result<u8, Fail> {
         delay: s.delay.map(|d| secs("--delay", d)).transpose()?,
         idempotency_key: s.idempotency_key,
         max_attempts: s.max_attempts,
+        timeout: s.timeout_ms.map(Duration::from_millis),
         ..Default::default()
     };
     let client = connect_as(org).await?;
@@ -72,9 +74,11 @@ pub async fn bulk(s: Submit, org: Option<String>) -> Result<u8, Fail> {
     let options = EnqueueOptions {
         delay: s.delay.map(|d| secs("--delay", d)).transpose()?,
         max_attempts: s.max_attempts,
+        timeout: s.timeout_ms.map(Duration::from_millis),
         ..Default::default()
     };
     let client = connect_as(org).await?;
+    client.check_options(&options)?;
     for (line, spec) in &specs {
         client.check(spec).map_err(|e| match Fail::from(e) {
             Fail::Invalid(m) => Fail::Invalid(format!("line {line}: {m}")),

@@ -40,8 +40,19 @@ impl Env {
 
     /// Runs `gitfleet args...` (with `stdin`), returning its exit code and stdout lines.
     async fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, Vec<String>) {
+        self.run_env(args, stdin, &[]).await
+    }
+
+    /// [`Env::run`] with more variables set.
+    async fn run_env(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> (i32, Vec<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet"));
         cmd.args(args)
+            .envs(vars.iter().copied())
             .env(
                 "GITFLEET_REDIS_URL",
                 &self.fleet.test_queue().config().redis_url,
@@ -71,7 +82,11 @@ impl Env {
     }
 
     async fn run_json(&self, args: &[&str]) -> (i32, Value) {
-        let (code, lines) = self.run(args, None).await;
+        self.run_json_env(args, &[]).await
+    }
+
+    async fn run_json_env(&self, args: &[&str], vars: &[(&str, &str)]) -> (i32, Value) {
+        let (code, lines) = self.run_env(args, None, vars).await;
         assert_eq!(lines.len(), 1, "one JSON object: {lines:?}");
         (code, serde_json::from_str(&lines[0]).unwrap())
     }
@@ -182,6 +197,52 @@ async fn bad_usage_and_invalid_input_exit_2_with_an_invalid_input_error() {
     }
     let (_, v) = env.run_json(&["queues"]).await;
     assert_eq!(v, json!([]), "nothing was enqueued");
+}
+
+#[tokio::test]
+async fn a_job_over_the_configured_limits_is_refused_at_submit_and_nothing_is_enqueued() {
+    let env = Env::new().await;
+    let refused = |(code, v): (i32, Value), expected: &str| {
+        assert_eq!(code, 2, "{v}");
+        assert_eq!(v["error"]["kind"], "invalid_input", "{v}");
+        assert_eq!(v["error"]["message"], expected, "{v}");
+    };
+    // The default cap on a run time is an hour.
+    refused(
+        env.run_json(&["submit", "echo", "{}", "--timeout-ms", "3600001"])
+            .await,
+        "timeout_ms: 3600001 ms is over the limit of 3600000 ms (GITFLEET_JOB_MAX_TIMEOUT_MS)",
+    );
+    // The CLI reads the limits the workers read.
+    let vars = [
+        ("GITFLEET_JOB_MAX_TIMEOUT_MS", "1000"),
+        ("GITFLEET_JOB_MAX_SLEEP_MS", "500"),
+    ];
+    refused(
+        env.run_json_env(&["submit", "echo", "{}", "--timeout-ms", "1001"], &vars)
+            .await,
+        "timeout_ms: 1001 ms is over the limit of 1000 ms (GITFLEET_JOB_MAX_TIMEOUT_MS)",
+    );
+    refused(
+        env.run_json_env(&["submit", "sleep", r#"{"ms": 501}"#], &vars)
+            .await,
+        "ms: 501 is over the limit of 500 (GITFLEET_JOB_MAX_SLEEP_MS)",
+    );
+    let (code, lines) = env
+        .run_env(
+            &["submit", "--bulk", "--timeout-ms", "1001"],
+            Some("{\"op\":\"echo\",\"args\":{}}\n"),
+            &vars,
+        )
+        .await;
+    assert_eq!(code, 2, "{lines:?}");
+    let (_, v) = env.run_json(&["queues"]).await;
+    assert_eq!(v, json!([]), "nothing was enqueued");
+
+    let (code, v) = env
+        .run_json_env(&["submit", "echo", "{}", "--timeout-ms", "1000"], &vars)
+        .await;
+    assert_eq!((code, v["status"].as_str()), (0, Some("waiting")), "{v}");
 }
 
 #[tokio::test]

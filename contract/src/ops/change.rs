@@ -30,7 +30,7 @@ impl OpArgs for ChangeArgs {
 
     fn check(args: &Value, rules: &Rules) -> Result<(), JobError> {
         clone::check_fields(args, rules)?;
-        changes(args)?;
+        changes(args, &rules.limits)?;
         push::commit(args).map(|_| ())
     }
 }

@@ -13,6 +13,7 @@ pub mod change;
 pub mod clone;
 pub mod diff;
 pub mod echo;
+pub mod limits;
 pub mod maintain;
 pub mod pull;
 pub mod push;
@@ -37,6 +38,7 @@ pub use change::{ChangeArgs, ChangeResult};
 pub use clone::{CloneArgs, CloneResult};
 pub use diff::{DiffArgs, DiffResult};
 pub use echo::EchoArgs;
+pub use limits::JobLimits;
 pub use maintain::{MaintainArgs, MaintainResult, Maintenance};
 pub use pull::{PullArgs, PullResult};
 pub use push::{CommitArgs, PushArgs, PushResult};
@@ -46,12 +48,14 @@ pub use status::{StatusArgs, StatusResult};
 pub use write_files::{FileChange, FileEntry, WriteFilesArgs, WriteFilesResult};
 
 /// What a worker accepts beyond the contract's fixed rules. A producer checks as a default
-/// worker would ([`Rules::default`]).
+/// worker would ([`Rules::default`]), or with the limits it is configured with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rules {
     /// `file://` repositories and local paths (a worker's `GITFLEET_GIT_ALLOW_FILE`; off by
     /// default).
     pub allow_file_repos: bool,
+    /// What one job may ask for ([`JobLimits`]).
+    pub limits: JobLimits,
 }
 
 /// The args of one op, and the result it answers with.

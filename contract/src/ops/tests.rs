@@ -192,6 +192,7 @@ fn file_repositories_pass_only_when_the_rules_allow_them() {
             &args,
             &Rules {
                 allow_file_repos: true,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -205,4 +206,86 @@ fn jobs_on_a_sandbox_route_to_its_worker() {
         Some("worker:host-01J00000000000000000000000")
     );
     assert_eq!(route(&JobSpec::new("clone", json!({}))), None);
+}
+
+#[test]
+fn write_files_and_change_keep_to_the_job_write_limits() {
+    let rules = Rules {
+        limits: JobLimits {
+            max_write_bytes: 10,
+            max_write_files: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let job = |files: Value| json!({"sandbox_id": SANDBOX, "files": files});
+    let change = |files: Value| {
+        json!({"repo_url": "https://example.com/o/r.git", "agent_id": "a", "task_id": "t",
+               "files": files, "message": "m"})
+    };
+    let fits = json!([{"path": "a", "content": "12345"}, {"path": "b", "content": "12345"}]);
+    OpName::WriteFiles
+        .check(&job(fits.clone()), &rules)
+        .unwrap();
+    OpName::Change.check(&change(fits), &rules).unwrap();
+
+    // Eleven bytes in all (base64 counts decoded): the second file takes it over.
+    let heavy = json!([{"path": "a", "content": "12345"},
+                       {"path": "b", "content": "MTIzNDU2", "encoding": "base64"}]);
+    for (op, args) in [
+        (OpName::WriteFiles, job(heavy.clone())),
+        (OpName::Change, change(heavy)),
+    ] {
+        let err = op.check(&args, &rules).unwrap_err();
+        assert_eq!(
+            err.message,
+            "files[1].content: takes the job to 11 bytes, over the limit of 10 bytes per job \
+             (GITFLEET_JOB_MAX_WRITE_BYTES)",
+            "{op}"
+        );
+    }
+    // Deletes count as files too.
+    let many = json!([{"path": "a", "delete": true}, {"path": "b", "delete": true},
+                      {"path": "c", "delete": true}]);
+    for (op, args) in [
+        (OpName::WriteFiles, job(many.clone())),
+        (OpName::Change, change(many)),
+    ] {
+        let err = op.check(&args, &rules).unwrap_err();
+        assert_eq!(
+            err.message,
+            "files: 3 entries, over the limit of 2 per job (GITFLEET_JOB_MAX_WRITE_FILES)",
+            "{op}"
+        );
+    }
+    let err = OpName::WriteFiles
+        .check(&job(json!([])), &rules)
+        .unwrap_err();
+    assert_eq!(err.message, "files: must hold at least one entry");
+}
+
+#[test]
+fn a_sleep_over_the_cap_is_refused_naming_the_cap() {
+    let rules = Rules {
+        limits: JobLimits {
+            max_sleep_ms: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    OpName::Sleep.check(&json!({"ms": 100}), &rules).unwrap();
+    let err = OpName::Sleep
+        .check(&json!({"ms": 101}), &rules)
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "ms: 101 is over the limit of 100 (GITFLEET_JOB_MAX_SLEEP_MS)"
+    );
+    // The default cap is an hour.
+    OpName::Sleep
+        .check(&json!({"ms": 3_600_000}), &Rules::default())
+        .unwrap();
+    OpName::Sleep
+        .check(&json!({"ms": 3_600_001}), &Rules::default())
+        .unwrap_err();
 }

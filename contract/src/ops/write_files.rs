@@ -9,21 +9,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{OpArgs, OpName, Rules};
+use super::{JobLimits, OpArgs, OpName, Rules};
 use crate::error::JobError;
 use crate::fields;
 use crate::rules;
 
-/// Files in one job, at most.
-pub const MAX_FILES: usize = 10_000;
-/// Bytes of one file, at most (after decoding).
+/// Bytes of one file, at most (after decoding). How many files and bytes one job writes
+/// in all is a limit of its own ([`JobLimits`]).
 pub const MAX_FILE_BYTES: usize = 16 << 20;
 
 /// `write_files`'s args.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WriteFilesArgs {
     pub sandbox_id: String,
-    /// 1-10,000 files.
+    /// 1 to `GITFLEET_JOB_MAX_WRITE_FILES` (default 10,000) files, of at most
+    /// `GITFLEET_JOB_MAX_WRITE_BYTES` (default 64 MiB) in all.
     pub files: Vec<FileEntry>,
 }
 
@@ -78,18 +78,27 @@ impl FileChange {
     }
 }
 
-/// The `files` of `args` (of `write_files` or `change`), checked and decoded.
-pub fn changes(args: &Value) -> Result<Vec<FileChange>, JobError> {
+/// The `files` of `args` (of `write_files` or `change`), checked and decoded, within the
+/// job's write limits.
+pub fn changes(args: &Value, limits: &JobLimits) -> Result<Vec<FileChange>, JobError> {
     let files = match args.get("files") {
         Some(Value::Array(files)) => files,
         None | Some(Value::Null) => return Err(JobError::invalid_input("files: required")),
         Some(_) => return Err(JobError::invalid_input("files: must be a list")),
     };
-    if files.is_empty() || files.len() > MAX_FILES {
+    if files.is_empty() {
+        return Err(JobError::invalid_input(
+            "files: must hold at least one entry",
+        ));
+    }
+    if files.len() as u64 > limits.max_write_files {
         return Err(JobError::invalid_input(format!(
-            "files: must hold 1-{MAX_FILES} entries"
+            "files: {} entries, over the limit of {} per job (GITFLEET_JOB_MAX_WRITE_FILES)",
+            files.len(),
+            limits.max_write_files
         )));
     }
+    let mut total: u64 = 0;
     files
         .iter()
         .enumerate()
@@ -139,6 +148,14 @@ pub fn changes(args: &Value) -> Result<Vec<FileChange>, JobError> {
                     bytes.len()
                 )));
             }
+            total += bytes.len() as u64;
+            if total > limits.max_write_bytes {
+                return Err(JobError::invalid_input(format!(
+                    "{field}.content: takes the job to {total} bytes, over the limit of {} \
+                     bytes per job (GITFLEET_JOB_MAX_WRITE_BYTES)",
+                    limits.max_write_bytes
+                )));
+            }
             Ok(FileChange {
                 field: path_field,
                 path,
@@ -152,9 +169,9 @@ impl OpArgs for WriteFilesArgs {
     const OP: OpName = OpName::WriteFiles;
     type Result = WriteFilesResult;
 
-    fn check(args: &Value, _: &Rules) -> Result<(), JobError> {
+    fn check(args: &Value, rules: &Rules) -> Result<(), JobError> {
         fields::sandbox_id(args)?;
-        changes(args).map(|_| ())
+        changes(args, &rules.limits).map(|_| ())
     }
 }
 

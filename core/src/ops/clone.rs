@@ -28,6 +28,7 @@ pub(crate) fn request(
     let allow_file = manager.config().allow_file_protocol;
     let rules = Rules {
         allow_file_repos: allow_file,
+        ..Default::default()
     };
     let a = CloneArgs::parse(args, &rules)?;
     Ok(CloneRequest {
@@ -57,6 +58,7 @@ impl Op for CloneOp {
             args,
             &Rules {
                 allow_file_repos: self.allow_file,
+                ..Default::default()
             },
         )
     }

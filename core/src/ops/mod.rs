@@ -23,6 +23,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use gitfleet_contract::ops::Rules;
 use gitfleet_contract::{JobError, JobSpec, fields};
 
 pub use clone::CloneOp;
@@ -122,10 +123,11 @@ pub trait Op: Send + Sync + 'static {
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>>;
 }
 
-/// The ops a worker serves, by name.
+/// The ops a worker serves, by name, and the rules they check jobs by.
 #[derive(Clone)]
 pub struct Ops {
     ops: BTreeMap<&'static str, Arc<dyn Op>>,
+    rules: Rules,
 }
 
 impl Ops {
@@ -133,32 +135,53 @@ impl Ops {
     pub fn empty() -> Self {
         Self {
             ops: BTreeMap::new(),
+            rules: Rules::default(),
         }
     }
 
     /// The ops every worker serves: the git ops of the job contract, and `echo` and
-    /// `sleep`; `file://` repositories refused.
+    /// `sleep`; `file://` repositories refused, the default job limits.
     pub fn builtin() -> Self {
-        Self::with_file_repos(false)
+        Self::with_rules(Rules::default())
     }
 
     /// As [`Ops::builtin`], with `file://` repositories accepted or not (a worker's
     /// `GITFLEET_GIT_ALLOW_FILE`).
     pub fn with_file_repos(allow_file: bool) -> Self {
+        Self::with_rules(Rules {
+            allow_file_repos: allow_file,
+            ..Default::default()
+        })
+    }
+
+    /// As [`Ops::builtin`], checking jobs by `rules`: `file://` repositories, and the job
+    /// limits (the write caps of `write_files` and `change`, the longest `sleep`; the
+    /// runtime applies the `timeout_ms` and result caps, see [`Ops::rules`]).
+    pub fn with_rules(rules: Rules) -> Self {
         // `push` and `change` group their pushes together (see `push::group`).
         let groups = Arc::new(PushGroups::default());
-        Self::empty()
+        let limits = rules.limits;
+        let mut ops = Self::empty()
             .with(Echo)
-            .with(Sleep)
-            .with(CloneOp { allow_file })
+            .with(Sleep { limits })
+            .with(CloneOp {
+                allow_file: rules.allow_file_repos,
+            })
             .with(StatusOp)
             .with(DiffOp)
-            .with(WriteFilesOp)
+            .with(WriteFilesOp { limits })
             .with(PullOp)
             .with(PushOp::new(groups.clone()))
             .with(ReleaseOp)
-            .with(ChangeOp::new(allow_file, groups))
-            .with(MaintainOp)
+            .with(ChangeOp::new(rules, groups))
+            .with(MaintainOp);
+        ops.rules = rules;
+        ops
+    }
+
+    /// The rules the ops check jobs by.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Adds (or replaces) an op.

@@ -8,6 +8,11 @@
 //! in files the pull changes (those files are the conflicts then). No stash is involved: a
 //! stash reads the repository's `.gitmodules`, which a hostile one can make unreadable. A
 //! shallow sandbox (its objects are its own) still rebases or merges in place.
+//!
+//! A pull that would take the sandbox over its limits (bytes, files, largest file) is
+//! refused: for a full sandbox before it moves (the result's tree sizes, listed in the
+//! mirror, against the sandbox's running count; see `sandbox::limits`), for a shallow one
+//! right after, moving it back.
 
 use std::time::Duration;
 
@@ -34,7 +39,7 @@ async fn catch_up(
     rebase: bool,
 ) -> Result<Vec<String>, JobError> {
     if sandbox.shallow {
-        return integrate(manager, sandbox, upstream_ref, rebase).await;
+        return integrate_shallow(manager, sandbox, upstream_ref, rebase).await;
     }
     let before = head(manager, sandbox).await?;
     let upstream = manager
@@ -80,6 +85,10 @@ async fn catch_up(
     if target == before {
         return Ok(Vec::new());
     }
+    // Checked before the tree moves: the new tree's sizes against the running count.
+    let usage = manager
+        .check_move(&moving_onto(&target), sandbox, &before, &target)
+        .await?;
     let moved = manager
         .git_in(
             sandbox,
@@ -91,6 +100,7 @@ async fn catch_up(
         )
         .await?;
     if moved.status == 0 {
+        sandbox.set_usage(usage);
         return Ok(Vec::new());
     }
     // Uncommitted changes in files the pull changes: those are the conflicts.
@@ -129,6 +139,58 @@ async fn catch_up(
         )));
     }
     Ok(conflicts)
+}
+
+/// How a refused move begins its message.
+fn moving_onto(commit: &str) -> String {
+    format!("pull: moving onto {commit} would leave the sandbox with")
+}
+
+/// A shallow sandbox rebases (or merges) in place, so its new tree is only known once it
+/// is written: checked right after, and moved back (`reset --keep`) when over a limit.
+async fn integrate_shallow(
+    manager: &SandboxManager,
+    sandbox: &Sandbox,
+    upstream_ref: &str,
+    rebase: bool,
+) -> Result<Vec<String>, JobError> {
+    let before = head(manager, sandbox).await?;
+    manager.recount_objects(sandbox).await;
+    let conflicts = integrate(manager, sandbox, upstream_ref, rebase).await?;
+    if !conflicts.is_empty() {
+        return Ok(conflicts);
+    }
+    let after = head(manager, sandbox).await?;
+    let checked = async {
+        if after == before {
+            return Ok(sandbox.usage());
+        }
+        manager
+            .check_move(&moving_onto(&after), sandbox, &before, &after)
+            .await
+    };
+    match checked.await {
+        Ok(usage) => {
+            sandbox.set_usage(usage);
+            Ok(Vec::new())
+        }
+        Err(refused) => {
+            let back = manager
+                .git_in(
+                    sandbox,
+                    &["reset", "--keep", "--quiet", &before, "--"],
+                    RunOptions {
+                        allow_failure: true,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            if !matches!(back, Ok(ref out) if out.status == 0) {
+                tracing::warn!(sandbox = %sandbox.id, "a refused pull could not move the sandbox back");
+            }
+            Err(refused)
+        }
+    }
 }
 
 impl Op for PullOp {

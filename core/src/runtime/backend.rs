@@ -225,6 +225,13 @@ impl JobService {
         if let Err(e) = self.budgets.check(org, &spec.op) {
             return Outcome::Dead(e);
         }
+        let limits = self.ops.rules().limits;
+        // Refused here too (a producer in another language checks nothing).
+        if d.timeout_ms > 0
+            && let Err(e) = limits.check_timeout(Some(Duration::from_millis(d.timeout_ms)))
+        {
+            return Outcome::Dead(e);
+        }
         let max_attempts = if d.max_attempts > 0 {
             d.max_attempts
         } else {
@@ -273,9 +280,32 @@ impl JobService {
                 timeout.as_millis()
             ))),
         };
+        // A result over the cap fails the job: none of it is stored.
+        let result = result.and_then(|value| {
+            limits.check_result(&spec.op, json_len(&value))?;
+            Ok(value)
+        });
         match result {
             Ok(value) => Outcome::Done(value),
             Err(error) => self.retry.outcome(error, d.attempts, max_attempts),
         }
     }
+}
+
+/// The length of `value` as JSON, without building the text.
+fn json_len(value: &serde_json::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use gitfleet_contract::JobError;
 use gitfleet_contract::rules::RepoUrl;
 
+use super::limits::{Usage, own_object_bytes};
 use super::template::Template;
 use super::working_copy::TreeState;
 use super::{Sandbox, SandboxManager};
@@ -95,6 +96,11 @@ impl SandboxManager {
                 req.branch
             )));
         };
+        // Before any sandbox directory is taken: what the checkout would write.
+        let what = format!("repo_url: branch {:?} would check out", req.branch);
+        let usage = self
+            .check_checkout(&what, &refreshed.path, &tip, &req.sparse_paths)
+            .await?;
         let template = self.templates.current();
         let key = req.repo.cache_key.clone();
         let recycled = {
@@ -118,11 +124,12 @@ impl SandboxManager {
         };
         let work = dir.join("work");
         let prepared = if cache_hit {
-            self.recycle(&work, req, &tip).await.map(|()| tip)
+            self.recycle(&work, req, &tip).await.map(|()| (tip, usage))
         } else {
-            self.fresh(&refreshed.path, &template, &work, req).await
+            self.fresh(&refreshed.path, &template, &work, req, (&tip, &what, usage))
+                .await
         };
-        let head_sha = match prepared {
+        let (head_sha, usage) = match prepared {
             Ok(head) => head,
             Err(e) => {
                 let _ = self.provider.destroy(&dir).await;
@@ -141,6 +148,8 @@ impl SandboxManager {
             branch: req.branch.clone(),
             agent_branch: req.agent_branch.clone(),
             shallow: req.shallow,
+            sparse_paths: req.sparse_paths.clone(),
+            usage: Mutex::new(usage),
             template,
             // Just checked out (`checkout -f`, on a fresh or cleaned copy).
             tree: Mutex::new(TreeState::Clean {
@@ -159,14 +168,17 @@ impl SandboxManager {
         })
     }
 
-    /// Clones from the mirror into an empty sandbox, with the template; returns HEAD.
+    /// Clones from the mirror into an empty sandbox, with the template, and checks out
+    /// `tip` (already checked against the limits as `what`: it holds `usage`); returns
+    /// HEAD and what the sandbox holds.
     async fn fresh(
         &self,
         mirror: &Path,
         template: &Template,
         work: &Path,
         req: &CloneRequest,
-    ) -> Result<String, JobError> {
+        (tip, what, usage): (&str, &str, Usage),
+    ) -> Result<(String, Usage), JobError> {
         let parent = work.parent().expect("work is inside a sandbox");
         let work_s = work.to_string_lossy().into_owned();
         let mirror_s = mirror.to_string_lossy().into_owned();
@@ -189,13 +201,27 @@ impl SandboxManager {
             args.extend(["--shared", "--", &mirror_s, &work_s]);
         }
         self.git_local(parent, &args).await?;
-        self.checkout(work, req, false).await?;
-        // The mirror may have moved on since the refresh: HEAD is what was checked out.
+        if !req.shallow {
+            // The mirror may have moved on since the refresh: check out the tip that was
+            // checked, not whatever the mirror holds now.
+            self.set_tracking(work, &req.branch, Some(tip)).await?;
+            self.checkout(work, req, false).await?;
+            return Ok((tip.to_string(), usage));
+        }
+        // A shallow copy has objects of its own (counted), and the commit it fetched may
+        // be newer than the tip that was checked.
         let head = self
             .git
             .run(work, &["rev-parse", "HEAD"], RunOptions::default())
             .await?;
-        Ok(head.stdout_str().trim().to_string())
+        let head = head.stdout_str().trim().to_string();
+        let mut usage = self
+            .check_checkout(what, work, &head, &req.sparse_paths)
+            .await?;
+        usage.object_bytes = own_object_bytes(work.join(".git/objects")).await;
+        self.limits().check(what, usage)?;
+        self.checkout(work, req, false).await?;
+        Ok((head, usage))
     }
 
     /// Moves a released copy (left clean by [`SandboxManager::release`]) to `tip`. No fetch:

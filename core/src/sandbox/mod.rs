@@ -9,6 +9,7 @@
 
 pub mod cache;
 mod clone;
+mod limits;
 pub mod mirror;
 mod provider;
 mod release;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 pub use clone::{CloneRequest, Cloned};
 pub use gitfleet_contract::ops::maintain::{BrokenSandbox, HealthReport};
+pub use limits::{SandboxLimits, Usage};
 pub use provider::{LocalProvider, SandboxProvider};
 pub use settings::GitSettings;
 pub use upkeep::TemplateRebuild;
@@ -51,6 +53,8 @@ pub struct SandboxConfig {
     pub cache_per_repo: usize,
     /// Allow `file://` repositories (tests, the demo). Off by default.
     pub allow_file_protocol: bool,
+    /// What one sandbox may hold ([`SandboxLimits`]).
+    pub limits: SandboxLimits,
 }
 
 impl SandboxConfig {
@@ -61,6 +65,7 @@ impl SandboxConfig {
             pool_max: 16,
             cache_per_repo: 8,
             allow_file_protocol: false,
+            limits: SandboxLimits::default(),
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct SandboxManager {
     cache: Mutex<Cache>,
     pool: Mutex<Vec<PathBuf>>,
     live: Mutex<HashMap<String, Arc<Sandbox>>>,
+    /// Tree sizes already listed (see [`limits`]).
+    sizes: Mutex<limits::TreeSizes>,
     config: SandboxConfig,
 }
 
@@ -105,6 +112,7 @@ impl SandboxManager {
             cache: Mutex::new(Cache::default()),
             pool: Mutex::new(Vec::new()),
             live: Mutex::new(HashMap::new()),
+            sizes: Mutex::default(),
             config,
         });
         manager.refill_pool().await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use gitfleet_contract::config::{ConfigError, parse_var, secs_var, var};
 use gitfleet_contract::{Credentials, JobError, PlainHttp};
 
-use super::{SandboxConfig, SandboxManager};
+use super::{SandboxConfig, SandboxLimits, SandboxManager};
 use crate::git::{Git, GitConfig};
 
 /// How a worker runs git and keeps sandboxes.
@@ -32,6 +32,9 @@ pub struct GitSettings {
     /// http git servers, never production). `;orgs=`: only those organizations' jobs use it (see
     /// [`Credential::orgs`](gitfleet_contract::Credential::orgs)). Never printed.
     pub credentials: Credentials,
+    /// `GITFLEET_SANDBOX_MAX_BYTES` (default 2 GiB), `GITFLEET_SANDBOX_MAX_FILES` (200,000),
+    /// `GITFLEET_MAX_BLOB_BYTES` (100 MiB): what one sandbox may hold ([`SandboxLimits`]).
+    pub limits: SandboxLimits,
 }
 
 impl GitSettings {
@@ -52,6 +55,7 @@ impl GitSettings {
             pool_min: parse_var("GITFLEET_POOL_MIN", 2)?,
             pool_max: parse_var("GITFLEET_POOL_MAX", 16)?,
             credentials,
+            limits: SandboxLimits::from_env()?,
         })
     }
 
@@ -79,6 +83,7 @@ impl GitSettings {
         config.pool_min = self.pool_min;
         config.pool_max = self.pool_max.max(self.pool_min);
         config.allow_file_protocol = self.allow_file_protocol;
+        config.limits = self.limits;
         SandboxManager::new(worker_id, git, config).await
     }
 }

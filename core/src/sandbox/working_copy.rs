@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use gitfleet_contract::rules::RepoUrl;
 
+use super::limits::Usage;
 use super::template::Template;
 
 /// One live sandbox.
@@ -28,6 +29,10 @@ pub struct Sandbox {
     pub agent_branch: String,
     /// A `--depth 1` clone: never recycled for another clone.
     pub shallow: bool,
+    /// The paths a sparse checkout keeps (all when empty).
+    pub(super) sparse_paths: Vec<String>,
+    /// What it holds, as its limits count it (see [`super::limits`]).
+    pub(super) usage: Mutex<Usage>,
     /// The template version it was made from (held: kept on disk while the sandbox lives).
     pub(super) template: Arc<Template>,
     /// What this worker knows of the working tree (see [`TreeState`]).
@@ -121,6 +126,21 @@ impl Sandbox {
             TreeState::Unknown => None,
             TreeState::Clean { touched } => Some(touched.iter().cloned().collect()),
         }
+    }
+
+    /// What the sandbox holds, as its limits count it.
+    pub fn usage(&self) -> Usage {
+        *self.usage.lock().expect("not poisoned")
+    }
+
+    /// Records what the sandbox holds now (after a change that was checked against the
+    /// limits).
+    pub(crate) fn set_usage(&self, usage: Usage) {
+        *self.usage.lock().expect("not poisoned") = usage;
+    }
+
+    pub(crate) fn update_usage(&self, change: impl FnOnce(&mut Usage)) {
+        change(&mut self.usage.lock().expect("not poisoned"));
     }
 
     /// Waits for the sandbox to be free; ops hold the guard while they run.

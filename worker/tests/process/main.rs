@@ -10,6 +10,7 @@ mod processes;
 mod acl;
 mod crash;
 mod invalid_jobs;
+mod limits;
 mod lost_replies;
 mod push_crash;
 mod python_producer;

@@ -72,6 +72,23 @@ pub(super) async fn landed(
     Ok((!sha.is_empty()).then_some(sha))
 }
 
+/// Counts what a shallow sandbox holds after a rebase in place from `before` (it fetched
+/// objects too). The push goes on whatever it holds: the rebase has written its tree
+/// already and pushing writes nothing more; a later write is refused if it is over.
+async fn recount(manager: &SandboxManager, sandbox: &Sandbox, before: &str) {
+    manager.recount_objects(sandbox).await;
+    let moved = match head(manager, sandbox).await {
+        Ok(after) => manager.usage_moved(sandbox, before, &after).await,
+        Err(e) => Err(e),
+    };
+    match moved {
+        Ok((usage, _)) => sandbox.set_usage(usage),
+        Err(e) => {
+            tracing::warn!(sandbox = %sandbox.id, error = %e, "could not count a shallow sandbox after a rebase")
+        }
+    }
+}
+
 pub(super) async fn push_locked(
     manager: &SandboxManager,
     sandbox: &Sandbox,
@@ -109,7 +126,9 @@ pub(super) async fn push_locked(
                 .status
                 == 0;
             if !ancestor {
+                let before = head(manager, sandbox).await?;
                 let conflicts = integrate(manager, sandbox, &remote_ref, true).await?;
+                recount(manager, sandbox, &before).await;
                 if !conflicts.is_empty() {
                     return Err(JobError::new(
                         ErrorKind::Conflict,

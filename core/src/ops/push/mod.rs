@@ -52,15 +52,16 @@ impl PushOp {
     }
 }
 
-/// `change`; `allow_file` as for [`super::CloneOp`].
+/// `change`; `rules` as for [`super::CloneOp`] (`file://` repositories) and
+/// [`super::WriteFilesOp`] (the job's write caps).
 pub struct ChangeOp {
-    allow_file: bool,
+    rules: Rules,
     groups: Arc<PushGroups>,
 }
 
 impl ChangeOp {
-    pub fn new(allow_file: bool, groups: Arc<PushGroups>) -> Self {
-        Self { allow_file, groups }
+    pub fn new(rules: Rules, groups: Arc<PushGroups>) -> Self {
+        Self { rules, groups }
     }
 }
 
@@ -222,12 +223,9 @@ impl PushJob<'_> {
         if sandbox.shallow {
             return self.push_alone(manager, sandbox, &trailer).await;
         }
-        let request = group::Request::new(
-            Some(sandbox.objects()),
-            head(manager, sandbox).await?,
-            trailer,
-            rerun,
-        );
+        let committed = head(manager, sandbox).await?;
+        let request =
+            group::Request::new(Some(sandbox.objects()), committed.clone(), trailer, rerun);
         let landed = group::push(
             self.groups,
             manager,
@@ -244,7 +242,7 @@ impl PushJob<'_> {
             let (manager, sandbox, sha) =
                 (manager.clone(), sandbox.clone(), landed.commit_sha.clone());
             tokio::spawn(async move {
-                move_onto(&manager, &sandbox, &sha).await;
+                move_onto(&manager, &sandbox, &committed, &sha).await;
                 drop(busy);
             });
         }
@@ -287,11 +285,21 @@ impl PushJob<'_> {
     }
 }
 
-/// Moves the sandbox's branch onto `landed` (its commit as replayed onto the branch),
-/// keeping uncommitted changes, as a rebase in the sandbox would have left it. If that
-/// cannot be done cleanly the sandbox stays where it was: the push has landed either way,
-/// and a later push of the old commit is recognised as already applied.
-async fn move_onto(manager: &SandboxManager, sandbox: &Sandbox, landed: &str) {
+/// Moves the sandbox's branch from `committed` onto `landed` (its commit as replayed onto
+/// the branch), keeping uncommitted changes, as a rebase in the sandbox would have left
+/// it. If that cannot be done cleanly, or would take the sandbox over its limits (the
+/// others' commits it lands on bring their files), the sandbox stays where it was: the
+/// push has landed either way, and a later push of the old commit is recognised as
+/// already applied.
+async fn move_onto(manager: &SandboxManager, sandbox: &Sandbox, committed: &str, landed: &str) {
+    let what = format!("push: moving onto the landed commit {landed} would leave the sandbox with");
+    let usage = match manager.check_move(&what, sandbox, committed, landed).await {
+        Ok(usage) => usage,
+        Err(e) => {
+            tracing::warn!(sandbox = %sandbox.id, error = %e, "pushed; the sandbox stays on its own commit");
+            return;
+        }
+    };
     let moved = manager
         .git_in(
             sandbox,
@@ -300,7 +308,7 @@ async fn move_onto(manager: &SandboxManager, sandbox: &Sandbox, landed: &str) {
         )
         .await;
     match moved {
-        Ok(out) if out.status == 0 => {}
+        Ok(out) if out.status == 0 => sandbox.set_usage(usage),
         Ok(out) => tracing::warn!(
             sandbox = %sandbox.id,
             stderr = %out.stderr.trim(),
@@ -362,12 +370,7 @@ impl Op for ChangeOp {
     }
 
     fn validate(&self, args: &Value) -> Result<(), JobError> {
-        ChangeArgs::check(
-            args,
-            &Rules {
-                allow_file_repos: self.allow_file,
-            },
-        )
+        ChangeArgs::check(args, &self.rules)
     }
 
     fn timeout(&self, _: &Value) -> Duration {
@@ -376,10 +379,13 @@ impl Op for ChangeOp {
 
     fn run(&self, args: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
         let groups = self.groups.clone();
+        let limits = self.rules.limits;
         async move {
             let manager = ctx.sandboxes()?.clone();
             let req = super::clone::request(&args, &manager, ctx.org.as_deref())?;
-            let mut files = changes(&args)?;
+            let mut files = changes(&args, &limits)?;
+            // No working copy is made, so only the largest-file limit of a sandbox applies.
+            manager.config().limits.check_files(&files)?;
             let p = commit_fields(&args)?;
             let queue = lock_queue(&ctx)?;
             let target = p.target.unwrap_or(&req.agent_branch).to_string();
