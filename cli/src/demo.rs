@@ -145,6 +145,7 @@ async fn run_in(queue: &Queue, tmp: &Path) -> Result<DemoReport, String> {
             pool_min: 2,
             pool_max: 8,
             credentials: Default::default(),
+            jail: Default::default(),
         };
         let config = WorkerConfig {
             name_stem: "demo".into(),

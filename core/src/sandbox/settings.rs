@@ -9,7 +9,7 @@ use gitfleet_contract::config::{ConfigError, parse_var, secs_var, var};
 use gitfleet_contract::{Credentials, JobError, PlainHttp};
 
 use super::{SandboxConfig, SandboxManager};
-use crate::git::{Git, GitConfig};
+use crate::git::{Git, GitConfig, JailMode};
 
 /// How a worker runs git and keeps sandboxes.
 #[derive(Debug, Clone)]
@@ -32,6 +32,13 @@ pub struct GitSettings {
     /// http git servers, never production). `;orgs=` is kept but not enforced yet (see
     /// [`Credential::orgs`](gitfleet_contract::Credential::orgs)). Never printed.
     pub credentials: Credentials,
+    /// `GITFLEET_SANDBOX_JAIL`, `off`, `bwrap` or `auto` (the default): whether every git
+    /// process runs in a bubblewrap jail that sees only its sandbox, the mirror it borrows
+    /// from, git's own files and a private /tmp (`crate::git`'s `jail` module). `auto` jails
+    /// where `bwrap` is found and works (checked once at startup) and otherwise logs
+    /// `running git unjailed: …`; `bwrap` makes a machine where it does not work a startup
+    /// error; `off` logs that git runs unjailed.
+    pub jail: JailMode,
 }
 
 impl GitSettings {
@@ -52,6 +59,7 @@ impl GitSettings {
             pool_min: parse_var("GITFLEET_POOL_MIN", 2)?,
             pool_max: parse_var("GITFLEET_POOL_MAX", 16)?,
             credentials,
+            jail: parse_var("GITFLEET_SANDBOX_JAIL", JailMode::Auto)?,
         })
     }
 
@@ -73,6 +81,8 @@ impl GitSettings {
             timeout: self.timeout,
             max_output: 4 << 20,
             credentials: self.credentials.clone(),
+            jail: self.jail,
+            bwrap_bin: "bwrap".into(),
         })
         .await?;
         let mut config = SandboxConfig::new(root);

@@ -9,6 +9,7 @@ mod processes;
 
 mod crash;
 mod invalid_jobs;
+mod jail;
 mod lost_replies;
 mod push_crash;
 mod python_producer;
