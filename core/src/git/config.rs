@@ -25,14 +25,14 @@ pub struct GitConfig {
     /// ([`Credentials::for_url`]).
     pub credentials: Credentials,
     /// Whether git runs in a bubblewrap jail (default [`JailMode::Auto`]: where bubblewrap
-    /// works). See [`super::jail`].
+    /// works; what it sees: `jail.rs`).
     pub jail: JailMode,
     /// The bubblewrap binary (default `bwrap` from PATH).
     pub bwrap_bin: PathBuf,
 }
 
 /// `GITFLEET_SANDBOX_JAIL`: whether every git process runs in a bubblewrap jail that sees
-/// only its own directories ([`super::jail`]).
+/// only its own directories (`jail.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JailMode {
     /// Jailed when bubblewrap is found and works (checked once, when the runner starts);

@@ -1,7 +1,7 @@
 //! The one git runner. Every git process of the fleet starts here, so the hardening is in
 //! one place: the `-c` flags that a repository's own config cannot override, the scrubbed
-//! environment (pointing git at the controlled HOME of [`super::home`]), the jail of
-//! [`super::jail`] where bubblewrap works, the time limit that kills the whole process group,
+//! environment (pointing git at the controlled HOME of [`super::home`]), the bubblewrap
+//! jail of `jail.rs` where it works, the time limit that kills the whole process group,
 //! the output caps and the redaction of what git says.
 
 use std::ffi::OsString;
@@ -194,7 +194,7 @@ impl Git {
         .map_err(|e| JobError::internal(format!("git: `{bin} --version` failed: {}", e.message)))
     }
 
-    /// Whether git runs in the bubblewrap jail ([`super::jail`]).
+    /// Whether git runs in the bubblewrap jail (`jail.rs`).
     pub fn jailed(&self) -> bool {
         self.prepared.jail.is_some()
     }
