@@ -146,6 +146,7 @@ async fn run_in(queue: &Queue, tmp: &Path) -> Result<DemoReport, String> {
             pool_max: 8,
             credentials: Default::default(),
             limits: Default::default(),
+            jail: Default::default(),
         };
         let config = WorkerConfig {
             name_stem: "demo".into(),

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gitfleet_client::{Client, EnqueueOptions, Enqueued, JobRecord, JobSpec, JobStatus};
+use gitfleet_core::git::JailMode;
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::{RunningWorker, ShutdownReport, Worker, WorkerConfig};
 use gitfleet_core::sandbox::GitSettings;
@@ -72,6 +73,9 @@ pub fn test_git_settings() -> GitSettings {
         pool_max: 4,
         credentials: Default::default(),
         limits: Default::default(),
+        // Jailed where bubblewrap works, as a worker is by default: every op is tested
+        // jailed (CI installs bubblewrap).
+        jail: JailMode::Auto,
     }
 }
 

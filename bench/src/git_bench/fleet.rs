@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use gitfleet_client::{Client, EnqueueOptions, JobRecord, JobSpec, JobStatus, QueueConfig};
 use gitfleet_contract::Credentials;
+use gitfleet_core::git::JailMode;
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_core::runtime::{RunningWorker, Worker};
@@ -51,6 +52,9 @@ pub struct FleetShape {
 pub struct Fleet {
     pub client: Client,
     pub worker_ids: Vec<String>,
+    /// Whether the workers' git runs in the bubblewrap jail.
+    pub jailed: bool,
+    jail: JailMode,
     workers: Vec<RunningWorker>,
     prefix: String,
     redis_url: String,
@@ -63,7 +67,7 @@ pub struct Fleet {
 impl Fleet {
     /// Starts the daemon, connects and starts the workers. On failure, whatever was started
     /// is stopped again.
-    pub async fn start(redis_url: &str, shape: FleetShape) -> anyhow::Result<Self> {
+    pub async fn start(redis_url: &str, shape: FleetShape, jail: JailMode) -> anyhow::Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("git-bench-")
             .tempdir()
@@ -82,6 +86,8 @@ impl Fleet {
         let mut fleet = Self {
             client,
             worker_ids: Vec::new(),
+            jailed: false,
+            jail,
             workers: Vec::new(),
             prefix,
             redis_url: redis_url.to_string(),
@@ -107,6 +113,7 @@ impl Fleet {
             pool_max: 16,
             credentials: Credentials::default(),
             limits: Default::default(),
+            jail: self.jail,
         };
         let config = WorkerConfig {
             name_stem: "git-bench".into(),
@@ -114,13 +121,12 @@ impl Fleet {
             own_queue_concurrency: concurrency,
             ..Default::default()
         };
-        let running = Worker::new(self.client.queue().clone(), config, Ops::builtin())
+        let worker = Worker::new(self.client.queue().clone(), config, Ops::builtin())
             .with_git(&settings)
             .await
-            .context("setting up a worker's sandboxes")?
-            .start()
-            .await
-            .context("starting a worker")?;
+            .context("setting up a worker's sandboxes")?;
+        self.jailed = worker.git_jailed();
+        let running = worker.start().await.context("starting a worker")?;
         self.worker_ids.push(running.id().to_string());
         self.workers.push(running);
         Ok(())

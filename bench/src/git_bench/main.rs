@@ -12,7 +12,13 @@
 //!    5 each, alternating;
 //! 3. [`inspect`]: status and diff of a sandbox after writing 3 files, 100 each;
 //! 4. [`agents`]: 50 agents pushing to one branch at once (`change` jobs; then `push` jobs
-//!    from sandboxes cloned beforehand).
+//!    from sandboxes cloned beforehand);
+//! 5. [`jail_cost`]: one git process through the runner unjailed and in the bubblewrap jail,
+//!    alternating, 200 of each.
+//!
+//! The workers' git runs jailed or not as `--jail` says (`GITFLEET_SANDBOX_JAIL`, default
+//! `auto`, as a worker); to see what the jail costs each op, run git-bench with
+//! `--jail off` and `--jail bwrap` alternately (BENCHMARKS.md).
 //!
 //! It prints one table ([`report`]) with the goals beside the figures, or JSON. Workers are
 //! stopped, keys deleted and temporary directories removed at the end, on error, and on
@@ -24,6 +30,7 @@ mod cold_clone;
 mod fixture;
 mod fleet;
 mod inspect;
+mod jail_cost;
 mod lock_watch;
 mod notes;
 mod report;
@@ -35,6 +42,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use gitfleet_core::git::JailMode;
 
 use crate::agents::Mode;
 use crate::fleet::{Fleet, FleetShape};
@@ -55,6 +63,10 @@ struct Cli {
     /// Also record every git process the workers run, and print where the time went.
     #[arg(long)]
     breakdown: bool,
+    /// Whether the workers' git runs in the bubblewrap jail: off, bwrap, or auto (jailed
+    /// where bubblewrap works), as `GITFLEET_SANDBOX_JAIL` says for a worker.
+    #[arg(long, env = "GITFLEET_SANDBOX_JAIL", default_value = "auto")]
+    jail: JailMode,
     /// Redis to use; must be loopback.
     #[arg(
         long,
@@ -70,6 +82,7 @@ struct Plan {
     cold_runs: usize,
     inspect_runs: usize,
     agents: usize,
+    jail_runs: usize,
 }
 
 const SHAPE: FleetShape = FleetShape {
@@ -112,6 +125,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             cold_runs: 2,
             inspect_runs: 20,
             agents: 10,
+            jail_runs: 50,
         }
     } else {
         Plan {
@@ -119,6 +133,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             cold_runs: 5,
             inspect_runs: 100,
             agents: 50,
+            jail_runs: 200,
         }
     };
     eprintln!(
@@ -132,7 +147,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let load_start = load_average();
 
     breakdown::phase("fleet start");
-    let mut fleet = Fleet::start(&cli.redis_url, SHAPE).await?;
+    let mut fleet = Fleet::start(&cli.redis_url, SHAPE, cli.jail).await?;
     eprintln!(
         "git-bench: {} workers up; temporary directory {}",
         fleet.worker_ids.len(),
@@ -144,11 +159,14 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     };
     eprintln!("git-bench: stopping the workers, deleting the keys ...");
     fleet.stop().await;
+    let jailed = fleet.jailed;
     let (warm, cold, inspect, change, push) = match measured {
         Ok(figures) => figures?,
         Err(signal) => anyhow::bail!("interrupted by {signal}; workers stopped, keys deleted"),
     };
     drop(fleet);
+    step("jail cost per git process");
+    let jail = Measured::from_result(jail_cost::run(plan.jail_runs).await);
 
     let notes = notes::write(
         &notes::Figures {
@@ -163,6 +181,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         workers: SHAPE.workers,
         concurrency: SHAPE.concurrency,
         quick: cli.quick,
+        jail: if jailed { "bwrap" } else { "off" }.to_string(),
         git_version,
         repo,
         commit,
@@ -171,7 +190,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     };
     let rows = cli.breakdown.then(breakdown::rows);
     Ok(Report::new(
-        info, warm, cold, inspect, change, push, notes, rows,
+        info, warm, cold, inspect, change, push, jail, notes, rows,
     ))
 }
 

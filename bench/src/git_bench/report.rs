@@ -8,6 +8,7 @@ use crate::breakdown;
 use crate::cold_clone::ColdClone;
 use crate::fixture::RepoInfo;
 use crate::inspect::Inspect;
+use crate::jail_cost::JailCost;
 use crate::stats::Summary;
 use crate::warm_clone::WarmClone;
 
@@ -39,6 +40,8 @@ pub struct RunInfo {
     pub workers: usize,
     pub concurrency: usize,
     pub quick: bool,
+    /// How the workers ran git: `bwrap` (jailed) or `off`.
+    pub jail: String,
     pub git_version: String,
     pub repo: RepoInfo,
     /// `git describe --always --dirty` of the workspace measured.
@@ -57,6 +60,7 @@ pub struct Report {
     pub status_diff: Measured<Inspect>,
     pub agents_change: Measured<Agents>,
     pub agents_push: Measured<Agents>,
+    pub jail_cost: Measured<JailCost>,
     pub rows: Vec<Row>,
     pub goals_missed: Vec<String>,
     pub notes: Vec<String>,
@@ -266,6 +270,24 @@ fn agents_rows(t: &mut Table, a: &Agents) {
     );
 }
 
+fn jail_rows(t: &mut Table, j: &JailCost) {
+    t.info(
+        format!(
+            "one git process (rev-parse) unjailed p50 / p99 (ms, n={})",
+            j.unjailed.n
+        ),
+        pair(&j.unjailed),
+    );
+    t.info(
+        "one git process (rev-parse) in the bwrap jail p50 / p99 (ms)",
+        pair(&j.jailed),
+    );
+    t.info(
+        "jail cost per git process, median of pairs (ms)",
+        format!("{:.2}", j.pair_difference_median_ms),
+    );
+}
+
 fn section<T>(t: &mut Table, figure: &str, m: &Measured<T>, rows: impl FnOnce(&mut Table, &T)) {
     match m {
         Measured::Ok(v) => rows(t, v),
@@ -283,6 +305,7 @@ impl Report {
         status_diff: Measured<Inspect>,
         agents_change: Measured<Agents>,
         agents_push: Measured<Agents>,
+        jail_cost: Measured<JailCost>,
         notes: Vec<String>,
         breakdown: Option<Vec<breakdown::Row>>,
     ) -> Self {
@@ -292,6 +315,7 @@ impl Report {
         section(&mut t, "status and diff", &status_diff, inspect_rows);
         section(&mut t, "agents (change)", &agents_change, agents_rows);
         section(&mut t, "agents (push only)", &agents_push, agents_rows);
+        section(&mut t, "jail cost", &jail_cost, jail_rows);
         Self {
             run,
             warm_clone,
@@ -299,6 +323,7 @@ impl Report {
             status_diff,
             agents_change,
             agents_push,
+            jail_cost,
             rows: t.rows,
             goals_missed: t.missed,
             notes,
@@ -317,12 +342,13 @@ impl Report {
     pub fn render_table(&self) -> String {
         let r = &self.run;
         let mut out = format!(
-            "git-bench{}: {} workers, concurrency {}; repository of {} files, {} commits \
-             (packs {:.1} MiB, checkout {:.1} MiB), served by git daemon on loopback; {}; \
-             workspace {}; load average {:.2} at the start, {:.2} at the end\n\n",
+            "git-bench{}: {} workers, concurrency {}, git jail {}; repository of {} files, {} \
+             commits (packs {:.1} MiB, checkout {:.1} MiB), served by git daemon on loopback; \
+             {}; workspace {}; load average {:.2} at the start, {:.2} at the end\n\n",
             if r.quick { " --quick" } else { "" },
             r.workers,
             r.concurrency,
+            r.jail,
             r.repo.files,
             r.repo.commits,
             r.repo.pack_mib,

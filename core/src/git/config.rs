@@ -1,5 +1,5 @@
-//! How git runs on this worker ([`GitConfig`]) and the one policy both the runner's `-c`
-//! flags and the controlled global config state (`protocol.file.allow`).
+//! How git runs on this worker ([`GitConfig`], [`JailMode`]) and the one policy both the
+//! runner's `-c` flags and the controlled global config state (`protocol.file.allow`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +24,48 @@ pub struct GitConfig {
     /// Tokens by URL prefix; the runner hands one to git only for a remote its prefix covers
     /// ([`Credentials::for_url`]).
     pub credentials: Credentials,
+    /// Whether git runs in a bubblewrap jail (default [`JailMode::Auto`]: where bubblewrap
+    /// works; what it sees: `jail.rs`).
+    pub jail: JailMode,
+    /// The bubblewrap binary (default `bwrap` from PATH).
+    pub bwrap_bin: PathBuf,
+}
+
+/// `GITFLEET_SANDBOX_JAIL`: whether every git process runs in a bubblewrap jail that sees
+/// only its own directories (`jail.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JailMode {
+    /// Jailed when bubblewrap is found and works (checked once, when the runner starts);
+    /// otherwise unjailed, with a warning.
+    #[default]
+    Auto,
+    /// Never jailed (logged as a warning when the runner starts).
+    Off,
+    /// Always jailed: a runner that cannot jail git does not start.
+    Bwrap,
+}
+
+impl std::str::FromStr for JailMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            "bwrap" => Ok(Self::Bwrap),
+            other => Err(format!("{other:?} is not one of off, bwrap, auto")),
+        }
+    }
+}
+
+impl std::fmt::Display for JailMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Off => "off",
+            Self::Bwrap => "bwrap",
+        })
+    }
 }
 
 impl GitConfig {
@@ -33,8 +75,8 @@ impl GitConfig {
     /// Default for [`GitConfig::max_output`]: 16 MiB per stream.
     pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
 
-    /// A config with git from PATH, `file` remotes off, the default limits and no
-    /// credentials.
+    /// A config with git from PATH, `file` remotes off, the default limits, no credentials
+    /// and git jailed where bubblewrap works.
     pub fn new(home: impl Into<PathBuf>) -> Self {
         Self {
             git_bin: PathBuf::from("git"),
@@ -43,6 +85,8 @@ impl GitConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             max_output: Self::DEFAULT_MAX_OUTPUT,
             credentials: Credentials::default(),
+            jail: JailMode::Auto,
+            bwrap_bin: PathBuf::from("bwrap"),
         }
     }
 

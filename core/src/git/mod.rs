@@ -1,6 +1,7 @@
 //! Running git on untrusted input. Every git process of the fleet goes through [`Git`]:
 //! argv only, hardened `-c` settings, a protocol allow-list, a scrubbed environment, a
-//! timeout that kills the whole process group, capped output, credentials only through
+//! timeout that kills the whole process group, a bubblewrap jail where the machine has it
+//! (`jail.rs`), capped output, credentials only through
 //! `GIT_CONFIG_*` variables, and every message through the contract's one redaction
 //! function ([`gitfleet_contract::Redactor`]). The checks on what jobs name (repository
 //! URLs, branch names, paths) are the contract's too ([`gitfleet_contract::rules`]).
@@ -9,7 +10,9 @@ mod capture;
 mod classify;
 mod config;
 mod home;
+mod jail;
 mod runner;
 
-pub use config::GitConfig;
+pub use config::{GitConfig, JailMode};
+pub use jail::Sees;
 pub use runner::{Git, GitOutput, RunOptions};

@@ -1,7 +1,8 @@
 //! The one git runner. Every git process of the fleet starts here, so the hardening is in
 //! one place: the `-c` flags that a repository's own config cannot override, the scrubbed
-//! environment (pointing git at the controlled HOME of [`super::home`]), the time limit that
-//! kills the whole process group, the output caps and the redaction of what git says.
+//! environment (pointing git at the controlled HOME of [`super::home`]), the bubblewrap
+//! jail of `jail.rs` where it works, the time limit that kills the whole process group,
+//! the output caps and the redaction of what git says.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -19,8 +20,9 @@ use gitfleet_contract::{ErrorKind, JobError, Redactor};
 
 use super::capture::{Capture, drain, feed};
 use super::classify::{classify, failure_message, subcommand};
-use super::config::{GitConfig, file_protocol_policy};
+use super::config::{GitConfig, JailMode, file_protocol_policy};
 use super::home::prepare_home;
+use super::jail::{Jail, Sees};
 
 /// PATH for git when the worker's own process has none.
 const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -50,6 +52,9 @@ pub struct RunOptions {
     /// `internal` error naming the command: a parser must never read part of a listing
     /// as the whole of it.
     pub allow_truncated: bool,
+    /// What the call may see when it runs jailed, besides git's own files and its working
+    /// directory (the default: nothing more).
+    pub sees: Sees,
 }
 
 /// What a git process produced.
@@ -86,39 +91,82 @@ struct Prepared {
     flags: Vec<String>,
     /// The environment every git process gets (before per-call additions).
     env: Vec<(OsString, OsString)>,
+    /// Where git runs jailed; `None`: unjailed.
+    jail: Option<Jail>,
     version: String,
 }
 
 impl Git {
-    /// Prepares HOME (the controlled global config) and checks the git binary runs.
+    /// Prepares HOME (the controlled global config), sets up the jail as
+    /// [`GitConfig::jail`] says, and checks the git binary runs (in the jail: that is the
+    /// check that bubblewrap works here). [`JailMode::Auto`] falls back to running git
+    /// unjailed, with a warning, when bubblewrap is missing or does not work;
+    /// [`JailMode::Bwrap`] fails instead.
     pub async fn new(config: GitConfig) -> Result<Self, JobError> {
         prepare_home(&config).await?;
+        let mode = config.jail;
+        let jail = match mode {
+            JailMode::Off => {
+                tracing::warn!(
+                    "running git unjailed: the jail is off (GITFLEET_SANDBOX_JAIL=off); git \
+                     sees everything this worker can read"
+                );
+                None
+            }
+            JailMode::Auto | JailMode::Bwrap => match Jail::new(&config).await {
+                Ok(jail) => Some(jail),
+                Err(why) => {
+                    let why = format!("bubblewrap cannot be used: {why}");
+                    if mode == JailMode::Bwrap {
+                        return Err(JobError::internal(format!(
+                            "git jail: GITFLEET_SANDBOX_JAIL=bwrap, but {why}"
+                        )));
+                    }
+                    tracing::warn!("running git unjailed: {why}");
+                    None
+                }
+            },
+        };
         let prepared = Prepared {
             redactor: Redactor::new(&config.credentials),
             flags: hardening_flags(config.allow_file_protocol),
             env: base_env(&config),
+            jail,
             version: String::new(),
         };
         let mut git = Self {
             config: Arc::new(config),
             prepared: Arc::new(prepared),
         };
-        let bin = git.config.git_bin.display().to_string();
-        let out = git
-            .run(
-                &git.config.home.clone(),
-                &["--version"],
-                RunOptions {
-                    timeout: Some(VERSION_TIMEOUT),
-                    ..RunOptions::default()
-                },
-            )
-            .await
-            .map_err(|e| {
-                JobError::internal(format!("git: `{bin} --version` failed: {}", e.message))
-            })?;
+        let out = match git.version_check().await {
+            Ok(out) => out,
+            Err(e) if git.jailed() => {
+                let bwrap = git
+                    .prepared
+                    .jail
+                    .as_ref()
+                    .map(|j| j.bwrap().display().to_string());
+                let why = format!(
+                    "git does not run in the jail ({} failed: {})",
+                    bwrap.unwrap_or_default(),
+                    e.message
+                );
+                if mode == JailMode::Bwrap {
+                    return Err(JobError::internal(format!(
+                        "git jail: GITFLEET_SANDBOX_JAIL=bwrap, but {why}"
+                    )));
+                }
+                tracing::warn!("running git unjailed: {why}");
+                Arc::get_mut(&mut git.prepared)
+                    .expect("not shared yet")
+                    .jail = None;
+                git.version_check().await?
+            }
+            Err(e) => return Err(e),
+        };
         let version = out.stdout_str().trim().to_string();
         if !version.starts_with("git version ") {
+            let bin = git.config.git_bin.display();
             return Err(JobError::internal(format!(
                 "git: `{bin} --version` printed {version:?}, not a git version"
             )));
@@ -126,7 +174,30 @@ impl Git {
         Arc::get_mut(&mut git.prepared)
             .expect("not shared yet")
             .version = version;
+        if let Some(jail) = &git.prepared.jail {
+            tracing::info!(bwrap = %jail.bwrap().display(), "git runs jailed (bubblewrap)");
+        }
         Ok(git)
+    }
+
+    /// `git --version`, in HOME.
+    async fn version_check(&self) -> Result<GitOutput, JobError> {
+        let bin = self.config.git_bin.display().to_string();
+        self.run(
+            &self.config.home,
+            &["--version"],
+            RunOptions {
+                timeout: Some(VERSION_TIMEOUT),
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| JobError::internal(format!("git: `{bin} --version` failed: {}", e.message)))
+    }
+
+    /// Whether git runs in the bubblewrap jail (`jail.rs`).
+    pub fn jailed(&self) -> bool {
+        self.prepared.jail.is_some()
     }
 
     pub fn config(&self) -> &GitConfig {
@@ -158,7 +229,19 @@ impl Git {
         check_extra_env(&options.env)?;
         let limit = options.timeout.unwrap_or(self.config.timeout);
 
-        let mut command = tokio::process::Command::new(&self.config.git_bin);
+        let mut command = match &self.prepared.jail {
+            Some(jail) => {
+                // bwrap would start and then fail on it; say it as unjailed git would.
+                if !cwd.is_dir() {
+                    return Err(JobError::internal(format!(
+                        "{what}: the working directory {} does not exist",
+                        cwd.display()
+                    )));
+                }
+                jail.command(cwd, &options.sees)?
+            }
+            None => tokio::process::Command::new(&self.config.git_bin),
+        };
         command
             .args(&self.prepared.flags)
             .args(args)
@@ -262,6 +345,14 @@ impl Git {
             stderr,
             truncated,
         };
+        // bwrap's own failures (exit 1, `bwrap: …`) are never git's answer, even to a call
+        // that reads git's exit status.
+        if self.jailed() && output.status == 1 && output.stderr.starts_with("bwrap: ") {
+            return Err(JobError::internal(format!(
+                "{what}: the git jail could not be set up: {}",
+                output.stderr.trim()
+            )));
+        }
         if status.success() || options.allow_failure {
             if output.truncated && !options.allow_truncated {
                 return Err(JobError::internal(format!(

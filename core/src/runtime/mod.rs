@@ -151,6 +151,11 @@ impl Worker {
         &self.id
     }
 
+    /// Whether this worker's git runs in the bubblewrap jail (false without sandboxes).
+    pub fn git_jailed(&self) -> bool {
+        self.sandboxes.as_ref().is_some_and(|s| s.git().jailed())
+    }
+
     /// Starts the worker in the background and returns a handle to stop it.
     pub async fn start(self) -> Result<RunningWorker, WorkerError> {
         let stop = CancellationToken::new();

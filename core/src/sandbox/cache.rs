@@ -157,9 +157,12 @@ impl Cache {
         self.remove_where(|c| c.sandbox_id.as_ref().is_some_and(|id| ids.contains(id)))
     }
 
-    /// Every copy kept now (the health check looks at them).
-    pub fn copies(&self) -> impl Iterator<Item = &CachedCopy> {
-        self.copies.values().flatten()
+    /// Every copy kept now, with the cache key of its repository (the health check looks at
+    /// them).
+    pub fn copies(&self) -> impl Iterator<Item = (&str, &CachedCopy)> {
+        self.copies
+            .iter()
+            .flat_map(|(key, copies)| copies.iter().map(move |c| (key.as_str(), c)))
     }
 
     /// Removes and returns the copies whose tier no longer keeps them at `now`.

@@ -14,7 +14,7 @@ use super::limits::{Usage, own_object_bytes};
 use super::template::Template;
 use super::working_copy::TreeState;
 use super::{Sandbox, SandboxManager};
-use crate::git::RunOptions;
+use crate::git::{RunOptions, Sees};
 
 /// What a clone produced.
 #[derive(Debug, Clone)]
@@ -50,13 +50,20 @@ impl SandboxManager {
             // A shallow copy has objects of its own, not the mirror's: a real fetch.
             self.git_local(
                 &sandbox.work(),
+                &sandbox.repo,
                 &["fetch", "--prune", "--no-tags", "--quiet", "origin"],
+                Sees::default(),
             )
             .await?;
             return Ok(());
         }
-        self.set_tracking(&sandbox.work(), branch, refreshed.tip.as_deref())
-            .await
+        self.set_tracking(
+            &sandbox.work(),
+            &sandbox.repo,
+            branch,
+            refreshed.tip.as_deref(),
+        )
+        .await
     }
 
     /// Points `refs/remotes/origin/<branch>` of a full working copy at `tip` (or deletes it).
@@ -66,6 +73,7 @@ impl SandboxManager {
     async fn set_tracking(
         &self,
         work: &Path,
+        repo: &RepoUrl,
         branch: &str,
         tip: Option<&str>,
     ) -> Result<(), JobError> {
@@ -80,7 +88,8 @@ impl SandboxManager {
             ],
             None => vec!["update-ref", "-d", "--end-of-options", &tracking],
         };
-        self.git.run(work, &args, RunOptions::default()).await?;
+        self.git_copy(work, repo, &args, RunOptions::default())
+            .await?;
         Ok(())
     }
 
@@ -200,19 +209,27 @@ impl SandboxManager {
         } else {
             args.extend(["--shared", "--", &mirror_s, &work_s]);
         }
-        self.git_local(parent, &args).await?;
+        // Jailed, the clone sees the sandbox, the mirror and the template (read-only).
+        let template_dir = Sees::default().and_read_only(template.git_dir());
+        self.git_local(parent, &req.repo, &args, template_dir)
+            .await?;
         if !req.shallow {
             // The mirror may have moved on since the refresh: check out the tip that was
             // checked, not whatever the mirror holds now.
-            self.set_tracking(work, &req.branch, Some(tip)).await?;
+            self.set_tracking(work, &req.repo, &req.branch, Some(tip))
+                .await?;
             self.checkout(work, req, false).await?;
             return Ok((tip.to_string(), usage));
         }
         // A shallow copy has objects of its own (counted), and the commit it fetched may
         // be newer than the tip that was checked.
         let head = self
-            .git
-            .run(work, &["rev-parse", "HEAD"], RunOptions::default())
+            .git_copy(
+                work,
+                &req.repo,
+                &["rev-parse", "HEAD"],
+                RunOptions::default(),
+            )
             .await?;
         let head = head.stdout_str().trim().to_string();
         let mut usage = self
@@ -228,7 +245,8 @@ impl SandboxManager {
     /// the copy borrows the mirror's objects, so pointing its remote-tracking branch at the
     /// mirror's tip is enough.
     async fn recycle(&self, work: &Path, req: &CloneRequest, tip: &str) -> Result<(), JobError> {
-        self.set_tracking(work, &req.branch, Some(tip)).await?;
+        self.set_tracking(work, &req.repo, &req.branch, Some(tip))
+            .await?;
         self.checkout(work, req, true).await
     }
 
@@ -246,32 +264,37 @@ impl SandboxManager {
                 .unwrap_or(false);
         if req.sparse_paths.is_empty() {
             if was_sparse {
-                self.git
-                    .run(work, &["sparse-checkout", "disable"], RunOptions::default())
-                    .await?;
+                self.git_copy(
+                    work,
+                    &req.repo,
+                    &["sparse-checkout", "disable"],
+                    RunOptions::default(),
+                )
+                .await?;
             }
         } else {
             let mut args = vec!["sparse-checkout", "set", "--no-cone", "--"];
             let patterns: Vec<String> = req.sparse_paths.iter().map(|p| format!("/{p}")).collect();
             args.extend(patterns.iter().map(String::as_str));
-            self.git.run(work, &args, RunOptions::default()).await?;
+            self.git_copy(work, &req.repo, &args, RunOptions::default())
+                .await?;
         }
         let upstream = format!("origin/{}", req.branch);
-        self.git
-            .run(
-                work,
-                &[
-                    "checkout",
-                    "--quiet",
-                    "-f",
-                    "-B",
-                    &req.agent_branch,
-                    &upstream,
-                    "--",
-                ],
-                RunOptions::default(),
-            )
-            .await?;
+        self.git_copy(
+            work,
+            &req.repo,
+            &[
+                "checkout",
+                "--quiet",
+                "-f",
+                "-B",
+                &req.agent_branch,
+                &upstream,
+                "--",
+            ],
+            RunOptions::default(),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -88,7 +88,12 @@ impl Mirrors {
     }
 
     pub fn path(&self, repo: &RepoUrl) -> PathBuf {
-        self.root.join(format!("{}.git", repo.cache_key))
+        self.path_of_key(&repo.cache_key)
+    }
+
+    /// The mirror of the repository whose cache key is `key`.
+    pub fn path_of_key(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.git"))
     }
 
     fn state(&self, key: &str) -> Arc<tokio::sync::Mutex<MirrorState>> {
@@ -236,8 +241,13 @@ impl Mirrors {
             &tmp_s,
         ]);
         let made = async {
+            // Cloned into the (empty) new directory from inside it: jailed, the clone sees
+            // that directory, not the worker's other mirrors.
+            tokio::fs::create_dir(&tmp)
+                .await
+                .map_err(|e| JobError::internal(format!("cannot create {}: {e}", tmp.display())))?;
             self.git
-                .run(&self.root, &args, Self::remote_options(repo))
+                .run(&tmp, &args, Self::remote_options(repo))
                 .await?;
             // Branches as they are on the remote, refreshed by every fetch. (Not `clone
             // --config`: a bare clone adds that refspec to its own and refuses the double.)

@@ -33,8 +33,9 @@ pub use upkeep::TemplateRebuild;
 pub use working_copy::Sandbox;
 
 use gitfleet_contract::JobError;
+use gitfleet_contract::rules::RepoUrl;
 
-use crate::git::{Git, GitOutput, RunOptions};
+use crate::git::{Git, GitOutput, RunOptions, Sees};
 use cache::Cache;
 use mirror::{LOCAL, Mirrors};
 use template::Templates;
@@ -135,8 +136,9 @@ impl SandboxManager {
         &self.templates
     }
 
-    /// Runs git in a sandbox's working tree. Anything but a read-only command makes the
-    /// sandbox's tree unknown (before it runs: it may fail half-way).
+    /// Runs git in a sandbox's working tree (jailed, it sees the sandbox, the mirror it
+    /// borrows from, read-only, and what `options.sees` adds). Anything but a read-only
+    /// command makes the sandbox's tree unknown (before it runs: it may fail half-way).
     pub async fn git_in(
         &self,
         sandbox: &Sandbox,
@@ -146,14 +148,46 @@ impl SandboxManager {
         if !args.first().is_some_and(|sub| READ_ONLY.contains(sub)) {
             sandbox.tree_unknown();
         }
-        self.git.run(&sandbox.work(), args, options).await
+        self.git_copy(&sandbox.work(), &sandbox.repo, args, options)
+            .await
     }
 
-    /// Runs git in a working tree against its local mirror (`origin`).
-    async fn git_local(&self, work: &Path, args: &[&str]) -> Result<GitOutput, JobError> {
+    /// What git in a working copy of `repo` sees beside the copy itself when jailed: the
+    /// repository's mirror, read-only. A full copy borrows its objects
+    /// (`.git/objects/info/alternates` points into it); a shallow one fetches from it.
+    pub(crate) fn borrowed(&self, repo: &RepoUrl) -> Sees {
+        Sees::default().and_read_only(self.mirrors.path(repo))
+    }
+
+    /// Runs git in `work`, a working copy of `repo` that is not (or not yet) a live
+    /// sandbox: a clone being made, a copy being released or checked.
+    async fn git_copy(
+        &self,
+        work: &Path,
+        repo: &RepoUrl,
+        args: &[&str],
+        mut options: RunOptions,
+    ) -> Result<GitOutput, JobError> {
+        options.sees = self.borrowed(repo).and(options.sees);
+        self.git.run(work, args, options).await
+    }
+
+    /// Runs git in `cwd`, inside a sandbox of `repo`, against the repository's mirror
+    /// (`origin`, a local path), seeing what `sees` adds.
+    async fn git_local(
+        &self,
+        cwd: &Path,
+        repo: &RepoUrl,
+        args: &[&str],
+        sees: Sees,
+    ) -> Result<GitOutput, JobError> {
         let mut full: Vec<&str> = LOCAL.to_vec();
         full.extend_from_slice(args);
-        self.git.run(work, &full, RunOptions::default()).await
+        let options = RunOptions {
+            sees,
+            ..RunOptions::default()
+        };
+        self.git_copy(cwd, repo, &full, options).await
     }
 
     /// The id of a sandbox about to be made: `<worker id>.<ulid>`.

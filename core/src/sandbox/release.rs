@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gitfleet_contract::JobError;
+use gitfleet_contract::rules::RepoUrl;
 
 use super::SandboxManager;
 use super::cache::CachedCopy;
@@ -38,7 +39,10 @@ impl SandboxManager {
             && current_template
             && self.cache.lock().expect("not poisoned").count(key) < self.config.cache_per_repo;
         // Cleaning doubles as the health check: it fails on a broken repository.
-        let clean = wanted && self.clean(&sandbox.work(), sandbox.status_scope()).await;
+        let clean = wanted
+            && self
+                .clean(&sandbox.work(), &sandbox.repo, sandbox.status_scope())
+                .await;
         let keep = clean && {
             let mut cache = self.cache.lock().expect("not poisoned");
             let room = cache.count(key) < self.config.cache_per_repo;
@@ -75,7 +79,7 @@ impl SandboxManager {
     /// `write_files` touched a tree otherwise at HEAD (`scope`), `clean -ffdx` under the
     /// top-level entries of those paths, or only a health check when there are none.
     /// Whether all of it succeeded.
-    async fn clean(&self, work: &Path, scope: Option<Vec<String>>) -> bool {
+    async fn clean(&self, work: &Path, repo: &RepoUrl, scope: Option<Vec<String>>) -> bool {
         let options = || RunOptions {
             allow_failure: true,
             timeout: Some(Duration::from_secs(30)),
@@ -97,8 +101,7 @@ impl SandboxManager {
         };
         for args in steps {
             let ok = self
-                .git
-                .run(work, args, options())
+                .git_copy(work, repo, args, options())
                 .await
                 .map(|o| o.status == 0)
                 .unwrap_or(false);

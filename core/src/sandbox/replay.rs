@@ -12,7 +12,7 @@ use gitfleet_contract::JobError;
 use gitfleet_contract::rules::RepoUrl;
 
 use super::{Sandbox, SandboxManager};
-use crate::git::RunOptions;
+use crate::git::{RunOptions, Sees};
 
 /// How a request's commits went onto the tip.
 pub(crate) enum Replayed {
@@ -32,6 +32,8 @@ pub(crate) struct Mirror<'a> {
     repo: &'a RepoUrl,
     path: PathBuf,
     alternates: Vec<(OsString, OsString)>,
+    /// Jailed, git in the mirror sees those stores too, read-only.
+    stores: Sees,
 }
 
 /// One commit as `git cat-file` shows it: what a replay keeps.
@@ -54,7 +56,9 @@ impl<'a> Mirror<'a> {
         stores: impl IntoIterator<Item = &'s PathBuf>,
     ) -> Self {
         let mut alternates: Vec<String> = Vec::new();
+        let mut seen = Sees::default();
         for store in stores {
+            seen.read_only.push(store.clone());
             let store = quote_alternate(&store.to_string_lossy());
             if !alternates.contains(&store) {
                 alternates.push(store);
@@ -68,12 +72,14 @@ impl<'a> Mirror<'a> {
                 OsString::from("GIT_ALTERNATE_OBJECT_DIRECTORIES"),
                 OsString::from(alternates.join(":")),
             )],
+            stores: seen,
         }
     }
 
     fn options(&self) -> RunOptions {
         RunOptions {
             env: self.alternates.clone(),
+            sees: self.stores.clone(),
             ..Default::default()
         }
     }
@@ -402,7 +408,8 @@ fn parse_commit(sha: &str, body: &[u8]) -> Option<CommitInfo> {
 /// reads them (each has the mirror as its alternate). The sandbox's own store stays
 /// readable. This relies on auto-gc being off (the worker's git config, see
 /// [`crate::git`]): a gc started from a sandbox would see only the sandbox's refs and must
-/// never prune the mirror.
+/// never prune the mirror. Jailed, such a call may write the mirror's `objects/` (the rest
+/// of the mirror stays read-only to it).
 pub(crate) fn shared_objects(manager: &SandboxManager, sandbox: &Sandbox) -> RunOptions {
     if sandbox.shallow {
         // A shallow copy was not cloned with the mirror as its alternate: its objects stay
@@ -412,6 +419,7 @@ pub(crate) fn shared_objects(manager: &SandboxManager, sandbox: &Sandbox) -> Run
     let mirror_objects = manager.mirrors().path(&sandbox.repo).join("objects");
     let own = sandbox.objects();
     RunOptions {
+        sees: Sees::default().and_read_write(&mirror_objects),
         env: vec![
             (
                 OsString::from("GIT_OBJECT_DIRECTORY"),

@@ -9,7 +9,7 @@ use gitfleet_contract::config::{ConfigError, parse_var, secs_var, var};
 use gitfleet_contract::{Credentials, JobError, PlainHttp};
 
 use super::{SandboxConfig, SandboxLimits, SandboxManager};
-use crate::git::{Git, GitConfig};
+use crate::git::{Git, GitConfig, JailMode};
 
 /// How a worker runs git and keeps sandboxes.
 #[derive(Debug, Clone)]
@@ -35,6 +35,13 @@ pub struct GitSettings {
     /// `GITFLEET_SANDBOX_MAX_BYTES` (default 2 GiB), `GITFLEET_SANDBOX_MAX_FILES` (200,000),
     /// `GITFLEET_MAX_BLOB_BYTES` (100 MiB): what one sandbox may hold ([`SandboxLimits`]).
     pub limits: SandboxLimits,
+    /// `GITFLEET_SANDBOX_JAIL`, `off`, `bwrap` or `auto` (the default): whether every git
+    /// process runs in a bubblewrap jail that sees only its sandbox, the mirror it borrows
+    /// from, git's own files and a private /tmp (`crate::git`'s `jail` module). `auto` jails
+    /// where `bwrap` is found and works (checked once at startup) and otherwise logs
+    /// `running git unjailed: …`; `bwrap` makes a machine where it does not work a startup
+    /// error; `off` logs that git runs unjailed.
+    pub jail: JailMode,
 }
 
 impl GitSettings {
@@ -56,6 +63,7 @@ impl GitSettings {
             pool_max: parse_var("GITFLEET_POOL_MAX", 16)?,
             credentials,
             limits: SandboxLimits::from_env()?,
+            jail: parse_var("GITFLEET_SANDBOX_JAIL", JailMode::Auto)?,
         })
     }
 
@@ -77,6 +85,8 @@ impl GitSettings {
             timeout: self.timeout,
             max_output: 4 << 20,
             credentials: self.credentials.clone(),
+            jail: self.jail,
+            bwrap_bin: "bwrap".into(),
         })
         .await?;
         let mut config = SandboxConfig::new(root);

@@ -9,7 +9,7 @@ use gitfleet_contract::JobError;
 
 use super::cache::CachedCopy;
 use super::{BrokenSandbox, HealthReport, Sandbox, SandboxManager};
-use crate::git::RunOptions;
+use crate::git::{RunOptions, Sees};
 
 /// What [`SandboxManager::rebuild_template`] did.
 #[derive(Debug, Clone)]
@@ -97,7 +97,8 @@ impl SandboxManager {
                 continue;
             };
             report.checked += 1;
-            if let Err(error) = self.check_work_tree(&sandbox.work()).await {
+            let mirror = self.mirrors.path(&sandbox.repo);
+            if let Err(error) = self.check_work_tree(&sandbox.work(), mirror).await {
                 self.live.lock().expect("not poisoned").remove(&sandbox.id);
                 if let Err(e) = self.provider.destroy(&sandbox.dir).await {
                     tracing::warn!(error = %e, "could not remove a broken sandbox");
@@ -110,16 +111,17 @@ impl SandboxManager {
                 });
             }
         }
-        let copies: Vec<CachedCopy> = self
+        let copies: Vec<(String, CachedCopy)> = self
             .cache
             .lock()
             .expect("not poisoned")
             .copies()
-            .cloned()
+            .map(|(key, copy)| (key.to_string(), copy.clone()))
             .collect();
-        for copy in copies {
+        for (key, copy) in copies {
             report.checked += 1;
-            if let Err(error) = self.check_work_tree(&copy.dir.join("work")).await {
+            let mirror = self.mirrors.path_of_key(&key);
+            if let Err(error) = self.check_work_tree(&copy.dir.join("work"), mirror).await {
                 let dir = copy.dir.clone();
                 let gone = self
                     .cache
@@ -144,8 +146,9 @@ impl SandboxManager {
         report
     }
 
-    /// Whether `work` is a working tree git can read; the reason when it is not.
-    async fn check_work_tree(&self, work: &Path) -> Result<(), String> {
+    /// Whether `work` is a working tree git can read; the reason when it is not. `mirror`
+    /// is the mirror it borrows from.
+    async fn check_work_tree(&self, work: &Path, mirror: PathBuf) -> Result<(), String> {
         let out = self
             .git
             .run(
@@ -154,6 +157,7 @@ impl SandboxManager {
                 RunOptions {
                     allow_failure: true,
                     timeout: Some(Duration::from_secs(10)),
+                    sees: Sees::default().and_read_only(mirror),
                     ..Default::default()
                 },
             )

@@ -11,7 +11,7 @@ use crate::support::{TestGit, closed_port};
 
 async fn fails(t: &TestGit, cwd: &std::path::Path, args: &[&str]) -> JobError {
     t.git
-        .run(cwd, args, RunOptions::default())
+        .run(cwd, args, t.everything())
         .await
         .expect_err("git should fail")
 }

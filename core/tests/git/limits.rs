@@ -4,13 +4,15 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use gitfleet_contract::ErrorKind;
-use gitfleet_core::git::RunOptions;
+use gitfleet_core::git::{JailMode, RunOptions};
 
 use crate::support::{Server, TestGit, processes};
 
 #[tokio::test]
 async fn a_timeout_kills_git_and_every_helper_in_its_process_group() {
-    let t = TestGit::new().await;
+    // Unjailed: git leads the group. (Jailed, bwrap does, and git and its helpers are in a
+    // session and PID namespace of the jail's own: the next test.)
+    let t = TestGit::with(|c| c.jail = JailMode::Off).await;
     let server = Server::silent();
     let url = format!("http://127.0.0.1:{}/stuck.git", server.port);
     let run = {
@@ -67,6 +69,71 @@ async fn a_timeout_kills_git_and_every_helper_in_its_process_group() {
         let left: Vec<_> = processes()
             .into_iter()
             .filter(|p| p.pgid == pgid && p.is_alive())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the timeout: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_jail_git_and_every_helper_in_it() {
+    let t = TestGit::with(|c| c.jail = JailMode::Bwrap).await;
+    let server = Server::silent();
+    let url = format!("http://127.0.0.1:{}/stuck.git", server.port);
+    let run = {
+        let (git, cwd, url) = (t.git.clone(), t.tmp.path().to_path_buf(), url.clone());
+        tokio::spawn(async move {
+            let options = RunOptions {
+                timeout: Some(Duration::from_secs(1)),
+                ..RunOptions::default()
+            };
+            git.run(&cwd, &["ls-remote", "--", &url], options).await
+        })
+    };
+
+    // While it hangs: bwrap (leading a group of its own), the jail's init, git and its
+    // `remote-http` helper.
+    let needle = format!("127.0.0.1:{}", server.port);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|p: &crate::support::Proc| p.cmdline.contains("remote-http"))
+        && !run.is_finished()
+    {
+        seen = processes()
+            .into_iter()
+            .filter(|p| p.cmdline.contains(&needle) && p.is_alive())
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        seen.iter().any(|p| p.cmdline.contains("remote-http")),
+        "expected git's helper in the jail, saw {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|p| p.cmdline.starts_with("bwrap") || p.cmdline.contains("/bwrap ")),
+        "git runs under bwrap: {seen:?}"
+    );
+    assert!(seen.iter().all(|p| p.pgid != own_pgid()), "{seen:?}");
+
+    let err = run.await.unwrap().expect_err("the remote never answers");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+
+    // Every process of the jail is gone: killing bwrap's group takes the jail's init with
+    // it (--die-with-parent), and with it the whole PID namespace.
+    let pids: Vec<i32> = seen.iter().map(|p| p.pid).collect();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left: Vec<_> = processes()
+            .into_iter()
+            .filter(|p| pids.contains(&p.pid) && p.cmdline.contains(&needle) && p.is_alive())
             .collect();
         if left.is_empty() {
             break;

@@ -8,5 +8,6 @@ mod support;
 mod credentials;
 mod failures;
 mod hardening;
+mod jail;
 mod limits;
 mod sandbox;

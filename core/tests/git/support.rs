@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gitfleet_core::git::{Git, GitConfig, GitOutput, RunOptions};
+use gitfleet_core::git::{Git, GitConfig, GitOutput, RunOptions, Sees};
 use tempfile::TempDir;
 
 /// Longest any loopback server in these tests lives, whatever happens to the test.
@@ -40,10 +40,19 @@ impl TestGit {
         self.tmp.path().join(name)
     }
 
-    /// Runs git and expects success.
+    /// Options that let a jailed call see the whole temporary directory: the test's
+    /// repositories are each other's remotes.
+    pub fn everything(&self) -> RunOptions {
+        RunOptions {
+            sees: Sees::default().and_read_write(self.tmp.path()),
+            ..RunOptions::default()
+        }
+    }
+
+    /// Runs git (seeing the whole temporary directory) and expects success.
     pub async fn ok(&self, cwd: &Path, args: &[&str]) -> GitOutput {
         self.git
-            .run(cwd, args, RunOptions::default())
+            .run(cwd, args, self.everything())
             .await
             .unwrap_or_else(|e| panic!("git {args:?} in {}: {e}", cwd.display()))
     }

@@ -11,6 +11,7 @@ mod group;
 mod hostile;
 mod hostile_repo;
 mod limits;
+mod jail;
 mod ops;
 mod pull;
 mod registry;

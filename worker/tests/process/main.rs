@@ -11,6 +11,7 @@ mod acl;
 mod crash;
 mod invalid_jobs;
 mod limits;
+mod jail;
 mod lost_replies;
 mod push_crash;
 mod python_producer;

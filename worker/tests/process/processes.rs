@@ -86,9 +86,9 @@ impl ProcessFleet {
         self.queue.redis().await
     }
 
-    /// Starts a `gitfleet-worker` on this prefix, with `env` on top of the defaults, and
-    /// returns once it has printed its id.
-    pub async fn spawn_worker(&self, env: &[(&str, &str)]) -> WorkerProcess<'_> {
+    /// A `gitfleet-worker` command on this prefix, with `env` on top of the defaults,
+    /// logging to a file of its own; and that file.
+    fn worker_command(&self, env: &[(&str, &str)]) -> (Command, PathBuf) {
         let n = self.workers_spawned.get() + 1;
         self.workers_spawned.set(n);
         let log = self.log_dir.join(format!("worker-{n}.log"));
@@ -110,6 +110,44 @@ impl ProcessFleet {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&log).expect("create the worker log"));
+        (cmd, log)
+    }
+
+    /// Starts a `gitfleet-worker` that is expected not to start (a configuration it must
+    /// refuse), with `env` on top of the defaults; returns how it exited and what it
+    /// logged. Panics if it is still running after `within`.
+    pub async fn worker_that_exits(
+        &self,
+        env: &[(&str, &str)],
+        within: Duration,
+    ) -> (ExitStatus, String) {
+        let (mut cmd, log) = self.worker_command(env);
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn gitfleet-worker");
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("check the worker") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the worker was still running after {within:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        (status, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
+    /// Starts a `gitfleet-worker` on this prefix, with `env` on top of the defaults, and
+    /// returns once it has printed its id.
+    pub async fn spawn_worker(&self, env: &[(&str, &str)]) -> WorkerProcess<'_> {
+        let (mut cmd, log) = self.worker_command(env);
         let mut child = cmd.spawn().expect("spawn gitfleet-worker");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::git::RunOptions;
+use crate::git::{RunOptions, Sees};
 use crate::sandbox::{CloneRequest, SandboxManager};
 use gitfleet_contract::JobError;
 use gitfleet_contract::ops::FileChange;
@@ -108,6 +108,7 @@ pub(super) async fn build_commit(
                 RunOptions {
                     stdin: Some(stdin.into_bytes()),
                     env: vec![(OsString::from("GIT_DIR"), mirror.clone().into_os_string())],
+                    sees: Sees::default().and_read_write(&mirror),
                     ..Default::default()
                 },
             )
@@ -138,12 +139,14 @@ pub(super) async fn build_commit(
 
     // The tree: the tip's, with the changes, through an index of the job's own.
     let index = scratch.path().join(".index");
+    // Jailed, git in the mirror also sees the scratch directory, where the index is.
     let with_index = |stdin: Option<Vec<u8>>| RunOptions {
         stdin,
         env: vec![(
             OsString::from("GIT_INDEX_FILE"),
             index.clone().into_os_string(),
         )],
+        sees: Sees::default().and_read_write(scratch.path()),
         ..Default::default()
     };
     git(strings(&["read-tree", &base]), with_index(None)).await?;
