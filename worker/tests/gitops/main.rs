@@ -10,6 +10,7 @@ mod contention;
 mod group;
 mod hostile;
 mod hostile_repo;
+mod lock_check;
 mod ops;
 mod pull;
 mod registry;

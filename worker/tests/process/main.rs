@@ -8,6 +8,7 @@
 mod processes;
 
 mod crash;
+mod fencing;
 mod invalid_jobs;
 mod lost_replies;
 mod push_crash;
@@ -15,3 +16,4 @@ mod python_producer;
 mod redis_restart;
 mod routing;
 mod shutdown;
+mod sigterm_push;
