@@ -42,7 +42,12 @@ pub(super) async fn heartbeat_loop(
                 declared_dead.cancel();
                 return;
             }
-            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            Err(e) => {
+                // Not beaten: this worker may look silent itself by now, and must not be
+                // the one that declares it dead. Recovery waits for a beat that went through.
+                tracing::debug!(error = %e, "heartbeat failed");
+                continue;
+            }
         }
         match queue.reap_dead_workers(dead_after).await {
             Ok(r) => records.jobs_answered(&r.jobs),
