@@ -178,7 +178,8 @@ impl Queue {
             .arg(first.unwrap_or(""))
             .arg(more)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(QueueError::from_script)?;
         let parse = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
         flat.chunks(8)
             .map(|c| {
@@ -199,12 +200,14 @@ impl Queue {
     }
 
     /// Acknowledges finished runs of `worker`'s jobs: results kept, retries scheduled,
-    /// dead jobs recorded, waiters woken; each id leaves the held list.
+    /// dead jobs recorded, waiters woken; each id leaves the held list. A worker that was
+    /// declared dead records nothing ([`QueueError::Fenced`]).
     pub async fn finish(&self, worker: &str, batch: &[Finished]) -> Result<u64, QueueError> {
         let mut conn = self.conn();
         let mut recorded = 0;
         for chunk in batch.chunks(CHUNK) {
             let mut inv = FINISH.key(self.keys.held(worker));
+            inv.key(self.keys.workers());
             inv.arg(self.keys.prefix())
                 .arg(worker)
                 .arg(self.config.result_ttl.as_secs().max(1))
@@ -219,7 +222,10 @@ impl Queue {
                 };
                 inv.arg(&f.id).arg(kind).arg(data).arg(delay);
             }
-            let n: u64 = inv.invoke_async(&mut conn).await?;
+            let n: u64 = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(QueueError::from_script)?;
             recorded += n;
         }
         Ok(recorded)
@@ -243,28 +249,47 @@ impl Queue {
         }
     }
 
-    /// Records `worker`'s heartbeat and its description. Returns true when the worker was
-    /// not registered: its first beat, or it had been taken for dead meanwhile.
+    /// Registers `worker` (its first heartbeat) with its description. Returns true when it
+    /// was not listed before.
     pub async fn heartbeat(
         &self,
         worker: &str,
         info: &[(&str, String)],
     ) -> Result<bool, QueueError> {
-        let mut conn = self.conn();
-        let mut inv = HEARTBEAT.key(self.keys.workers());
-        inv.key(self.keys.worker_info(worker)).arg(worker);
-        for (k, v) in info {
-            inv.arg(*k).arg(v);
-        }
-        let new: i64 = inv.invoke_async(&mut conn).await?;
+        let new = self.beat_as(worker, "register", info).await?;
         Ok(new == 1)
     }
 
-    /// Whether `worker` is registered (has a heartbeat and has not left).
+    /// A registered worker's later heartbeat. It never lists the worker again: once the
+    /// worker has been declared dead (recovery has begun, or is done), the beat fails with
+    /// [`QueueError::Fenced`] and the worker must stop serving.
+    pub async fn beat(&self, worker: &str, info: &[(&str, String)]) -> Result<(), QueueError> {
+        self.beat_as(worker, "beat", info).await.map(|_| ())
+    }
+
+    async fn beat_as(
+        &self,
+        worker: &str,
+        mode: &str,
+        info: &[(&str, String)],
+    ) -> Result<i64, QueueError> {
+        let mut conn = self.conn();
+        let mut inv = HEARTBEAT.key(self.keys.workers());
+        inv.key(self.keys.worker_info(worker)).arg(worker).arg(mode);
+        for (k, v) in info {
+            inv.arg(*k).arg(v);
+        }
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(QueueError::from_script)
+    }
+
+    /// Whether `worker` is registered (has a heartbeat, has not left and has not been
+    /// declared dead: recovery marks a dead worker with score 0 until it is done).
     pub async fn is_worker_alive(&self, worker: &str) -> Result<bool, QueueError> {
         let mut conn = self.conn();
         let score: Option<f64> = conn.zscore(self.keys.workers(), worker).await?;
-        Ok(score.is_some())
+        Ok(score.is_some_and(|s| s > 0.0))
     }
 
     /// The registered workers and how long ago each last beat (by Redis's clock), most

@@ -52,6 +52,15 @@ pub enum QueueError {
     /// Something answered in a shape this code does not expect.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
+    /// This worker was declared dead by the fleet (silent past the dead-after time): its
+    /// jobs went to others, its locks were freed, its own queue is answered
+    /// `sandbox_not_found`. Nothing it does counts any more; it must stop serving.
+    #[error("{0}")]
+    Fenced(String),
+    /// A lock is no longer held with this holder's token (it expired, or another worker
+    /// took it after this one was declared dead): act under it no more.
+    #[error("{0}")]
+    LockLost(String),
 }
 
 impl QueueError {
@@ -73,7 +82,15 @@ impl QueueError {
             }
             _ => {}
         }
+        if e.code() == Some("fenced:") {
+            return QueueError::Fenced(e.detail().unwrap_or_default().trim().to_string());
+        }
         QueueError::Redis(e)
+    }
+
+    /// Whether this worker was declared dead ([`QueueError::Fenced`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, QueueError::Fenced(_))
     }
 
     /// Whether the operation may succeed if tried again (Redis restarting, a dropped

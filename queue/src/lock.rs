@@ -2,7 +2,16 @@
 //! serialisation. It is renewed while held and expires by itself; and since every lock is
 //! listed under its owner (`locks:<worker id>`), recovering a dead worker frees its locks
 //! at once (`reap.lua`) instead of after the TTL. Only its holder can release it.
+//!
+//! Fencing: the lock's value is its holder's token, `<worker id>:<ulid>` (reap.lua frees the
+//! locks whose value starts with the dead worker's id). A worker that was paused past the
+//! dead-after time may wake up believing it still holds a lock that was freed and taken by
+//! another; so before acting under the lock (a `git push`) the holder calls
+//! [`Lock::confirm`], one round trip that checks, atomically, that the value is still its
+//! token and that it is not declared dead, and extends the lock. A worker declared dead
+//! cannot take a lock at all.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use redis::Script;
@@ -10,6 +19,27 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Queue, QueueError};
 
+/// KEYS: lock, the owner's set of locks, the worker zset; ARGV: token, ttl ms, owner.
+/// 1 taken, 0 held by another; `fenced:` when the owner is not a live worker.
+static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local beat = redis.call('ZSCORE', KEYS[3], ARGV[3]) \
+    if not beat or tonumber(beat) <= 0 then \
+      return redis.error_reply('fenced: worker ' .. ARGV[3] .. ' was declared dead') end \
+    if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
+      redis.call('SADD', KEYS[2], KEYS[1]) return 1 end return 0",
+    )
+});
+/// KEYS: lock, the worker zset; ARGV: token, ttl ms, owner. 1 still held (and extended),
+/// 0 lost, -1 the owner was declared dead.
+static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local beat = redis.call('ZSCORE', KEYS[2], ARGV[3]) \
+    if not beat or tonumber(beat) <= 0 then return -1 end \
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+    redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1",
+    )
+});
 const RELEASE: &str = "redis.call('SREM', KEYS[2], KEYS[1]) \
     if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -20,14 +50,26 @@ pub struct Lock {
     queue: Queue,
     key: String,
     token: String,
+    owner: String,
+    ttl: Duration,
     /// The owner's set of lock keys.
     owned: String,
     stop_renewing: CancellationToken,
 }
 
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock")
+            .field("key", &self.key)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Queue {
     /// Takes the lock `name` for `ttl` (renewed every third of it while held), waiting up
-    /// to `wait` for it. `None` when it stayed taken.
+    /// to `wait` for it. `None` when it stayed taken; [`QueueError::Fenced`] when `owner`
+    /// is not a live worker (declared dead, or never registered).
     pub async fn lock(
         &self,
         owner: &str,
@@ -43,20 +85,18 @@ impl Queue {
         let mut conn = self.conn();
         let mut pause = Duration::from_millis(5);
         loop {
-            let taken: Option<String> = redis::cmd("SET")
-                .arg(&key)
+            // One round trip: taken and listed under its owner together.
+            let taken: i64 = TAKE
+                .key(&key)
+                .key(&owned)
+                .key(self.keys.workers())
                 .arg(&token)
-                .arg("NX")
-                .arg("PX")
                 .arg(ttl.as_millis() as u64)
-                .query_async(&mut conn)
-                .await?;
-            if taken.is_some() {
-                let _: () = redis::cmd("SADD")
-                    .arg(&owned)
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await?;
+                .arg(owner)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(QueueError::from_script)?;
+            if taken == 1 {
                 break;
             }
             if Instant::now() >= deadline {
@@ -87,7 +127,7 @@ impl Queue {
                     .invoke_async(&mut conn)
                     .await;
                 if matches!(kept, Ok(0)) {
-                    tracing::warn!(lock = %k, "lost a lock while holding it (expired)");
+                    tracing::warn!(lock = %k, "lost a lock while holding it (expired, or freed when this worker was declared dead)");
                     return;
                 }
             }
@@ -96,6 +136,8 @@ impl Queue {
             queue: self.clone(),
             key,
             token,
+            owner: owner.to_string(),
+            ttl,
             owned,
             stop_renewing,
         }))
@@ -103,6 +145,33 @@ impl Queue {
 }
 
 impl Lock {
+    /// Confirms, right before acting under the lock, that this holder still has it (its
+    /// token is the lock's value, and its owner has not been declared dead), and extends
+    /// it by its TTL. One round trip. [`QueueError::LockLost`] when another may hold it
+    /// now, [`QueueError::Fenced`] when the owner was declared dead: do not act then.
+    pub async fn confirm(&self) -> Result<(), QueueError> {
+        let mut conn = self.queue.conn();
+        let held: i64 = CONFIRM
+            .key(&self.key)
+            .key(self.queue.keys().workers())
+            .arg(&self.token)
+            .arg(self.ttl.as_millis() as u64)
+            .arg(&self.owner)
+            .invoke_async(&mut conn)
+            .await?;
+        match held {
+            1 => Ok(()),
+            -1 => Err(QueueError::Fenced(format!(
+                "worker {} was declared dead; its locks were freed",
+                self.owner
+            ))),
+            _ => Err(QueueError::LockLost(format!(
+                "lock {} is no longer held by worker {} (it expired, or was freed and taken by another)",
+                self.key, self.owner
+            ))),
+        }
+    }
+
     pub async fn release(self) -> Result<(), QueueError> {
         self.stop_renewing.cancel();
         let mut conn = self.queue.conn();

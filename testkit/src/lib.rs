@@ -7,6 +7,8 @@
 //! - [`HttpGitServer`]: `git http-backend` (smart HTTP: clone, fetch, push) behind a small
 //!   HTTP/1.1 server that demands `Authorization: Basic` and records every request's
 //!   `Authorization` header, so a test can prove how a token reached the server.
+//! - [`HeldRemote`]: a `git daemon` remote whose hook holds the first push (before or after
+//!   the branch moves) until the test lets it go, and records every push.
 //! - [`RecordingServer`]: an HTTP server that answers every request 401 or with a redirect
 //!   to another server, and records every header, so a test can prove what never reached it.
 //! - [`fixtures`]: bare repositories made with the real `git` binary and a fixed identity
@@ -42,6 +44,7 @@ pub mod daemon;
 pub mod eventually;
 pub mod fixtures;
 pub mod fleet;
+pub mod held_remote;
 pub mod http;
 pub mod postgres;
 mod process;
@@ -54,6 +57,7 @@ pub mod store;
 pub use daemon::GitDaemon;
 pub use eventually::{eventually, eventually_blocking, eventually_every, poll_until};
 pub use fleet::{Fleet, FleetBuilder, WorkerSetup};
+pub use held_remote::{HeldRemote, Hold};
 pub use http::{HttpGitServer, RecordedRequest};
 pub use queue::{TestQueue, redis_url};
 pub use recording::{RecordingServer, SeenRequest};

@@ -1,5 +1,7 @@
 //! `gitfleet-worker`: one worker process, configured from the environment (see README.md).
-//! Runs until SIGTERM or Ctrl-C, then stops gracefully within `GITFLEET_GRACE_SECS`.
+//! Runs until SIGTERM or Ctrl-C, then stops gracefully within `GITFLEET_GRACE_SECS`
+//! (exit 0, or 1 when jobs had to be given back); exits 2 at once, dropping its sandboxes,
+//! if it finds that the fleet declared it dead (see `gitfleet_core::runtime`).
 
 use anyhow::Context;
 use gitfleet_contract::ops::{JobLimits, Rules};
@@ -13,6 +15,10 @@ use gitfleet_store::Store;
 use gitfleet_store::StoreConfig;
 use gitfleet_store::writer::WriterConfig;
 use tokio::signal::unix::{SignalKind, signal};
+
+/// The exit status of a worker that stopped because the fleet had declared it dead (it was
+/// silent past `GITFLEET_DEAD_AFTER_SECS`); 1 is a shutdown that had to give jobs back.
+const EXIT_DECLARED_DEAD: i32 = 2;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -57,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let report = worker.run(shutdown).await?;
+    if report.declared_dead {
+        // Logged by the runtime; a supervisor starts a fresh worker (new id, empty root).
+        std::process::exit(EXIT_DECLARED_DEAD);
+    }
     if !report.drained {
         std::process::exit(1);
     }

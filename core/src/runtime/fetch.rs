@@ -19,7 +19,9 @@ const FETCH_BATCH: usize = 100;
 const BLOCK_FOR: Duration = Duration::from_secs(2);
 
 /// Takes jobs from one queue and hands them to its apalis worker, never holding more than
-/// the queue's permits allow.
+/// the queue's permits allow. Ends, cancelling `declared_dead`, when Redis answers that
+/// this worker was declared dead.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch_loop(
     queue: Queue,
     name: String,
@@ -27,6 +29,7 @@ pub(super) async fn fetch_loop(
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Run>,
     in_flight: InFlight,
+    declared_dead: CancellationToken,
     stop: CancellationToken,
 ) {
     let mut conn = None;
@@ -77,6 +80,12 @@ pub(super) async fn fetch_loop(
                         return;
                     }
                 }
+            }
+            Err(e) if e.is_fenced() => {
+                // Declared dead: the fetch started nothing (and put back what BLMOVE took).
+                tracing::debug!(queue = %name, error = %e, "fetch: declared dead");
+                declared_dead.cancel();
+                return;
             }
             Err(e) => {
                 conn = None;

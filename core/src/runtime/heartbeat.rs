@@ -1,5 +1,7 @@
 //! The heartbeat: this worker's liveness in Redis, the recovery of jobs held by workers
-//! that stopped beating, and the give-back of jobs whose fetch reply was lost.
+//! that stopped beating, and the give-back of jobs whose fetch reply was lost. A beat is
+//! also how a worker that was paused past the dead-after time learns that the fleet
+//! declared it dead (fencing, see [`super`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,7 +15,8 @@ use super::InFlight;
 
 /// Beats; recovers the jobs of workers that stopped beating (and hands the final rows of
 /// the jobs that recovery answered to the record writer, without waiting on it); gives back
-/// jobs of its own whose fetch reply was lost.
+/// jobs of its own whose fetch reply was lost. Ends, cancelling `declared_dead`, when a
+/// beat finds that this worker was declared dead.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn heartbeat_loop(
     queue: Queue,
@@ -23,6 +26,7 @@ pub(super) async fn heartbeat_loop(
     dead_after: Duration,
     in_flight: InFlight,
     records: Recorder,
+    declared_dead: CancellationToken,
     stop: CancellationToken,
 ) {
     let mut suspects: HashSet<String> = HashSet::new();
@@ -31,13 +35,19 @@ pub(super) async fn heartbeat_loop(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match queue.heartbeat(&worker, &info).await {
-            Ok(true) => tracing::warn!(
-                "this worker had been taken for dead (no heartbeat for {} s); its jobs went to others",
-                dead_after.as_secs()
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+        match queue.beat(&worker, &info).await {
+            Ok(()) => {}
+            Err(e) if e.is_fenced() => {
+                tracing::debug!(error = %e, "heartbeat: declared dead");
+                declared_dead.cancel();
+                return;
+            }
+            Err(e) => {
+                // Not beaten: this worker may look silent itself by now, and must not be
+                // the one that declares it dead. Recovery waits for a beat that went through.
+                tracing::debug!(error = %e, "heartbeat failed");
+                continue;
+            }
         }
         match queue.reap_dead_workers(dead_after).await {
             Ok(r) => records.jobs_answered(&r.jobs),

@@ -12,6 +12,20 @@
 //! in this worker's own queue (`sandbox_not_found`: its sandboxes die with it); deregister;
 //! mark its sandboxes terminated in the record and flush the record writer (what Postgres
 //! does not take in time is spooled to disk for the next worker to replay).
+//!
+//! Fencing. A worker silent for longer than the dead-after time (paused, starved, cut off)
+//! is declared dead by a survivor: its held jobs go to others, its own queue is answered
+//! `sandbox_not_found`, its locks are freed. If it wakes up, the first of its beat, fetch
+//! or acknowledgement to reach Redis is refused (`fenced`), and it stops serving at once:
+//! no new job, the running ones cut off (their work is another's now; a push under a lock
+//! is stopped by the lock's own check, [`gitfleet_queue::Lock::confirm`]), nothing
+//! acknowledged, nothing given back (recovery did that), its sandboxes, copies and mirrors
+//! deleted (they were declared gone; none is reused), its sandboxes marked terminated in the
+//! record. Then [`Worker::run`] returns with [`ShutdownReport::declared_dead`] set, and the
+//! binary exits with status 2: a new process, with a new id and an empty root, takes its
+//! place (its supervisor restarts it: Kubernetes, compose, systemd). It does not rejoin
+//! under a new id in the same process: everything here (sandbox root, own queue, locks,
+//! records) is keyed by the id, and a fresh process is the one state known to be clean.
 
 mod ack;
 mod backend;
@@ -67,6 +81,10 @@ pub struct ShutdownReport {
     pub requeued: u64,
     /// Jobs in this worker's own queue answered `sandbox_not_found`.
     pub answered: u64,
+    /// The fleet had declared this worker dead (it was silent past the dead-after time):
+    /// it stopped serving on its own, dropping its jobs, sandboxes and locks (see the
+    /// module docs). Its process should exit and be replaced.
+    pub declared_dead: bool,
 }
 
 /// A worker, configured but not yet running.
@@ -205,7 +223,12 @@ impl Worker {
             }
         };
         tracing::info!(worker = %self.id, queues = ?self.config.queues, "worker started");
-        shutdown.await;
+        tokio::pin!(shutdown);
+        let declared_dead = loops.declared_dead.clone();
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = declared_dead.cancelled() => return Ok(self.stop_declared_dead(loops, apalis).await),
+        }
         let deadline = Instant::now() + self.config.grace_period;
         tracing::info!(worker = %self.id, grace_ms = self.config.grace_period.as_millis() as u64, "stopping: no new jobs, finishing the ones running");
 
@@ -269,6 +292,39 @@ impl Worker {
         Ok(report)
     }
 
+    /// Stops at once, as a worker the fleet declared dead (see the module docs).
+    async fn stop_declared_dead(&self, loops: Loops, mut apalis: JoinSet<()>) -> ShutdownReport {
+        tracing::error!(
+            worker = %self.id,
+            dead_after_s = self.config.dead_after.as_secs(),
+            "this worker was declared dead by the fleet (silent for longer than \
+             GITFLEET_DEAD_AFTER_SECS: paused, starved or cut off from Redis); its jobs went \
+             to other workers and its locks were freed. It stops serving now: running jobs \
+             cut off, sandboxes deleted, nothing acknowledged; exiting for a new worker to \
+             take its place"
+        );
+        loops.stop_fetching.cancel();
+        apalis.abort_all();
+        while apalis.join_next().await.is_some() {}
+        // What it still has to acknowledge would be refused: the jobs are others' now.
+        loops.acker.abort();
+        loops.stop_background.cancel();
+        for h in loops.background {
+            let _ = h.await;
+        }
+        if let Some(sandboxes) = &self.sandboxes {
+            sandboxes.remove_all().await;
+        }
+        if let Some(writer) = loops.writer {
+            loops.records.worker_sandboxes_terminated();
+            let _ = writer.close().await;
+        }
+        ShutdownReport {
+            declared_dead: true,
+            ..Default::default()
+        }
+    }
+
     async fn start_loops(&self) -> Result<(Loops, JoinSet<()>), WorkerError> {
         validate_worker_id(&self.id).map_err(|e| WorkerError::Config(e.message))?;
         if self.config.concurrency == 0 || self.config.own_queue_concurrency == 0 {
@@ -279,6 +335,8 @@ impl Worker {
 
         let stop_fetching = CancellationToken::new();
         let stop_background = CancellationToken::new();
+        // Cancelled by whichever loop Redis first tells that this worker was declared dead.
+        let declared_dead = CancellationToken::new();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
         let retries_scheduled = Arc::new(Notify::new());
         let in_flight = InFlight::default();
@@ -288,6 +346,7 @@ impl Worker {
             ack_rx,
             retries_scheduled.clone(),
             in_flight.clone(),
+            declared_dead.clone(),
         ));
         let mut background = Vec::new();
         let (records, writer, budgets) =
@@ -300,6 +359,7 @@ impl Worker {
             self.config.dead_after,
             in_flight.clone(),
             records.clone(),
+            declared_dead.clone(),
             stop_background.clone(),
         )));
 
@@ -347,6 +407,7 @@ impl Worker {
                 permits,
                 tx,
                 in_flight.clone(),
+                declared_dead.clone(),
                 stop_fetching.clone(),
             )));
             background.push(tokio::spawn(promote::promote_loop(
@@ -369,6 +430,7 @@ impl Worker {
             Loops {
                 stop_fetching,
                 stop_background,
+                declared_dead,
                 acker,
                 background,
                 records,
@@ -451,6 +513,7 @@ impl Worker {
 struct Loops {
     stop_fetching: CancellationToken,
     stop_background: CancellationToken,
+    declared_dead: CancellationToken,
     acker: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
     records: Recorder,

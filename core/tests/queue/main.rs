@@ -11,6 +11,7 @@ mod test_ops;
 
 mod backlog;
 mod job_limits;
+mod fencing;
 mod producing;
 mod retries;
 mod waiting;

@@ -1,6 +1,7 @@
 -- gitfleet: start jobs for a worker. The first id (if any) was already moved from the ready
 -- list to the worker's held list by a blocking BLMOVE; up to ARGV[4] more are moved here.
 -- KEYS[1] ready list, KEYS[2] the worker's held list, KEYS[3] the worker zset
+-- A worker that is not listed as live (declared dead, or gone) is answered `fenced:`.
 -- A worker takes at most its fair share of the backlog (waiting jobs / live workers), so
 -- a big backlog is fetched in batches while a few slow jobs spread over the fleet.
 -- ARGV: key prefix, worker id, first id ('' = none), how many more to take
@@ -8,6 +9,16 @@
 -- given_back (runs given back unfinished, which may have done their work), org ('' = none),
 -- ...
 local prefix, worker, first, more = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local beat = redis.call('ZSCORE', KEYS[3], worker)
+if not beat or tonumber(beat) <= 0 then
+  -- Declared dead (fenced, see reap.lua): it starts nothing. The id BLMOVE just handed it
+  -- goes back to the front of its queue, unless recovery has taken it already.
+  if first ~= '' and redis.call('HGET', prefix .. 'job:' .. first, 'status') == 'waiting'
+      and redis.call('LREM', KEYS[2], 1, first) == 1 then
+    redis.call('RPUSH', KEYS[1], first)
+  end
+  return redis.error_reply('fenced: worker ' .. worker .. ' was declared dead')
+end
 local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]
 local out = {}

@@ -1,11 +1,18 @@
 -- gitfleet: acknowledge a batch of finished runs for one worker.
--- KEYS[1] the worker's held list
+-- KEYS[1] the worker's held list, KEYS[2] the worker zset
 -- ARGV: key prefix, worker id, done_ttl_s, dead_ttl_s, then 4 per job:
 --       id, outcome ('done' | 'retry' | 'dead'), data (result or error JSON), retry_delay_ms
 -- A run whose job was meanwhile handed to another worker (this one was taken for dead) is
 -- dropped from the held list and otherwise ignored: the job's current owner finishes it.
+-- A worker declared dead (fenced, see reap.lua) records nothing at all: `fenced:`. What it
+-- held is recovery's to give back, and a run it finished late runs again (a push or change
+-- finds its commit by its trailer then).
 -- Returns the number of jobs recorded.
 local prefix, worker = ARGV[1], ARGV[2]
+local beat = redis.call('ZSCORE', KEYS[2], worker)
+if not beat or tonumber(beat) <= 0 then
+  return redis.error_reply('fenced: worker ' .. worker .. ' was declared dead')
+end
 local done_ttl, dead_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]

@@ -1,6 +1,6 @@
 -- gitfleet: recover from one dead (or departing) worker, a bounded chunk per call.
 -- Jobs it held go back to the front of their queues; jobs waiting in its own queue can never
--- run (its sandboxes are gone) and are answered sandbox_not_found.
+-- run (its sandboxes are gone) and are answered sandbox_not_found; its locks are freed.
 -- KEYS[1] worker zset, KEYS[2] its held list, KEYS[3] its own ready list,
 -- KEYS[4] its own delayed zset, KEYS[5] its own dead zset, KEYS[6] its info hash,
 -- KEYS[7] the queue set, KEYS[8] its own done zset
@@ -22,6 +22,10 @@ if cutoff > 0 then
   if beat and tonumber(beat) > now_ms - cutoff then
     return {0, 0, 1, {}} -- it came back to life
   end
+  -- Declared dead from here on, whatever it does later (fencing): score 0 marks it until it
+  -- is removed below, and its beats, fetches, finishes and locks fail `fenced:`. So a
+  -- recovery begun is finished, even when it takes several calls and the worker wakes up.
+  if beat then redis.call('ZADD', KEYS[1], 0, worker) end
 end
 local requeued, answered, budget = 0, 0, limit
 local jobs = {}

@@ -12,6 +12,7 @@ mod hostile;
 mod hostile_repo;
 mod limits;
 mod jail;
+mod lock_check;
 mod ops;
 mod pull;
 mod registry;

@@ -9,6 +9,7 @@ mod processes;
 
 mod acl;
 mod crash;
+mod fencing;
 mod invalid_jobs;
 mod limits;
 mod jail;
@@ -19,3 +20,4 @@ mod redis_restart;
 mod routing;
 mod shutdown;
 mod tenants;
+mod sigterm_push;

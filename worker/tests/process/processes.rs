@@ -76,6 +76,12 @@ impl ProcessFleet {
         self.queue.prefix()
     }
 
+    /// Where worker `id` keeps its sandboxes, copies and mirrors (`GITFLEET_SANDBOX_ROOT`
+    /// of every worker spawned here, then the worker's id).
+    pub fn sandbox_root(&self, id: &str) -> PathBuf {
+        self.log_dir.join("sandboxes").join(id)
+    }
+
     /// The queue's configuration: what each worker process is started with.
     pub fn config(&self) -> &QueueConfig {
         self.queue.config()
@@ -269,6 +275,20 @@ impl ProcessFleet {
         records.pop().expect("one id, one record")
     }
 
+    /// Waits until worker `id` is no longer a live worker (declared dead, or gone).
+    pub async fn wait_until_declared_dead(&self, id: &str, within: Duration) {
+        eventually(
+            format!("worker {id} is declared dead"),
+            within,
+            async || match self.client.queue().is_worker_alive(id).await {
+                Ok(false) => Ok(()),
+                Ok(true) => Err("still a live worker".to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .await
+    }
+
     /// Waits until worker `id` has registered (its first heartbeat).
     pub async fn wait_until_registered(&self, id: &str) {
         eventually(
@@ -346,15 +366,31 @@ impl WorkerProcess<'_> {
     }
 
     /// Asks the process to stop gracefully.
-    #[allow(unsafe_code)] // std has no way to send SIGTERM; kill(2) touches no memory of ours.
     pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM, "TERM");
+    }
+
+    /// Pauses the process (as a debugger, a frozen VM or a starved host does): it neither
+    /// beats nor reads its sockets until [`WorkerProcess::sigcont`]. The git processes it
+    /// started run on in process groups of their own.
+    pub fn sigstop(&self) {
+        self.signal(libc::SIGSTOP, "STOP");
+    }
+
+    /// Resumes a process paused by [`WorkerProcess::sigstop`].
+    pub fn sigcont(&self) {
+        self.signal(libc::SIGCONT, "CONT");
+    }
+
+    #[allow(unsafe_code)] // std has no way to send a signal; kill(2) touches no memory of ours.
+    fn signal(&self, signal: libc::c_int, name: &str) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
         // SAFETY: kill(2) takes plain integers and only sends a signal to our own child.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(
             rc,
             0,
-            "kill -TERM {pid}: {}",
+            "kill -{name} {pid}: {}",
             std::io::Error::last_os_error()
         );
     }

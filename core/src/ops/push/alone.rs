@@ -9,11 +9,12 @@ use gitfleet_contract::ops::PushResult;
 use serde_json::Value;
 
 use super::super::result;
-use super::{ATTEMPTS, tolerant};
+use super::{ATTEMPTS, confirm_lock, tolerant};
 use crate::git::RunOptions;
 use crate::sandbox::worktree::{head, integrate};
 use crate::sandbox::{Sandbox, SandboxManager};
 use gitfleet_contract::{ErrorKind, JobError};
+use gitfleet_queue::Lock;
 
 /// Whether the remote has `target` (as last fetched).
 async fn remote_has(
@@ -94,6 +95,7 @@ pub(super) async fn push_locked(
     sandbox: &Sandbox,
     trailer: &str,
     target: &str,
+    lock: &Lock,
 ) -> Result<Value, JobError> {
     let remote_ref = format!("refs/remotes/origin/{target}");
     let refspec = format!("HEAD:refs/heads/{target}");
@@ -141,6 +143,7 @@ pub(super) async fn push_locked(
                 rebased = true;
             }
         }
+        confirm_lock(lock, target).await?;
         let pushed = manager
             .git_in(
                 sandbox,

@@ -14,8 +14,10 @@
 //!    fails with `conflict` and its paths and is left out; the others go on. A commit whose
 //!    change is already on the tip (the same patch landed before) is dropped, as `git rebase`
 //!    drops it;
-//! 3. push the tip once, never forced. Rejected (someone outside the fleet pushed): back off
-//!    with jitter and go again from 1, up to [`ATTEMPTS`] times.
+//! 3. confirm the lock is still this worker's ([`super::confirm_lock`]: one round trip, so a
+//!    worker that was paused and declared dead meanwhile pushes nothing), then push the tip
+//!    once, never forced. Rejected (someone outside the fleet pushed): back off with jitter
+//!    and go again from 1, up to [`ATTEMPTS`] times.
 //!
 //! The leader can read every agent's commits because sandboxes write the objects they create
 //! into the mirror's object store (see [`shared_objects`]), and it also reads the batch's
@@ -33,12 +35,12 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::oneshot;
 
-use super::{ATTEMPTS, LOCK_TTL, LOCK_WAIT, lock_name};
+use super::{ATTEMPTS, LOCK_TTL, LOCK_WAIT, confirm_lock, lock_error, lock_name};
 use crate::sandbox::SandboxManager;
 use crate::sandbox::replay::{Mirror, Replayed};
 use gitfleet_contract::rules::RepoUrl;
 use gitfleet_contract::{ErrorKind, JobError};
-use gitfleet_queue::Queue;
+use gitfleet_queue::{Lock, Queue};
 
 /// Requests one push carries at most; the rest wait for the next hold of the lock.
 const MAX_BATCH: usize = 100;
@@ -194,7 +196,7 @@ impl Leader {
             let mut batch = self.take();
             match lock {
                 Err(e) => {
-                    let e = JobError::new(ErrorKind::Network, format!("push lock: {e}"));
+                    let e = lock_error(e);
                     batch.iter_mut().for_each(|r| r.answer(Err(e.clone())));
                 }
                 Ok(None) => {
@@ -206,7 +208,7 @@ impl Leader {
                     batch.iter_mut().for_each(|r| r.answer(Err(e.clone())));
                 }
                 Ok(Some(lock)) => {
-                    self.run_batch(&mut batch).await;
+                    self.run_batch(&mut batch, &lock).await;
                     if let Err(e) = lock.release().await {
                         tracing::warn!(error = %e, "could not release the push lock; it expires by itself");
                     }
@@ -232,7 +234,7 @@ impl Leader {
 
     /// Replays the batch onto the branch and pushes it (see the module doc); answers every
     /// request.
-    async fn run_batch(&self, batch: &mut [Request]) {
+    async fn run_batch(&self, batch: &mut [Request], lock: &Lock) {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_secs(1))
             .with_factor(2.0)
@@ -253,7 +255,16 @@ impl Leader {
                 }
             };
             let pushed = match &planned.tip {
-                Some(tip) if planned.tip != planned.base => mirror.push(tip, &self.target).await,
+                Some(tip) if planned.tip != planned.base => {
+                    // Fencing: still ours, right before the push (one round trip).
+                    match confirm_lock(lock, &self.target).await {
+                        Ok(()) => mirror.push(tip, &self.target).await,
+                        Err(e) => {
+                            batch.iter_mut().for_each(|r| r.answer(Err(e.clone())));
+                            return;
+                        }
+                    }
+                }
                 // Nothing new: every request was already on the branch (or failed).
                 _ => Ok(()),
             };

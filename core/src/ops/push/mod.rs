@@ -7,6 +7,9 @@
 //! rebase onto the branch if it moved (a conflict fails with `conflict` and the paths, and
 //! leaves the sandbox as it was); push, never forced. A rejected push (someone outside the
 //! fleet pushed) is retried with exponential backoff and jitter, 3 attempts (1 s, 2 s, 4 s).
+//! Right before each `git push` the pusher confirms, in one Redis round trip, that it still
+//! holds the lock with its token and has not been declared dead ([`confirm_lock`]); if not,
+//! nothing is pushed and the job fails retryably.
 //!
 //! The pushes a worker has for one branch at a time go out together, under one hold of the
 //! lock and in one `git push` ([`group`]): the rebase is done in the repository's mirror,
@@ -30,7 +33,7 @@ use gitfleet_contract::ops::write_files::changes;
 use gitfleet_contract::ops::{ChangeArgs, ChangeResult, PushArgs, PushResult, Rules};
 use gitfleet_contract::rules::RepoUrl;
 use gitfleet_contract::{ErrorKind, JobError, OpArgs};
-use gitfleet_queue::Queue;
+use gitfleet_queue::{Lock, Queue, QueueError};
 use serde_json::Value;
 
 pub use group::PushGroups;
@@ -73,6 +76,35 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// The Redis lock of `(repo, branch)`, shared by grouped and lone pushes.
 fn lock_name(repo: &RepoUrl, target: &str) -> String {
     format!("push:{}:{target}", repo.cache_key)
+}
+
+/// Why the push lock could not be taken.
+fn lock_error(e: QueueError) -> JobError {
+    match e {
+        QueueError::Fenced(m) => JobError::internal(format!("push lock: {m}; nothing was pushed")),
+        e => JobError::new(ErrorKind::Network, format!("push lock: {e}")),
+    }
+}
+
+/// Fencing, right before each `git push` to `target`: one round trip that confirms this
+/// worker still holds the branch's lock (its token) and has not been declared dead, and
+/// extends the lock. A worker paused past the dead-after time wakes up here with a lock
+/// that was freed and perhaps taken by another: it must not push, and its job fails
+/// retryably (its next run looks for its commit by its trailer first).
+async fn confirm_lock(lock: &Lock, target: &str) -> Result<(), JobError> {
+    lock.confirm().await.map_err(|e| match e {
+        QueueError::LockLost(_) => JobError::timeout(format!(
+            "the push lock of branch {target} was lost before pushing (it expired, or this \
+             worker was paused and another took it); nothing was pushed"
+        )),
+        QueueError::Fenced(_) => JobError::internal(format!(
+            "this worker was declared dead before pushing to {target}; nothing was pushed"
+        )),
+        e => JobError::new(
+            ErrorKind::Network,
+            format!("push lock of {target}: cannot confirm it, so nothing was pushed: {e}"),
+        ),
+    })
 }
 
 fn tolerant() -> RunOptions {
@@ -270,14 +302,14 @@ impl PushJob<'_> {
                 LOCK_WAIT,
             )
             .await
-            .map_err(|e| JobError::new(ErrorKind::Network, format!("push lock: {e}")))?
+            .map_err(lock_error)?
             .ok_or_else(|| {
                 JobError::timeout(format!(
                     "branch {target} is being pushed by others; lock not free within {} s",
                     LOCK_WAIT.as_secs()
                 ))
             })?;
-        let result = alone::push_locked(manager, sandbox, trailer, target).await;
+        let result = alone::push_locked(manager, sandbox, trailer, target, &lock).await;
         if let Err(e) = lock.release().await {
             tracing::warn!(error = %e, "could not release the push lock; it expires by itself");
         }
