@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gitfleet_client::{Client, EnqueueOptions, Enqueued, JobRecord, JobSpec, JobStatus};
+use gitfleet_core::git::EgressConfig;
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::{RunningWorker, ShutdownReport, Worker, WorkerConfig};
 use gitfleet_core::sandbox::GitSettings;
@@ -61,7 +62,8 @@ pub struct WorkerSetup {
 
 /// Git as the tests use it: sandboxes under the fleet's temporary directory, no `file://`
 /// remotes (the servers of [`crate::GitDaemon`] and [`crate::HttpGitServer`] are real
-/// remotes), a minute per git process, a small warm pool, no credentials.
+/// remotes), a minute per git process, a small warm pool, no credentials, and the egress
+/// allowance of [`test_egress`].
 pub fn test_git_settings() -> GitSettings {
     GitSettings {
         sandbox_root: None,
@@ -70,8 +72,20 @@ pub fn test_git_settings() -> GitSettings {
         pool_min: 1,
         pool_max: 4,
         credentials: Default::default(),
+        egress: test_egress(),
     }
 }
+
+/// The one egress allowance tests need: `127.0.0.1`, where every testkit server listens
+/// (`GITFLEET_GIT_ALLOW_HOSTS=127.0.0.1` for a worker process). Nothing else internal:
+/// not `localhost`, not `::1`, not the rest of 127.0.0.0/8, so a test can still show those
+/// refused. A test of the default policy sets `EgressConfig::default()`.
+pub fn test_egress() -> EgressConfig {
+    EgressConfig::allowing(TEST_ALLOW_HOSTS)
+}
+
+/// [`test_egress`] as a `GITFLEET_GIT_ALLOW_HOSTS` value, for worker processes.
+pub const TEST_ALLOW_HOSTS: &str = "127.0.0.1";
 
 enum StoreChoice {
     None,

@@ -7,8 +7,9 @@
 //! - [`HttpGitServer`]: `git http-backend` (smart HTTP: clone, fetch, push) behind a small
 //!   HTTP/1.1 server that demands `Authorization: Basic` and records every request's
 //!   `Authorization` header, so a test can prove how a token reached the server.
-//! - [`RecordingServer`]: an HTTP server that answers every request 401 or with a redirect
-//!   to another server, and records every header, so a test can prove what never reached it.
+//! - [`RecordingServer`]: an HTTP server that answers every request 401, with a redirect
+//!   to another server or with an error body, and records every header, so a test can prove
+//!   what never reached it.
 //! - [`fixtures`]: bare repositories made with the real `git` binary and a fixed identity
 //!   (deterministic commit ids), a fast generator of large repositories (`git fast-import`),
 //!   and helpers to read a remote's history and reflog.
@@ -53,7 +54,7 @@ pub mod store;
 
 pub use daemon::GitDaemon;
 pub use eventually::{eventually, eventually_blocking, eventually_every, poll_until};
-pub use fleet::{Fleet, FleetBuilder, WorkerSetup};
+pub use fleet::{Fleet, FleetBuilder, TEST_ALLOW_HOSTS, WorkerSetup, test_egress};
 pub use http::{HttpGitServer, RecordedRequest};
 pub use queue::{TestQueue, redis_url};
 pub use recording::{RecordingServer, SeenRequest};

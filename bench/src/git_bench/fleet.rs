@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use gitfleet_client::{Client, EnqueueOptions, JobRecord, JobSpec, JobStatus, QueueConfig};
 use gitfleet_contract::Credentials;
+use gitfleet_core::git::EgressConfig;
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_core::runtime::{RunningWorker, Worker};
@@ -106,6 +107,8 @@ impl Fleet {
             pool_min: 2,
             pool_max: 16,
             credentials: Credentials::default(),
+            // The daemon on loopback, as the tests allow it.
+            egress: EgressConfig::allowing("127.0.0.1"),
         };
         let config = WorkerConfig {
             name_stem: "git-bench".into(),

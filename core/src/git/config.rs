@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use gitfleet_contract::Credentials;
 
+use super::egress::EgressConfig;
+
 /// How git is run on this worker.
 #[derive(Debug, Clone)]
 pub struct GitConfig {
@@ -24,6 +26,9 @@ pub struct GitConfig {
     /// Tokens by URL prefix; the runner hands one to git only for a remote its prefix covers
     /// ([`Credentials::for_url`]).
     pub credentials: Credentials,
+    /// Which hosts network git calls may reach, checked (and pinned) before each one; the
+    /// default refuses every internal address ([`EgressConfig`]).
+    pub egress: EgressConfig,
 }
 
 impl GitConfig {
@@ -33,8 +38,8 @@ impl GitConfig {
     /// Default for [`GitConfig::max_output`]: 16 MiB per stream.
     pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
 
-    /// A config with git from PATH, `file` remotes off, the default limits and no
-    /// credentials.
+    /// A config with git from PATH, `file` remotes off, the default limits, no
+    /// credentials and the default egress policy (no internal address).
     pub fn new(home: impl Into<PathBuf>) -> Self {
         Self {
             git_bin: PathBuf::from("git"),
@@ -43,6 +48,7 @@ impl GitConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             max_output: Self::DEFAULT_MAX_OUTPUT,
             credentials: Credentials::default(),
+            egress: EgressConfig::default(),
         }
     }
 

@@ -1,15 +1,18 @@
 //! Running git on untrusted input. Every git process of the fleet goes through [`Git`]:
 //! argv only, hardened `-c` settings, a protocol allow-list, a scrubbed environment, a
 //! timeout that kills the whole process group, capped output, credentials only through
-//! `GIT_CONFIG_*` variables, and every message through the contract's one redaction
+//! `GIT_CONFIG_*` variables, an egress check (and pin) before every network call
+//! ([`EgressConfig`]), and every message through the contract's one redaction
 //! function ([`gitfleet_contract::Redactor`]). The checks on what jobs name (repository
 //! URLs, branch names, paths) are the contract's too ([`gitfleet_contract::rules`]).
 
 mod capture;
 mod classify;
 mod config;
+mod egress;
 mod home;
 mod runner;
 
 pub use config::GitConfig;
+pub use egress::EgressConfig;
 pub use runner::{Git, GitOutput, RunOptions};

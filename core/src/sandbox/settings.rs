@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gitfleet_contract::config::{ConfigError, parse_var, secs_var, var};
-use gitfleet_contract::{Credentials, JobError, PlainHttp};
+use gitfleet_contract::egress::{ALLOW_HOSTS_VAR, HOSTS_VAR};
+use gitfleet_contract::{Credentials, EgressPolicy, JobError, PlainHttp};
 
 use super::{SandboxConfig, SandboxManager};
-use crate::git::{Git, GitConfig};
+use crate::git::{EgressConfig, Git, GitConfig};
 
 /// How a worker runs git and keeps sandboxes.
 #[derive(Debug, Clone)]
@@ -32,6 +33,12 @@ pub struct GitSettings {
     /// http git servers, never production). `;orgs=` is kept but not enforced yet (see
     /// [`Credential::orgs`](gitfleet_contract::Credential::orgs)). Never printed.
     pub credentials: Credentials,
+    /// `GITFLEET_GIT_ALLOW_HOSTS`, default none: host names, IP addresses and CIDRs whose
+    /// internal addresses git may reach anyway (tests, the demo, a fleet's own git server);
+    /// every other loopback, private, link-local, unique-local, multicast or metadata
+    /// address is refused. `GITFLEET_GIT_HOSTS`, default any: the only hosts git may reach
+    /// at all. See [`EgressPolicy`].
+    pub egress: EgressConfig,
 }
 
 impl GitSettings {
@@ -45,6 +52,20 @@ impl GitSettings {
             Some(list) => read_credentials(&list, http)?,
             None => Credentials::default(),
         };
+        let mut policy = EgressPolicy::default();
+        if let Some(list) = var(ALLOW_HOSTS_VAR) {
+            policy = policy
+                .allowing(&list)
+                .map_err(|e| ConfigError::new(ALLOW_HOSTS_VAR, e.to_string()))?;
+        }
+        if let Some(list) = var(HOSTS_VAR) {
+            policy = policy
+                .only_hosts(&list)
+                .map_err(|e| ConfigError::new(HOSTS_VAR, e.to_string()))?;
+        }
+        if !policy.is_default() {
+            tracing::info!(egress = %policy, "git egress policy");
+        }
         Ok(Self {
             sandbox_root: var("GITFLEET_SANDBOX_ROOT").map(Into::into),
             allow_file_protocol: parse_var("GITFLEET_GIT_ALLOW_FILE", false)?,
@@ -52,6 +73,10 @@ impl GitSettings {
             pool_min: parse_var("GITFLEET_POOL_MIN", 2)?,
             pool_max: parse_var("GITFLEET_POOL_MAX", 16)?,
             credentials,
+            egress: EgressConfig {
+                policy,
+                ..EgressConfig::default()
+            },
         })
     }
 
@@ -73,6 +98,7 @@ impl GitSettings {
             timeout: self.timeout,
             max_output: 4 << 20,
             credentials: self.credentials.clone(),
+            egress: self.egress.clone(),
         })
         .await?;
         let mut config = SandboxConfig::new(root);

@@ -7,6 +7,7 @@ mod support;
 mod change;
 mod clone_variants;
 mod contention;
+mod egress;
 mod group;
 mod hostile;
 mod hostile_repo;

@@ -8,6 +8,7 @@
 mod processes;
 
 mod crash;
+mod egress;
 mod invalid_jobs;
 mod lost_replies;
 mod push_crash;
