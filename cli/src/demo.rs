@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gitfleet_contract::{DEFAULT_QUEUE, JobRecord, JobSpec, JobStatus};
+use gitfleet_core::git::EgressConfig;
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::{RunningWorker, Worker, WorkerConfig};
 use gitfleet_core::sandbox::GitSettings;
@@ -147,6 +148,8 @@ async fn run_in(queue: &Queue, tmp: &Path) -> Result<DemoReport, String> {
             credentials: Default::default(),
             limits: Default::default(),
             jail: Default::default(),
+            // The demo's own daemon, and nothing else internal.
+            egress: EgressConfig::allowing("127.0.0.1"),
         };
         let config = WorkerConfig {
             name_stem: "demo".into(),

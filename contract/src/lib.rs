@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod credentials;
+pub mod egress;
 pub mod envelope;
 pub mod error;
 pub mod fields;
@@ -21,6 +22,7 @@ pub mod rules;
 pub mod status;
 
 pub use credentials::{Credential, Credentials, CredentialsError, PlainHttp, UrlPrefix};
+pub use egress::EgressPolicy;
 pub use envelope::{EnqueueOptions, Enqueued};
 pub use error::{ErrorKind, JobError};
 pub use job::JobSpec;

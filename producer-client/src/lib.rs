@@ -216,14 +216,13 @@ impl Client {
         let options = &self.envelope(options)?;
         self.check_options(options)?;
         for (i, spec) in specs.iter().enumerate() {
-            self.check_for(spec, options.org.as_deref()).map_err(|e| match e {
-                QueueError::Invalid(err) => QueueError::Invalid(JobError::invalid_input(format!(
-                    "job {}: {}",
-                    i + 1,
-                    err.message
-                ))),
-                other => other,
-            })?;
+            self.check_for(spec, options.org.as_deref())
+                .map_err(|e| match e {
+                    QueueError::Invalid(err) => QueueError::Invalid(JobError::invalid_input(
+                        format!("job {}: {}", i + 1, err.message),
+                    )),
+                    other => other,
+                })?;
         }
         // One organization for the batch: its budget is read once per op, not per job.
         let mut checked = std::collections::BTreeSet::new();

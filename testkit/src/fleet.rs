@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gitfleet_client::{Client, EnqueueOptions, Enqueued, JobRecord, JobSpec, JobStatus};
-use gitfleet_core::git::JailMode;
+use gitfleet_core::git::{EgressConfig, JailMode};
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::{RunningWorker, ShutdownReport, Worker, WorkerConfig};
 use gitfleet_core::sandbox::GitSettings;
@@ -63,7 +63,7 @@ pub struct WorkerSetup {
 /// Git as the tests use it: sandboxes under the fleet's temporary directory, no `file://`
 /// remotes (the servers of [`crate::GitDaemon`] and [`crate::HttpGitServer`] are real
 /// remotes), a minute per git process, a small warm pool, no credentials, the default
-/// sandbox limits.
+/// sandbox limits, and the egress allowance of [`test_egress`].
 pub fn test_git_settings() -> GitSettings {
     GitSettings {
         sandbox_root: None,
@@ -76,8 +76,20 @@ pub fn test_git_settings() -> GitSettings {
         // Jailed where bubblewrap works, as a worker is by default: every op is tested
         // jailed (CI installs bubblewrap).
         jail: JailMode::Auto,
+        egress: test_egress(),
     }
 }
+
+/// The one egress allowance tests need: `127.0.0.1`, where every testkit server listens
+/// (`GITFLEET_GIT_ALLOW_HOSTS=127.0.0.1` for a worker process). Nothing else internal:
+/// not `localhost`, not `::1`, not the rest of 127.0.0.0/8, so a test can still show those
+/// refused. A test of the default policy sets `EgressConfig::default()`.
+pub fn test_egress() -> EgressConfig {
+    EgressConfig::allowing(TEST_ALLOW_HOSTS)
+}
+
+/// [`test_egress`] as a `GITFLEET_GIT_ALLOW_HOSTS` value, for worker processes.
+pub const TEST_ALLOW_HOSTS: &str = "127.0.0.1";
 
 enum StoreChoice {
     None,

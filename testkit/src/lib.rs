@@ -9,8 +9,9 @@
 //!   `Authorization` header, so a test can prove how a token reached the server.
 //! - [`HeldRemote`]: a `git daemon` remote whose hook holds the first push (before or after
 //!   the branch moves) until the test lets it go, and records every push.
-//! - [`RecordingServer`]: an HTTP server that answers every request 401 or with a redirect
-//!   to another server, and records every header, so a test can prove what never reached it.
+//! - [`RecordingServer`]: an HTTP server that answers every request 401, with a redirect
+//!   to another server or with an error body, and records every header, so a test can prove
+//!   what never reached it.
 //! - [`fixtures`]: bare repositories made with the real `git` binary and a fixed identity
 //!   (deterministic commit ids), a fast generator of large repositories (`git fast-import`),
 //!   and helpers to read a remote's history and reflog.
@@ -56,7 +57,7 @@ pub mod store;
 
 pub use daemon::GitDaemon;
 pub use eventually::{eventually, eventually_blocking, eventually_every, poll_until};
-pub use fleet::{Fleet, FleetBuilder, WorkerSetup};
+pub use fleet::{Fleet, FleetBuilder, TEST_ALLOW_HOSTS, WorkerSetup, test_egress};
 pub use held_remote::{HeldRemote, Hold};
 pub use http::{HttpGitServer, RecordedRequest};
 pub use queue::{TestQueue, redis_url};

@@ -1,14 +1,16 @@
-//! [`RecordingServer`]: an HTTP/1.1 server on 127.0.0.1 that gives every request the same
-//! answer (`401` with a Basic challenge, or a `302` redirect to another server) and records
-//! each request whole: method, path and query, every header. Tests point git at it to prove
-//! what reached a server (a token over plain http, on another port, past a redirect) and
-//! what did not: a server that must never be reached shows an empty record.
+//! [`RecordingServer`]: an HTTP/1.1 server on 127.0.0.1 (or another loopback address) that
+//! gives every request the same answer (`401` with a Basic challenge, a `302` redirect to
+//! another server, or an error status with a `text/plain` body, which git prints as
+//! `remote:` lines) and records each request whole: method, path and query, every header.
+//! Tests point git at it to prove what reached a server (a token over plain http, on another
+//! port, past a redirect; an internal address) and what did not: a server that must never be
+//! reached shows an empty record.
 //!
 //! Like [`HttpGitServer`](crate::HttpGitServer), it runs on a thread and tokio runtime of
 //! its own, so it works from any caller, and stops on `Drop`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +55,8 @@ enum Answer {
     Unauthorized,
     /// `302 Found` to this base URL followed by the request's own path and query.
     RedirectTo(String),
+    /// This status with this `text/plain` body.
+    Error(StatusCode, String),
 }
 
 struct State {
@@ -83,6 +87,20 @@ impl RecordingServer {
         Self::start(Answer::Unauthorized)
     }
 
+    /// [`RecordingServer::unauthorized`] on another address (`::1`, `127.0.0.2`: loopback
+    /// addresses a test's egress allowance does not cover).
+    pub fn unauthorized_at(ip: IpAddr) -> anyhow::Result<Self> {
+        Self::start_at(ip, Answer::Unauthorized)
+    }
+
+    /// Answers every request with `status` and `body` as `text/plain`: what a git server
+    /// (or any internal service) says when it fails. git shows such a body as `remote:`
+    /// lines.
+    pub fn failing_with(status: u16, body: &str) -> anyhow::Result<Self> {
+        let status = StatusCode::from_u16(status).context("an HTTP status")?;
+        Self::start(Answer::Error(status, body.to_string()))
+    }
+
     /// Answers every request `302 Found` with `Location: <base><path and query>`, e.g.
     /// `base` = another server's `url("")`.
     pub fn redirecting_to(base: &str) -> anyhow::Result<Self> {
@@ -90,8 +108,12 @@ impl RecordingServer {
     }
 
     fn start(answer: Answer) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .context("binding the recording server")?;
+        Self::start_at(IpAddr::V4(Ipv4Addr::LOCALHOST), answer)
+    }
+
+    fn start_at(ip: IpAddr, answer: Answer) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind((ip, 0))
+            .with_context(|| format!("binding the recording server on {ip}"))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -118,7 +140,7 @@ impl RecordingServer {
         })
     }
 
-    /// `http://127.0.0.1:<port>/<path>`.
+    /// `http://127.0.0.1:<port>/<path>` (`http://[::1]:<port>/<path>` on `::1`).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
     }
@@ -231,6 +253,14 @@ async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
             if let Ok(location) = HeaderValue::from_str(&format!("{base}{target}")) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
+        }
+        Answer::Error(status, body) => {
+            *response.body_mut() = Full::new(Bytes::from(body.clone()));
+            *response.status_mut() = *status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
         }
     }
     response

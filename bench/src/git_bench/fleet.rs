@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use gitfleet_client::{Client, EnqueueOptions, JobRecord, JobSpec, JobStatus, QueueConfig};
 use gitfleet_contract::Credentials;
-use gitfleet_core::git::JailMode;
+use gitfleet_core::git::{EgressConfig, JailMode};
 use gitfleet_core::ops::Ops;
 use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_core::runtime::{RunningWorker, Worker};
@@ -114,6 +114,8 @@ impl Fleet {
             credentials: Credentials::default(),
             limits: Default::default(),
             jail: self.jail,
+            // The daemon on loopback, as the tests allow it.
+            egress: EgressConfig::allowing("127.0.0.1"),
         };
         let config = WorkerConfig {
             name_stem: "git-bench".into(),

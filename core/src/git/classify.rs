@@ -8,9 +8,14 @@
 //! remote repository" to almost every failure).
 
 use gitfleet_contract::ErrorKind;
+use gitfleet_contract::egress::ServerText;
 
 /// Most characters of git's own words kept in a failure message.
 const MAX_DETAIL_CHARS: usize = 500;
+/// Most bytes of a server's own text (`remote:` lines, a `remote error:`) kept from one git
+/// process, well inside [`MAX_DETAIL_CHARS`] so the marker after it and git's own last line
+/// still fit in a failure message.
+const MAX_SERVER_TEXT: usize = 256;
 
 /// Phrases (lowercase) that decide the kind, in the order they are tried.
 const TABLE: &[(ErrorKind, &[&str])] = &[
@@ -149,6 +154,68 @@ fn is_remote_not_found(line: &str) -> bool {
 /// `fatal: transport 'ext' not allowed`: the protocol allow-list at work.
 fn is_blocked_transport(line: &str) -> bool {
     line.contains("transport '") && line.contains("not allowed")
+}
+
+/// git's stderr with the server's own text limited as `rule` says: the text of `remote:`
+/// lines (an HTTP error body, a hook's or the server's messages) and of a `remote error:`
+/// (git's protocol ERR packet) is dropped for [`ServerText::Withhold`], and cut after
+/// [`MAX_SERVER_TEXT`] bytes for [`ServerText::Keep`]; a marker line says how much went.
+/// git's own lines are kept whole.
+pub(super) fn limit_server_text(stderr: &str, rule: ServerText) -> String {
+    let mut budget = match rule {
+        ServerText::Keep => MAX_SERVER_TEXT,
+        ServerText::Withhold => 0,
+    };
+    // The kept pieces, and where the marker goes (where the text first stops, so it stays
+    // next to git's own last lines); its text needs the whole count first.
+    let mut pieces: Vec<&str> = Vec::new();
+    let mut marker_at = None;
+    let mut dropped = 0usize;
+    for segment in stderr.split_inclusive(['\n', '\r']) {
+        let (own, server) = if let Some(text) = segment.strip_prefix("remote:") {
+            ("remote:", text)
+        } else if let Some(at) = segment.find("remote error: ") {
+            // git's own words before the server's stay, whatever happens to the rest.
+            let (own, server) = segment.split_at(at + "remote error: ".len());
+            pieces.push(own);
+            ("", server)
+        } else {
+            pieces.push(segment);
+            continue;
+        };
+        let body = server.trim_end_matches(['\n', '\r']);
+        let end = &server[body.len()..];
+        let mut keep = body.len().min(budget);
+        while !body.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        budget -= keep;
+        if keep > 0 {
+            pieces.extend([own, &body[..keep]]);
+            if keep < body.len() && end.is_empty() {
+                pieces.push("\n");
+            } else {
+                pieces.push(end);
+            }
+        }
+        if keep < body.len() {
+            dropped += body.len() - keep;
+            marker_at.get_or_insert(pieces.len());
+        }
+    }
+    let Some(at) = marker_at else {
+        return pieces.concat();
+    };
+    let marker = match rule {
+        ServerText::Keep => format!("[{dropped} more bytes of the server's text cut]\n"),
+        ServerText::Withhold => {
+            format!("[{dropped} bytes of the server's text withheld: its address is internal]\n")
+        }
+    };
+    let mut out = pieces[..at].concat();
+    out.push_str(&marker);
+    out.push_str(&pieces[at..].concat());
+    out
 }
 
 /// `git <subcommand> failed: <detail>`, the detail being git's last meaningful stderr lines
@@ -440,6 +507,60 @@ mod tests {
             msg.chars().count() - "git fetch failed: ".len(),
             MAX_DETAIL_CHARS
         );
+    }
+
+    #[test]
+    fn a_servers_text_is_capped_or_withheld_and_a_marker_says_so() {
+        let body = "internal secret line\n".repeat(50);
+        let stderr = format!(
+            "{}fatal: unable to access 'http://h/r.git/': The requested URL returned error: 500\n",
+            body.lines()
+                .map(|l| format!("remote: {l}\n"))
+                .collect::<String>()
+        );
+        let kept = limit_server_text(&stderr, ServerText::Keep);
+        let text: usize = kept
+            .lines()
+            .filter_map(|l| l.strip_prefix("remote:"))
+            .map(str::len)
+            .sum();
+        assert!(text <= MAX_SERVER_TEXT, "{kept}");
+        assert!(
+            kept.contains("more bytes of the server's text cut]\n"),
+            "{kept}"
+        );
+        assert!(kept.ends_with("returned error: 500\n"), "{kept}");
+        // The failure message keeps the marker and git's own last line.
+        let msg = failure_message(Some("fetch"), "x", &kept);
+        assert!(
+            msg.contains("of the server's text cut]; fatal: unable to access"),
+            "{msg}"
+        );
+
+        let withheld = limit_server_text(&stderr, ServerText::Withhold);
+        assert!(!withheld.contains("secret"), "{withheld}");
+        assert!(
+            withheld.starts_with(&format!(
+                "[{} bytes of the server's text withheld: its address is internal]\nfatal:",
+                50 * " internal secret line".len()
+            )),
+            "{withheld}"
+        );
+        // git's protocol ERR packet is the server's text too.
+        let err = "fatal: remote error: internal detail here\n";
+        assert_eq!(
+            failure_message(
+                Some("ls-remote"),
+                "x",
+                &limit_server_text(err, ServerText::Withhold)
+            ),
+            "git ls-remote failed: fatal: remote error: [20 bytes of the server's text \
+             withheld: its address is internal]"
+        );
+        assert_eq!(limit_server_text(err, ServerText::Keep), err);
+        // Nothing of the server's: unchanged.
+        let plain = "Cloning into 'x'...\nfatal: repository 'https://h/x/' not found\n";
+        assert_eq!(limit_server_text(plain, ServerText::Withhold), plain);
     }
 
     #[test]

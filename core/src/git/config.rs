@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use gitfleet_contract::Credentials;
 
+use super::egress::EgressConfig;
+
 /// How git is run on this worker.
 #[derive(Debug, Clone)]
 pub struct GitConfig {
@@ -29,6 +31,9 @@ pub struct GitConfig {
     pub jail: JailMode,
     /// The bubblewrap binary (default `bwrap` from PATH).
     pub bwrap_bin: PathBuf,
+    /// Which hosts network git calls may reach, checked (and pinned) before each one; the
+    /// default refuses every internal address ([`EgressConfig`]).
+    pub egress: EgressConfig,
 }
 
 /// `GITFLEET_SANDBOX_JAIL`: whether every git process runs in a bubblewrap jail that sees
@@ -75,8 +80,9 @@ impl GitConfig {
     /// Default for [`GitConfig::max_output`]: 16 MiB per stream.
     pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
 
-    /// A config with git from PATH, `file` remotes off, the default limits, no credentials
-    /// and git jailed where bubblewrap works.
+    /// A config with git from PATH, `file` remotes off, the default limits, no credentials,
+    /// git jailed where bubblewrap works and the default egress policy (no internal
+    /// address).
     pub fn new(home: impl Into<PathBuf>) -> Self {
         Self {
             git_bin: PathBuf::from("git"),
@@ -87,6 +93,7 @@ impl GitConfig {
             credentials: Credentials::default(),
             jail: JailMode::Auto,
             bwrap_bin: PathBuf::from("bwrap"),
+            egress: EgressConfig::default(),
         }
     }
 

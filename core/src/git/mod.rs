@@ -2,17 +2,20 @@
 //! argv only, hardened `-c` settings, a protocol allow-list, a scrubbed environment, a
 //! timeout that kills the whole process group, a bubblewrap jail where the machine has it
 //! (`jail.rs`), capped output, credentials only through
-//! `GIT_CONFIG_*` variables, and every message through the contract's one redaction
+//! `GIT_CONFIG_*` variables, an egress check (and pin) before every network call
+//! ([`EgressConfig`]), and every message through the contract's one redaction
 //! function ([`gitfleet_contract::Redactor`]). The checks on what jobs name (repository
 //! URLs, branch names, paths) are the contract's too ([`gitfleet_contract::rules`]).
 
 mod capture;
 mod classify;
 mod config;
+mod egress;
 mod home;
 mod jail;
 mod runner;
 
 pub use config::{GitConfig, JailMode};
+pub use egress::EgressConfig;
 pub use jail::Sees;
 pub use runner::{Git, GitOutput, RunOptions};

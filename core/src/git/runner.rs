@@ -1,8 +1,10 @@
 //! The one git runner. Every git process of the fleet starts here, so the hardening is in
 //! one place: the `-c` flags that a repository's own config cannot override, the scrubbed
 //! environment (pointing git at the controlled HOME of [`super::home`]), the bubblewrap
-//! jail of `jail.rs` where it works, the time limit that kills the whole process group,
-//! the output caps and the redaction of what git says.
+//! jail of `jail.rs` where it works, the egress check and pin of every network call
+//! ([`super::egress`]; a call that names no remote may use no network transport at all),
+//! the time limit that kills the whole process group, the output caps and the redaction of
+//! what git says.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -19,8 +21,9 @@ use gitfleet_contract::rules::RepoUrl;
 use gitfleet_contract::{ErrorKind, JobError, Redactor};
 
 use super::capture::{Capture, drain, feed};
-use super::classify::{classify, failure_message, subcommand};
+use super::classify::{classify, failure_message, limit_server_text, subcommand};
 use super::config::{GitConfig, JailMode, file_protocol_policy};
+use super::egress::{Egress, Route};
 use super::home::prepare_home;
 use super::jail::{Jail, Sees};
 
@@ -39,9 +42,12 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Bytes written to the process's stdin.
     pub stdin: Option<Vec<u8>>,
-    /// The remote this call talks to: the token of the credential that serves it (its
+    /// The remote this call talks to (the URL git is given, or its `origin`'s). Its host is
+    /// checked by the egress policy and git is pinned to the checked addresses; only its
+    /// transport is allowed in the call; the token of the credential that serves it (its
     /// prefix covers the URL and its `;orgs=` admits the repository's `org`), if any, is
-    /// passed to git (scoped to that prefix) through `GIT_CONFIG_*` variables.
+    /// passed to git (scoped to that prefix) through `GIT_CONFIG_*` variables. Without it,
+    /// git may use no network transport (only local repositories).
     pub remote: Option<RepoUrl>,
     /// Return a non-zero exit as `Ok` (with its status) instead of an error.
     pub allow_failure: bool,
@@ -87,12 +93,16 @@ pub struct Git {
 #[derive(Debug)]
 struct Prepared {
     redactor: Redactor,
-    /// The `-c` flags put before every git argv.
+    /// The `-c` flags put before the argv of a call that names no remote (no network
+    /// transport allowed).
     flags: Vec<String>,
     /// The environment every git process gets (before per-call additions).
     env: Vec<(OsString, OsString)>,
     /// Where git runs jailed; `None`: unjailed.
     jail: Option<Jail>,
+    /// `GIT_SSH_COMMAND` (in `env`), which a call over ssh extends with its pin.
+    ssh: String,
+    egress: Egress,
     version: String,
 }
 
@@ -129,9 +139,11 @@ impl Git {
         };
         let prepared = Prepared {
             redactor: Redactor::new(&config.credentials),
-            flags: hardening_flags(config.allow_file_protocol),
+            flags: hardening_flags(config.allow_file_protocol, None),
             env: base_env(&config),
             jail,
+            ssh: ssh_command(&config),
+            egress: Egress::new(config.egress.clone()),
             version: String::new(),
         };
         let mut git = Self {
@@ -210,6 +222,16 @@ impl Git {
         &self.prepared.redactor
     }
 
+    /// The egress check [`Git::run`] makes before a call to `remote`, on its own (for tools
+    /// and benchmarks): `Ok` when git may reach it, with the config that would pin git to
+    /// the checked addresses built too; the refusal `run` would give otherwise.
+    pub async fn check_remote(&self, remote: &str) -> Result<(), JobError> {
+        if let Some(route) = self.prepared.egress.route(remote).await? {
+            std::hint::black_box(route.git_config());
+        }
+        Ok(())
+    }
+
     /// What `git --version` printed, e.g. `git version 2.47.3`.
     pub fn version(&self) -> &str {
         &self.prepared.version
@@ -228,6 +250,20 @@ impl Git {
         let what = sub.map_or_else(|| "git".to_string(), |s| format!("git {s}"));
         check_extra_env(&options.env)?;
         let limit = options.timeout.unwrap_or(self.config.timeout);
+        // Before anything starts: is the remote's host one git may reach, and where.
+        let route = match &options.remote {
+            Some(remote) => self.prepared.egress.route(&remote.url).await?,
+            None => None,
+        };
+        let network_flags;
+        let flags = match &route {
+            Some(route) => {
+                network_flags =
+                    hardening_flags(self.config.allow_file_protocol, Some(route.scheme()));
+                &network_flags
+            }
+            None => &self.prepared.flags,
+        };
 
         let mut command = match &self.prepared.jail {
             Some(jail) => {
@@ -243,12 +279,12 @@ impl Git {
             None => tokio::process::Command::new(&self.config.git_bin),
         };
         command
-            .args(&self.prepared.flags)
+            .args(flags)
             .args(args)
             .current_dir(cwd)
             .env_clear()
             .envs(self.prepared.env.iter().map(|(k, v)| (k, v)))
-            .envs(self.credential_env(options.remote.as_ref()))
+            .envs(self.remote_env(options.remote.as_ref(), route.as_ref()))
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(if options.stdin.is_some() {
                 Stdio::piped()
@@ -335,10 +371,16 @@ impl Git {
 
         tracing::debug!(command = %what, ms, status = exit_code(status), "git finished");
         let truncated = io_cut || out.truncated();
-        let stderr = self
+        let said = self
             .prepared
             .redactor
             .redact(&String::from_utf8_lossy(&err.into_bytes()));
+        // What a server said (`remote:` lines) is kept only as its host's verdict allows,
+        // and capped; the kind is still read from all of it.
+        let stderr = match &route {
+            Some(route) => limit_server_text(&said, route.server_text),
+            None => said.clone(),
+        };
         let output = GitOutput {
             status: exit_code(status),
             stdout: out.into_bytes(),
@@ -369,7 +411,7 @@ impl Git {
         let kind = if status.signal().is_some() {
             ErrorKind::Internal
         } else {
-            classify(&output.stderr)
+            classify(&said)
         };
         Err(JobError::new(
             kind,
@@ -377,30 +419,49 @@ impl Git {
         ))
     }
 
-    /// `GIT_CONFIG_*` variables carrying the token for `remote`, if a credential's prefix
-    /// covers it ([`Credentials::for_url`](gitfleet_contract::Credentials::for_url): https
-    /// only, the exact host and port, a path under the prefix): an `Authorization` header
-    /// scoped to that prefix, so git adds it only to requests under it. Never argv (visible
-    /// in `ps`), never the URL (echoed in git's messages and stored in `.git/config`).
-    fn credential_env(&self, remote: Option<&RepoUrl>) -> Vec<(OsString, OsString)> {
-        let Some(url) = remote else {
-            return Vec::new();
-        };
-        let Some((prefix, credential)) = self.config.credentials.for_url(url) else {
-            return Vec::new();
-        };
+    /// The environment a call to `remote` adds: `GIT_CONFIG_*` variables with the egress
+    /// pin of its `route` and its credential (see [`Git::credential_config`]), and for ssh the
+    /// ssh command with the pin.
+    fn remote_env(
+        &self,
+        remote: Option<&RepoUrl>,
+        route: Option<&Route>,
+    ) -> Vec<(OsString, OsString)> {
+        let mut config = route.map(Route::git_config).unwrap_or_default();
+        config.extend(remote.and_then(|r| self.credential_config(r)));
+        let mut env: Vec<(OsString, OsString)> = Vec::new();
+        if !config.is_empty() {
+            env.push(("GIT_CONFIG_COUNT".into(), config.len().to_string().into()));
+        }
+        for (i, (key, value)) in config.into_iter().enumerate() {
+            env.push((format!("GIT_CONFIG_KEY_{i}").into(), key.into()));
+            env.push((format!("GIT_CONFIG_VALUE_{i}").into(), value.into()));
+        }
+        if let Some(options) = route.and_then(Route::ssh_options) {
+            env.push((
+                "GIT_SSH_COMMAND".into(),
+                format!("{}{options}", self.prepared.ssh).into(),
+            ));
+        }
+        env
+    }
+
+    /// The config carrying the token for `remote`, if a credential serves it
+    /// ([`Credentials::for_url`](gitfleet_contract::Credentials::for_url): https only, the
+    /// exact host and port, a path under the prefix, an organization its `;orgs=` admits):
+    /// an `Authorization` header scoped to that prefix, so git adds it only to requests
+    /// under it. Passed in `GIT_CONFIG_*` variables: never argv (visible in `ps`), never the
+    /// URL (echoed in git's messages and stored in `.git/config`).
+    fn credential_config(&self, url: &RepoUrl) -> Option<(String, String)> {
+        let (prefix, credential) = self.config.credentials.for_url(url)?;
         let header = format!(
             "Authorization: Basic {}",
             basic_auth_value(&credential.username, credential.token())
         );
-        vec![
-            ("GIT_CONFIG_COUNT".into(), "1".into()),
-            (
-                "GIT_CONFIG_KEY_0".into(),
-                format!("http.{}.extraHeader", prefix.git_config_url()).into(),
-            ),
-            ("GIT_CONFIG_VALUE_0".into(), header.into()),
-        ]
+        Some((
+            format!("http.{}.extraHeader", prefix.git_config_url()),
+            header,
+        ))
     }
 }
 
@@ -432,8 +493,19 @@ fn exit_code(status: ExitStatus) -> i32 {
 }
 
 /// The `-c` flags put before every argv. Command-line config outranks every config file,
-/// so a repository's own `.git/config` cannot switch these back on.
-fn hardening_flags(allow_file: bool) -> Vec<String> {
+/// so a repository's own `.git/config` cannot switch these back on. `network` is the
+/// transport of the call's checked remote, the only one allowed besides `file` (per
+/// policy); a call without one may reach no network at all, so no git process can talk to a
+/// host the egress check has not seen.
+fn hardening_flags(allow_file: bool, network: Option<&str>) -> Vec<String> {
+    let transport = |scheme: &str| {
+        let allow = if network == Some(scheme) {
+            "always"
+        } else {
+            "never"
+        };
+        format!("protocol.{scheme}.allow={allow}")
+    };
     let settings = [
         // Nothing from the repository runs: no hooks, no fsmonitor daemon or script.
         "core.hooksPath=/dev/null".to_string(),
@@ -441,10 +513,10 @@ fn hardening_flags(allow_file: bool) -> Vec<String> {
         // Transports: an allow-list. ext:: and fd:: are named too, because a repository's
         // `protocol.ext.allow` would outrank the blanket `protocol.allow`.
         "protocol.allow=never".to_string(),
-        "protocol.https.allow=always".to_string(),
-        "protocol.http.allow=always".to_string(),
-        "protocol.ssh.allow=always".to_string(),
-        "protocol.git.allow=always".to_string(),
+        transport("https"),
+        transport("http"),
+        transport("ssh"),
+        transport("git"),
         format!("protocol.file.allow={}", file_protocol_policy(allow_file)),
         "protocol.ext.allow=never".to_string(),
         "protocol.fd.allow=never".to_string(),
@@ -471,12 +543,7 @@ fn base_env(config: &GitConfig) -> Vec<(OsString, OsString)> {
     let path = std::env::var_os("PATH")
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| FALLBACK_PATH.into());
-    let known_hosts = config.home.join(".ssh").join("known_hosts");
-    let ssh = format!(
-        "ssh -o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=accept-new \
-         -o UserKnownHostsFile={}",
-        shell_quote(&known_hosts.to_string_lossy())
-    );
+    let ssh = ssh_command(config);
     let pairs: Vec<(&str, OsString)> = vec![
         ("PATH", path),
         ("HOME", config.home.clone().into_os_string()),
@@ -508,6 +575,17 @@ fn base_env(config: &GitConfig) -> Vec<(OsString, OsString)> {
         .into_iter()
         .map(|(k, v)| (OsString::from(k), v))
         .collect()
+}
+
+/// The ssh command git runs (`GIT_SSH_COMMAND`): batch mode, a time limit on connecting,
+/// the worker's own known_hosts.
+fn ssh_command(config: &GitConfig) -> String {
+    let known_hosts = config.home.join(".ssh").join("known_hosts");
+    format!(
+        "ssh -o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=accept-new \
+         -o UserKnownHostsFile={}",
+        shell_quote(&known_hosts.to_string_lossy())
+    )
 }
 
 /// Names a caller may not set through [`RunOptions::env`]: config injection, the names the
@@ -565,7 +643,7 @@ mod tests {
 
     #[test]
     fn hardening_flags_come_in_pairs_and_cover_the_essentials() {
-        let flags = hardening_flags(false);
+        let flags = hardening_flags(false, None);
         assert_eq!(flags.len() % 2, 0);
         let settings: Vec<&str> = flags
             .chunks(2)
@@ -581,10 +659,24 @@ mod tests {
             "protocol.ext.allow=never",
             "protocol.file.allow=user",
             "http.followRedirects=false",
+            // No remote named: no network transport.
+            "protocol.https.allow=never",
+            "protocol.http.allow=never",
+            "protocol.ssh.allow=never",
+            "protocol.git.allow=never",
         ] {
             assert!(settings.contains(&want), "{want}");
         }
-        assert!(hardening_flags(true).contains(&"protocol.file.allow=always".to_string()));
+        assert!(hardening_flags(true, None).contains(&"protocol.file.allow=always".to_string()));
+        // A checked remote: its transport only.
+        let https = hardening_flags(false, Some("https"));
+        assert!(https.contains(&"protocol.https.allow=always".to_string()));
+        for other in ["http", "ssh", "git"] {
+            assert!(
+                https.contains(&format!("protocol.{other}.allow=never")),
+                "{other}"
+            );
+        }
     }
 
     #[test]

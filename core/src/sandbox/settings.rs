@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gitfleet_contract::config::{ConfigError, parse_var, secs_var, var};
-use gitfleet_contract::{Credentials, JobError, PlainHttp};
+use gitfleet_contract::egress::{ALLOW_HOSTS_VAR, HOSTS_VAR};
+use gitfleet_contract::{Credentials, EgressPolicy, JobError, PlainHttp};
 
 use super::{SandboxConfig, SandboxLimits, SandboxManager};
-use crate::git::{Git, GitConfig, JailMode};
+use crate::git::{EgressConfig, Git, GitConfig, JailMode};
 
 /// How a worker runs git and keeps sandboxes.
 #[derive(Debug, Clone)]
@@ -42,6 +43,12 @@ pub struct GitSettings {
     /// `running git unjailed: …`; `bwrap` makes a machine where it does not work a startup
     /// error; `off` logs that git runs unjailed.
     pub jail: JailMode,
+    /// `GITFLEET_GIT_ALLOW_HOSTS`, default none: host names, IP addresses and CIDRs whose
+    /// internal addresses git may reach anyway (tests, the demo, a fleet's own git server);
+    /// every other loopback, private, link-local, unique-local, multicast or metadata
+    /// address is refused. `GITFLEET_GIT_HOSTS`, default any: the only hosts git may reach
+    /// at all. See [`EgressPolicy`].
+    pub egress: EgressConfig,
 }
 
 impl GitSettings {
@@ -55,6 +62,20 @@ impl GitSettings {
             Some(list) => read_credentials(&list, http)?,
             None => Credentials::default(),
         };
+        let mut policy = EgressPolicy::default();
+        if let Some(list) = var(ALLOW_HOSTS_VAR) {
+            policy = policy
+                .allowing(&list)
+                .map_err(|e| ConfigError::new(ALLOW_HOSTS_VAR, e.to_string()))?;
+        }
+        if let Some(list) = var(HOSTS_VAR) {
+            policy = policy
+                .only_hosts(&list)
+                .map_err(|e| ConfigError::new(HOSTS_VAR, e.to_string()))?;
+        }
+        if !policy.is_default() {
+            tracing::info!(egress = %policy, "git egress policy");
+        }
         Ok(Self {
             sandbox_root: var("GITFLEET_SANDBOX_ROOT").map(Into::into),
             allow_file_protocol: parse_var("GITFLEET_GIT_ALLOW_FILE", false)?,
@@ -64,6 +85,10 @@ impl GitSettings {
             credentials,
             limits: SandboxLimits::from_env()?,
             jail: parse_var("GITFLEET_SANDBOX_JAIL", JailMode::Auto)?,
+            egress: EgressConfig {
+                policy,
+                ..EgressConfig::default()
+            },
         })
     }
 
@@ -87,6 +112,7 @@ impl GitSettings {
             credentials: self.credentials.clone(),
             jail: self.jail,
             bwrap_bin: "bwrap".into(),
+            egress: self.egress.clone(),
         })
         .await?;
         let mut config = SandboxConfig::new(root);

@@ -210,10 +210,15 @@ async fn a_token_goes_only_to_its_own_host_and_only_when_the_remote_is_named() {
     // The remote named has a credential, but git talks to a different host: the header is
     // scoped to the credential's prefix, so git does not add it.
     ls_remote(&t, &url, Some(&other.url("org/repo.git"))).await;
-    // No remote named: no credential at all.
-    ls_remote(&t, &url, None).await;
+    // No remote named: no credential at all, and no network either (no transport but
+    // local ones is allowed in a call that names no remote).
+    let err = ls_remote(&t, &url, None).await;
+    assert!(
+        err.message.contains("transport 'http' not allowed"),
+        "{err}"
+    );
 
-    assert_eq!(server.requests().len(), 3, "{:#?}", server.requests());
+    assert_eq!(server.requests().len(), 2, "{:#?}", server.requests());
     asked_without_a_token(&server);
     assert!(other.requests().is_empty());
 }

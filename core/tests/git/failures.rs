@@ -158,15 +158,18 @@ async fn a_tree_git_refuses_to_check_out_is_invalid_input_and_never_retried() {
     let url = daemon.url("evil.git");
     let root = t.tmp.path();
 
-    let err = fails(&t, root, &["clone", "--quiet", "--", &url, "full"]).await;
+    let err = t
+        .fails_at(root, &["clone", "--quiet", "--", &url, "full"], &url)
+        .await;
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
     assert!(!err.kind.is_retryable());
     assert!(err.message.contains("invalid path '.GIT/config'"), "{err}");
 
     // The sandbox way: fetched without a checkout, then checked out.
-    t.ok(
+    t.ok_at(
         root,
         &["clone", "--quiet", "--no-checkout", "--", &url, "wc"],
+        &url,
     )
     .await;
     let err = fails(
@@ -187,7 +190,9 @@ async fn a_git_server_that_refuses_access_is_auth_and_never_retried() {
     // An access hook that refuses every request, as a server's authorization would.
     let daemon = GitDaemon::start_with(t.tmp.path(), &["--access-hook=/bin/false"]).unwrap();
     let url = daemon.url("repo");
-    let err = fails(&t, t.tmp.path(), &["ls-remote", "--", &url]).await;
+    let err = t
+        .fails_at(t.tmp.path(), &["ls-remote", "--", &url], &url)
+        .await;
     assert_eq!(err.kind, ErrorKind::Auth, "{err}");
     assert!(!err.kind.is_retryable());
     assert!(err.message.contains("service rejected"), "{err}");
@@ -197,10 +202,14 @@ async fn a_git_server_that_refuses_access_is_auth_and_never_retried() {
 async fn an_unreachable_remote_is_a_network_failure() {
     let t = TestGit::new().await;
     let url = format!("http://127.0.0.1:{}/org/repo.git", closed_port());
-    let err = fails(&t, t.tmp.path(), &["ls-remote", "--", &url]).await;
+    let err = t
+        .fails_at(t.tmp.path(), &["ls-remote", "--", &url], &url)
+        .await;
     assert_eq!(err.kind, ErrorKind::Network, "{err}");
     let url = format!("git://127.0.0.1:{}/repo.git", closed_port());
-    let err = fails(&t, t.tmp.path(), &["ls-remote", "--", &url]).await;
+    let err = t
+        .fails_at(t.tmp.path(), &["ls-remote", "--", &url], &url)
+        .await;
     assert_eq!(err.kind, ErrorKind::Network, "{err}");
 }
 

@@ -20,6 +20,7 @@ async fn a_timeout_kills_git_and_every_helper_in_its_process_group() {
         tokio::spawn(async move {
             let options = RunOptions {
                 timeout: Some(Duration::from_secs(1)),
+                remote: Some(crate::support::remote_url(&url)),
                 ..RunOptions::default()
             };
             let started = Instant::now();

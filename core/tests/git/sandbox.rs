@@ -29,6 +29,7 @@ impl Setup {
         let root = tmp.path().join("worker");
         let mut git_config = GitConfig::new(root.join("home"));
         git_config.timeout = Duration::from_secs(60);
+        git_config.egress = gitfleet_testkit::test_egress();
         let git = Git::new(git_config).await.expect("git runs");
         let manager = SandboxManager::new("w1", git, SandboxConfig::new(&root))
             .await

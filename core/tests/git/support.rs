@@ -21,7 +21,8 @@ pub struct TestGit {
 }
 
 impl TestGit {
-    /// File remotes allowed (tests use local repositories), default limits.
+    /// File remotes allowed (tests use local repositories), default limits, the testkit's
+    /// servers on 127.0.0.1 allowed by the egress policy.
     pub async fn new() -> Self {
         Self::with(|_| {}).await
     }
@@ -31,6 +32,7 @@ impl TestGit {
         let mut config = GitConfig::new(tmp.path().join("home"));
         config.allow_file_protocol = true;
         config.timeout = Duration::from_secs(60);
+        config.egress = gitfleet_testkit::test_egress();
         change(&mut config);
         let git = Git::new(config).await.expect("git runs");
         Self { git, tmp }
@@ -50,6 +52,43 @@ impl TestGit {
     }
 
     /// Runs git (seeing the whole temporary directory) and expects success.
+    /// Runs git against the network remote `url` (named as the call's remote, as every
+    /// op names it) and expects a failure.
+    pub async fn fails_at(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        url: &str,
+    ) -> gitfleet_contract::JobError {
+        self.git
+            .run(
+                cwd,
+                args,
+                RunOptions {
+                    remote: Some(remote_url(url)),
+                    ..RunOptions::default()
+                },
+            )
+            .await
+            .expect_err("git should fail")
+    }
+
+    /// Runs git against the network remote `url` and expects success.
+    pub async fn ok_at(&self, cwd: &Path, args: &[&str], url: &str) -> GitOutput {
+        self.git
+            .run(
+                cwd,
+                args,
+                RunOptions {
+                    remote: Some(remote_url(url)),
+                    ..RunOptions::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("git {args:?} in {}: {e}", cwd.display()))
+    }
+
+    /// Runs git and expects success.
     pub async fn ok(&self, cwd: &Path, args: &[&str]) -> GitOutput {
         self.git
             .run(cwd, args, self.everything())
@@ -169,4 +208,9 @@ pub fn processes() -> Vec<Proc> {
             })
         })
         .collect()
+}
+
+/// `url` as the remote a call names (as the ops name their repository's).
+pub fn remote_url(url: &str) -> gitfleet_contract::rules::RepoUrl {
+    gitfleet_contract::rules::repo_url("remote", url, true).unwrap_or_else(|e| panic!("{url}: {e}"))
 }

@@ -10,8 +10,8 @@ use gitfleet_testkit::{Fleet, FleetBuilder};
 mod test_ops;
 
 mod backlog;
-mod job_limits;
 mod fencing;
+mod job_limits;
 mod producing;
 mod retries;
 mod waiting;

@@ -9,15 +9,16 @@ mod processes;
 
 mod acl;
 mod crash;
+mod egress;
 mod fencing;
 mod invalid_jobs;
-mod limits;
 mod jail;
+mod limits;
 mod lost_replies;
 mod push_crash;
 mod python_producer;
 mod redis_restart;
 mod routing;
 mod shutdown;
-mod tenants;
 mod sigterm_push;
+mod tenants;

@@ -112,6 +112,12 @@ impl ProcessFleet {
             .env("GITFLEET_SANDBOX_ROOT", self.log_dir.join("sandboxes"))
             // No record unless a test asks for one (a database of its own).
             .env("GITFLEET_DATABASE_URL", "none")
+            // The testkit's git servers listen on 127.0.0.1 (a test of the default policy
+            // passes an empty value).
+            .env(
+                "GITFLEET_GIT_ALLOW_HOSTS",
+                gitfleet_testkit::TEST_ALLOW_HOSTS,
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
