@@ -108,7 +108,7 @@ impl SandboxManager {
         // Before any sandbox directory is taken: what the checkout would write.
         let what = format!("repo_url: branch {:?} would check out", req.branch);
         let usage = self
-            .check_checkout(&what, &refreshed.path, &tip, &req.sparse_paths)
+            .check_checkout(&what, &refreshed.path, &req.repo, &tip, &req.sparse_paths)
             .await?;
         let template = self.templates.current();
         let key = req.repo.cache_key.clone();
@@ -233,7 +233,7 @@ impl SandboxManager {
             .await?;
         let head = head.stdout_str().trim().to_string();
         let mut usage = self
-            .check_checkout(what, work, &head, &req.sparse_paths)
+            .check_checkout(what, work, &req.repo, &head, &req.sparse_paths)
             .await?;
         usage.object_bytes = own_object_bytes(work.join(".git/objects")).await;
         self.limits().check(what, usage)?;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use gitfleet_contract::JobError;
 use gitfleet_contract::config::{ConfigError, parse_var};
 use gitfleet_contract::ops::FileChange;
+use gitfleet_contract::rules::RepoUrl;
 
 use super::{Sandbox, SandboxManager};
 use crate::git::RunOptions;
@@ -231,6 +232,7 @@ impl SandboxManager {
     pub(crate) async fn tree_size(
         &self,
         dir: &Path,
+        repo: &RepoUrl,
         commit: &str,
         sparse: &[String],
     ) -> Result<TreeSize, JobError> {
@@ -250,10 +252,11 @@ impl SandboxManager {
             args.push("--");
             args.extend(specs.iter().map(String::as_str));
         }
+        // Jailed, git in a working copy reads the objects it borrows from the mirror.
         let listed = self
-            .git
-            .run(
+            .git_copy(
                 dir,
+                repo,
                 &args,
                 RunOptions {
                     // A cut listing still proves "at least this many files".
@@ -280,6 +283,7 @@ impl SandboxManager {
         &self,
         what: &str,
         dir: &Path,
+        repo: &RepoUrl,
         commit: &str,
         sparse: &[String],
         size: &TreeSize,
@@ -296,7 +300,7 @@ impl SandboxManager {
         // The largest file first: it names the file, the most useful thing to know.
         if size.largest > limits.max_blob_bytes {
             let name = self
-                .large_file(dir, commit, sparse, limits.max_blob_bytes)
+                .large_file(dir, repo, commit, sparse, limits.max_blob_bytes)
                 .await
                 .unwrap_or_else(|| "a file".into());
             return limits.check_file(&format!("{what} {name}, which"), size.largest);
@@ -308,6 +312,7 @@ impl SandboxManager {
     async fn large_file(
         &self,
         dir: &Path,
+        repo: &RepoUrl,
         commit: &str,
         sparse: &[String],
         limit: u64,
@@ -326,9 +331,9 @@ impl SandboxManager {
             args.extend(specs.iter().map(String::as_str));
         }
         let listed = self
-            .git
-            .run(
+            .git_copy(
                 dir,
+                repo,
                 &args,
                 RunOptions {
                     allow_truncated: true,
@@ -350,12 +355,13 @@ impl SandboxManager {
         &self,
         what: &str,
         dir: &Path,
+        repo: &RepoUrl,
         commit: &str,
         sparse: &[String],
     ) -> Result<Usage, JobError> {
-        let size = self.tree_size(dir, commit, sparse).await?;
+        let size = self.tree_size(dir, repo, commit, sparse).await?;
         let usage = size.usage();
-        self.check_tree(what, dir, commit, sparse, &size, usage)
+        self.check_tree(what, dir, repo, commit, sparse, &size, usage)
             .await?;
         Ok(usage)
     }
@@ -374,6 +380,7 @@ impl SandboxManager {
         self.check_tree(
             what,
             &sandbox.work(),
+            &sandbox.repo,
             to,
             &sandbox.sparse_paths,
             &after,
@@ -392,8 +399,9 @@ impl SandboxManager {
         to: &str,
     ) -> Result<(Usage, TreeSize), JobError> {
         let work = sandbox.work();
-        let before = self.tree_size(&work, from, &sandbox.sparse_paths).await?;
-        let after = self.tree_size(&work, to, &sandbox.sparse_paths).await?;
+        let paths = &sandbox.sparse_paths;
+        let before = self.tree_size(&work, &sandbox.repo, from, paths).await?;
+        let after = self.tree_size(&work, &sandbox.repo, to, paths).await?;
         Ok((sandbox.usage().moved(&before, &after), after))
     }
 

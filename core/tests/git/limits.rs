@@ -92,6 +92,7 @@ async fn a_timeout_kills_the_whole_jail_git_and_every_helper_in_it() {
         tokio::spawn(async move {
             let options = RunOptions {
                 timeout: Some(Duration::from_secs(1)),
+                remote: Some(crate::support::remote_url(&url)),
                 ..RunOptions::default()
             };
             git.run(&cwd, &["ls-remote", "--", &url], options).await
