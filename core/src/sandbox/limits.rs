@@ -282,8 +282,8 @@ impl SandboxManager {
     pub(crate) async fn check_tree(
         &self,
         what: &str,
-        dir: &Path,
-        repo: &RepoUrl,
+        // Where it was listed: a mirror, or a working copy of `repo`.
+        (dir, repo): (&Path, &RepoUrl),
         commit: &str,
         sparse: &[String],
         size: &TreeSize,
@@ -361,7 +361,7 @@ impl SandboxManager {
     ) -> Result<Usage, JobError> {
         let size = self.tree_size(dir, repo, commit, sparse).await?;
         let usage = size.usage();
-        self.check_tree(what, dir, repo, commit, sparse, &size, usage)
+        self.check_tree(what, (dir, repo), commit, sparse, &size, usage)
             .await?;
         Ok(usage)
     }
@@ -379,8 +379,7 @@ impl SandboxManager {
         let (usage, after) = self.usage_moved(sandbox, from, to).await?;
         self.check_tree(
             what,
-            &sandbox.work(),
-            &sandbox.repo,
+            (&sandbox.work(), &sandbox.repo),
             to,
             &sandbox.sparse_paths,
             &after,
