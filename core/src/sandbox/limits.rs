@@ -240,30 +240,8 @@ impl SandboxManager {
         if let Some(size) = self.sizes.lock().expect("not poisoned").by_commit.get(&key) {
             return Ok(*size);
         }
-        let pathspecs = sparse_pathspecs(sparse);
-        let mut args = vec![
-            "ls-tree",
-            "-r",
-            "--format=%(objectsize)",
-            "--end-of-options",
-            commit,
-        ];
-        if let Some(specs) = &pathspecs {
-            args.push("--");
-            args.extend(specs.iter().map(String::as_str));
-        }
-        // Jailed, git in a working copy reads the objects it borrows from the mirror.
         let listed = self
-            .git_copy(
-                dir,
-                repo,
-                &args,
-                RunOptions {
-                    // A cut listing still proves "at least this many files".
-                    allow_truncated: true,
-                    ..Default::default()
-                },
-            )
+            .list_tree(dir, repo, &["--format=%(objectsize)"], commit, sparse)
             .await?;
         let size = TreeSize::parse(&listed.stdout, listed.truncated);
         if !size.cut {
@@ -308,6 +286,32 @@ impl SandboxManager {
         limits.check(what, usage)
     }
 
+    /// `ls-tree -r <format> <commit> [-- <sparse pathspecs>]` in `dir` (a mirror, or a
+    /// working copy of `repo`: jailed, it reads the objects it borrows from the mirror). A
+    /// cut listing is returned as such (it still proves "at least this many files").
+    async fn list_tree(
+        &self,
+        dir: &Path,
+        repo: &RepoUrl,
+        format: &[&str],
+        commit: &str,
+        sparse: &[String],
+    ) -> Result<crate::git::GitOutput, JobError> {
+        let pathspecs = sparse_pathspecs(sparse);
+        let mut args = vec!["ls-tree", "-r"];
+        args.extend_from_slice(format);
+        args.extend(["--end-of-options", commit]);
+        if let Some(specs) = &pathspecs {
+            args.push("--");
+            args.extend(specs.iter().map(String::as_str));
+        }
+        let options = RunOptions {
+            allow_truncated: true,
+            ..Default::default()
+        };
+        self.git_copy(dir, repo, &args, options).await
+    }
+
     /// The path of a file of `commit` over `limit` bytes, for the message that refuses it.
     async fn large_file(
         &self,
@@ -317,29 +321,9 @@ impl SandboxManager {
         sparse: &[String],
         limit: u64,
     ) -> Option<String> {
-        let pathspecs = sparse_pathspecs(sparse);
-        let mut args = vec![
-            "ls-tree",
-            "-r",
-            "-z",
-            "--format=%(objectsize) %(path)",
-            "--end-of-options",
-            commit,
-        ];
-        if let Some(specs) = &pathspecs {
-            args.push("--");
-            args.extend(specs.iter().map(String::as_str));
-        }
+        let format = ["-z", "--format=%(objectsize) %(path)"];
         let listed = self
-            .git_copy(
-                dir,
-                repo,
-                &args,
-                RunOptions {
-                    allow_truncated: true,
-                    ..Default::default()
-                },
-            )
+            .list_tree(dir, repo, &format, commit, sparse)
             .await
             .ok()?;
         listed.stdout.split(|b| *b == 0).find_map(|entry| {
