@@ -428,6 +428,41 @@ async fn a_pull_that_would_take_the_sandbox_over_is_refused_before_the_tree_move
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shallow_pull_over_the_limits_is_refused_and_moved_back() {
+    let mut fleet = limited_fleet().workers(1).start().await;
+    let bare = sample_repo(&fleet.remotes(), "repo.git");
+    let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
+    let args = json!({"repo_url": daemon.url("repo.git"), "agent_id": "s", "task_id": "t",
+                      "shallow": true});
+    let c = fleet.ok("clone", args).await;
+    let sb = c["sandbox_id"].clone();
+    let work = work_tree(&fleet, "agent-s-t");
+    done(
+        &write(
+            &fleet,
+            &sb,
+            json!([{"path": "local.txt", "content": "l".repeat(300_000)}]),
+        )
+        .await,
+    );
+    let before = files_on_disk(&work);
+    upstream(&fleet, &bare, "big1.txt", &"b".repeat(500_000));
+    upstream(&fleet, &bare, "big2.txt", &"b".repeat(500_000));
+
+    // A shallow sandbox rebases in place: checked right after, and moved back.
+    let record = fleet.run("pull", json!({"sandbox_id": sb})).await;
+    refused(
+        &record,
+        &["pull: moving onto ", "GITFLEET_SANDBOX_MAX_BYTES"],
+    );
+    assert_eq!(files_on_disk(&work), before, "moved back");
+    let s = fleet.ok("status", json!({"sandbox_id": sb})).await;
+    assert_eq!(s["head_sha"], c["head_sha"], "{s}");
+    assert_eq!(s["untracked"], json!(["local.txt"]), "{s}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_files_and_change_keep_to_the_job_write_caps_at_the_worker_and_at_the_client() {
     let caps = JobLimits {
         max_write_bytes: 1_000,
