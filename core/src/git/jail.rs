@@ -7,10 +7,10 @@
 //! mean the same thing inside):
 //! - git's own files, read-only: `/usr` (the git binary, its libexec, shared libraries, sh,
 //!   ssh, CA certificates under `/usr/share`), the `/bin`, `/lib`… links or directories,
-//!   git's install prefix when it lives elsewhere, and from `/etc` only what TLS, name
-//!   resolution, the dynamic loader and ssh read (never `/etc/ssl/private`, `/etc/shadow` or
-//!   ssh host keys); `/etc/passwd` and `/etc/group` are a one-line stand-in (ssh needs the
-//!   user to exist);
+//!   git's install prefix when it lives elsewhere, and an `/etc` of its own holding only what
+//!   TLS, name resolution, the dynamic loader and ssh read (never `/etc/ssl/private`,
+//!   `/etc/shadow` or ssh host keys), with one-line `passwd` and `group` (ssh needs the user
+//!   to exist);
 //! - the controlled HOME of [`super::home`] read-only (its `.ssh/`, where ssh records known
 //!   hosts, read-write);
 //! - the call's working directory, read-write, and the paths its [`Sees`] names;
@@ -78,31 +78,30 @@ const SYSTEM_DIRS: &[&str] = &[
 
 /// What git and its helpers read from `/etc`, where present: TLS trust (certificates and
 /// OpenSSL's config, never `/etc/ssl/private`), name resolution, the dynamic loader's cache,
-/// and ssh's client config (never its host keys).
-const ETC_FILES: &[&str] = &[
-    "/etc/ssl/certs",
-    "/etc/ssl/openssl.cnf",
-    "/etc/ca-certificates",
-    "/etc/ca-certificates.conf",
-    "/etc/pki/ca-trust",
-    "/etc/pki/tls/certs",
-    "/etc/pki/tls/cert.pem",
-    "/etc/pki/tls/openssl.cnf",
-    "/etc/crypto-policies",
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/host.conf",
-    "/etc/nsswitch.conf",
-    "/etc/gai.conf",
-    "/etc/services",
-    "/etc/protocols",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/alternatives",
-    "/etc/ssh/ssh_config",
-    "/etc/ssh/ssh_config.d",
+/// and ssh's client config (never its host keys). Copied into the jail's own `/etc` when
+/// the runner starts: one mount per call, where a bind of each costs a mount apiece (about
+/// 5 ms a process here, see BENCHMARKS.md).
+const ETC_COPIED: &[&str] = &[
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "pki/ca-trust",
+    "pki/tls/certs",
+    "pki/tls/cert.pem",
+    "pki/tls/openssl.cnf",
+    "crypto-policies",
+    "hosts",
+    "host.conf",
+    "nsswitch.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "ld.so.cache",
+    "ssh/ssh_config",
+    "ssh/ssh_config.d",
 ];
+
+/// Bound live over the copy instead: it may change while the worker runs.
+const ETC_LIVE: &str = "/etc/resolv.conf";
 
 /// A bubblewrap jail, set up once by the runner (see the module docs).
 #[derive(Debug)]
@@ -142,7 +141,7 @@ impl Jail {
             .ok_or_else(|| format!("git ({}) is not found on PATH", config.git_bin.display()))?;
         let git = std::fs::canonicalize(&git)
             .map_err(|e| format!("cannot resolve the git binary {}: {e}", git.display()))?;
-        let (passwd, group) = write_user_files(&config.home).await?;
+        let etc = write_etc(&config.home).await?;
 
         let mut fixed: Vec<OsString> = [
             "--unshare-pid",
@@ -200,26 +199,16 @@ impl Jail {
                 ["--ro-bind".as_ref(), prefix.as_os_str(), prefix.as_os_str()],
             );
         }
-        for file in ETC_FILES {
-            push_all(
-                &mut fixed,
-                ["--ro-bind-try".as_ref(), file.as_ref(), file.as_ref()],
-            );
-        }
         push_all(
             &mut fixed,
-            [
-                "--ro-bind".as_ref(),
-                passwd.as_os_str(),
-                "/etc/passwd".as_ref(),
-            ],
+            ["--ro-bind".as_ref(), etc.as_os_str(), "/etc".as_ref()],
         );
         push_all(
             &mut fixed,
             [
-                "--ro-bind".as_ref(),
-                group.as_os_str(),
-                "/etc/group".as_ref(),
+                "--ro-bind-try".as_ref(),
+                ETC_LIVE.as_ref(),
+                ETC_LIVE.as_ref(),
             ],
         );
 
@@ -334,46 +323,90 @@ fn find_program(program: &Path, path: &OsStr) -> Option<PathBuf> {
         .find(|p| runnable(p))
 }
 
-/// One-line `/etc/passwd` and `/etc/group` for the jail, naming the worker's user (ssh
-/// refuses to run for a user that does not exist), written under HOME (atomically: workers
-/// may share a HOME). Returns their paths.
-async fn write_user_files(home: &Path) -> Result<(PathBuf, PathBuf), String> {
+/// Writes the jail's `/etc` under HOME: copies of [`ETC_COPIED`] (symlinks inside them
+/// kept as links), an empty stand-in for [`ETC_LIVE`] to bind over, and one-line `passwd`
+/// and `group` naming the worker's user (ssh refuses to run for a user that does not
+/// exist). Built beside and renamed into place, so it is whole; a version of its own per
+/// runner (a HOME may be shared). Returns its path.
+async fn write_etc(home: &Path) -> Result<PathBuf, String> {
+    let home = home.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let jail = home.join(".jail");
+        let id = ulid::Ulid::new();
+        let tmp = jail.join(format!("etc.tmp-{id}"));
+        let done = jail.join(format!("etc-{id}"));
+        let built = build_etc(&home, &tmp).and_then(|()| std::fs::rename(&tmp, &done));
+        match built {
+            Ok(()) => Ok(done),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(format!(
+                    "cannot write the jail's /etc in {}: {e}",
+                    jail.display()
+                ))
+            }
+        }
+    })
+    .await
+    .map_err(|e| format!("writing the jail's /etc panicked: {e}"))?
+}
+
+fn build_etc(home: &Path, etc: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(etc)?;
+    for entry in ETC_COPIED {
+        copy_entry(&Path::new("/etc").join(entry), &etc.join(entry), true)?;
+    }
+    std::fs::write(etc.join("resolv.conf"), "")?;
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
-    let dir = home.join(".jail");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // The passwd format has no escapes: a HOME it cannot hold is written as `/`.
     let home_field = home
         .to_str()
         .filter(|h| !h.contains([':', '\n']))
         .unwrap_or("/");
-    let files = [
-        (
-            "passwd",
-            format!("gitfleet:x:{uid}:{gid}:gitfleet:{home_field}:/bin/sh\n"),
-        ),
-        ("group", format!("gitfleet:x:{gid}:\n")),
-    ];
-    let mut paths = Vec::new();
-    for (name, text) in files {
-        let path = dir.join(name);
-        let tmp = dir.join(format!("{name}.tmp-{}", ulid::Ulid::new()));
-        let written = async {
-            tokio::fs::write(&tmp, text).await?;
-            tokio::fs::rename(&tmp, &path).await
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(format!("cannot write {}: {e}", path.display()));
-        }
-        paths.push(path);
+    std::fs::write(
+        etc.join("passwd"),
+        format!("gitfleet:x:{uid}:{gid}:gitfleet:{home_field}:/bin/sh\n"),
+    )?;
+    std::fs::write(etc.join("group"), format!("gitfleet:x:{gid}:\n"))
+}
+
+/// Copies `src` to `dst`: a file's content, a directory whole, a symlink inside a directory
+/// as the same link (`top`: the entry itself is followed, as the host's `/etc` may link
+/// it elsewhere). What is missing, or not readable by the worker, is left out.
+fn copy_entry(src: &Path, dst: &Path, top: bool) -> std::io::Result<()> {
+    use std::io::ErrorKind::{NotFound, PermissionDenied};
+    let meta = if top {
+        std::fs::metadata(src)
+    } else {
+        std::fs::symlink_metadata(src)
+    };
+    let meta = match meta {
+        Ok(meta) => meta,
+        Err(e) if matches!(e.kind(), NotFound | PermissionDenied) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent)?;
     }
-    let group = paths.pop().expect("two files");
-    let passwd = paths.pop().expect("two files");
-    Ok((passwd, group))
+    let copied = if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)
+    } else if meta.is_dir() {
+        std::fs::create_dir_all(dst)?;
+        for entry in std::fs::read_dir(src)? {
+            let name = entry?.file_name();
+            copy_entry(&src.join(&name), &dst.join(&name), false)?;
+        }
+        Ok(())
+    } else if meta.is_file() {
+        std::fs::copy(src, dst).map(|_| ())
+    } else {
+        Ok(())
+    };
+    match copied {
+        Err(e) if e.kind() == PermissionDenied => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -233,6 +233,12 @@ async fn the_jail_shows_git_its_own_files_and_none_of_the_hosts_processes_homes_
         assert!(!etc.lines().any(|e| e == hidden), "/etc/{hidden}: {etc}");
     }
     assert!(etc.lines().any(|e| e == "passwd"), "{etc}");
+    // What TLS and name resolution read is there, as the host has it.
+    for file in ["/etc/ssl/certs/ca-certificates.crt", "/etc/resolv.conf"] {
+        if let Ok(host) = std::fs::read_to_string(file) {
+            assert_eq!(run(&format!("cat {file}")).await, host, "{file}");
+        }
+    }
     // The host's /etc/passwd is not it: only the worker's own user, under a stand-in name.
     let passwd = run("cat /etc/passwd").await;
     assert_eq!(passwd.lines().count(), 1, "{passwd}");
