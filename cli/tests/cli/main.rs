@@ -364,3 +364,88 @@ async fn demo_with_a_configured_redis_that_does_not_answer_fails_without_a_priva
         "{stdout} {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintain_goes_through_admin_never_for_an_organization() {
+    let mut env = Env {
+        fleet: Fleet::builder("cli").git().start().await,
+        database_url: "none".into(),
+    };
+    let worker = env.fleet.add_worker().await;
+    let args = json!({"task": "health_check", "worker_id": worker}).to_string();
+
+    // `submit` is for producers: refused, pointing at `admin`; nothing is enqueued.
+    let (code, v) = env.run_json(&["submit", "maintain", &args]).await;
+    assert_eq!(code, 2, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gitfleet admin maintain"),
+        "{v}"
+    );
+    // `admin` acts for the fleet: an organization, by flag or by variable, is refused.
+    let (code, v) = env
+        .run_json(&["--org", "acme", "admin", "maintain", &args])
+        .await;
+    assert_eq!(code, 2, "{v}");
+    let (code, v) = env
+        .run_json_env(&["admin", "maintain", &args], &[("GITFLEET_ORG", "acme")])
+        .await;
+    assert_eq!(code, 2, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GITFLEET_ORG"),
+        "{v}"
+    );
+    let (_, queues) = env.run_json(&["queues"]).await;
+    assert_eq!(queues, json!([]), "nothing was enqueued");
+
+    // An operator's maintain runs on the worker it names.
+    let (code, v) = env
+        .run_json(&["admin", "maintain", &args, "--wait", "--timeout", "30"])
+        .await;
+    assert_eq!((code, v["status"].as_str()), (0, Some("done")), "{v}");
+    assert!(v["result"].is_object(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_the_organizations_own_and_names_one_job() {
+    let env = Env::new().await;
+    let submit = |org: &'static str, args: &'static str| {
+        let env = &env;
+        async move {
+            env.run_json(&[
+                "--org",
+                org,
+                "submit",
+                "echo",
+                args,
+                "--idempotency-key",
+                "k-1",
+            ])
+            .await
+        }
+    };
+    let (code, first) = submit("acme", r#"{"a":1}"#).await;
+    assert_eq!(code, 0, "{first}");
+    let (_, again) = submit("acme", r#"{"a":1}"#).await;
+    assert_eq!(again["job_id"], first["job_id"]);
+    let (_, other) = submit("other", r#"{"a":1}"#).await;
+    assert_ne!(
+        other["job_id"], first["job_id"],
+        "another organization's key is its own"
+    );
+    let (code, conflict) = submit("acme", r#"{"a":2}"#).await;
+    assert_eq!(code, 2, "{conflict}");
+    assert_eq!(conflict["error"]["kind"], "conflict", "{conflict}");
+    assert!(
+        conflict["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"k-1\""),
+        "{conflict}"
+    );
+}
