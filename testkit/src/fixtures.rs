@@ -146,7 +146,9 @@ pub fn bare_repo(root: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     )
 }
 
-fn try_bare_repo(root: &Path, name: &str, files: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+/// `git init --bare -b main <root>/<name>` with the strict-remote config; refuses a path
+/// that exists already.
+fn init_bare(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let bare = root.join(name);
     if bare.exists() {
         bail!("{} exists already", bare.display());
@@ -164,6 +166,11 @@ fn try_bare_repo(root: &Path, name: &str, files: &[(&str, &str)]) -> anyhow::Res
         ],
     )?;
     configure_remote(&bare)?;
+    Ok(bare)
+}
+
+fn try_bare_repo(root: &Path, name: &str, files: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+    let bare = init_bare(root, name)?;
 
     let work = tempfile::tempdir()?;
     let w = work.path();
@@ -218,23 +225,7 @@ fn try_bare_repo_with_zeros(
     files: &[(&str, &str)],
     zeros: &[(&str, u64)],
 ) -> anyhow::Result<PathBuf> {
-    let bare = root.join(name);
-    if bare.exists() {
-        bail!("{} exists already", bare.display());
-    }
-    std::fs::create_dir_all(root)?;
-    git(
-        root,
-        [
-            OsStr::new("init"),
-            OsStr::new("--quiet"),
-            OsStr::new("--bare"),
-            OsStr::new("-b"),
-            OsStr::new("main"),
-            bare.as_os_str(),
-        ],
-    )?;
-    configure_remote(&bare)?;
+    let bare = init_bare(root, name)?;
     let mut child = Command::new("git")
         // Blobs over 1 MiB are streamed to the pack, never held in memory whole.
         .args(["fast-import", "--quiet", "--big-file-threshold=1m"])

@@ -114,6 +114,7 @@ impl Recorder {
             run_id: Some(ulid::Ulid::new().to_string()),
             enqueued_at: time_from_micros(d.enqueued_at_us).filter(|_| d.enqueued_at_us > 0),
             started_at: Some(now),
+            org_id: d.org.clone(),
             ..JobEvent::new(
                 &d.id,
                 spec.map_or("?", |s| s.op.as_str()),
@@ -121,10 +122,6 @@ impl Recorder {
                 JobStatus::Running,
                 spec.map(|s| &s.args),
             )
-        };
-        let base = JobEvent {
-            org_id: d.org.clone(),
-            ..base
         };
         self.record(Record::Job(base.clone()));
         if let Some(id) = &base.sandbox_id
