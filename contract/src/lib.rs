@@ -2,11 +2,13 @@
 //!
 //! What a producer sends ([`JobSpec`]), what it reads back ([`JobRecord`], [`JobStatus`],
 //! [`JobError`] with its [`ErrorKind`]), and for every op its args and result ([`ops`]),
-//! with the rules on every field ([`fields`], [`rules`], [`names`]) and the one redaction
-//! function every message passes ([`Redactor`]). No I/O: no Redis, Postgres, tokio or git,
-//! so every producer (the client, the CLI, the gateway) and every worker builds on it, and
-//! the gateway's OpenAPI and MCP schemas are generated from these same types.
+//! with the rules on every field ([`fields`], [`rules`], [`names`]), the one redaction
+//! function every message passes ([`Redactor`]), and what an API key may do ([`Role`]).
+//! No I/O: no Redis, Postgres, tokio or git, so every producer (the client, the CLI, the
+//! gateway) and every worker builds on it, and the gateway's OpenAPI and MCP schemas are
+//! generated from these same types.
 
+pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod egress;
@@ -21,6 +23,7 @@ pub mod redact;
 pub mod rules;
 pub mod status;
 
+pub use auth::Role;
 pub use credentials::{Credential, Credentials, CredentialsError, PlainHttp, UrlPrefix};
 pub use egress::EgressPolicy;
 pub use envelope::{EnqueueOptions, Enqueued};

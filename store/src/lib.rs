@@ -1,5 +1,5 @@
 //! gitfleet-store: the durable record in Postgres: job history, the sandbox registry, workers, organizations
-//! and their sandbox-hour budgets, the scheduler's runs (tables in `migrations/`).
+//! and their sandbox-hour budgets, the scheduler's runs, the API keys (tables in `migrations/`).
 //!
 //! Redis stays the bus; nothing in the job path waits on Postgres. Workers hand [`Record`]s
 //! to a background [`writer`] that batches them, keeps them (in memory, then in a spool file)
@@ -12,6 +12,7 @@
 mod budget;
 mod config;
 mod history;
+mod keys;
 mod record;
 mod usage;
 pub mod writer;
@@ -25,6 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 pub use budget::{Budgets, CheckError, OrgSpend, budget_exceeded, exempt_from_budget};
 pub use config::StoreConfig;
 pub use history::{JobFilter, JobHistory, JobRow, RunRow, SandboxRow, SchedulerRun};
+pub use keys::{ApiKey, KEY_MAX_DAYS, NewKey, parse_token};
 pub use record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
 pub use usage::record_sandbox_usage;
 pub use writer::{Recorder, RunToken, WriterHandle};
@@ -41,6 +43,15 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value given to the store is wrong; `message` names `field` and says why.
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The operating system's random source failed (making a key's secret).
+    #[error("the operating system's random source: {0}")]
+    Random(String),
 }
 
 /// A handle on the Postgres record. Cheap to clone; connects lazily, so a worker starts
