@@ -51,7 +51,7 @@ pub fn need_store() -> Result<Store, Fail> {
 /// Maps a failed read of the record to an exit, naming the database (redacted).
 pub fn unreachable(store: &Store) -> impl Fn(StoreError) -> Fail + '_ {
     move |e| match e {
-        StoreError::Config(m) => Fail::Invalid(m),
+        StoreError::Config(m) | StoreError::Invalid { message: m, .. } => Fail::Invalid(m),
         other => Fail::Unreachable(format!(
             "cannot read the record at {}: {other}",
             store.redacted_url()

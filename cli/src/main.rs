@@ -1,14 +1,18 @@
 //! `gitfleet`: submit jobs, read them back, look at the queues.
 //!
 //! Commands on the queue print JSON on standard output; the ones on the durable record
-//! (`jobs`, `sandboxes`, `orgs`, `schedule`) print a table, or JSON with `--json`. Exit
+//! (`jobs`, `sandboxes`, `orgs`, `schedule`, `keys list`) print a table, or JSON with
+//! `--json`. Exit
 //! codes: 0 done (or accepted, without `--wait`), 1 dead, 2 bad usage or invalid input, 3
 //! `--wait` timed out, 4 the queue (Redis) or the record (Postgres) could not be reached,
 //! 5 refused: the job's organization is over budget (`budget_exceeded`). A conflict (an
 //! idempotency key that names another job) exits 2 with its own kind.
 //!
 //! `--org` (or `GITFLEET_ORG`) is the identity the CLI acts for; `admin` commands act for
-//! the fleet and take none.
+//! the fleet and take none. `keys` manages the gateway's API keys in Postgres (whoever
+//! reaches the database is an administrator): there `--org` is the organization a key is
+//! made for (`keys create`, which needs one) or listed by (`keys list`). A key's token is
+//! printed once, by `keys create`, and never again.
 //!
 //! This file is the command line (its clap schema), the dispatch and the exit codes; each
 //! command's body is in [`commands`].
@@ -24,8 +28,9 @@ mod private_redis;
 mod tables;
 
 use clap::{Args, Parser, Subcommand};
-use gitfleet_client::store::StoreError;
+use gitfleet_client::store::{KEY_MAX_DAYS, StoreError};
 use gitfleet_client::{ErrorKind, JobError, QueueError};
+use gitfleet_contract::Role;
 use serde_json::json;
 
 use output::{error_object, print};
@@ -36,7 +41,8 @@ use output::{error_object, print};
 struct Cli {
     /// The organization you act for (your identity; default `GITFLEET_ORG`): the jobs you
     /// submit carry it, reach only its sandboxes and are charged to it; `jobs` lists its
-    /// jobs. Without one, you are a trusted internal producer.
+    /// jobs. Without one, you are a trusted internal producer. For `keys create` and
+    /// `keys list`: the organization of the keys.
     #[arg(long, global = true, env = "GITFLEET_ORG", value_name = "ORG")]
     org: Option<String>,
     #[command(subcommand)]
@@ -83,6 +89,12 @@ enum Command {
     },
     /// Apply the database migrations (safe to run from many places at once).
     Migrate,
+    /// The gateway's API keys (an administrator's commands, on the record): `keys create
+    /// --org ORG --role ROLE`, `keys list`, `keys revoke ID`.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print counts for every queue.
     Queues,
     /// The fleet's own operations, for an operator: never on behalf of an organization.
@@ -108,6 +120,37 @@ enum AdminCommand {
         #[command(flatten)]
         wait: Wait,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a key for the organization of `--org` (or `GITFLEET_ORG`) and print it, once,
+    /// as `{"id", "key", "org", "role", "expires_at"}`; `key` is the token callers send.
+    Create {
+        /// What the key may do: viewer (reads only), producer (also enqueues), operator
+        /// (also retries, cancels, releases), admin (every organization, and keys).
+        #[arg(long, value_name = "ROLE")]
+        role: Role,
+        /// What the key is for (at most 100 printable characters).
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+        /// Days until the key expires, a whole number from 1 to 3650 (default: never).
+        #[arg(
+            long,
+            value_name = "DAYS",
+            allow_negative_numbers = true,
+            value_parser = days
+        )]
+        expires: Option<u32>,
+    },
+    /// List keys (of `--org`, or of every organization), newest first: never their tokens.
+    List {
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key for good, by its id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -200,10 +243,18 @@ impl From<QueueError> for Fail {
 impl From<StoreError> for Fail {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Config(m) => Fail::Invalid(m),
+            StoreError::Config(m) | StoreError::Invalid { message: m, .. } => Fail::Invalid(m),
             other => Fail::Unreachable(other.to_string()),
         }
     }
+}
+
+/// A `DAYS` flag's value: a whole number of days a key may live.
+fn days(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|d| (1..=KEY_MAX_DAYS).contains(&i64::from(*d)))
+        .ok_or_else(|| format!("must be a whole number of days from 1 to {KEY_MAX_DAYS}"))
 }
 
 /// A `SECS` flag's value as a duration.
@@ -226,6 +277,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
         Command::Orgs { command, json } => commands::record::orgs(command, json).await,
         Command::Schedule { list } => commands::record::schedule(list).await,
         Command::Migrate => commands::record::migrate().await,
+        Command::Keys { command } => commands::keys::run(command, org).await,
         Command::Queues => commands::queues::show().await,
         Command::Demo => commands::demo::run().await,
         Command::Retry { id } => commands::retry::retry(&id).await,
@@ -251,13 +303,21 @@ async fn main() -> ExitCode {
                     },
                 );
             }
-            let first = e.to_string();
-            let first = first
+            // clap's first paragraph: the error, and what it lists (the missing arguments).
+            let text = e.to_string();
+            let first: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("bad usage")
-                .trim_start_matches("error: ");
-            print(&error_object(ErrorKind::InvalidInput, first));
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = first.join(" ");
+            let message = message.trim_start_matches("error: ");
+            let message = if message.is_empty() {
+                "bad usage"
+            } else {
+                message
+            };
+            print(&error_object(ErrorKind::InvalidInput, message));
             let _ = e.print();
             return ExitCode::from(2);
         }

@@ -1,9 +1,9 @@
-//! Plain-text tables of the durable record, as `gitfleet jobs`, `sandboxes`, `orgs` and
-//! `schedule` print them for people (`--json` prints the rows themselves, for scripts).
+//! Plain-text tables of the durable record, as `gitfleet jobs`, `sandboxes`, `orgs`,
+//! `schedule` and `keys list` print them for people (`--json` prints the rows themselves, for scripts).
 
 use chrono::{DateTime, Utc};
 
-use gitfleet_store::{JobRow, OrgSpend, SandboxRow, SchedulerRun};
+use gitfleet_store::{ApiKey, JobRow, OrgSpend, SandboxRow, SchedulerRun};
 
 /// Columns padded to their widest cell, two spaces apart; a cell over 60 characters is cut.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -160,6 +160,45 @@ pub fn schedule(rows: &[SchedulerRun]) -> String {
         .collect();
     render(
         &["TASK", "TICK", "REPLICA", "OUTCOME", "MS", "STARTED"],
+        &body,
+    )
+}
+
+/// API keys, with whether each may be used at `now` (`active`, `revoked` or `expired`).
+pub fn keys(rows: &[ApiKey], now: DateTime<Utc>) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|k| {
+            let state = if k.revoked_at.is_some() {
+                "revoked"
+            } else if k.is_active(now) {
+                "active"
+            } else {
+                "expired"
+            };
+            vec![
+                k.id.clone(),
+                k.org.clone(),
+                k.role.to_string(),
+                state.into(),
+                opt(&k.name),
+                time(Some(k.created_at)),
+                time(k.expires_at),
+                time(k.last_used_at),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "ID",
+            "ORG",
+            "ROLE",
+            "STATE",
+            "NAME",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+        ],
         &body,
     )
 }

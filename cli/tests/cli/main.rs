@@ -10,6 +10,7 @@ use gitfleet_testkit::store::store_on;
 use serde_json::{Value, json};
 
 mod history;
+mod keys;
 
 /// A fleet (workers added by the test) and the CLI pointed at it.
 struct Env {
@@ -51,7 +52,9 @@ impl Env {
         vars: &[(&str, &str)],
     ) -> (i32, Vec<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet"));
+        // The identity is the test's to give: none unless `vars` has one.
         cmd.args(args)
+            .env_remove("GITFLEET_ORG")
             .envs(vars.iter().copied())
             .env(
                 "GITFLEET_REDIS_URL",
