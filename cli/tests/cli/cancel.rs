@@ -84,9 +84,7 @@ async fn cancel_takes_waiting_and_delayed_jobs_out_and_a_second_cancel_is_a_conf
 async fn cancelling_a_running_job_is_refused_naming_its_worker_and_the_job_runs_on() {
     let mut env = Env::new().await;
     let worker = env.fleet.add_worker().await;
-    let (_, v) = env
-        .run_json(&["submit", "sleep", r#"{"ms": 1500}"#])
-        .await;
+    let (_, v) = env.run_json(&["submit", "sleep", r#"{"ms": 1500}"#]).await;
     let id = id_of(&v);
     let queue = env.fleet.queue().clone();
     eventually("the job to run", Duration::from_secs(20), async || {
