@@ -2,11 +2,13 @@
 //!
 //! Commands on the queue print JSON on standard output; the ones on the durable record
 //! (`jobs`, `sandboxes`, `orgs`, `schedule`, `keys list`) print a table, or JSON with
-//! `--json`. Exit
-//! codes: 0 done (or accepted, without `--wait`), 1 dead, 2 bad usage or invalid input, 3
-//! `--wait` timed out, 4 the queue (Redis) or the record (Postgres) could not be reached,
-//! 5 refused: the job's organization is over budget (`budget_exceeded`). A conflict (an
-//! idempotency key that names another job) exits 2 with its own kind.
+//! `--json`. Exit codes: 0 done (or accepted, without `--wait`; or cancelled by `cancel`),
+//! 1 dead, 2 bad usage or invalid input, 3 `--wait` timed out, 4 the queue (Redis) or the
+//! record (Postgres) could not be reached, 5 refused: the job's organization is over
+//! budget (`budget_exceeded`), 6 the job was cancelled (it never ran: no failure of the
+//! job, and no result; what `submit --wait` and `job` of a cancelled job exit with). A
+//! conflict (an idempotency key that names another job, cancelling a job that is running
+//! or finished) exits 2 with its own kind.
 //!
 //! `--org` (or `GITFLEET_ORG`) is the identity the CLI acts for; `admin` commands act for
 //! the fleet and take none. `keys` manages the gateway's API keys in Postgres (whoever
@@ -62,7 +64,7 @@ enum Command {
     },
     /// List jobs from the durable record, newest first.
     Jobs {
-        /// waiting, delayed, running, done or dead.
+        /// waiting, delayed, running, done, dead or cancelled.
         #[arg(long)]
         status: Option<String>,
         #[arg(long)]
@@ -104,6 +106,9 @@ enum Command {
     },
     /// Send a dead job back to its queue with a fresh set of attempts.
     Retry { id: String },
+    /// Take a waiting or delayed job out of its queue before it runs; prints its record
+    /// (status `cancelled`). A running or finished job is refused (exit 2, `conflict`).
+    Cancel { id: String },
     /// gitfleet's main job on this machine: a local git server, two workers, ten agents
     /// through clone, write_files and push; prints a summary.
     Demo,
@@ -203,7 +208,7 @@ struct Submit {
 
 #[derive(Args)]
 struct Wait {
-    /// Wait for the job to be done or dead before printing.
+    /// Wait for the job to be done, dead or cancelled before printing.
     #[arg(long)]
     wait: bool,
     /// How long --wait waits, in seconds.
@@ -281,6 +286,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
         Command::Queues => commands::queues::show().await,
         Command::Demo => commands::demo::run().await,
         Command::Retry { id } => commands::retry::retry(&id).await,
+        Command::Cancel { id } => commands::cancel::cancel(&id).await,
     }
 }
 

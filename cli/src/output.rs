@@ -18,11 +18,19 @@ pub fn error_object(kind: ErrorKind, message: &str) -> Value {
 /// Prints a record and picks the exit code for it.
 pub fn report(record: &JobRecord, waited: bool) -> u8 {
     print(&record.to_cli_json());
-    match record.status {
+    exit_code(record.status, waited)
+}
+
+/// The exit code a job in `status` stands for (the table in `main.rs`'s docs): 0 done, 1
+/// dead, 6 cancelled (it never ran: not a failure of the job, but no result either), 3 a
+/// `--wait` that ended before the job did, else 0 (accepted).
+pub fn exit_code(status: JobStatus, waited: bool) -> u8 {
+    match status {
         JobStatus::Done => 0,
         JobStatus::Dead => 1,
-        _ if waited => 3,
-        _ => 0,
+        JobStatus::Cancelled => 6,
+        JobStatus::Waiting | JobStatus::Delayed | JobStatus::Running if waited => 3,
+        JobStatus::Waiting | JobStatus::Delayed | JobStatus::Running => 0,
     }
 }
 

@@ -131,7 +131,7 @@ mod tests {
                 "{kind}: {text}"
             );
         }
-        for status in ["waiting", "delayed", "running", "done", "dead"] {
+        for status in crate::JobStatus::ALL {
             assert!(text.contains(&format!("\"{status}\"")), "{status}: {text}");
         }
     }

@@ -29,7 +29,7 @@ pub use gitfleet_contract::{
     DEFAULT_QUEUE, EnqueueOptions, Enqueued, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
     OpArgs, OpName, ops,
 };
-pub use gitfleet_queue::{QueueConfig, QueueError, QueueStats};
+pub use gitfleet_queue::{Cancelled, QueueConfig, QueueError, QueueStats, WorkerInfo};
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
 use gitfleet_contract::Redactor;
@@ -255,8 +255,8 @@ impl Client {
         self.queue.job(id).await
     }
 
-    /// Waits up to `timeout` for job `id` to be done or dead; returns its record as it is
-    /// then (check [`JobStatus::is_final`]).
+    /// Waits up to `timeout` for job `id` to be done, dead or cancelled; returns its record
+    /// as it is then (check [`JobStatus::is_final`]).
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {
         self.queue.wait(id, timeout).await
     }
@@ -264,6 +264,48 @@ impl Client {
     /// Counts for every queue.
     pub async fn queues(&self) -> Result<Vec<QueueStats>, QueueError> {
         self.queue.stats().await
+    }
+
+    /// Cancels job `id` if it has not started ([`Queue::cancel`]): it leaves its queue and
+    /// ends `cancelled`, and its row in the record says so (best effort, as at submit:
+    /// should Postgres be unreachable, the row stays as it was). A client acting for an
+    /// organization finds only that organization's jobs: another's answers `None`, as a
+    /// job that does not exist does. A running job is refused (`conflict`, naming its
+    /// worker), and so is a finished one.
+    ///
+    /// Its idempotency key, if it had one, keeps naming it until the key expires
+    /// (`GITFLEET_IDEMPOTENCY_TTL_SECS`), as a dead job's does: submitting the same job
+    /// with the key again answers with the cancelled job, not a new one.
+    pub async fn cancel(&self, id: &str) -> Result<Option<Cancelled>, QueueError> {
+        self.cancel_for(id, None).await
+    }
+
+    /// [`Client::cancel`] on behalf of organization `org` (the gateway: each request's API
+    /// key), with the rules of [`EnqueueOptions::org`]: a client acting for an
+    /// organization of its own cannot name another; `None` leaves it to the client's.
+    pub async fn cancel_for(
+        &self,
+        id: &str,
+        org: Option<&str>,
+    ) -> Result<Option<Cancelled>, QueueError> {
+        let scope = self.envelope(&EnqueueOptions {
+            org: org.map(str::to_string),
+            ..Default::default()
+        })?;
+        let Some(cancelled) = self.queue.cancel(id, scope.org.as_deref()).await? else {
+            return Ok(None);
+        };
+        if let Some(store) = &self.store {
+            let row = store::Record::Job(store::JobEvent::cancelled(&cancelled));
+            let _ = store.apply(&[row]).await;
+        }
+        Ok(Some(cancelled))
+    }
+
+    /// Every worker registered in the queue, most recent heartbeat first: what it says
+    /// about itself and the jobs it holds.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        self.queue.workers().await
     }
 
     /// Sends a dead job back to its queue with a fresh set of attempts.

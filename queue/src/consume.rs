@@ -369,6 +369,7 @@ impl Queue {
                 .key(self.keys.worker_info(worker))
                 .key(self.keys.queues())
                 .key(self.keys.done(&own))
+                .key(self.keys.cancelled(&own))
                 .arg(self.keys.prefix())
                 .arg(worker)
                 .arg(CHUNK)

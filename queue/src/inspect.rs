@@ -1,5 +1,5 @@
-//! Reading the queue: one job's record, waiting for a job to finish, counts per queue, and
-//! retrying a dead job by hand.
+//! Reading the queue: one job's record, waiting for a job to finish (done, dead or
+//! cancelled), counts per queue, and retrying a dead job by hand.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,16 +21,14 @@ pub struct QueueStats {
     /// Finished jobs whose records are still kept.
     pub done: u64,
     pub dead: u64,
+    /// Jobs cancelled before they ran whose records are still kept (the result TTL).
+    pub cancelled: u64,
 }
 
 impl Queue {
     /// The record of job `id`, or `None` when there is no such job (or it expired).
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
-        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(QueueError::invalid(format!(
-                "job id {id:?}: not a job id (ids are ULIDs)"
-            )));
-        }
+        check_job_id(id)?;
         let mut conn = self.conn();
         let fields: HashMap<String, String> = conn.hgetall(self.keys.job(id)).await?;
         if fields.is_empty() {
@@ -39,9 +37,10 @@ impl Queue {
         Ok(Some(record_from_fields(id, &fields)?))
     }
 
-    /// Waits until job `id` is done or dead, or `timeout` passes, and returns its record
-    /// as it then is. Blocks on Redis (no polling): the finishing worker pushes a token to
-    /// the job's wake list, which waiters rotate so that every waiter sees it.
+    /// Waits until job `id` is done, dead or cancelled, or `timeout` passes, and returns its
+    /// record as it then is. Blocks on Redis (no polling): the finishing worker (or the
+    /// canceller) pushes a token to the job's wake list, which waiters rotate so that every
+    /// waiter sees it.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {
         let deadline = Instant::now() + timeout;
         let mut blocking = None;
@@ -93,7 +92,7 @@ impl Queue {
             .arg(self.config.dead_ttl.as_secs())
             .invoke_async(&mut conn)
             .await?;
-        flat.chunks(6)
+        flat.chunks(7)
             .map(|c| {
                 let num = |v: &redis::Value| -> Result<u64, QueueError> {
                     redis::from_redis_value_ref(v).map_err(|e| QueueError::Protocol(e.to_string()))
@@ -106,6 +105,7 @@ impl Queue {
                     delayed: num(&c[3])?,
                     done: num(&c[4])?,
                     dead: num(&c[5])?,
+                    cancelled: num(&c[6])?,
                 })
             })
             .collect()
@@ -123,6 +123,16 @@ impl Queue {
             .map_err(QueueError::from_script)?;
         Ok(())
     }
+}
+
+/// Refuses what cannot be a job id before it is built into a key name.
+pub(crate) fn check_job_id(id: &str) -> Result<(), QueueError> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(QueueError::invalid(format!(
+            "job id {id:?}: not a job id (ids are ULIDs)"
+        )));
+    }
+    Ok(())
 }
 
 fn record_from_fields(id: &str, f: &HashMap<String, String>) -> Result<JobRecord, QueueError> {

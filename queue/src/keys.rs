@@ -42,6 +42,11 @@ impl Keys {
         format!("{}{queue}:done", self.prefix)
     }
 
+    /// Sorted set: cancelled jobs whose records are still kept, by time of cancelling in ms.
+    pub fn cancelled(&self, queue: &str) -> String {
+        format!("{}{queue}:cancelled", self.prefix)
+    }
+
     /// Sorted set: dead jobs, by time of death in ms.
     pub fn dead(&self, queue: &str) -> String {
         format!("{}{queue}:dead", self.prefix)
@@ -57,7 +62,8 @@ impl Keys {
         format!("{}workers", self.prefix)
     }
 
-    /// Hash: a worker's host, pid, version, start time and queues.
+    /// Hash: a worker's host, pid, version, queues, slots, start and last beat (see
+    /// [`crate::WorkerInfo`]).
     pub fn worker_info(&self, worker: &str) -> String {
         format!("{}worker-info:{worker}", self.prefix)
     }

@@ -8,6 +8,7 @@
 //! `docs/queue.md`, which is also why the scripts take their keys the way they do: a
 //! producer in any language runs `lua/enqueue.lua` itself.
 
+mod cancel;
 mod config;
 mod consume;
 mod inspect;
@@ -17,12 +18,14 @@ mod produce;
 mod purge;
 mod registry;
 mod scripts;
+mod workers;
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client};
 
+pub use cancel::Cancelled;
 pub use config::QueueConfig;
 pub use consume::{AnsweredJob, Delivery, Finished, Outcome, ReapReport};
 pub use inspect::QueueStats;
@@ -33,6 +36,7 @@ pub use gitfleet_contract::{EnqueueOptions, Enqueued};
 pub use produce::worker_not_running;
 pub use purge::{purge_prefix, purge_prefix_blocking};
 pub use registry::SandboxOwner;
+pub use workers::WorkerInfo;
 
 use gitfleet_contract::{ErrorKind, JobError};
 

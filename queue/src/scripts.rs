@@ -20,6 +20,8 @@ pub(crate) static REAP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 pub(crate) static GIVE_BACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/give_back.lua")));
+pub(crate) static CANCEL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/cancel.lua")));
 pub(crate) static RETRY_DEAD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/retry_dead.lua")));
 pub(crate) static REGISTER_WAITER: LazyLock<Script> = LazyLock::new(|| {

@@ -62,7 +62,7 @@ pub async fn send_and_wait(
             Ok(Some(r)) if r.status.is_final() => Err(r
                 .error
                 .map(|e| format!("{}: {}", e.kind, e.message))
-                .unwrap_or_else(|| "failed".into())),
+                .unwrap_or_else(|| r.status.to_string())),
             Ok(Some(r)) => Err(format!(
                 "not finished within {} s (status {})",
                 wait.as_secs(),

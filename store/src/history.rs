@@ -5,15 +5,125 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Store, StoreError};
-use gitfleet_contract::rfc3339_micros;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// Which jobs to list, newest first.
+use super::{Store, StoreError};
+use gitfleet_contract::{rfc3339_micros, time_from_micros};
+
+/// Which jobs to list, newest first (by enqueue time, then id). Each field set narrows the
+/// list (exact matches); `None` leaves it open.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub status: Option<String>,
     pub op: Option<String>,
     pub org: Option<String>,
+    /// The `agent_id` of its args.
+    pub agent: Option<String>,
+    /// The `task_id` of its args.
+    pub task: Option<String>,
+    /// The `sandbox_id` of its args.
+    pub sandbox: Option<String>,
+    pub queue: Option<String>,
+    /// Enqueued at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Enqueued before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only the rows after this one in the list's order: the next page (keyset pagination,
+    /// so a page costs the same however deep it is, and rows written meanwhile neither
+    /// repeat nor shift the pages).
+    pub before: Option<JobCursor>,
+    pub limit: i64,
+}
+
+/// Where a page of the job history ended: the last row's enqueue time and id. Opaque to
+/// callers as a string ([`JobCursor::encode`], [`JobCursor::decode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCursor {
+    /// `None` for a row without an enqueue time (they come first).
+    pub enqueued_at: Option<DateTime<Utc>>,
+    pub job_id: String,
+}
+
+/// A cursor string that is not one this listing made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cursor: {0}")]
+pub struct CursorError(String);
+
+impl JobCursor {
+    /// The cursor of the page that follows `row`.
+    pub fn after(row: &JobRow) -> Self {
+        JobCursor {
+            enqueued_at: row.enqueued_at,
+            job_id: row.job_id.clone(),
+        }
+    }
+
+    /// base64url (no padding) of `<µs since the epoch>.<job id>` (`.<job id>` for a row
+    /// without an enqueue time).
+    pub fn encode(&self) -> String {
+        let micros = self
+            .enqueued_at
+            .map(|t| t.timestamp_micros().to_string())
+            .unwrap_or_default();
+        URL_SAFE_NO_PAD.encode(format!("{micros}.{}", self.job_id))
+    }
+
+    /// Reads a cursor [`JobCursor::encode`] made; anything else is refused, saying why.
+    pub fn decode(text: &str) -> Result<Self, CursorError> {
+        let bad =
+            |why: &str| CursorError(format!("{why} (pass the `next` cursor of a page as it is)"));
+        if text.is_empty() || text.len() > 128 {
+            return Err(bad("must be 1-128 characters"));
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| bad("not base64url"))?;
+        let inner = String::from_utf8(bytes).map_err(|_| bad("not a cursor of this listing"))?;
+        let (micros, job_id) = inner
+            .split_once('.')
+            .ok_or_else(|| bad("not a cursor of this listing"))?;
+        if job_id.is_empty()
+            || job_id.len() > 64
+            || !job_id.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(bad("not a cursor of this listing: no job id in it"));
+        }
+        let enqueued_at = match micros {
+            "" => None,
+            us => Some(
+                us.parse::<i64>()
+                    .ok()
+                    .and_then(time_from_micros)
+                    .ok_or_else(|| bad("not a cursor of this listing: no time in it"))?,
+            ),
+        };
+        Ok(JobCursor {
+            enqueued_at,
+            job_id: job_id.to_string(),
+        })
+    }
+}
+
+/// One page of the job history: its rows, and the cursor of the next page when there are
+/// more rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    pub rows: Vec<JobRow>,
+    pub next: Option<JobCursor>,
+}
+
+/// Which sandboxes to list, most recently used first. Each field set narrows the list
+/// (exact matches).
+#[derive(Debug, Clone, Default)]
+pub struct SandboxFilter {
+    /// `initializing`, `ready`, `in_use`, `error` or `terminated`.
+    pub status: Option<String>,
+    pub worker: Option<String>,
+    pub org: Option<String>,
+    pub agent: Option<String>,
+    /// The repository URL exactly as the clone gave it (without credentials).
+    pub repo: Option<String>,
     pub limit: i64,
 }
 
@@ -112,8 +222,17 @@ pub struct SchedulerRun {
 }
 
 impl Store {
-    /// Jobs matching `filter`, most recently enqueued first.
+    /// Jobs matching `filter`, most recently enqueued first, ties by id (descending). Rows
+    /// without an enqueue time (a job retried by hand that the record had never seen) come
+    /// before all others.
     pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
+        let (before_at, before_id) = match &filter.before {
+            Some(c) => (c.enqueued_at, Some(c.job_id.as_str())),
+            None => (None, None),
+        };
+        // One statement for every combination of filters: a filter left open is a NULL
+        // parameter, folded away when Postgres plans the statement for its values, so the
+        // index of the filter that is set serves it (migrations/).
         Ok(sqlx::query_as!(
             JobRow,
             r#"
@@ -123,21 +242,58 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
  WHERE ($1::text IS NULL OR status = $1)
    AND ($2::text IS NULL OR op = $2)
    AND ($3::text IS NULL OR org_id = $3)
- ORDER BY enqueued_at DESC NULLS LAST, job_id DESC
- LIMIT $4
+   AND ($4::text IS NULL OR agent_id = $4)
+   AND ($5::text IS NULL OR task_id = $5)
+   AND ($6::text IS NULL OR sandbox_id = $6)
+   AND ($7::text IS NULL OR queue = $7)
+   AND ($8::timestamptz IS NULL OR enqueued_at >= $8)
+   AND ($9::timestamptz IS NULL OR enqueued_at < $9)
+   -- After the cursor's row ($10 its time, NULL when it has none; $11 its id), in the order
+   -- below. Rows without a time come first (DESC puts NULLs first, as the indexes on
+   -- enqueued_at DESC keep them), so the cursor of a timed row is one row comparison,
+   -- which bounds the index scan: a deep page costs what the first one does.
+   AND ($11::text IS NULL
+        OR (enqueued_at, job_id) < ($10::timestamptz, $11)
+        OR ($10::timestamptz IS NULL AND (enqueued_at IS NOT NULL OR job_id < $11)))
+ ORDER BY enqueued_at DESC, job_id DESC
+ LIMIT $12
 "#,
             filter.status,
             filter.op,
             filter.org,
+            filter.agent,
+            filter.task,
+            filter.sandbox,
+            filter.queue,
+            filter.since,
+            filter.until,
+            before_at,
+            before_id,
             filter.limit.max(0),
         )
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// A job's row and its runs, oldest run first; `None` if the record has no such job.
-    pub async fn job_history(&self, job_id: &str) -> Result<Option<JobHistory>, StoreError> {
-        let job = sqlx::query_as!(
+    /// One page of [`Store::jobs`]: `filter.limit` rows at most, and the cursor of the next
+    /// page (to pass as `filter.before`) when more rows match.
+    pub async fn jobs_page(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
+        let limit = filter.limit.max(0);
+        let mut rows = self
+            .jobs(&JobFilter {
+                limit: limit + 1,
+                ..filter.clone()
+            })
+            .await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next = rows.last().filter(|_| more).map(JobCursor::after);
+        Ok(JobPage { rows, next })
+    }
+
+    /// A job's row; `None` if the record has no such job.
+    pub async fn job_row(&self, job_id: &str) -> Result<Option<JobRow>, StoreError> {
+        Ok(sqlx::query_as!(
             JobRow,
             r#"
 SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task_id, sandbox_id,
@@ -147,8 +303,14 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
             job_id
         )
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(job) = job else { return Ok(None) };
+        .await?)
+    }
+
+    /// A job's row and its runs, oldest run first; `None` if the record has no such job.
+    pub async fn job_history(&self, job_id: &str) -> Result<Option<JobHistory>, StoreError> {
+        let Some(job) = self.job_row(job_id).await? else {
+            return Ok(None);
+        };
         let runs = sqlx::query_as!(
             RunRow,
             r#"
@@ -167,6 +329,18 @@ SELECT attempt, worker_id, outcome, started_at AS "started_at?", finished_at,
 
     /// The registry, most recently used first.
     pub async fn sandboxes(&self, limit: i64) -> Result<Vec<SandboxRow>, StoreError> {
+        self.sandboxes_filtered(&SandboxFilter {
+            limit,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The sandboxes matching `filter`, most recently used first.
+    pub async fn sandboxes_filtered(
+        &self,
+        filter: &SandboxFilter,
+    ) -> Result<Vec<SandboxRow>, StoreError> {
         Ok(sqlx::query_as!(
             SandboxRow,
             r#"
@@ -174,10 +348,20 @@ SELECT sandbox_id, worker_id, status, org_id, agent_id, task_id, repo_url, branc
        last_operation, use_count, error_count, last_error, is_pooled, ttl_tier, expires_at,
        created_at AS "created_at?", last_used_at AS "last_used_at?", terminated_at
   FROM git_sandboxes
+ WHERE ($1::text IS NULL OR status = $1)
+   AND ($2::text IS NULL OR worker_id = $2)
+   AND ($3::text IS NULL OR org_id = $3)
+   AND ($4::text IS NULL OR agent_id = $4)
+   AND ($5::text IS NULL OR repo_url = $5)
  ORDER BY last_used_at DESC, sandbox_id
- LIMIT $1
+ LIMIT $6
 "#,
-            limit.max(0)
+            filter.status,
+            filter.worker,
+            filter.org,
+            filter.agent,
+            filter.repo,
+            filter.limit.max(0),
         )
         .fetch_all(&self.pool)
         .await?)

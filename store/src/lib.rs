@@ -25,7 +25,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use budget::{Budgets, CheckError, OrgSpend, budget_exceeded, exempt_from_budget};
 pub use config::StoreConfig;
-pub use history::{JobFilter, JobHistory, JobRow, RunRow, SandboxRow, SchedulerRun};
+pub use history::{
+    CursorError, JobCursor, JobFilter, JobHistory, JobPage, JobRow, RunRow, SandboxFilter,
+    SandboxRow, SchedulerRun,
+};
 pub use keys::{ApiKey, KEY_MAX_DAYS, NewKey, parse_token};
 pub use record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
 pub use usage::record_sandbox_usage;

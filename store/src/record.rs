@@ -15,7 +15,7 @@ use sqlx::{Postgres, Transaction};
 
 use gitfleet_contract::Redactor;
 use gitfleet_contract::{JobError, JobStatus, time_from_micros};
-use gitfleet_queue::AnsweredJob;
+use gitfleet_queue::{AnsweredJob, Cancelled};
 
 use crate::StoreError;
 use crate::usage::record_sandbox_usage;
@@ -125,23 +125,46 @@ impl JobEvent {
         }
     }
 
+    /// The final row of a job cancelled before it ran ([`gitfleet_queue::Queue::cancel`]):
+    /// `cancelled` at the runs it had, so it applies over its `waiting` row, or the
+    /// `delayed` one of a retry waiting out its backoff, and a late or replayed earlier row
+    /// changes nothing. Nothing else writes it: no worker sees the job again. Runs given
+    /// back unfinished count here: the row of such a run says `running` at the attempt the
+    /// queue then took back, and must be passed.
+    pub fn cancelled(job: &Cancelled) -> Self {
+        JobEvent {
+            org_id: job.org.clone(),
+            agent_id: job.agent_id.clone(),
+            task_id: job.task_id.clone(),
+            sandbox_id: job.sandbox_id.clone(),
+            attempts: job.attempts.saturating_add(job.given_back),
+            max_attempts: (job.max_attempts > 0).then_some(job.max_attempts),
+            enqueued_at: job.enqueued_at,
+            finished_at: Some(job.finished_at),
+            ..JobEvent::new(&job.job_id, &job.op, &job.queue, JobStatus::Cancelled, None)
+        }
+    }
+
     /// Where in one attempt the job is: 0 waiting to run, 1 running, 2 waiting for a retry,
-    /// 3 finished.
+    /// 3 finished (a cancelled job too: it finished without another run).
     pub fn phase(&self) -> i16 {
         match self.status {
             JobStatus::Running => 1,
-            JobStatus::Done | JobStatus::Dead => 3,
+            JobStatus::Done | JobStatus::Dead | JobStatus::Cancelled => 3,
             JobStatus::Waiting | JobStatus::Delayed if self.attempts > 0 => 2,
             JobStatus::Waiting | JobStatus::Delayed => 0,
         }
     }
 
-    fn run_outcome(&self) -> &'static str {
+    /// How the run this event belongs to ended, as `job_runs.outcome` has it; `None` for a
+    /// cancelled job, which is cancelled between runs, never during one.
+    fn run_outcome(&self) -> Option<&'static str> {
         match self.status {
-            JobStatus::Running => "running",
-            JobStatus::Done => "done",
-            JobStatus::Dead => "dead",
-            JobStatus::Waiting | JobStatus::Delayed => "retry",
+            JobStatus::Running => Some("running"),
+            JobStatus::Done => Some("done"),
+            JobStatus::Dead => Some("dead"),
+            JobStatus::Waiting | JobStatus::Delayed => Some("retry"),
+            JobStatus::Cancelled => None,
         }
     }
 }
@@ -265,7 +288,7 @@ INSERT INTO jobs (job_id, op, queue, org_id, agent_id, task_id, sandbox_id, stat
                   enqueued_at, started_at, finished_at, retry_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
         -- A job's finish time is its final run's; a run that ends in a retry has its own.
-        CASE WHEN $8 IN ('done', 'dead') THEN $18::timestamptz END, $19, $20)
+        CASE WHEN $8 IN ('done', 'dead', 'cancelled') THEN $18::timestamptz END, $19, $20)
 ON CONFLICT (job_id) DO UPDATE SET
     op = EXCLUDED.op,
     queue = EXCLUDED.queue,
@@ -313,7 +336,9 @@ WHERE $21 OR (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
     )
     .execute(&mut **tx)
     .await?;
-    if let (Some(run_id), Some(worker), Some(started)) = (&j.run_id, &j.worker_id, j.started_at) {
+    if let (Some(run_id), Some(worker), Some(started), Some(outcome)) =
+        (&j.run_id, &j.worker_id, j.started_at, j.run_outcome())
+    {
         sqlx::query!(
             r#"
 INSERT INTO job_runs (run_id, job_id, attempt, worker_id, started_at, finished_at, outcome,
@@ -333,7 +358,7 @@ WHERE job_runs.outcome = 'running'
             worker,
             started,
             j.finished_at,
-            j.run_outcome(),
+            outcome,
             kind,
             message,
             j.retry_at,

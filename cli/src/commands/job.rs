@@ -5,7 +5,7 @@ use gitfleet_client::JobStatus;
 use serde_json::{Value, json};
 
 use crate::connect::connect;
-use crate::output::print;
+use crate::output::{exit_code, print};
 use crate::{Fail, Wait, secs};
 
 /// A job's record from Redis, with its history from Postgres when there is one; from
@@ -66,10 +66,5 @@ pub async fn show(id: &str, wait: Wait) -> Result<u8, Fail> {
         );
     }
     print(&out);
-    Ok(match status {
-        JobStatus::Done => 0,
-        JobStatus::Dead => 1,
-        _ if wait.wait => 3,
-        _ => 0,
-    })
+    Ok(exit_code(status, wait.wait))
 }

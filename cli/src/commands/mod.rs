@@ -3,6 +3,7 @@
 //! exit code, or a [`crate::Fail`]) into the process's exit.
 
 pub mod admin;
+pub mod cancel;
 pub mod demo;
 pub mod job;
 pub mod keys;

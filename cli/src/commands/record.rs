@@ -27,6 +27,7 @@ pub async fn jobs(
         op,
         org,
         limit: list.limit,
+        ..Default::default()
     };
     let rows = store.jobs(&filter).await.map_err(unreachable(&store))?;
     print_rows(&rows, list.json, tables::jobs);

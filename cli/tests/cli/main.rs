@@ -9,6 +9,7 @@ use gitfleet_testkit::postgres::TestDatabase;
 use gitfleet_testkit::store::store_on;
 use serde_json::{Value, json};
 
+mod cancel;
 mod history;
 mod keys;
 
@@ -276,7 +277,8 @@ async fn delayed_and_idempotent_submits() {
     let (_, v) = env.run_json(&["queues"]).await;
     assert_eq!(
         v,
-        json!([{"queue": "jobs", "waiting": 1, "running": 0, "delayed": 1, "done": 0, "dead": 0}])
+        json!([{"queue": "jobs", "waiting": 1, "running": 0, "delayed": 1, "done": 0, "dead": 0,
+                "cancelled": 0}])
     );
 }
 

@@ -500,12 +500,19 @@ impl Worker {
         (records, Some(writer), budgets)
     }
 
+    /// What this worker tells the fleet about itself at every beat (the hash
+    /// `worker-info:<id>`, read back by [`Queue::workers`]).
     fn info(&self) -> Vec<(&'static str, String)> {
         vec![
             ("host", self.config.name_stem.clone()),
             ("pid", std::process::id().to_string()),
             ("version", env!("CARGO_PKG_VERSION").to_string()),
             ("queues", self.config.queues.join(",")),
+            ("concurrency", self.config.concurrency.to_string()),
+            (
+                "own_queue_concurrency",
+                self.config.own_queue_concurrency.to_string(),
+            ),
         ]
     }
 }

@@ -10,11 +10,13 @@ use gitfleet_testkit::{Fleet, FleetBuilder};
 mod test_ops;
 
 mod backlog;
+mod cancelling;
 mod fencing;
 mod job_limits;
 mod producing;
 mod retries;
 mod waiting;
+mod workers;
 
 /// Workers as these tests run them: quick heartbeats, death noticed within seconds, short
 /// retries and grace period, so a test spends its time on the queue, not on waiting.

@@ -1,7 +1,9 @@
 -- gitfleet: a worker's heartbeat.
 -- KEYS[1] worker zset, KEYS[2] worker info hash
 -- ARGV: worker id, 'register' (its first beat, which lists it) or 'beat' (any later one),
---       then field/value pairs for the info hash
+--       then field/value pairs for the info hash (the worker's: host, pid, version, queues,
+--       concurrency, own_queue_concurrency); the script adds last_beat_ms, and started_ms
+--       on registering, by Redis's clock
 -- A later beat never lists the worker again: once recovery has declared it dead (reap.lua
 -- sets its score to 0 at once and removes it when done), the beat fails with `fenced:`,
 -- and the worker must stop serving (its jobs went to others, its locks were freed).
@@ -15,6 +17,7 @@ if ARGV[2] ~= 'register' then
   end
 end
 local new = redis.call('ZADD', KEYS[1], now_ms, ARGV[1])
+if ARGV[2] == 'register' then redis.call('HSET', KEYS[2], 'started_ms', now_ms) end
 if #ARGV > 2 then
   redis.call('HSET', KEYS[2], 'last_beat_ms', now_ms, unpack(ARGV, 3))
 end

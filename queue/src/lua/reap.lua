@@ -3,7 +3,7 @@
 -- run (its sandboxes are gone) and are answered sandbox_not_found; its locks are freed.
 -- KEYS[1] worker zset, KEYS[2] its held list, KEYS[3] its own ready list,
 -- KEYS[4] its own delayed zset, KEYS[5] its own dead zset, KEYS[6] its info hash,
--- KEYS[7] the queue set, KEYS[8] its own done zset
+-- KEYS[7] the queue set, KEYS[8] its own done zset, KEYS[9] its own cancelled zset
 -- ARGV: key prefix, worker id, chunk size, dead_ttl_s,
 --       only_if_older_than_ms (0 = unconditionally: the worker itself is leaving)
 -- Returns {requeued, answered, finished (1 when nothing is left), jobs}: jobs lists each job
@@ -114,6 +114,7 @@ if left == 0 then
   redis.call('SREM', KEYS[7], 'worker:' .. worker)
   redis.call('EXPIRE', KEYS[5], dead_ttl)
   redis.call('EXPIRE', KEYS[8], dead_ttl)
+  redis.call('EXPIRE', KEYS[9], dead_ttl)
   return {requeued, answered, 1, jobs}
 end
 return {requeued, answered, 0, jobs}

@@ -1,7 +1,8 @@
 -- gitfleet: counts for every known queue.
 -- KEYS[1] queue set, KEYS[2] worker zset
 -- ARGV: key prefix, done_ttl_s, dead_ttl_s
--- Returns a flat array: queue, waiting, running, delayed, done, dead, ...
+-- Returns a flat array: queue, waiting, running, delayed, done, dead, cancelled, ...
+-- (done and cancelled are kept the result TTL, dead jobs the dead TTL)
 local prefix = ARGV[1]
 local done_ttl, dead_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -23,5 +24,7 @@ for _, q in ipairs(queues) do
   out[#out + 1] = redis.call('ZCARD', prefix .. q .. ':delayed')
   out[#out + 1] = redis.call('ZCOUNT', prefix .. q .. ':done', now_ms - done_ttl * 1000, '+inf')
   out[#out + 1] = redis.call('ZCOUNT', prefix .. q .. ':dead', now_ms - dead_ttl * 1000, '+inf')
+  out[#out + 1] = redis.call('ZCOUNT', prefix .. q .. ':cancelled', now_ms - done_ttl * 1000,
+    '+inf')
 end
 return out

@@ -1,6 +1,7 @@
-//! Retention, daily: deletes job history (finished jobs and their runs) and scheduler runs
-//! older than a configurable age. Jobs still waiting or running are never deleted, however
-//! old. Deletes go in batches, so no statement holds a large table for long.
+//! Retention, daily: deletes job history (finished jobs, done, dead or cancelled, and their
+//! runs) and scheduler runs older than a configurable age. Jobs still waiting or running are
+//! never deleted, however old. Deletes go in batches, so no statement holds a large table
+//! for long.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -50,7 +51,7 @@ pub async fn run_once(ctx: &Context, tick: DateTime<Utc>) -> Result<Outcome, Sch
 WITH gone AS (
     DELETE FROM jobs WHERE job_id IN (
         SELECT job_id FROM jobs
-         WHERE status IN ('done', 'dead') AND finished_at < $1
+         WHERE status IN ('done', 'dead', 'cancelled') AND finished_at < $1
          LIMIT $2)
     RETURNING job_id
 ), runs AS (

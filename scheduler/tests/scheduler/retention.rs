@@ -1,4 +1,5 @@
-//! Retention deletes finished job history older than its age, and nothing else.
+//! Retention deletes finished job history (done, dead, cancelled) older than its age, and
+//! nothing else.
 
 use chrono::{Duration, Utc};
 use gitfleet_scheduler::SchedulerConfig;
@@ -51,6 +52,7 @@ async fn retention_deletes_finished_jobs_older_than_its_age_with_their_runs() {
     let recent = now - Duration::days(5);
     job(&w, "old-done", "done", Some(old), old).await;
     job(&w, "old-dead", "dead", Some(old), old).await;
+    job(&w, "old-cancelled", "cancelled", Some(old), old).await;
     job(&w, "old-waiting", "waiting", None, old).await;
     job(&w, "recent-done", "done", Some(recent), recent).await;
     sqlx::query("INSERT INTO scheduler_runs (task, tick, replica, outcome, started_at, duration_ms) VALUES ('eviction', $1, 'r', 'ok', $1, 1), ('eviction', $2, 'r', 'ok', $2, 1)")
@@ -62,8 +64,8 @@ async fn retention_deletes_finished_jobs_older_than_its_age_with_their_runs() {
 
     let ctx = w.ctx(SchedulerConfig::default());
     let out = retention::run_once(&ctx, now).await.unwrap().0;
-    assert_eq!(out["jobs"], 2, "{out}");
-    assert_eq!(out["job_runs"], 2, "{out}");
+    assert_eq!(out["jobs"], 3, "{out}");
+    assert_eq!(out["job_runs"], 3, "{out}");
     assert_eq!(out["scheduler_runs"], 1, "{out}");
     assert_eq!(
         ids(&w, "SELECT job_id FROM jobs ORDER BY job_id").await,
