@@ -24,6 +24,11 @@ pub struct EnqueueOptions {
     /// organization, within the idempotency TTL, returns the first job's id and enqueues
     /// nothing; the same key with a different job is refused (`conflict`).
     pub idempotency_key: Option<String>,
+    /// What the request that used `idempotency_key` looked like beyond the job itself (the
+    /// gateway passes a hash of the whole request body): a second use of the key with the
+    /// same job but another fingerprint is refused (`conflict`) too. `None`: only the op and
+    /// args are compared.
+    pub idempotency_fingerprint: Option<String>,
     /// Runs allowed before the job is dead; `None`: the op's default (5).
     pub max_attempts: Option<u32>,
     /// Time allowed for one run; `None`: the op's default.

@@ -36,11 +36,22 @@ use gitfleet_contract::Redactor;
 use gitfleet_contract::ops::{JobLimits, Rules, check_identity};
 use gitfleet_queue::Queue;
 
+/// One job of [`Client::submit_batch`]: where it goes and how it is enqueued.
+#[derive(Debug, Clone)]
+pub struct BatchJob {
+    pub queue: String,
+    pub spec: JobSpec,
+    pub options: EnqueueOptions,
+}
+
 /// A producer's handle on the fleet. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
     queue: Queue,
     store: Option<Store>,
+    /// Set by [`Client::with_recorder`]: rows go through the background writer and budgets
+    /// are read from memory, so nothing in `submit` waits on Postgres.
+    background: Option<(store::Recorder, store::Budgets)>,
     org: Option<String>,
     rules: Rules,
 }
@@ -50,6 +61,7 @@ impl Client {
         Ok(Self {
             queue: Queue::connect(config).await?,
             store: None,
+            background: None,
             org: None,
             rules: Rules::default(),
         })
@@ -105,6 +117,16 @@ impl Client {
         self
     }
 
+    /// Records without waiting: the rows of enqueued jobs go to `recorder` (a background
+    /// writer, [`store::Recorder::start_producer`]) and budgets are checked against
+    /// `budgets` (the list of organizations over budget, kept fresh by the caller with
+    /// [`store::Budgets::keep_fresh`]). What a server that enqueues in its request path
+    /// (the gateway) uses instead of [`Client::with_store`]'s direct writes.
+    pub fn with_recorder(mut self, recorder: store::Recorder, budgets: store::Budgets) -> Self {
+        self.background = Some((recorder, budgets));
+        self
+    }
+
     /// The durable record, if the client uses one.
     pub fn store(&self) -> Option<&Store> {
         self.store.as_ref()
@@ -112,6 +134,9 @@ impl Client {
 
     /// Refuses a job when its organization has spent its budget.
     async fn check_budget(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
+        if let Some((_, budgets)) = &self.background {
+            return budgets.check(org, &spec.op).map_err(QueueError::Invalid);
+        }
         let (Some(store), Some(org)) = (&self.store, org) else {
             return Ok(());
         };
@@ -132,7 +157,9 @@ impl Client {
         org: &Option<String>,
         jobs: &[(&JobSpec, &Enqueued)],
     ) {
-        let Some(store) = &self.store else { return };
+        if self.store.is_none() && self.background.is_none() {
+            return;
+        }
         let now = chrono::Utc::now();
         let answered = gitfleet_contract::own_queue_worker(queue).map(|worker| {
             let e = gitfleet_queue::worker_not_running(worker);
@@ -151,7 +178,13 @@ impl Client {
                 })
             })
             .collect();
-        if !records.is_empty() {
+        if let Some((recorder, _)) = &self.background {
+            for record in records {
+                recorder.record(record);
+            }
+        } else if let Some(store) = &self.store
+            && !records.is_empty()
+        {
             let _ = store.apply(&records).await;
         }
     }
@@ -166,6 +199,12 @@ impl Client {
     /// internal op is refused from one).
     pub fn check(&self, spec: &JobSpec) -> Result<(), QueueError> {
         self.check_for(spec, self.org.as_deref())
+    }
+
+    /// Checks a job as [`Client::check`] does, for organization `org` (what a client
+    /// without an organization of its own enqueues for, [`EnqueueOptions::org`]).
+    pub fn check_as(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
+        self.check_for(spec, org)
     }
 
     fn check_for(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
@@ -250,6 +289,52 @@ impl Client {
         Ok(results)
     }
 
+    /// Enqueues jobs each with its own queue and options (an idempotency key each, say),
+    /// in as few round trips as [`Client::submit_many`]. Nothing is enqueued when any job
+    /// is invalid; the error names the first bad one by its position. Each job that was
+    /// tried gets its own answer.
+    pub async fn submit_batch(
+        &self,
+        jobs: &[BatchJob],
+    ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
+        let numbered = |i: usize, e: QueueError| match e {
+            QueueError::Invalid(err) => QueueError::Invalid(JobError::new(
+                err.kind,
+                format!("job {}: {}", i + 1, err.message),
+            )),
+            other => other,
+        };
+        let mut envelopes = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            let options = self.envelope(&job.options).map_err(|e| numbered(i, e))?;
+            self.check_for(&job.spec, options.org.as_deref())
+                .and_then(|_| self.check_options(&options))
+                .map_err(|e| numbered(i, e))?;
+            envelopes.push(options);
+        }
+        let mut checked = std::collections::BTreeSet::new();
+        for (i, (job, options)) in jobs.iter().zip(&envelopes).enumerate() {
+            if checked.insert((options.org.as_deref(), job.spec.op.as_str())) {
+                self.check_budget(&job.spec, options.org.as_deref())
+                    .await
+                    .map_err(|e| numbered(i, e))?;
+            }
+        }
+        let batch: Vec<(&str, &JobSpec, &EnqueueOptions)> = jobs
+            .iter()
+            .zip(&envelopes)
+            .map(|(job, options)| (job.queue.as_str(), &job.spec, options))
+            .collect();
+        let results = self.queue.enqueue_batch(&batch).await?;
+        for ((job, options), result) in jobs.iter().zip(&envelopes).zip(&results) {
+            if let Ok(e) = result {
+                self.record_enqueued(&job.queue, &options.org, &[(&job.spec, e)])
+                    .await;
+            }
+        }
+        Ok(results)
+    }
+
     /// The record of job `id`; `None` if there is none (never was, or expired).
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
         self.queue.job(id).await
@@ -295,10 +380,8 @@ impl Client {
         let Some(cancelled) = self.queue.cancel(id, scope.org.as_deref()).await? else {
             return Ok(None);
         };
-        if let Some(store) = &self.store {
-            let row = store::Record::Job(store::JobEvent::cancelled(&cancelled));
-            let _ = store.apply(&[row]).await;
-        }
+        self.record(store::Record::Job(store::JobEvent::cancelled(&cancelled)))
+            .await;
         Ok(Some(cancelled))
     }
 
@@ -312,13 +395,25 @@ impl Client {
     pub async fn retry(&self, id: &str) -> Result<(), QueueError> {
         self.queue.retry_dead(id).await?;
         // Its row starts over too (attempts from 0), whatever it said before.
-        if let (Some(store), Some(job)) = (&self.store, self.queue.job(id).await?) {
+        if self.store.is_none() && self.background.is_none() {
+            return Ok(());
+        }
+        if let Some(job) = self.queue.job(id).await? {
             let record = store::Record::Job(store::JobEvent {
                 reset: true,
                 ..store::JobEvent::new(job.job_id, job.op, job.queue, JobStatus::Waiting, None)
             });
-            let _ = store.apply(&[record]).await;
+            self.record(record).await;
         }
         Ok(())
+    }
+
+    /// Hands `record` to the background writer, or writes it (best effort).
+    async fn record(&self, record: store::Record) {
+        if let Some((recorder, _)) = &self.background {
+            recorder.record(record);
+        } else if let Some(store) = &self.store {
+            let _ = store.apply(&[record]).await;
+        }
     }
 }

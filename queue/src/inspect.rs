@@ -12,7 +12,7 @@ use super::{Queue, QueueError};
 use gitfleet_contract::{JobError, JobRecord, JobSpec, JobStatus, time_from_micros};
 
 /// Counts for one queue, as `gitfleet queues` prints them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct QueueStats {
     pub queue: String,
     pub waiting: u64,

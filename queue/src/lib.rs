@@ -168,6 +168,13 @@ impl Queue {
         &self.keys
     }
 
+    /// Whether Redis answers (`PING`), for readiness checks.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }

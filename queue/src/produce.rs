@@ -44,11 +44,22 @@ impl Queue {
                 "idempotency_key: one key cannot name a batch of jobs",
             ));
         }
-        let mut out = Vec::with_capacity(specs.len());
-        for chunk in specs.chunks(CHUNK) {
+        let jobs: Vec<(&str, &JobSpec, &EnqueueOptions)> =
+            specs.iter().map(|spec| (queue, spec, options)).collect();
+        self.enqueue_batch(&jobs).await
+    }
+
+    /// Enqueues jobs each with its own queue and options (an idempotency key each, say), a
+    /// pipeline of up to a thousand per round trip. Each job gets its own answer.
+    pub async fn enqueue_batch(
+        &self,
+        jobs: &[(&str, &JobSpec, &EnqueueOptions)],
+    ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(CHUNK) {
             let mut cmds = Vec::with_capacity(chunk.len());
             let mut slots = Vec::with_capacity(chunk.len());
-            for spec in chunk {
+            for (queue, spec, options) in chunk {
                 match self.enqueue_cmd(queue, spec, options) {
                     Ok(cmd) => {
                         slots.push(None);
@@ -120,7 +131,8 @@ impl Queue {
             .arg(routed)
             .arg(self.config.dead_ttl.as_secs().max(1))
             .arg(k.prefix())
-            .arg(org);
+            .arg(org)
+            .arg(options.idempotency_fingerprint.as_deref().unwrap_or(""));
         Ok(cmd)
     }
 

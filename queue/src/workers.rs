@@ -13,7 +13,7 @@ use gitfleet_contract::rfc3339_micros;
 
 /// One registered worker. Fields a worker did not write (an older version, or one that has
 /// not described itself) are `None`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct WorkerInfo {
     pub worker_id: String,
     /// The name stem it was started with (`GITFLEET_WORKER_NAME`, default the host name).
@@ -29,9 +29,11 @@ pub struct WorkerInfo {
     pub own_queue_concurrency: Option<u32>,
     /// When it registered, by Redis's clock.
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub started_at: Option<DateTime<Utc>>,
     /// Its last heartbeat, by Redis's clock.
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub last_beat_at: Option<DateTime<Utc>>,
     /// Milliseconds since its last heartbeat (`None` only for a worker declared dead that
     /// never described itself). A worker silent longer than the dead-after time is still

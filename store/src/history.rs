@@ -128,7 +128,7 @@ pub struct SandboxFilter {
 }
 
 /// A job's row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct JobRow {
     pub job_id: String,
     pub op: String,
@@ -145,34 +145,41 @@ pub struct JobRow {
     pub error_message: Option<String>,
     pub result: Option<Value>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub enqueued_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// One run (attempt) of a job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RunRow {
     pub attempt: i32,
     pub worker_id: String,
     pub outcome: String,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<f64>,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// A job's row and its runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct JobHistory {
     #[serde(flatten)]
     pub job: JobRow,
@@ -180,7 +187,7 @@ pub struct JobHistory {
 }
 
 /// A sandbox's row in the registry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SandboxRow {
     pub sandbox_id: String,
     pub worker_id: String,
@@ -198,25 +205,31 @@ pub struct SandboxRow {
     pub is_pooled: bool,
     pub ttl_tier: Option<String>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub created_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub last_used_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub terminated_at: Option<DateTime<Utc>>,
 }
 
 /// One run of a scheduler task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SchedulerRun {
     pub task: String,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub tick: Option<DateTime<Utc>>,
     pub replica: String,
     pub outcome: String,
     pub detail: Option<String>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub started_at: Option<DateTime<Utc>>,
     pub duration_ms: i64,
 }

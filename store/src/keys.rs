@@ -31,7 +31,7 @@ const NAME_MAX: usize = 100;
 pub const KEY_MAX_DAYS: i64 = 3650;
 
 /// An API key as the record keeps it: everything but its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ApiKey {
     /// The public part of the token, and the row's key.
     pub id: String,
@@ -41,14 +41,18 @@ pub struct ApiKey {
     /// What the key is for, as its creator put it.
     pub name: Option<String>,
     #[serde(serialize_with = "micros")]
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     pub created_at: DateTime<Utc>,
     /// `None`: never expires.
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub revoked_at: Option<DateTime<Utc>>,
     /// When the gateway last saw it used (written in batches, so it may lag a little).
     #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub last_used_at: Option<DateTime<Utc>>,
 }
 

@@ -11,7 +11,9 @@
 --       timeout_ms (0 = the op's default), idempotency_key ('' = none), idempotency_ttl_s,
 --       max_payload_bytes, routed_worker ('' unless the queue is worker:<id>), dead_ttl_s,
 --       key prefix (e.g. 'gitfleet:'), org (the organization the job runs for, '' = none:
---       the producer's identity, never read from the args)
+--       the producer's identity, never read from the args), idempotency fingerprint ('' =
+--       none: what the request that used the key looked like beyond op and args; a reuse
+--       of the key with another fingerprint is refused like another job)
 -- Returns {job_id, status, created (1) or found by idempotency key (0)}. An idempotency key
 -- already naming a different job (another op or args) of the same organization is refused
 -- with a 'conflict:' error.
@@ -20,6 +22,7 @@ local delay_ms = tonumber(ARGV[4])
 local idem, idem_ttl = ARGV[7], tonumber(ARGV[8])
 local max_bytes, routed = tonumber(ARGV[9]), ARGV[10]
 local prefix, org = ARGV[12], ARGV[13] or ''
+local fingerprint = ARGV[14] or ''
 
 if not delay_ms or delay_ms < 0 then
   return redis.error_reply('invalid_input: delay_ms must be a whole number >= 0')
@@ -50,10 +53,15 @@ if idem ~= '' then
   end
   local existing = redis.call('GET', KEYS[6])
   if existing then
-    local f = redis.call('HMGET', prefix .. 'job:' .. existing, 'status', 'payload')
+    local f = redis.call('HMGET', prefix .. 'job:' .. existing, 'status', 'payload',
+      'idempotency_fingerprint')
     if f[2] and f[2] ~= payload then
       return redis.error_reply('conflict: idempotency key "' .. idem .. '" already names ' ..
         'job ' .. existing .. ', a different job (op or args)')
+    end
+    if f[2] and (f[3] or '') ~= fingerprint then
+      return redis.error_reply('conflict: idempotency key "' .. idem .. '" already names ' ..
+        'job ' .. existing .. ', enqueued by a different request')
     end
     -- A record can only vanish by expiring after it finished.
     return {existing, f[1] or 'done', 0}
@@ -70,6 +78,9 @@ redis.call('HSET', KEYS[1],
   'max_attempts', tonumber(ARGV[5]) or 0, 'timeout_ms', tonumber(ARGV[6]) or 0,
   'enqueued_at', now_us)
 if idem ~= '' then redis.call('HSET', KEYS[1], 'idempotency_key', idem) end
+if idem ~= '' and fingerprint ~= '' then
+  redis.call('HSET', KEYS[1], 'idempotency_fingerprint', fingerprint)
+end
 if org ~= '' then redis.call('HSET', KEYS[1], 'org', org) end
 -- What the record needs of a job that is answered without running (reap.lua), kept here so
 -- that nothing later decodes a payload inside Redis.

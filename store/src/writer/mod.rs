@@ -90,15 +90,32 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer task for `worker`, fed by `rx`.
+/// Whose records a writer writes: a worker's (whose row it keeps, with a heartbeat) or a
+/// producer's, such as a gateway replica (no row of its own; `name` names its spool files).
+#[derive(Debug, Clone)]
+pub(crate) enum Owner {
+    Worker(WorkerEvent),
+    Producer(String),
+}
+
+impl Owner {
+    fn name(&self) -> &str {
+        match self {
+            Owner::Worker(w) => &w.worker_id,
+            Owner::Producer(name) => name,
+        }
+    }
+}
+
+/// Starts the writer task for `owner`, fed by `rx`.
 fn spawn(
     store: Store,
     config: WriterConfig,
-    worker: WorkerEvent,
+    owner: Owner,
     rx: mpsc::UnboundedReceiver<Record>,
 ) -> WriterHandle {
     let stop = CancellationToken::new();
-    let writer = Writer::new(store, config, worker, rx, stop.clone());
+    let writer = Writer::new(store, config, owner, rx, stop.clone());
     let task = tokio::spawn(writer.run());
     WriterHandle { stop, task }
 }
@@ -106,7 +123,7 @@ fn spawn(
 struct Writer {
     store: Store,
     config: WriterConfig,
-    worker: WorkerEvent,
+    owner: Owner,
     rx: mpsc::UnboundedReceiver<Record>,
     stop: CancellationToken,
     pending: VecDeque<Record>,
@@ -122,15 +139,15 @@ impl Writer {
     fn new(
         store: Store,
         config: WriterConfig,
-        worker: WorkerEvent,
+        owner: Owner,
         rx: mpsc::UnboundedReceiver<Record>,
         stop: CancellationToken,
     ) -> Self {
-        let spool = Spool::new(config.spool_dir.clone(), worker.worker_id.clone());
+        let spool = Spool::new(config.spool_dir.clone(), owner.name().to_string());
         Self {
             store,
             config,
-            worker,
+            owner,
             rx,
             stop,
             pending: VecDeque::new(),
@@ -145,10 +162,14 @@ impl Writer {
         !self.pending.is_empty() || !self.replay_batch.is_empty() || self.spool.has_records()
     }
 
+    /// Keeps the worker's row (a producer has none).
     fn heartbeat(&mut self, state: &str) {
-        self.worker.state = state.to_string();
-        self.worker.at = Utc::now();
-        let beat = Record::Worker(self.worker.clone());
+        let Owner::Worker(worker) = &mut self.owner else {
+            return;
+        };
+        worker.state = state.to_string();
+        worker.at = Utc::now();
+        let beat = Record::Worker(worker.clone());
         self.push(beat);
     }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{WriterConfig, WriterHandle, spawn};
+use super::{Owner, WriterConfig, WriterHandle, spawn};
 use crate::Store;
 use crate::record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
 use gitfleet_contract::Redactor;
@@ -87,7 +87,29 @@ impl Recorder {
                 sandboxes: Mutex::new(HashMap::new()),
             })),
         };
-        (recorder, spawn(store, config, worker, rx))
+        (recorder, spawn(store, config, Owner::Worker(worker), rx))
+    }
+
+    /// Starts a writer for a producer (a gateway replica): the rows of the jobs it enqueues
+    /// are written off the request path. It keeps no row of its own; `name` (unique per
+    /// process) names its spool files.
+    pub fn start_producer(
+        store: Store,
+        config: WriterConfig,
+        name: impl Into<String>,
+        redactor: Redactor,
+    ) -> (Recorder, WriterHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let name = name.into();
+        let recorder = Recorder {
+            inner: Some(Arc::new(Inner {
+                tx,
+                worker_id: name.clone(),
+                redactor,
+                sandboxes: Mutex::new(HashMap::new()),
+            })),
+        };
+        (recorder, spawn(store, config, Owner::Producer(name), rx))
     }
 
     pub fn is_enabled(&self) -> bool {

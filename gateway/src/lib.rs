@@ -1,0 +1,160 @@
+//! gitfleet-gateway: the one front door for every caller outside the fleet.
+//!
+//! A stateless HTTP server (axum): any number of replicas may run behind a load balancer,
+//! all of them over the same Redis and Postgres. It serves
+//!
+//! - the JSON API under `/v1` (jobs, queues, workers, sandboxes, usage, keys), errors as RFC
+//!   9457 problem documents ([`problem`]);
+//! - `/healthz` and `/readyz`, without auth.
+//!
+//! Every `/v1` request carries an API key (`Authorization: Bearer gfk_…`, [`auth`]) that
+//! names its organization and role. Jobs are enqueued through `gitfleet-client`, the same
+//! library as the CLI's, stamped with the key's organization; their rows are written by a
+//! background writer, never in the request path. docs/api.md is the reference.
+
+pub mod auth;
+pub mod config;
+mod extract;
+pub mod problem;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Keys;
+use crate::config::GatewayConfig;
+use crate::problem::Problem;
+use crate::state::AppState;
+use gitfleet_client::store::writer::WriterConfig;
+use gitfleet_client::store::{Budgets, Recorder, WriterHandle};
+use gitfleet_client::{Client, Store};
+use gitfleet_contract::Redactor;
+
+/// Every route of the gateway, on `state`.
+pub fn router(state: AppState) -> Router {
+    use routes::{fleet, health, jobs};
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/queues", get(fleet::queues))
+        .route("/v1/workers", get(fleet::workers))
+        .route("/v1/sandboxes", get(fleet::sandboxes))
+        .route("/v1/sandboxes/{id}", delete(fleet::release))
+        .route("/v1/orgs/{org}/usage", get(fleet::usage))
+        .route("/v1/keys", post(fleet::create_key).get(fleet::list_keys))
+        .route("/v1/keys/{id}", delete(fleet::revoke_key))
+        .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method; see /openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// A running gateway's background parts: the record writer, the key write-back, the
+/// budget refresh. Stopped by [`Background::stop`].
+pub struct Background {
+    stop: CancellationToken,
+    writer: WriterHandle,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Stops the tasks, writing what they hold (the writer spools what Postgres does not
+    /// take in its flush time).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let report = self.writer.close().await;
+        tracing::info!(
+            written = report.written,
+            spooled = report.spooled,
+            "record writer stopped"
+        );
+    }
+}
+
+/// Connects to Redis and Postgres (migrating it) and builds the state every request
+/// shares, with its background tasks.
+pub async fn start(config: GatewayConfig) -> anyhow::Result<(AppState, Background)> {
+    let redis = config.queue.redacted_url();
+    let client = Client::connect(config.queue.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {redis}: {e}"))?;
+    let Some(store) = Store::open(&config.store)? else {
+        anyhow::bail!(
+            "GITFLEET_DATABASE_URL=none: the gateway needs Postgres (API keys live there)"
+        );
+    };
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot migrate Postgres at {}: {e}", store.redacted_url()))?;
+    let stop = CancellationToken::new();
+    let name = format!(
+        "gateway-{}-{}",
+        hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "host".into()),
+        ulid::Ulid::new()
+    );
+    let (recorder, writer) = Recorder::start_producer(
+        store.clone(),
+        WriterConfig::default(),
+        name,
+        Redactor::default(),
+    );
+    let budgets = Budgets::default();
+    let failing = budgets.refresh(&store).await.is_err();
+    let mut tasks = vec![tokio::spawn(budgets.clone().keep_fresh(
+        store.clone(),
+        config.store.budget_refresh,
+        stop.clone(),
+        failing,
+    ))];
+    let client = client
+        .with_limits(config.limits)
+        .with_recorder(recorder, budgets);
+    let keys = Arc::new(Keys::new(
+        store.clone(),
+        config.key_cache,
+        config.rate_per_sec,
+        config.rate_burst,
+    ));
+    tasks.push(tokio::spawn(
+        keys.clone()
+            .write_back(Duration::from_secs(5), stop.clone()),
+    ));
+    let state = AppState {
+        client,
+        store,
+        keys,
+        config: Arc::new(config),
+    };
+    Ok((
+        state,
+        Background {
+            stop,
+            writer,
+            tasks,
+        },
+    ))
+}

@@ -1,0 +1,294 @@
+//! The fleet as a caller sees it: queues, workers, sandboxes (and releasing one), an
+//! organization's usage; and, for admin keys, the keys.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Caller;
+use crate::extract::{Body, Params, json, json_value};
+use crate::problem::Problem;
+use crate::state::AppState;
+use gitfleet_client::store::{ApiKey, SandboxFilter, SandboxRow};
+use gitfleet_client::{EnqueueOptions, JobRecord, JobSpec, QueueStats, WorkerInfo};
+use gitfleet_contract::Role;
+
+/// `GET /v1/queues`: counts per queue.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct QueueList {
+    pub queues: Vec<QueueStats>,
+}
+
+pub async fn queues(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<QueueList>, Problem> {
+    Ok(Json(QueueList {
+        queues: state.client.queues().await?,
+    }))
+}
+
+/// `GET /v1/workers`: the live workers. The jobs each holds are listed for admin keys only
+/// (they are other organizations' jobs); other keys see how many.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WorkerList {
+    pub workers: Vec<WorkerInfo>,
+}
+
+pub async fn workers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<WorkerList>, Problem> {
+    let mut workers = state.client.workers().await?;
+    if !caller.is_admin() {
+        for w in &mut workers {
+            w.held.clear();
+        }
+    }
+    Ok(Json(WorkerList { workers }))
+}
+
+/// `GET /v1/sandboxes` parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxParams {
+    /// `initializing`, `ready`, `in_use`, `error` or `terminated`.
+    pub status: Option<String>,
+    pub worker: Option<String>,
+    pub agent: Option<String>,
+    /// The repository URL, exactly.
+    pub repo: Option<String>,
+    /// An admin key's filter by organization.
+    pub org: Option<String>,
+    /// Sandboxes at most, 1-500 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SandboxList {
+    pub sandboxes: Vec<SandboxRow>,
+}
+
+/// `GET /v1/sandboxes`: the registry, most recently used first.
+pub async fn sandboxes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(p): Params<SandboxParams>,
+) -> Result<Json<SandboxList>, Problem> {
+    let org = caller.scope(p.org.as_deref())?;
+    const STATUSES: [&str; 5] = ["initializing", "ready", "in_use", "error", "terminated"];
+    if let Some(s) = &p.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(Problem::bad_param(
+            "status",
+            format!(
+                "unknown sandbox status {s:?}; known: {}",
+                STATUSES.join(", ")
+            ),
+        ));
+    }
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::bad_param(
+            "limit",
+            format!("{limit} is not from 1 to 500"),
+        ));
+    }
+    let filter = SandboxFilter {
+        status: p.status,
+        worker: p.worker,
+        org,
+        agent: p.agent,
+        repo: p.repo,
+        limit,
+    };
+    Ok(Json(SandboxList {
+        sandboxes: state.store.sandboxes_filtered(&filter).await?,
+    }))
+}
+
+/// How long `DELETE /v1/sandboxes/{id}` waits for the release before answering `202`.
+const RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// `DELETE /v1/sandboxes/{id}`: releases a live sandbox through the worker that holds it
+/// (the `release` job, for the sandbox's organization). Answers the job's record: `200`
+/// once it is done, `202` (with `Location`) if it is still going after 30 s.
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    caller.require(Role::Operator)?;
+    let not_found = || Problem::not_found(format!("no live sandbox {id}"));
+    // The contract's check of a sandbox id (`<worker id>.<ulid>`).
+    gitfleet_contract::fields::sandbox_id(&serde_json::json!({ "sandbox_id": id }))
+        .map_err(|e| Problem::bad_param("id", e.message.trim_start_matches("sandbox_id: ")))?;
+    let Some(owner) = state.client.queue().sandbox_owner(&id).await? else {
+        return Err(not_found());
+    };
+    if !caller.sees(owner.org.as_deref()) {
+        return Err(not_found());
+    }
+    let spec = JobSpec::new("release", serde_json::json!({ "sandbox_id": id }));
+    let options = EnqueueOptions {
+        org: owner.org.clone(),
+        ..Default::default()
+    };
+    let queue = gitfleet_contract::own_queue(&owner.worker);
+    let job = state.client.submit(&queue, &spec, &options).await?;
+    let record: Option<JobRecord> = state.client.wait(&job.job_id, RELEASE_WAIT).await?;
+    let location = format!("/v1/jobs/{}", job.job_id);
+    let Some(record) = record else {
+        return Err(Problem::not_found(format!("job {} expired", job.job_id)));
+    };
+    let status = if record.status.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, [(header::LOCATION, location)], Json(record)).into_response())
+}
+
+/// `GET /v1/orgs/{org}/usage`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Usage {
+    pub org: String,
+    /// USD per month; absent: no budget.
+    pub monthly_budget_usd: Option<f64>,
+    /// Spent this calendar month (UTC), sandboxes alive now included.
+    pub spend_usd: f64,
+    /// Live sandboxes of the organization, fleet-wide (from the Redis registry).
+    pub live_sandboxes: u64,
+    pub over_budget: bool,
+}
+
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Usage>, Problem> {
+    gitfleet_contract::validate_org_id(&org).map_err(|e| Problem::from_job_error(&e, ""))?;
+    if !caller.sees(Some(&org)) {
+        // As for an organization that does not exist: a key learns nothing of others.
+        return Err(Problem::not_found(format!("no organization {org}")));
+    }
+    let spend = state.store.org(&org).await?;
+    let live = state.client.queue().org_sandbox_count(&org).await?;
+    Ok(Json(Usage {
+        over_budget: spend.over_budget(),
+        org,
+        monthly_budget_usd: spend.monthly_budget_usd,
+        spend_usd: spend.spend_usd,
+        live_sandboxes: live,
+    }))
+}
+
+/// `POST /v1/keys` (admin): a new key; its `key` is shown this once.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyRequest {
+    pub org: String,
+    pub role: Role,
+    pub name: Option<String>,
+    /// Days until it expires (1-3650); absent: never.
+    pub expires_days: Option<u32>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreatedKey {
+    pub id: String,
+    /// The key itself: shown once, stored only as a hash.
+    pub key: String,
+    pub org: String,
+    pub role: Role,
+    pub name: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Response, Problem> {
+    caller.require(Role::Admin)?;
+    let req: NewKeyRequest = json(json_value(&body)?, "")?;
+    if let Some(d) = req.expires_days
+        && !(1..=3650).contains(&d)
+    {
+        return Err(Problem::bad_param(
+            "expires_days",
+            format!("{d} is not from 1 to 3650"),
+        ));
+    }
+    let expires = req
+        .expires_days
+        .map(|d| chrono::Duration::days(i64::from(d)));
+    let new = state
+        .store
+        .create_key(&req.org, req.role, req.name.as_deref(), expires)
+        .await
+        .map_err(key_problem)?;
+    let body = CreatedKey {
+        id: new.key.id.clone(),
+        key: new.token.clone(),
+        org: new.key.org.clone(),
+        role: new.key.role,
+        name: new.key.name.clone(),
+        expires_at: new.key.expires_at,
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A store error of key management: bad input names its field; the rest is Postgres away.
+fn key_problem(e: gitfleet_client::store::StoreError) -> Problem {
+    match e {
+        gitfleet_client::store::StoreError::Invalid { field, message } => {
+            Problem::invalid(Some(field), message)
+        }
+        e => e.into(),
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyParams {
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct KeyList {
+    pub keys: Vec<ApiKey>,
+}
+
+/// `GET /v1/keys` (admin): every key (never a secret), newest first.
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(p): Params<KeyParams>,
+) -> Result<Json<KeyList>, Problem> {
+    caller.require(Role::Admin)?;
+    Ok(Json(KeyList {
+        keys: state.store.list_keys(p.org.as_deref()).await?,
+    }))
+}
+
+/// `DELETE /v1/keys/{id}` (admin): revokes a key (within the key cache time everywhere).
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Role::Admin)?;
+    if state.store.revoke_key(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found(format!("no key {id}")))
+    }
+}

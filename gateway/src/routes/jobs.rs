@@ -1,0 +1,639 @@
+//! `/v1/jobs`: enqueue (one or a bulk array, with `Idempotency-Key`), read (with a
+//! long-poll `?wait`), follow (server-sent events), list the history, retry, cancel.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::extract::{Body, Params, json, json_value};
+use crate::problem::Problem;
+use crate::state::AppState;
+use gitfleet_client::store::{JobCursor, JobFilter, JobRow};
+use gitfleet_client::{
+    BatchJob, Client, EnqueueOptions, Enqueued, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
+    QueueError,
+};
+use gitfleet_contract::Role;
+
+/// One job to enqueue: `POST /v1/jobs` takes one, or an array of them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    /// The op: `clone`, `status`, `diff`, `write_files`, `pull`, `push`, `release`,
+    /// `change`, `echo`, `sleep`.
+    pub op: String,
+    /// The op's args (see the job contract); `{}` when absent.
+    #[serde(default = "empty_object")]
+    pub args: Value,
+    /// The queue; by default ops on a sandbox go to the worker that holds it, the rest to
+    /// the shared queue `jobs`.
+    pub queue: Option<String>,
+    /// Run no earlier than this many seconds from now (up to 30 days).
+    pub delay_secs: Option<f64>,
+    /// Runs allowed before the job is dead (1-100; default the op's, 5).
+    pub max_attempts: Option<u32>,
+    /// Seconds one run may take (default the op's).
+    pub timeout_secs: Option<f64>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// What a bulk `POST /v1/jobs` answers: one entry per job, in the order sent.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BulkEnqueued {
+    pub jobs: Vec<Enqueued>,
+}
+
+const MAX_DELAY_SECS: f64 = 30.0 * 24.0 * 3600.0;
+
+/// A job as the queue takes it, and the problem's field prefix (`[3].` in a bulk).
+fn to_batch_job(
+    state: &AppState,
+    caller: &Caller,
+    job: NewJob,
+    prefix: &str,
+) -> Result<BatchJob, Problem> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let secs = |name: &str, v: Option<f64>, max: f64| -> Result<Option<Duration>, Problem> {
+        match v {
+            None => Ok(None),
+            Some(s) if s.is_finite() && (0.0..=max).contains(&s) => {
+                Ok(Some(Duration::from_secs_f64(s)))
+            }
+            Some(s) => Err(Problem::invalid(
+                Some(&field(name)),
+                format!(
+                    "{}: {s} is not a number of seconds from 0 to {max}",
+                    field(name)
+                ),
+            )),
+        }
+    };
+    let delay = secs("delay_secs", job.delay_secs, MAX_DELAY_SECS)?;
+    let max_timeout = state.config.limits.max_timeout_ms as f64 / 1000.0;
+    let timeout = secs("timeout_secs", job.timeout_secs, max_timeout)?;
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Err(Problem::invalid(
+            Some(&field("timeout_secs")),
+            format!("{}: must be more than 0", field("timeout_secs")),
+        ));
+    }
+    if let Some(n) = job.max_attempts
+        && !(1..=100).contains(&n)
+    {
+        return Err(Problem::invalid(
+            Some(&field("max_attempts")),
+            format!("{}: {n} is not from 1 to 100", field("max_attempts")),
+        ));
+    }
+    if !job.args.is_object() {
+        return Err(Problem::invalid(
+            Some(&field("args")),
+            format!("{}: must be a JSON object", field("args")),
+        ));
+    }
+    if gitfleet_contract::ops::OpName::from_name(&job.op).is_some_and(|op| op.is_internal()) {
+        return Err(Problem::invalid(
+            Some(&field("op")),
+            format!(
+                "{}: {} is the fleet's own op; no API key may enqueue it",
+                field("op"),
+                job.op
+            ),
+        ));
+    }
+    let spec = JobSpec::new(job.op, job.args);
+    check_job(&state.client, &spec, &caller.org, prefix)?;
+    let queue = match job.queue {
+        Some(q) => {
+            gitfleet_contract::validate_queue_name(&q).map_err(|e| {
+                Problem::invalid(
+                    Some(&field("queue")),
+                    format!("{}: {}", field("queue"), e.message),
+                )
+            })?;
+            q
+        }
+        None => Client::route(&spec),
+    };
+    Ok(BatchJob {
+        queue,
+        spec,
+        options: EnqueueOptions {
+            org: Some(caller.org.clone()),
+            delay,
+            max_attempts: job.max_attempts,
+            timeout,
+            ..Default::default()
+        },
+    })
+}
+
+/// The contract's check of a job, for the caller's organization, as a problem naming the
+/// field (`op`, or `args.<field>`).
+fn check_job(client: &Client, spec: &JobSpec, org: &str, prefix: &str) -> Result<(), Problem> {
+    match client.check_as(spec, Some(org)) {
+        Ok(()) => Ok(()),
+        Err(QueueError::Invalid(e)) => {
+            let mut p = Problem::from_job_error(&e, "");
+            if let Some(f) = p.field.take() {
+                // The contract names a field of the args; the request has them under `args`.
+                let path = if f == "op" {
+                    format!("{prefix}op")
+                } else {
+                    format!("{prefix}args.{f}")
+                };
+                p.detail = format!("{path}{}", &e.message[f.len()..]);
+                p.field = Some(path);
+            } else if e.message.starts_with("unknown op") {
+                p.field = Some(format!("{prefix}op"));
+            }
+            Err(p)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| Problem::bad_param("Idempotency-Key", "must be printable ASCII"))?;
+    let key = text.trim().trim_matches('"').to_string();
+    gitfleet_contract::envelope::validate_idempotency_key(&key).map_err(|e| {
+        Problem::bad_param(
+            "Idempotency-Key",
+            e.message.trim_start_matches("idempotency_key: "),
+        )
+    })?;
+    Ok(Some(key))
+}
+
+/// A key reused for another request: `422`, per the IETF idempotency-key draft.
+fn reuse_problem(e: &JobError) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "conflict",
+        e.message.clone(),
+    );
+    p.field = Some("Idempotency-Key".into());
+    p
+}
+
+fn job_location(id: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/jobs/{id}")).expect("ids are ASCII")
+}
+
+/// `POST /v1/jobs`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, Problem> {
+    caller.require(Role::Producer)?;
+    let key = idempotency_key(&headers)?;
+    let fingerprint = key.as_ref().map(|_| format!("{:x}", Sha256::digest(&body)));
+    let value = json_value(&body)?;
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(Problem::invalid(None, "body: an empty array holds no job"));
+            }
+            if items.len() > state.config.max_bulk {
+                return Err(Problem::invalid(
+                    None,
+                    format!(
+                        "body: {} jobs, over the limit of {} per request (GITFLEET_GATEWAY_MAX_BULK)",
+                        items.len(),
+                        state.config.max_bulk
+                    ),
+                ));
+            }
+            let mut jobs = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let prefix = format!("[{i}].");
+                let new: NewJob = json(item, &prefix)?;
+                let mut job = to_batch_job(&state, &caller, new, &prefix)?;
+                if let Some(key) = &key {
+                    // One key names the whole request; each job gets its own under it.
+                    job.options.idempotency_key = Some(format!("{key}#{i}"));
+                    job.options.idempotency_fingerprint = fingerprint.clone();
+                }
+                jobs.push(job);
+            }
+            let results = state.client.submit_batch(&jobs).await?;
+            let mut out = Vec::with_capacity(results.len());
+            for (i, r) in results.into_iter().enumerate() {
+                match r {
+                    Ok(e) => out.push(e),
+                    Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
+                        return Err(reuse_problem(&e));
+                    }
+                    Err(QueueError::Invalid(e)) => {
+                        return Err(Problem::from_job_error(&e, "").with_field(format!("[{i}]")));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let status = if out.iter().all(|e| !e.created) {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok((status, Json(BulkEnqueued { jobs: out })).into_response())
+        }
+        value => {
+            let new: NewJob = json(value, "")?;
+            let mut job = to_batch_job(&state, &caller, new, "")?;
+            job.options.idempotency_key = key;
+            job.options.idempotency_fingerprint = fingerprint;
+            let enqueued = match state
+                .client
+                .submit(&job.queue, &job.spec, &job.options)
+                .await
+            {
+                Ok(e) => e,
+                Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
+                    return Err(reuse_problem(&e));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let record = match state.client.job(&enqueued.job_id).await? {
+                Some(r) => r,
+                None => {
+                    return Err(Problem::not_found(format!(
+                        "job {} expired",
+                        enqueued.job_id
+                    )));
+                }
+            };
+            let status = if enqueued.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut res = (status, Json(record)).into_response();
+            res.headers_mut()
+                .insert(header::LOCATION, job_location(&enqueued.job_id));
+            Ok(res)
+        }
+    }
+}
+
+/// Checks a job id's shape (a ULID), naming it.
+fn check_id(id: &str) -> Result<(), Problem> {
+    if id.len() == 26 && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(Problem::bad_param(
+            "id",
+            format!("{id:?} is not a job id (a ULID of 26 characters)"),
+        ))
+    }
+}
+
+fn no_such_job(id: &str) -> Problem {
+    Problem::not_found(format!("no job {id}"))
+}
+
+/// Job `id` as the caller may see it: its live record in Redis, else its row in the
+/// history. Another organization's job is answered as for no job at all.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, Problem> {
+    check_id(id)?;
+    if let Some(record) = state.client.job(id).await? {
+        return if caller.sees(record.org.as_deref()) {
+            Ok(record)
+        } else {
+            Err(no_such_job(id))
+        };
+    }
+    match state.store.job_history(id).await? {
+        Some(h) if caller.sees(h.job.org_id.as_deref()) => Ok(record_from_row(h.job)),
+        _ => Err(no_such_job(id)),
+    }
+}
+
+/// A job's history row as a record (its Redis record has expired).
+fn record_from_row(row: JobRow) -> JobRecord {
+    JobRecord {
+        job_id: row.job_id,
+        op: row.op,
+        queue: row.queue,
+        org: row.org_id,
+        status: row.status.parse().unwrap_or(JobStatus::Done),
+        attempts: u32::try_from(row.attempts).unwrap_or(0),
+        max_attempts: row
+            .max_attempts
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0),
+        enqueued_at: row.enqueued_at,
+        run_at: row.retry_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        result: row.result,
+        error: row.error_kind.map(|kind| {
+            JobError::new(
+                kind.parse().unwrap_or(ErrorKind::Internal),
+                row.error_message.unwrap_or_default(),
+            )
+        }),
+        worker: row.worker_id,
+        given_back: 0,
+    }
+}
+
+/// `GET /v1/jobs/{id}` parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitParams {
+    /// Wait up to this many seconds (0-60) for the job to be done, dead or cancelled; then
+    /// answer its record as it is.
+    pub wait: Option<f64>,
+}
+
+/// `GET /v1/jobs/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(params): Params<WaitParams>,
+) -> Result<Json<JobRecord>, Problem> {
+    let wait = match params.wait {
+        None => None,
+        Some(w) if w.is_finite() && (0.0..=60.0).contains(&w) => Some(Duration::from_secs_f64(w)),
+        Some(w) => {
+            return Err(Problem::bad_param(
+                "wait",
+                format!("{w} is not from 0 to 60 seconds"),
+            ));
+        }
+    };
+    let record = visible(&state, &caller, &id).await?;
+    let Some(wait) = wait else {
+        return Ok(Json(record));
+    };
+    if record.status.is_final() || wait.is_zero() {
+        return Ok(Json(record));
+    }
+    match state.client.wait(&id, wait).await? {
+        Some(r) => Ok(Json(r)),
+        // It finished and expired while we waited: its row has the end.
+        None => visible(&state, &caller, &id).await.map(Json),
+    }
+}
+
+/// How often an event stream looks at its job (state changes other than the end, which
+/// wakes it at once).
+const EVENT_POLL: Duration = Duration::from_millis(200);
+
+/// `GET /v1/jobs/{id}/events`: an event `state` with the record each time the job's
+/// status, attempts or worker change, the first at once; the stream ends after the job
+/// is done, dead or cancelled.
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let first = visible(&state, &caller, &id).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
+    tokio::spawn(async move {
+        let mut seq = 0u64;
+        let mut last: Option<(JobStatus, u32, Option<String>, u32)> = None;
+        let mut record = first;
+        loop {
+            let now = (
+                record.status,
+                record.attempts,
+                record.worker.clone(),
+                record.given_back,
+            );
+            if last.as_ref() != Some(&now) {
+                seq += 1;
+                let event = Event::default()
+                    .event("state")
+                    .id(seq.to_string())
+                    .json_data(&record)
+                    .expect("plain data");
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+                last = Some(now);
+            }
+            if record.status.is_final() {
+                return;
+            }
+            let next = tokio::select! {
+                r = state.client.wait(&id, EVENT_POLL) => r,
+                _ = tx.closed() => return,
+            };
+            record = match next {
+                Ok(Some(r)) => r,
+                Ok(None) => match visible(&state, &caller, &id).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                },
+                // Redis away: keep the stream, look again.
+                Err(_) => {
+                    tokio::time::sleep(EVENT_POLL).await;
+                    continue;
+                }
+            };
+        }
+    });
+    let stream =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /v1/jobs` parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// `waiting`, `delayed`, `running`, `done`, `dead` or `cancelled`.
+    pub status: Option<String>,
+    pub op: Option<String>,
+    /// The agent (`agent_id` of the job's args).
+    pub agent: Option<String>,
+    /// The task (`task_id` of the job's args).
+    pub task: Option<String>,
+    pub sandbox: Option<String>,
+    pub queue: Option<String>,
+    /// Enqueued at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Enqueued before this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+    /// An admin key's filter by organization (another key sees its own only).
+    pub org: Option<String>,
+    /// Jobs per page, 1-500 (default 50).
+    pub limit: Option<i64>,
+    /// Where the page starts: the `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of the history, newest first.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct JobPage {
+    pub jobs: Vec<JobRow>,
+    /// The next page's URL (also in the `Link` header, `rel="next"`); absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `GET /v1/jobs`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(p): Params<ListParams>,
+) -> Result<Response, Problem> {
+    let org = caller.scope(p.org.as_deref())?;
+    if let Some(s) = &p.status {
+        s.parse::<JobStatus>()
+            .map_err(|e| Problem::bad_param("status", e))?;
+    }
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::bad_param(
+            "limit",
+            format!("{limit} is not from 1 to 500"),
+        ));
+    }
+    let before = p
+        .cursor
+        .as_deref()
+        .map(JobCursor::decode)
+        .transpose()
+        .map_err(|e| Problem::bad_param("cursor", e))?;
+    let filter = JobFilter {
+        status: p.status.clone(),
+        op: p.op.clone(),
+        org,
+        agent: p.agent.clone(),
+        task: p.task.clone(),
+        sandbox: p.sandbox.clone(),
+        queue: p.queue.clone(),
+        since: p.since,
+        until: p.until,
+        before,
+        limit,
+    };
+    let page = state.store.jobs_page(&filter).await?;
+    let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
+    let jobs = page.rows;
+    let mut res = Json(JobPage {
+        jobs,
+        next: next.clone(),
+    })
+    .into_response();
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+    {
+        res.headers_mut().insert(header::LINK, v);
+    }
+    Ok(res)
+}
+
+/// The URL of the page after this one: the same filters, the new cursor.
+fn next_url(p: &ListParams, limit: i64, cursor: &str) -> String {
+    let mut q: Vec<(&str, String)> = Vec::new();
+    let mut add = |k: &'static str, v: &Option<String>| {
+        if let Some(v) = v {
+            q.push((k, v.clone()));
+        }
+    };
+    add("status", &p.status);
+    add("op", &p.op);
+    add("agent", &p.agent);
+    add("task", &p.task);
+    add("sandbox", &p.sandbox);
+    add("queue", &p.queue);
+    add("org", &p.org);
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    if let Some(t) = p.since {
+        q.push(("since", time(t)));
+    }
+    if let Some(t) = p.until {
+        q.push(("until", time(t)));
+    }
+    q.push(("limit", limit.to_string()));
+    q.push(("cursor", cursor.to_string()));
+    let query: Vec<String> = q
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(&v)))
+        .collect();
+    format!("/v1/jobs?{}", query.join("&"))
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn urlencode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `POST /v1/jobs/{id}/retry`: a dead job goes back to its queue with fresh attempts.
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, Problem> {
+    caller.require(Role::Operator)?;
+    let record = visible(&state, &caller, &id).await?;
+    if record.status != JobStatus::Dead {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "job {id} is {}; only a dead job can be retried",
+                record.status
+            ),
+        ));
+    }
+    state.client.retry(&id).await?;
+    visible(&state, &caller, &id).await.map(Json)
+}
+
+/// `DELETE /v1/jobs/{id}`: cancels a waiting or delayed job; a running one is `409`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, Problem> {
+    caller.require(Role::Operator)?;
+    let record = visible(&state, &caller, &id).await?;
+    // For the job's own organization (an admin acts on any).
+    match state.client.cancel_for(&id, record.org.as_deref()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(no_such_job(&id)),
+        Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
+            return Err(Problem::new(StatusCode::CONFLICT, "conflict", e.message));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    visible(&state, &caller, &id).await.map(Json)
+}

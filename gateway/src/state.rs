@@ -1,0 +1,19 @@
+//! What every request handler shares: the client (the one way into the queue), the record,
+//! the key cache.
+
+use std::sync::Arc;
+
+use crate::auth::Keys;
+use crate::config::GatewayConfig;
+use gitfleet_client::{Client, Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    /// Enqueues through the same library as the CLI, with no organization of its own: it
+    /// stamps each job with its caller's (`EnqueueOptions::org`). Rows go to the background
+    /// writer.
+    pub client: Client,
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub config: Arc<GatewayConfig>,
+}

@@ -1,0 +1,11 @@
+//! The gateway end to end: the `gitfleet-gateway` binary as a process on a free loopback
+//! port, in front of in-process workers on the real Redis, a Postgres database of its own
+//! and git servers on loopback; driven by a real HTTP client.
+
+mod support;
+
+mod auth;
+mod errors;
+mod fleet;
+mod git;
+mod jobs;
