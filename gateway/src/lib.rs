@@ -5,7 +5,9 @@
 //!
 //! - the JSON API under `/v1` (jobs, queues, workers, sandboxes, usage, keys), errors as RFC
 //!   9457 problem documents ([`problem`]);
-//! - `/healthz` and `/readyz`, without auth.
+//! - `/healthz` and `/readyz`, without auth;
+//! - the reference: `/openapi.json` (OpenAPI 3.1, [`openapi`]) and `/docs` (it rendered,
+//!   [`docs`]), without auth.
 //!
 //! Every `/v1` request carries an API key (`Authorization: Bearer gfk_…`, [`auth`]) that
 //! names its organization and role. Jobs are enqueued through `gitfleet-client`, the same
@@ -14,7 +16,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod docs;
 mod extract;
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod state;
@@ -55,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orgs/{org}/usage", get(fleet::usage))
         .route("/v1/keys", post(fleet::create_key).get(fleet::list_keys))
         .route("/v1/keys/{id}", delete(fleet::revoke_key))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::serve))
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
-use crate::extract::{Body, Params, json, json_value};
+use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
 use crate::state::AppState;
 use gitfleet_client::store::{ApiKey, SandboxFilter, SandboxRow};
@@ -58,6 +58,7 @@ pub async fn workers(
 #[serde(deny_unknown_fields)]
 pub struct SandboxParams {
     /// `initializing`, `ready`, `in_use`, `error` or `terminated`.
+    #[schemars(extend("enum" = ["initializing", "ready", "in_use", "error", "terminated"]))]
     pub status: Option<String>,
     pub worker: Option<String>,
     pub agent: Option<String>,
@@ -66,6 +67,7 @@ pub struct SandboxParams {
     /// An admin key's filter by organization.
     pub org: Option<String>,
     /// Sandboxes at most, 1-500 (default 100).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<i64>,
 }
 
@@ -197,6 +199,7 @@ pub struct NewKeyRequest {
     pub role: Role,
     pub name: Option<String>,
     /// Days until it expires (1-3650); absent: never.
+    #[schemars(range(min = 1, max = 3650))]
     pub expires_days: Option<u32>,
 }
 

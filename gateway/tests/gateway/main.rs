@@ -9,3 +9,5 @@ mod errors;
 mod fleet;
 mod git;
 mod jobs;
+mod reference;
+mod schemathesis;
