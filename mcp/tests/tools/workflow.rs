@@ -1,0 +1,177 @@
+//! An agent's work through the tools: clone, write, look, push, release; a bad input; and
+//! the progress a slow call reports while it waits.
+
+use gitfleet_testkit::fixtures::{self, git};
+use gitfleet_testkit::{GitDaemon, HeldRemote, Hold};
+use rmcp::model::CallToolRequestParams;
+use serde_json::json;
+
+use crate::support::{Mcp, PATIENCE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_clones_writes_pushes_and_releases_and_its_commit_lands_once() {
+    let mcp = Mcp::start(1).await;
+    let bare = fixtures::bare_repo(
+        &mcp.fleet.remotes(),
+        "repo.git",
+        &[("README.md", "# repo\n"), ("src/lib.rs", "pub fn f() {}\n")],
+    );
+    let daemon = GitDaemon::start(&mcp.fleet.remotes()).unwrap();
+    let agent = mcp.agent(Some("acme")).await;
+
+    let clone = agent
+        .ok(
+            "git_clone",
+            json!({"repo_url": daemon.url("repo.git"), "agent_id": "a1", "task_id": "t1"}),
+        )
+        .await;
+    let sandbox = clone["sandbox_id"].as_str().unwrap().to_string();
+    assert_eq!(clone["agent_branch"], "agent-a1-t1");
+    let main = git(&bare, ["rev-parse", "main"]).unwrap();
+    assert_eq!(clone["head_sha"], main.trim());
+
+    let written = agent
+        .ok(
+            "git_write_files",
+            json!({"sandbox_id": sandbox, "files": [
+                {"path": "README.md", "content": "# repo\nby an agent\n"},
+                {"path": "src/new.rs", "content": "pub fn g() {}\n"},
+            ]}),
+        )
+        .await;
+    assert_eq!(written, json!({"written": 2, "deleted": 0}));
+
+    let status = agent.ok("git_status", json!({"sandbox_id": sandbox})).await;
+    assert_eq!(status["branch"], "agent-a1-t1");
+    assert_eq!(status["modified"], json!(["README.md"]));
+    assert_eq!(status["untracked"], json!(["src/new.rs"]));
+
+    let diff = agent.ok("git_diff", json!({"sandbox_id": sandbox})).await;
+    assert!(
+        diff["diff"].as_str().unwrap().contains("+by an agent"),
+        "{diff}"
+    );
+    assert_eq!(diff["truncated"], false);
+
+    let push = agent
+        .ok(
+            "git_push",
+            json!({"sandbox_id": sandbox, "message": "agent: a README line and g"}),
+        )
+        .await;
+    assert_eq!(push["branch"], "agent-a1-t1");
+    let tip = git(&bare, ["rev-parse", "refs/heads/agent-a1-t1"]).unwrap();
+    assert_eq!(push["commit_sha"], tip.trim());
+    let log = fixtures::remote_log(&bare, "agent-a1-t1");
+    assert_eq!(
+        log.iter()
+            .filter(|s| *s == "agent: a README line and g")
+            .count(),
+        1,
+        "{log:?}"
+    );
+    let files = git(&bare, ["ls-tree", "-r", "--name-only", "agent-a1-t1"]).unwrap();
+    assert!(files.lines().any(|f| f == "src/new.rs"), "{files}");
+
+    agent
+        .ok("git_release", json!({"sandbox_id": sandbox}))
+        .await;
+    let (kind, _) = agent
+        .err("git_status", json!({"sandbox_id": sandbox}))
+        .await;
+    assert_eq!(kind, "sandbox_not_found");
+    agent.client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_input_is_a_tool_error_naming_the_field_and_nothing_is_enqueued() {
+    let mcp = Mcp::start(0).await;
+    let agent = mcp.agent(Some("acme")).await;
+
+    let (kind, message) = agent
+        .err(
+            "git_clone",
+            json!({"repo_url": "ftp://x", "agent_id": "a1", "task_id": "t1"}),
+        )
+        .await;
+    assert_eq!(kind, "invalid_input");
+    assert!(message.starts_with("repo_url: "), "{message}");
+
+    let (kind, message) = agent
+        .err(
+            "git_write_files",
+            json!({"sandbox_id": "w1.01ARZ3NDEKTSV4RRFFQ69G5FAV"}),
+        )
+        .await;
+    assert_eq!(kind, "invalid_input");
+    assert!(message.starts_with("files: "), "{message}");
+
+    // The organization is the caller's identity, never an argument.
+    let (kind, message) = agent
+        .err(
+            "git_status",
+            json!({"sandbox_id": "w1.01ARZ3NDEKTSV4RRFFQ69G5FAV", "org_id": "other"}),
+        )
+        .await;
+    assert_eq!(kind, "invalid_input");
+    assert!(message.starts_with("args.org_id: "), "{message}");
+
+    let stats = mcp.fleet.client().queues().await.unwrap();
+    assert!(stats.is_empty(), "nothing was enqueued: {stats:?}");
+    agent.client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_held_at_the_remote_reports_progress_until_it_lands() {
+    let mcp = Mcp::start(1).await;
+    let remote = HeldRemote::new(Hold::BeforeRefUpdate);
+    let mut agent = mcp.agent(Some("acme")).await;
+    let clone = agent
+        .ok(
+            "git_clone",
+            json!({"repo_url": remote.url(), "agent_id": "slow", "task_id": "t1"}),
+        )
+        .await;
+    let sandbox = clone["sandbox_id"].as_str().unwrap().to_string();
+    agent
+        .ok(
+            "git_write_files",
+            json!({"sandbox_id": sandbox, "files": [{"path": "held.txt", "content": "x\n"}]}),
+        )
+        .await;
+    while agent.notes.try_recv().is_ok() {}
+
+    let push = {
+        let args = json!({"sandbox_id": sandbox, "message": "held push"});
+        let call = agent.client.call_tool(
+            CallToolRequestParams::new("git_push")
+                .with_arguments(args.as_object().unwrap().clone()),
+        );
+        tokio::pin!(call);
+        // The push is held at the remote: the call waits, and says so while it does.
+        let note = tokio::select! {
+            result = &mut call => panic!("the push ended while held: {result:?}"),
+            note = tokio::time::timeout(PATIENCE, agent.notes.recv()) => {
+                note.expect("a progress notification while the push is held").unwrap()
+            }
+        };
+        assert!(note.progress >= 1.0, "{note:?}");
+        assert!(
+            note.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("push ")),
+            "{note:?}"
+        );
+        remote.wait_until_held(PATIENCE, || "not held".into()).await;
+        remote.let_go().await;
+        call.await.expect("the push call")
+    };
+    assert_eq!(push.is_error, Some(false), "{push:?}");
+    let log = fixtures::remote_log(&remote.bare, "agent-slow-t1");
+    assert_eq!(
+        log.iter().filter(|s| *s == "held push").count(),
+        1,
+        "{log:?}"
+    );
+    agent.client.cancel().await.unwrap();
+}
