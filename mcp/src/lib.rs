@@ -160,11 +160,16 @@ impl ServerHandler for GitTools {
 /// Serves the tools on standard input and output for `identity` until the client closes
 /// them (`gitfleet mcp`).
 pub async fn serve_stdio(client: Client, identity: McpIdentity) -> anyhow::Result<()> {
-    let running = server(client, Some(identity))
-        .serve(rmcp::transport::stdio())
-        .await?;
-    running.waiting().await?;
-    Ok(())
+    server(client, Some(identity)).serve_stdio().await
+}
+
+impl GitTools {
+    /// Serves these tools on standard input and output until the client closes them.
+    pub async fn serve_stdio(self) -> anyhow::Result<()> {
+        let running = self.serve(rmcp::transport::stdio()).await?;
+        running.waiting().await?;
+        Ok(())
+    }
 }
 
 /// The Streamable HTTP service of the tools, a tower `Service` the gateway mounts with

@@ -86,12 +86,13 @@ fn header_path(header: &str) -> String {
     }
     // An unchanged name: two equal halves, whatever the path holds (spaces too).
     let half = header.len() / 2;
-    if header.len() % 2 == 1 && header.is_char_boundary(half) {
-        if let (Some(a), Some(b)) = (side(&header[..half], "a/"), side(&header[half + 1..], "b/"))
-            && a == b
-        {
-            return a.to_string();
-        }
+    // (A space in the middle: both halves then start and end on character boundaries.)
+    if header.len() % 2 == 1
+        && header.as_bytes()[half] == b' '
+        && let (Some(a), Some(b)) = (side(&header[..half], "a/"), side(&header[half + 1..], "b/"))
+        && a == b
+    {
+        return a.to_string();
     }
     // A rename: the new name, after the last ` b/`.
     match header.rfind(" b/").or_else(|| header.rfind(" \"b/")) {
@@ -159,6 +160,8 @@ mod tests {
     fn a_header_names_its_path_plain_renamed_or_quoted() {
         assert_eq!(header_path("a/src/x y.rs b/src/x y.rs"), "src/x y.rs");
         assert_eq!(header_path("a/old.rs b/new.rs"), "new.rs");
+        assert_eq!(header_path("a/ä.rs b/ü.rs"), "ü.rs");
+        assert_eq!(header_path("a/üü b/x"), "x");
         assert_eq!(header_path("\"a/t\\tab\" \"b/t\\tab\""), "t\\tab");
     }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod demo;
 pub mod job;
+pub mod mcp;
 pub mod queues;
 pub mod record;
 pub mod retry;

@@ -10,6 +10,7 @@ use gitfleet_testkit::store::store_on;
 use serde_json::{Value, json};
 
 mod history;
+mod mcp;
 
 /// A fleet (workers added by the test) and the CLI pointed at it.
 struct Env {
