@@ -1,7 +1,7 @@
 //! Who a call acts for: the organization the gateway authenticated, and no one else's
 //! sandboxes; no identity, no call.
 
-use gitfleet_testkit::{GitDaemon, fixtures};
+use gitfleet_testkit::{Fleet, GitDaemon, fixtures};
 use serde_json::json;
 
 use crate::support::Mcp;
@@ -67,4 +67,32 @@ async fn a_call_without_an_authenticated_organization_is_refused_auth_and_enqueu
     let stats = mcp.fleet.client().queues().await.unwrap();
     assert!(stats.is_empty(), "nothing was enqueued: {stats:?}");
     anonymous.client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_over_its_budget_gets_budget_exceeded_and_may_still_release() {
+    let fleet = Fleet::builder("mcp").store().start().await;
+    let client = fleet.client().clone().with_store(fleet.store().clone());
+    fleet.store().set_budget("broke", Some(0.0)).await.unwrap();
+    let mcp = Mcp::serve(fleet, client).await;
+    let agent = mcp.agent(Some("broke")).await;
+
+    let (kind, message) = agent
+        .err(
+            "git_clone",
+            json!({"repo_url": "https://example.com/r.git", "agent_id": "a", "task_id": "t"}),
+        )
+        .await;
+    assert_eq!(kind, "budget_exceeded");
+    assert!(message.contains("broke"), "{message}");
+    // Release ends the spending: never refused for a budget (it reaches the queue, which
+    // answers for a worker that is not running).
+    let (kind, _) = agent
+        .err(
+            "git_release",
+            json!({"sandbox_id": "gone.01ARZ3NDEKTSV4RRFFQ69G5FAV"}),
+        )
+        .await;
+    assert_eq!(kind, "sandbox_not_found");
+    agent.client.cancel().await.unwrap();
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::middleware::Next;
+use gitfleet_client::Client;
 use gitfleet_mcp::McpIdentity;
 use gitfleet_testkit::Fleet;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam};
@@ -27,9 +28,15 @@ pub struct Mcp {
 impl Mcp {
     pub async fn start(workers: usize) -> Self {
         let fleet = Fleet::builder("mcp").git().workers(workers).start().await;
+        let client = fleet.client().clone();
+        Self::serve(fleet, client).await
+    }
+
+    /// The service over `client` (the fleet's, or one made differently), beside `fleet`.
+    pub async fn serve(fleet: Fleet, client: Client) -> Self {
         let stop = CancellationToken::new();
-        // The gateway's client is a trusted producer naming each job's organization.
-        let service = gitfleet_mcp::streamable_http_service(fleet.client().clone(), stop.clone());
+        // As the gateway's: a trusted producer naming each job's organization.
+        let service = gitfleet_mcp::streamable_http_service(client, stop.clone());
         let app = axum::Router::new()
             .nest_service("/mcp", service)
             .layer(axum::middleware::from_fn(authenticate));

@@ -30,28 +30,55 @@ async fn an_agent_clones_writes_pushes_and_releases_and_its_commit_lands_once() 
     let main = git(&bare, ["rev-parse", "main"]).unwrap();
     assert_eq!(clone["head_sha"], main.trim());
 
+    // src/lib.rs grows past what one diff result carries.
+    let long: String = (0..1_000)
+        .map(|i| format!("pub fn f{i}() {{}}\n"))
+        .collect();
     let written = agent
         .ok(
             "git_write_files",
             json!({"sandbox_id": sandbox, "files": [
                 {"path": "README.md", "content": "# repo\nby an agent\n"},
+                {"path": "src/lib.rs", "content": long},
                 {"path": "src/new.rs", "content": "pub fn g() {}\n"},
             ]}),
         )
         .await;
-    assert_eq!(written, json!({"written": 2, "deleted": 0}));
+    assert_eq!(written, json!({"written": 3, "deleted": 0}));
 
     let status = agent.ok("git_status", json!({"sandbox_id": sandbox})).await;
     assert_eq!(status["branch"], "agent-a1-t1");
-    assert_eq!(status["modified"], json!(["README.md"]));
+    assert_eq!(status["modified"], json!(["README.md", "src/lib.rs"]));
     assert_eq!(status["untracked"], json!(["src/new.rs"]));
 
+    // The whole diff is cut, and says which paths to ask for; asked for, a path comes whole.
     let diff = agent.ok("git_diff", json!({"sandbox_id": sandbox})).await;
+    assert_eq!(
+        diff["truncated"],
+        true,
+        "{}",
+        diff["diff"].as_str().unwrap().len()
+    );
+    assert!(diff["diff"].as_str().unwrap().chars().count() <= gitfleet_mcp::DIFF_CAP);
     assert!(
         diff["diff"].as_str().unwrap().contains("+by an agent"),
         "{diff}"
     );
-    assert_eq!(diff["truncated"], false);
+    assert_eq!(diff["rest"], json!(["src/lib.rs"]));
+    assert!(diff["hint"].as_str().unwrap().contains("paths"), "{diff}");
+    assert_eq!(diff["files_changed"], 2);
+    let readme = agent
+        .ok(
+            "git_diff",
+            json!({"sandbox_id": sandbox, "paths": ["README.md"]}),
+        )
+        .await;
+    assert_eq!(readme["truncated"], false, "{readme}");
+    assert!(readme.get("rest").is_none(), "{readme}");
+    assert!(
+        readme["diff"].as_str().unwrap().contains("+by an agent"),
+        "{readme}"
+    );
 
     let push = agent
         .ok(
