@@ -58,57 +58,61 @@ impl Call<'_> {
         progress: Option<ProgressToken>,
         context: &RequestContext<RoleServer>,
     ) -> CallToolResult {
-        let deadline = Instant::now() + self.wait;
+        // One blocking wait for the whole call (it holds a Redis connection of its own);
+        // the progress notes read the job's record beside it, on the shared connection.
+        let wait = self.client.wait(job_id, self.wait);
+        tokio::pin!(wait);
+        let mut ticker = tokio::time::interval_at(Instant::now() + TICK, TICK);
         // Progress counts the ticks waited (about seconds): it must grow with every note.
         let mut ticks = 0u32;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // Without progress to send, one wait; with it, one a tick.
-            let slice = if progress.is_some() {
-                left.min(TICK)
-            } else {
-                left
-            };
-            let record = match self.client.wait(job_id, slice).await {
-                Ok(Some(record)) => record,
-                Ok(None) => {
-                    return reply::fail(
-                        ErrorKind::Internal,
-                        format!("job {job_id} is no longer in the queue (its record expired)"),
-                    );
+            tokio::select! {
+                record = &mut wait => return self.answer(job_id, record),
+                _ = ticker.tick(), if progress.is_some() => {
+                    let (Some(token), Ok(Some(record))) =
+                        (&progress, self.client.job(job_id).await)
+                    else {
+                        continue;
+                    };
+                    ticks += 1;
+                    let note = ProgressNotificationParam::new(token.clone(), f64::from(ticks))
+                        .with_message(progress_message(&record));
+                    // A client that cannot take the note still gets the answer.
+                    let _ = context.peer.notify_progress(note).await;
                 }
-                Err(e) => return self.unreachable(&e),
-            };
-            match record.status {
-                JobStatus::Done => {
-                    return reply::success(self.tool.op, record.result.unwrap_or(Value::Null));
-                }
-                JobStatus::Dead => {
-                    let error = record.error.unwrap_or_else(|| {
-                        JobError::internal(format!("job {job_id} died without an error"))
-                    });
-                    return reply::failure(&error);
-                }
-                _ if Instant::now() >= deadline => {
-                    return reply::fail(
-                        ErrorKind::Timeout,
-                        format!(
-                            "job {job_id} is still {} after {} s; it goes on in the fleet, \
-                             but this call stopped waiting for it",
-                            record.status,
-                            self.wait.as_secs()
-                        ),
-                    );
-                }
-                _ => {}
             }
-            if let Some(token) = &progress {
-                ticks += 1;
-                let note = ProgressNotificationParam::new(token.clone(), f64::from(ticks))
-                    .with_message(progress_message(&record));
-                // A client that cannot take the note still gets the answer.
-                let _ = context.peer.notify_progress(note).await;
+        }
+    }
+
+    /// The tool's answer from the job's record at the end of the wait.
+    fn answer(
+        &self,
+        job_id: &str,
+        record: Result<Option<JobRecord>, QueueError>,
+    ) -> CallToolResult {
+        let record = match record {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                return reply::fail(
+                    ErrorKind::Internal,
+                    format!("job {job_id} is no longer in the queue (its record expired)"),
+                );
             }
+            Err(e) => return self.unreachable(&e),
+        };
+        match record.status {
+            JobStatus::Done => reply::success(self.tool.op, record.result.unwrap_or(Value::Null)),
+            JobStatus::Dead => reply::failure(&record.error.unwrap_or_else(|| {
+                JobError::internal(format!("job {job_id} died without an error"))
+            })),
+            status => reply::fail(
+                ErrorKind::Timeout,
+                format!(
+                    "job {job_id} is still {status} after {} s; it goes on in the fleet, but \
+                     this call stopped waiting for it",
+                    self.wait.as_secs()
+                ),
+            ),
         }
     }
 

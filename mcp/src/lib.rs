@@ -4,20 +4,38 @@
 //!
 //! Eight tools, one per op an agent drives: `git_clone`, `git_status`, `git_diff`,
 //! `git_write_files`, `git_pull`, `git_push`, `git_release`, `git_change`. Each takes its
-//! op's args (the schema derived from the contract's args type, [`catalog`]), enqueues the
+//! op's args (the schema derived from the contract's args type, `catalog.rs`), enqueues the
 //! job through [`gitfleet_client::Client`] for the caller's organization, waits for it
 //! (up to [`DEFAULT_WAIT`], sending a progress notification each second when the request
 //! asked for them), and answers with the op's result, or a tool error carrying the job's
-//! `{"kind", "message"}` ([`reply`]). Nothing else is exposed: no job ids, queues or
+//! `{"kind", "message"}` (`reply.rs`). Nothing else is exposed: no job ids, queues or
 //! options, which the agent has no use for.
 //!
 //! Who a call acts for is its [`McpIdentity`]: fixed when the server is made (stdio), or,
 //! over HTTP, the one the gateway's authentication put into the request's extensions; a
-//! call with neither is refused (`auth`).
+//! call with neither is refused (`auth`). Mounted in a gateway:
+//!
+//! ```no_run
+//! # fn mount(client: gitfleet_client::Client) -> axum::Router {
+//! use axum::{extract::Request, middleware::Next, response::Response};
+//! use gitfleet_mcp::McpIdentity;
+//!
+//! async fn authenticate(mut request: Request, next: Next) -> Response {
+//!     // The gateway checks the bearer API key here, and answers 401 without one.
+//!     request.extensions_mut().insert(McpIdentity { org: "acme".into() });
+//!     next.run(request).await
+//! }
+//!
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! axum::Router::new()
+//!     .nest_service("/mcp", gitfleet_mcp::streamable_http_service(client, cancel))
+//!     .layer(axum::middleware::from_fn(authenticate))
+//! # }
+//! ```
 
 mod call;
-pub mod catalog;
-pub mod reply;
+mod catalog;
+mod reply;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,12 +1,16 @@
-//! An agent's work through the tools: clone, write, look, push, release; a bad input; and
-//! the progress a slow call reports while it waits.
+//! An agent's work through the tools: clone, write, look, push, release; a bad input; the
+//! progress a slow call reports while it waits, and the answer of one that waits too long.
 
+use std::time::Duration;
+
+use gitfleet_mcp::{GitTools, McpIdentity};
 use gitfleet_testkit::fixtures::{self, git};
-use gitfleet_testkit::{GitDaemon, HeldRemote, Hold};
+use gitfleet_testkit::{Fleet, GitDaemon, HeldRemote, Hold};
+use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
-use crate::support::{Mcp, PATIENCE};
+use crate::support::{Mcp, PATIENCE, text_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_clones_writes_pushes_and_releases_and_its_commit_lands_once() {
@@ -201,4 +205,53 @@ async fn a_push_held_at_the_remote_reports_progress_until_it_lands() {
         "{log:?}"
     );
     agent.client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_job_is_not_done_in_time_answers_timeout_and_the_job_goes_on() {
+    // No worker: the clone waits in the shared queue. The server runs in process over a
+    // pipe, as over stdio, with its identity fixed and a wait of a second.
+    let fleet = Fleet::builder("mcp").start().await;
+    let tools = GitTools::new(
+        fleet.client().clone(),
+        Some(McpIdentity { org: "acme".into() }),
+    )
+    .with_wait(Duration::from_secs(1));
+    let (server_end, client_end) = tokio::io::duplex(64 << 10);
+    let server = tokio::spawn(async move {
+        tools
+            .serve(server_end)
+            .await
+            .unwrap()
+            .waiting()
+            .await
+            .unwrap();
+    });
+    let client = ().serve(client_end).await.unwrap();
+
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("git_clone").with_arguments(
+                json!({"repo_url": "https://example.com/r.git", "agent_id": "a", "task_id": "t"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let error = text_json(&result);
+    assert_eq!(error["kind"], "timeout", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("still waiting after 1 s"), "{message}");
+
+    let stats = fleet.client().queues().await.unwrap();
+    let shared = stats
+        .iter()
+        .find(|q| q.queue == "jobs")
+        .expect("the shared queue");
+    assert_eq!(shared.waiting, 1, "the clone is still there: {stats:?}");
+    client.cancel().await.unwrap();
+    server.await.unwrap();
 }
