@@ -182,6 +182,7 @@ fn type_of(s: &Value) -> String {
                 Some(v @ Value::Object(_)) => format!("map of {}", type_of(v)),
                 _ => "object".into(),
             },
+            "null" => "null".into(),
             t => match obj.get("format").and_then(Value::as_str) {
                 Some(f) => format!("{t} ({})", esc(f)),
                 None => t.to_string(),
@@ -259,6 +260,49 @@ fn properties_table(out: &mut String, s: &Value) {
     }
 }
 
+/// Object variants (`oneOf`): the fields they share, once, then a row per variant with the
+/// fields that tell them apart (`NewJob`: each op and its args).
+fn variants_tables(out: &mut String, variants: &[Value]) {
+    let props = |v: &Value| v["properties"].as_object().cloned().unwrap_or_default();
+    let first = props(&variants[0]);
+    let differing: Vec<&String> = first
+        .keys()
+        .filter(|k| variants.iter().any(|v| props(v).get(*k) != first.get(*k)))
+        .collect();
+    let mut shared = variants[0].clone();
+    if let Some(p) = shared["properties"].as_object_mut() {
+        p.retain(|k, _| !differing.contains(&k));
+    }
+    out.push_str("<p>One of the variants below, each with these fields:</p>");
+    properties_table(out, &shared);
+    out.push_str("<table><tr><th>variant</th>");
+    for k in &differing {
+        let _ = write!(out, "<th><code>{}</code></th>", esc(k));
+    }
+    out.push_str("</tr>");
+    for v in variants {
+        let required: Vec<&str> = v["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let _ = write!(out, "<tr><td>{}</td>", esc(str_of(v, "title")));
+        for k in &differing {
+            let req = if required.contains(&k.as_str()) {
+                " <span class=\"req\">required</span>"
+            } else {
+                ""
+            };
+            let _ = write!(
+                out,
+                "<td>{}{req}</td>",
+                type_of(&v["properties"][k.as_str()])
+            );
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+}
+
 /// A component schema: its description, and its fields (or its variants' fields).
 fn schema_section(out: &mut String, name: &str, s: &Value) {
     let _ = write!(
@@ -275,11 +319,7 @@ fn schema_section(out: &mut String, name: &str, s: &Value) {
     } else if let Some(variants) = s.get("oneOf").and_then(Value::as_array)
         && variants.iter().all(|v| v.get("properties").is_some())
     {
-        out.push_str("<p>One of:</p>");
-        for v in variants {
-            let _ = write!(out, "<h4>{}</h4>", esc(str_of(v, "title")));
-            properties_table(out, v);
-        }
+        variants_tables(out, variants);
     } else {
         let _ = write!(out, "<p>{}</p>", type_of(s));
     }
@@ -348,9 +388,7 @@ fn operation_section(out: &mut String, method: &str, path: &str, op: &Value) {
             }
         }
     }
-    out.push_str(
-        "<h4>Responses</h4><table><tr><th>status</th><th>body</th><th></th></tr>",
-    );
+    out.push_str("<h4>Responses</h4><table><tr><th>status</th><th>body</th><th></th></tr>");
     let doc = openapi::document();
     if let Some(responses) = op["responses"].as_object() {
         for (status, r) in responses {
@@ -507,7 +545,12 @@ fn tags(doc: &Value) -> Vec<(String, String)> {
         .as_array()
         .map(|ts| {
             ts.iter()
-                .map(|t| (str_of(t, "name").to_string(), str_of(t, "description").to_string()))
+                .map(|t| {
+                    (
+                        str_of(t, "name").to_string(),
+                        str_of(t, "description").to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -22,6 +22,9 @@ use gitfleet_client::{Enqueued, JobRecord};
 use gitfleet_contract::Role;
 use gitfleet_contract::ops::OpName;
 
+/// An organization's id, as `gitfleet_contract::validate_org_id` takes it.
+pub const ORG_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$";
+
 /// One operation of the API: a method and path of the router, and how it is documented.
 pub struct Route {
     /// Lower case, as an OpenAPI path item names it: `get`, `post`, `delete`.
@@ -40,11 +43,23 @@ pub const ROUTES: &[Route] = &[
     route("get", "/v1/jobs", "listJobs", "jobs", list_jobs),
     route("get", "/v1/jobs/{id}", "getJob", "jobs", get_job),
     route("delete", "/v1/jobs/{id}", "cancelJob", "jobs", cancel_job),
-    route("get", "/v1/jobs/{id}/events", "jobEvents", "jobs", job_events),
+    route(
+        "get",
+        "/v1/jobs/{id}/events",
+        "jobEvents",
+        "jobs",
+        job_events,
+    ),
     route("post", "/v1/jobs/{id}/retry", "retryJob", "jobs", retry_job),
     route("get", "/v1/queues", "listQueues", "fleet", list_queues),
     route("get", "/v1/workers", "listWorkers", "fleet", list_workers),
-    route("get", "/v1/sandboxes", "listSandboxes", "fleet", list_sandboxes),
+    route(
+        "get",
+        "/v1/sandboxes",
+        "listSandboxes",
+        "fleet",
+        list_sandboxes,
+    ),
     route(
         "delete",
         "/v1/sandboxes/{id}",
@@ -52,7 +67,13 @@ pub const ROUTES: &[Route] = &[
         "fleet",
         release_sandbox,
     ),
-    route("get", "/v1/orgs/{org}/usage", "getUsage", "fleet", get_usage),
+    route(
+        "get",
+        "/v1/orgs/{org}/usage",
+        "getUsage",
+        "fleet",
+        get_usage,
+    ),
     route("post", "/v1/keys", "createKey", "keys", create_key),
     route("get", "/v1/keys", "listKeys", "keys", list_keys),
     route("delete", "/v1/keys/{id}", "revokeKey", "keys", revoke_key),
@@ -297,9 +318,7 @@ impl Builder {
             .iter()
             .map(|(name, schema)| {
                 let mut schema = not_null(schema.clone());
-                let description = schema
-                    .as_object_mut()
-                    .and_then(|o| o.remove("description"));
+                let description = schema.as_object_mut().and_then(|o| o.remove("description"));
                 let mut p = json!({
                     "name": name,
                     "in": "query",
@@ -386,6 +405,30 @@ fn with_headers(mut response: Value, headers: &[(&str, &str)]) -> Value {
 
 const LOCATION: (&str, &str) = ("Location", "Where the job is: `/v1/jobs/{id}`.");
 
+/// What can be done next with the job one `POST /v1/jobs` answered (OpenAPI links: its
+/// `job_id` is their `id`).
+fn job_links(response: Value) -> Value {
+    let mut response = response;
+    let mut links = Map::new();
+    for (op, what) in [
+        ("getJob", "Read it, or wait for it to end."),
+        ("jobEvents", "Follow its state changes."),
+        ("cancelJob", "Cancel it while it waits."),
+        ("retryJob", "Retry it once it is dead."),
+    ] {
+        links.insert(
+            op.into(),
+            json!({
+                "operationId": op,
+                "parameters": { "id": "$response.body#/job_id" },
+                "description": what,
+            }),
+        );
+    }
+    response["links"] = Value::Object(links);
+    response
+}
+
 fn create_jobs(b: &mut Builder) -> Operation {
     let record = b.schema::<JobRecord>();
     let bulk = b.schema::<jobs::BulkEnqueued>();
@@ -414,25 +457,25 @@ fn create_jobs(b: &mut Builder) -> Operation {
     ))
     .answer(
         201,
-        with_headers(
+        job_links(with_headers(
             json_answer(
                 "Enqueued: the job's record (one job; with `Location`), or one entry per job \
                  (an array).",
                 json!({ "oneOf": [record, bulk] }),
             ),
             &[LOCATION],
-        ),
+        )),
     )
     .answer(
         200,
-        with_headers(
+        job_links(with_headers(
             json_answer(
                 "The `Idempotency-Key` and body were seen before: the first job(s), nothing \
                  enqueued.",
                 json!({ "oneOf": [record, bulk] }),
             ),
             &[LOCATION],
-        ),
+        )),
     )
     .problems(&[400, 402, 403, 404, 413, 422, 500, 503])
 }
@@ -582,7 +625,10 @@ fn release_sandbox(b: &mut Builder) -> Operation {
     .param(path_param(
         "id",
         "The sandbox's id: `<worker id>.<ulid>`.",
-        json!({ "type": "string", "minLength": 28, "maxLength": 200 }),
+        json!({
+            "type": "string",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{0,99}\\.[0-9A-Za-z]{26}$",
+        }),
     ))
     .answer(
         200,
@@ -616,7 +662,7 @@ fn get_usage(b: &mut Builder) -> Operation {
         "org",
         "The organization: 1-64 of letters, digits, `_`, `-`, `.`, not starting with `-` or \
          `.`.",
-        json!({ "type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$" }),
+        json!({ "type": "string", "pattern": ORG_PATTERN }),
     ))
     .answer(200, json_answer("The organization's usage.", usage))
     .problems(&[400, 404, 500, 503])
@@ -731,11 +777,7 @@ fn new_job_schema(b: &mut Builder) -> Value {
         let props = obj["properties"]
             .as_object_mut()
             .expect("NewJob has properties");
-        let op_description = props["op"]["description"].clone();
-        props.insert(
-            "op".into(),
-            json!({ "const": op.as_str(), "description": op_description }),
-        );
+        props.insert("op".into(), json!({ "const": op.as_str() }));
         let args_description = format!("`{op}`'s args.");
         props.insert(
             "args".into(),
@@ -861,7 +903,10 @@ pub async fn serve() -> Response {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     let body = BYTES.get_or_init(|| serde_json::to_vec(document()).expect("plain data"));
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body.as_slice(),
     )
         .into_response()
@@ -915,7 +960,11 @@ mod tests {
         for route in ROUTES {
             let op = &doc["paths"][route.path][route.method];
             assert_eq!(op["operationId"], route.operation_id, "{}", route.path);
-            assert!(ids.insert(route.operation_id), "{} twice", route.operation_id);
+            assert!(
+                ids.insert(route.operation_id),
+                "{} twice",
+                route.operation_id
+            );
             assert!(
                 op["responses"].as_object().is_some_and(|r| !r.is_empty()),
                 "{}",
@@ -937,7 +986,10 @@ mod tests {
                 })
                 .unwrap_or_default();
             assert_eq!(in_path, declared, "{}", route.operation_id);
-            let open = matches!(route.path, "/healthz" | "/readyz" | "/openapi.json" | "/docs");
+            let open = matches!(
+                route.path,
+                "/healthz" | "/readyz" | "/openapi.json" | "/docs"
+            );
             assert_eq!(
                 op.get("security") == Some(&json!([])),
                 open,
@@ -984,7 +1036,12 @@ mod tests {
         assert_eq!(echo["required"], json!(["op"]));
         let kinds = &doc["components"]["schemas"]["Problem"]["properties"]["kind"]["enum"];
         assert!(kinds.as_array().unwrap().contains(&json!("rate_limited")));
-        assert!(kinds.as_array().unwrap().contains(&json!("sandbox_not_found")));
+        assert!(
+            kinds
+                .as_array()
+                .unwrap()
+                .contains(&json!("sandbox_not_found"))
+        );
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub struct SandboxParams {
     /// The repository URL, exactly.
     pub repo: Option<String>,
     /// An admin key's filter by organization.
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
     /// Sandboxes at most, 1-500 (default 100).
     #[schemars(range(min = 1, max = 500))]
@@ -195,8 +196,11 @@ pub async fn usage(
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyRequest {
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: String,
     pub role: Role,
+    /// What the key is for: 1-100 printable characters.
+    #[schemars(length(min = 1, max = 100))]
     pub name: Option<String>,
     /// Days until it expires (1-3650); absent: never.
     #[schemars(range(min = 1, max = 3650))]
@@ -262,6 +266,8 @@ fn key_problem(e: gitfleet_client::store::StoreError) -> Problem {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyParams {
+    /// Only this organization's keys.
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
 }
 

@@ -487,6 +487,7 @@ pub struct ListParams {
     /// Enqueued before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// An admin key's filter by organization (another key sees its own only).
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
     /// Jobs per page, 1-500 (default 50).
     #[schemars(range(min = 1, max = 500))]

@@ -51,11 +51,15 @@ async fn the_reference_is_served_without_a_key_and_every_route_in_it_is_served()
     assert!(page.text.starts_with("<!doctype html>"), "{}", page.text);
     assert!(!page.text.contains("<script"), "no script");
     for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
-        assert!(!page.text.contains(external), "an external asset: {external}");
+        assert!(
+            !page.text.contains(external),
+            "an external asset: {external}"
+        );
     }
     for route in ROUTES {
         assert!(
-            page.text.contains(&format!("id=\"op-{}\"", route.operation_id)),
+            page.text
+                .contains(&format!("id=\"op-{}\"", route.operation_id)),
             "/docs has no section for {}",
             route.operation_id
         );

@@ -113,6 +113,11 @@ fn fuzz(w: &World, doc: &Path, key: &str, filter: &[&str], work: &Path) -> Strin
         .current_dir(work)
         .env("GITFLEET_FUZZ_KEY", key)
         .env("NO_COLOR", "1")
+        // sitecustomize.py there: a workaround for a bug of CPython 3.11.7, the machine's.
+        .env(
+            "PYTHONPATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/python"),
+        )
         .arg("--config-file")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -141,6 +146,8 @@ fn fuzz(w: &World, doc: &Path, key: &str, filter: &[&str], work: &Path) -> Strin
         out.status,
         tail(&w.gw.log_text(), 4000)
     );
+    // What it tried and warned of, for `--nocapture`.
+    println!("{text}");
     text
 }
 
@@ -200,7 +207,13 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     // An admin key, on everything but revoking keys: the fuzzer would revoke the keys it
     // lists, its own among them, and answer the rest of the run with 401s.
     let admin_run = tokio::task::block_in_place(|| {
-        fuzz(&w, &file, &admin, &["--exclude-operation-id", "revokeKey"], &work)
+        fuzz(
+            &w,
+            &file,
+            &admin,
+            &["--exclude-operation-id", "revokeKey"],
+            &work,
+        )
     });
     let (tested, cases) = summary(&admin_run);
     assert_eq!(tested, operations - 1, "{admin_run}");
