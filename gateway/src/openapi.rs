@@ -1066,9 +1066,9 @@ mod tests {
         assert_eq!(limit["schema"]["maximum"], 500, "{limit}");
     }
 
-    /// Every `.route("<path>", <methods>)` of `crate::router` but `/mcp`, read from lib.rs: the other
-    /// half of holding [`ROUTES`] to the router (the gateway's tests request each entry of
-    /// `ROUTES` from the running binary).
+    /// Every `.route("<path>", <methods>)` of `crate::router` but `/mcp`, read from lib.rs:
+    /// the other half of holding [`ROUTES`] to the router (the gateway's tests request each
+    /// entry of `ROUTES` from the running binary).
     fn router_routes() -> Vec<(String, String)> {
         let src = include_str!("lib.rs");
         let mut out = Vec::new();
