@@ -844,7 +844,10 @@ fn build() -> Value {
         if *status == 401 {
             headers.insert(
                 "WWW-Authenticate".into(),
-                json!({ "description": "`Bearer realm=\"gitfleet\"`.", "schema": { "type": "string" } }),
+                json!({
+                    "description": "`Bearer realm=\"gitfleet\"`.",
+                    "schema": { "type": "string" },
+                }),
             );
         }
         let mut r = json!({
