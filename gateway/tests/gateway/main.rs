@@ -9,3 +9,4 @@ mod errors;
 mod fleet;
 mod git;
 mod jobs;
+mod mcp;
