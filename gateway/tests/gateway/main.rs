@@ -9,5 +9,6 @@ mod errors;
 mod fleet;
 mod git;
 mod jobs;
+mod mcp;
 mod reference;
 mod schemathesis;
