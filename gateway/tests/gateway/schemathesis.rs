@@ -113,7 +113,8 @@ fn fuzz(w: &World, doc: &Path, key: &str, filter: &[&str], work: &Path) -> Strin
         .current_dir(work)
         .env("GITFLEET_FUZZ_KEY", key)
         .env("NO_COLOR", "1")
-        // sitecustomize.py there: a workaround for a bug of CPython 3.11.7, the machine's.
+        // sitecustomize.py there: one thread at a time in `ast.parse`, which is not
+        // thread-safe before CPython 3.11.8 (the machine has 3.11.7).
         .env(
             "PYTHONPATH",
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/python"),

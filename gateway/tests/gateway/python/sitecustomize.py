@@ -1,38 +1,23 @@
 """Loaded by the Python that runs schemathesis in the gateway's fuzz test (on PYTHONPATH).
 
-CPython before 3.11.8 (and 3.12.0) may raise `SystemError: AST constructor recursion depth
-mismatch` from `ast.parse` when it is called deep in the stack (CPython gh-106905), as
-Hypothesis does to describe its strategies; the run then ends in an error that is no finding
-of the API's. This parses again on a fresh thread, whose stack is shallow, and so gives the
-answer the same call gives on a fixed Python.
+In CPython before 3.11.8 (and 3.12.1), `ast.parse` keeps its recursion count in state that
+every thread shares (CPython gh-106905): two threads parsing at once corrupt it and one of
+them fails with `SystemError: AST constructor recursion depth mismatch`. Schemathesis's
+workers are threads, and Hypothesis parses source to describe its strategies, so a run
+would end in an error that is no finding of the API's. This makes one thread parse at a
+time.
 """
 
 import ast
 import threading
 
 _parse = ast.parse
+_one_at_a_time = threading.RLock()
 
 
-def _parse_on_a_fresh_stack(*args, **kwargs):
-    try:
+def _parse_alone(*args, **kwargs):
+    with _one_at_a_time:
         return _parse(*args, **kwargs)
-    except SystemError as error:
-        if "recursion depth mismatch" not in str(error):
-            raise
-    outcome = {}
-
-    def run():
-        try:
-            outcome["tree"] = _parse(*args, **kwargs)
-        except BaseException as error:  # handed to the caller below
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["tree"]
 
 
-ast.parse = _parse_on_a_fresh_stack
+ast.parse = _parse_alone
