@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod errors;
+mod examples;
 mod fleet;
 mod git;
 mod jobs;
