@@ -9,4 +9,5 @@ mod errors;
 mod examples;
 mod fleet;
 mod git;
+mod hang_up;
 mod jobs;
