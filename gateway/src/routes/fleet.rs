@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Caller;
 use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
+use crate::routes::run_to_end;
 use crate::state::AppState;
 use gitfleet_client::store::{ApiKey, SandboxFilter, SandboxRow};
 use gitfleet_client::{EnqueueOptions, JobRecord, JobSpec, QueueStats, WorkerInfo};
@@ -144,7 +145,8 @@ pub async fn release(
         ..Default::default()
     };
     let queue = gitfleet_contract::own_queue(&owner.worker);
-    let job = state.client.submit(&queue, &spec, &options).await?;
+    let client = state.client.clone();
+    let job = run_to_end(async move { client.submit(&queue, &spec, &options).await }).await??;
     let record: Option<JobRecord> = state.client.wait(&job.job_id, RELEASE_WAIT).await?;
     let location = format!("/v1/jobs/{}", job.job_id);
     let Some(record) = record else {

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
+use crate::routes::run_to_end;
 use crate::state::AppState;
 use gitfleet_client::store::{JobCursor, JobFilter, JobRow};
 use gitfleet_client::{
@@ -240,7 +241,8 @@ pub async fn create(
                 }
                 jobs.push(job);
             }
-            let results = state.client.submit_batch(&jobs).await?;
+            let client = state.client.clone();
+            let results = run_to_end(async move { client.submit_batch(&jobs).await }).await??;
             let mut out = Vec::with_capacity(results.len());
             for (i, r) in results.into_iter().enumerate() {
                 match r {
@@ -266,11 +268,11 @@ pub async fn create(
             let mut job = to_batch_job(&state, &caller, new, "")?;
             job.options.idempotency_key = key;
             job.options.idempotency_fingerprint = fingerprint;
-            let enqueued = match state
-                .client
-                .submit(&job.queue, &job.spec, &job.options)
-                .await
-            {
+            let client = state.client.clone();
+            let submitted =
+                run_to_end(async move { client.submit(&job.queue, &job.spec, &job.options).await })
+                    .await?;
+            let enqueued = match submitted {
                 Ok(e) => e,
                 Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
                     return Err(reuse_problem(&e));
@@ -620,7 +622,9 @@ pub async fn retry(
             ),
         ));
     }
-    state.client.retry(&id).await?;
+    let client = state.client.clone();
+    let retry_id = id.clone();
+    run_to_end(async move { client.retry(&retry_id).await }).await??;
     visible(&state, &caller, &id).await.map(Json)
 }
 
@@ -633,7 +637,11 @@ pub async fn cancel(
     caller.require(Role::Operator)?;
     let record = visible(&state, &caller, &id).await?;
     // For the job's own organization (an admin acts on any).
-    match state.client.cancel_for(&id, record.org.as_deref()).await {
+    let (client, cancel_id) = (state.client.clone(), id.clone());
+    let cancelled =
+        run_to_end(async move { client.cancel_for(&cancel_id, record.org.as_deref()).await })
+            .await?;
+    match cancelled {
         Ok(Some(_)) => {}
         Ok(None) => return Err(no_such_job(&id)),
         Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {

@@ -9,6 +9,7 @@ mod errors;
 mod examples;
 mod fleet;
 mod git;
+mod hang_up;
 mod jobs;
 mod mcp;
 mod reference;
