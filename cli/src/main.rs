@@ -15,6 +15,8 @@
 //! reaches the database is an administrator): there `--org` is the organization a key is
 //! made for (`keys create`, which needs one) or listed by (`keys list`). A key's token is
 //! printed once, by `keys create`, and never again.
+//! `gitfleet mcp` speaks MCP on standard output, so its own
+//! failures go to standard error.
 //!
 //! This file is the command line (its clap schema), the dispatch and the exit codes; each
 //! command's body is in [`commands`].
@@ -112,6 +114,13 @@ enum Command {
     /// gitfleet's main job on this machine: a local git server, two workers, ten agents
     /// through clone, write_files and push; prints a summary.
     Demo,
+    /// Serve the git tools (git_clone, git_status, ... git_change) to a local agent over
+    /// MCP on standard input and output, for --org / GITFLEET_ORG (required).
+    Mcp {
+        /// How long each tool call waits for its job, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -285,6 +294,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
         Command::Keys { command } => commands::keys::run(command, org).await,
         Command::Queues => commands::queues::show().await,
         Command::Demo => commands::demo::run().await,
+        Command::Mcp { timeout } => commands::mcp::serve(org, secs("--timeout", timeout)?).await,
         Command::Retry { id } => commands::retry::retry(&id).await,
         Command::Cancel { id } => commands::cancel::cancel(&id).await,
     }
@@ -327,6 +337,12 @@ async fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::from(2);
         }
+    };
+    // `gitfleet mcp`'s standard output is the protocol's: its failures go to stderr.
+    let print: fn(&serde_json::Value) = if matches!(cli.command, Command::Mcp { .. }) {
+        output::eprint
+    } else {
+        print
     };
     match run(cli).await {
         Ok(code) => ExitCode::from(code),

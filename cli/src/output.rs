@@ -11,6 +11,12 @@ pub fn print(v: &Value) {
     let _ = writeln!(out, "{v}");
 }
 
+/// [`print`] on standard error, for a command whose standard output is a protocol's.
+pub fn eprint(v: &Value) {
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(out, "{v}");
+}
+
 pub fn error_object(kind: ErrorKind, message: &str) -> Value {
     json!({ "error": JobError::new(kind, message) })
 }

@@ -61,7 +61,11 @@ impl Caller {
     /// names (`None`: every organization).
     pub fn scope(&self, asked: Option<&str>) -> Result<Option<String>, Problem> {
         match asked {
-            Some(org) if self.is_admin() => Ok(Some(org.to_string())),
+            Some(org) if self.is_admin() => {
+                gitfleet_contract::validate_org_id(org)
+                    .map_err(|e| Problem::from_job_error(&e, "").with_field("org"))?;
+                Ok(Some(org.to_string()))
+            }
             None if self.is_admin() => Ok(None),
             Some(org) if org != self.org => Err(Problem::forbidden(format!(
                 "org: this key is for organization {}; only an admin key reads others",

@@ -1,8 +1,8 @@
 //! Request extractors whose rejections are problem documents naming what is wrong.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -42,6 +42,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        // Postgres text cannot hold NUL: a filter with one is bad input, named, rather than
+        // an error of the store.
+        if let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            && let Some((name, _)) = pairs.iter().find(|(_, v)| v.contains('\0'))
+        {
+            return Err(Problem::bad_param(name, "must not contain NUL characters"));
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(Params(v)),
             Err(e) => Err(query_problem(e)),
@@ -60,6 +67,42 @@ fn query_problem(e: QueryRejection) -> Problem {
     let mut p = Problem::invalid(None, format!("query: {detail}"));
     p.field = field;
     p
+}
+
+/// A path parameter (`/v1/jobs/{id}`); one that cannot be read (not UTF-8 once
+/// percent-decoded) is a `400` problem naming it, as every other bad input.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let value = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => v,
+            Err(e) => return Err(path_problem(e)),
+        };
+        // As for query parameters: no NUL reaches Postgres.
+        if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((name, _)) = raw.iter().find(|(_, v)| v.contains('\0'))
+        {
+            return Err(Problem::bad_param(name, "must not contain NUL characters"));
+        }
+        Ok(Path(value))
+    }
+}
+
+fn path_problem(e: PathRejection) -> Problem {
+    if e.status().is_server_error() {
+        tracing::error!(error = %e, "a route's path parameters do not match its handler");
+        return Problem::internal("the route's path parameters cannot be read");
+    }
+    use axum::extract::path::ErrorKind;
+    if let PathRejection::FailedToDeserializePathParams(inner) = &e
+        && let ErrorKind::InvalidUtf8InPathParam { key } = inner.kind()
+    {
+        return Problem::bad_param(key, "not UTF-8 once percent-decoded");
+    }
+    Problem::invalid(None, format!("path: {}", e.body_text()))
 }
 
 /// Parses `body` as JSON into `T`, naming the path of a field that is wrong.

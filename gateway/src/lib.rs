@@ -5,7 +5,11 @@
 //!
 //! - the JSON API under `/v1` (jobs, queues, workers, sandboxes, usage, keys), errors as RFC
 //!   9457 problem documents ([`problem`]);
-//! - `/healthz` and `/readyz`, without auth.
+//! - MCP tools for agents at `/mcp` (Streamable HTTP, stateless; `gitfleet-mcp`), for
+//!   producer keys and above;
+//! - `/healthz` and `/readyz`, without auth;
+//! - the reference: `/openapi.json` (OpenAPI 3.1, [`openapi`]) and `/docs` (it rendered,
+//!   [`docs`]), without auth.
 //!
 //! Every `/v1` request carries an API key (`Authorization: Bearer gfk_…`, [`auth`]) that
 //! names its organization and role. Jobs are enqueued through `gitfleet-client`, the same
@@ -14,7 +18,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod docs;
 mod extract;
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod state;
@@ -41,6 +47,15 @@ use gitfleet_contract::Redactor;
 pub fn router(state: AppState) -> Router {
     use routes::{fleet, health, jobs};
     let max_body = state.config.max_body_bytes;
+    let mcp = Router::new()
+        .nest_service(
+            "/mcp",
+            gitfleet_mcp::streamable_http_service(state.client.clone(), state.shutdown.clone()),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mcp_auth,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -55,6 +70,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orgs/{org}/usage", get(fleet::usage))
         .route("/v1/keys", post(fleet::create_key).get(fleet::list_keys))
         .route("/v1/keys/{id}", delete(fleet::revoke_key))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::serve))
+        .merge(mcp)
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -64,7 +82,52 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// The MCP endpoint's door: the request's API key must be a producer's (or above); its
+/// organization goes to the tools as their [`gitfleet_mcp::McpIdentity`].
+async fn mcp_auth(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let (mut parts, body) = req.into_parts();
+    let caller = match auth::Caller::from_request_parts(&mut parts, &state).await {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    if let Err(p) = caller.require(gitfleet_contract::Role::Producer) {
+        return p.into_response();
+    }
+    parts
+        .extensions
+        .insert(gitfleet_mcp::McpIdentity { org: caller.org });
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
+/// One line per request: method, path, status, time (debug; a 5xx at warn). Never a header
+/// (the API key is in one) or a body.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if res.status().is_server_error() {
+        tracing::warn!(%method, %path, status, ms, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status, ms, "request");
+    }
+    res
 }
 
 /// A running gateway's background parts: the record writer, the key write-back, the
@@ -148,6 +211,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<(AppState, Backgroun
         store,
         keys,
         config: Arc::new(config),
+        shutdown: stop.clone(),
     };
     Ok((
         state,

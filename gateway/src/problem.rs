@@ -12,6 +12,24 @@ use gitfleet_client::{ErrorKind, JobError, QueueError};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+/// The gateway's own kinds, beside the job contract's [`ErrorKind`]s.
+pub const GATEWAY_KINDS: [&str; 5] = [
+    "not_found",
+    "rate_limited",
+    "payload_too_large",
+    "method_not_allowed",
+    "unavailable",
+];
+
+/// Every kind a problem document may carry: the contract's, then the gateway's own. `/docs`
+/// explains each at `#problem-<kind>`.
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    ErrorKind::ALL
+        .into_iter()
+        .map(ErrorKind::as_str)
+        .chain(GATEWAY_KINDS)
+}
+
 /// An RFC 9457 problem document, as every error of the API is answered.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[schemars(rename = "Problem")]
@@ -53,6 +71,10 @@ impl std::ops::DerefMut for Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
+        debug_assert!(
+            kinds().any(|k| k == kind),
+            "problem kind {kind:?} is not in problem::kinds() (and so not in /docs)"
+        );
         Self(Box::new(ProblemDoc {
             type_: format!("/docs#problem-{kind}"),
             title: status.canonical_reason().unwrap_or("Error").to_string(),

@@ -16,4 +16,6 @@ pub struct AppState {
     pub store: Store,
     pub keys: Arc<Keys>,
     pub config: Arc<GatewayConfig>,
+    /// Cancelled when the gateway stops (ends the MCP service's streams).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }

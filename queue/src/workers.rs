@@ -19,7 +19,7 @@ pub struct WorkerInfo {
     /// The name stem it was started with (`GITFLEET_WORKER_NAME`, default the host name).
     pub host: Option<String>,
     pub pid: Option<u32>,
-    /// gitfleet's version it runs.
+    /// The gitfleet version it runs.
     pub version: Option<String>,
     /// The shared queues it serves; it also serves its own, `worker:<worker_id>`.
     pub queues: Vec<String>,
@@ -66,18 +66,9 @@ impl Queue {
             pipe.hgetall(self.keys.worker_info(worker))
                 .lrange(self.keys.held(worker), 0, -1);
         }
-        let replies: Vec<(HashMap<String, String>, Vec<String>)> = {
-            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-            flat.chunks(2)
-                .map(|pair| {
-                    let parse = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
-                    Ok((
-                        redis::from_redis_value_ref(&pair[0]).map_err(parse)?,
-                        redis::from_redis_value_ref(&pair[1]).map_err(parse)?,
-                    ))
-                })
-                .collect::<Result<_, QueueError>>()?
-        };
+        // Two replies a worker, read as pairs.
+        let replies: Vec<(HashMap<String, String>, Vec<String>)> =
+            pipe.query_async(&mut conn).await?;
         Ok(listed
             .into_iter()
             .zip(replies)

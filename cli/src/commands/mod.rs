@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod demo;
 pub mod job;
 pub mod keys;
+pub mod mcp;
 pub mod queues;
 pub mod record;
 pub mod retry;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 mod cancel;
 mod history;
 mod keys;
+mod mcp;
 
 /// A fleet (workers added by the test) and the CLI pointed at it.
 struct Env {

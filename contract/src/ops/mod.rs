@@ -24,7 +24,7 @@ pub mod write_files;
 
 use std::fmt;
 
-use schemars::{JsonSchema, Schema};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -120,6 +120,21 @@ macro_rules! op_names {
             pub fn result_schema(self) -> Schema {
                 match self {
                     $(OpName::$variant => schemars::schema_for!(<$args as OpArgs>::Result),)*
+                }
+            }
+
+            /// This op's args as a subschema of `generator` (a `$ref` to its definitions),
+            /// for a document that holds many schemas (the gateway's OpenAPI document).
+            pub fn args_subschema(self, generator: &mut SchemaGenerator) -> Schema {
+                match self {
+                    $(OpName::$variant => generator.subschema_for::<$args>(),)*
+                }
+            }
+
+            /// This op's result as a subschema of `generator`.
+            pub fn result_subschema(self, generator: &mut SchemaGenerator) -> Schema {
+                match self {
+                    $(OpName::$variant => generator.subschema_for::<<$args as OpArgs>::Result>(),)*
                 }
             }
         }

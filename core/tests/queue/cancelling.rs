@@ -86,7 +86,7 @@ async fn a_waiting_job_leaves_its_queue_is_kept_like_a_done_job_and_wakes_its_wa
     // Out of the ready list (the other job stays), in the cancelled set, the record kept
     // for the result TTL as a done job's is.
     let ready: Vec<String> = redis.lrange(keys.ready("jobs"), 0, -1).await.unwrap();
-    assert_eq!(ready, std::slice::from_ref(&first));
+    assert_eq!(ready, [first]);
     let filed: Vec<String> = redis.zrange(keys.cancelled("jobs"), 0, -1).await.unwrap();
     assert_eq!(filed, std::slice::from_ref(&id));
     let ttl: i64 = redis.ttl(keys.job(&id)).await.unwrap();

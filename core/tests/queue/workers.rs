@@ -91,10 +91,6 @@ async fn the_workers_listing_shows_what_each_worker_says_of_itself_and_the_jobs_
         .into_iter()
         .map(|w| w.worker_id)
         .collect();
-    assert_eq!(
-        left,
-        std::slice::from_ref(&busy),
-        "a worker that left is not listed"
-    );
+    assert_eq!(left, [busy], "a worker that left is not listed");
     t.shutdown().await;
 }

@@ -15,6 +15,7 @@ use gitfleet_testkit::{Fleet, FleetBuilder};
 mod test_ops;
 
 mod budgets;
+mod history;
 mod keys;
 mod lifecycle;
 mod migrations;

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
-use crate::extract::{Body, Params, json, json_value};
+use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
 use crate::routes::run_to_end;
 use crate::state::AppState;
@@ -59,14 +59,17 @@ pub async fn workers(
 #[serde(deny_unknown_fields)]
 pub struct SandboxParams {
     /// `initializing`, `ready`, `in_use`, `error` or `terminated`.
+    #[schemars(extend("enum" = ["initializing", "ready", "in_use", "error", "terminated"]))]
     pub status: Option<String>,
     pub worker: Option<String>,
     pub agent: Option<String>,
     /// The repository URL, exactly.
     pub repo: Option<String>,
     /// An admin key's filter by organization.
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
     /// Sandboxes at most, 1-500 (default 100).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<i64>,
 }
 
@@ -195,10 +198,14 @@ pub async fn usage(
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyRequest {
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: String,
     pub role: Role,
+    /// What the key is for: 1-100 printable characters.
+    #[schemars(length(min = 1, max = 100))]
     pub name: Option<String>,
     /// Days until it expires (1-3650); absent: never.
+    #[schemars(range(min = 1, max = 3650))]
     pub expires_days: Option<u32>,
 }
 
@@ -261,6 +268,8 @@ fn key_problem(e: gitfleet_client::store::StoreError) -> Problem {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyParams {
+    /// Only this organization's keys.
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
 }
 

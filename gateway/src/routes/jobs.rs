@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
-use crate::extract::{Body, Params, json, json_value};
+use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
 use crate::routes::run_to_end;
 use crate::state::AppState;
@@ -41,8 +41,10 @@ pub struct NewJob {
     /// the shared queue `jobs`.
     pub queue: Option<String>,
     /// Run no earlier than this many seconds from now (up to 30 days).
+    #[schemars(range(min = 0, max = 2_592_000))]
     pub delay_secs: Option<f64>,
     /// Runs allowed before the job is dead (1-100; default the op's, 5).
+    #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
     /// Seconds one run may take (default the op's).
     pub timeout_secs: Option<f64>,
@@ -367,6 +369,7 @@ fn record_from_row(row: JobRow) -> JobRecord {
 pub struct WaitParams {
     /// Wait up to this many seconds (0-60) for the job to be done, dead or cancelled; then
     /// answer its record as it is.
+    #[schemars(range(min = 0, max = 60))]
     pub wait: Option<f64>,
 }
 
@@ -472,6 +475,7 @@ pub async fn events(
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// `waiting`, `delayed`, `running`, `done`, `dead` or `cancelled`.
+    #[schemars(with = "Option<JobStatus>")]
     pub status: Option<String>,
     pub op: Option<String>,
     /// The agent (`agent_id` of the job's args).
@@ -485,8 +489,10 @@ pub struct ListParams {
     /// Enqueued before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// An admin key's filter by organization (another key sees its own only).
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
     /// Jobs per page, 1-500 (default 50).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<i64>,
     /// Where the page starts: the `next` of the previous page.
     pub cursor: Option<String>,

@@ -128,3 +128,34 @@ async fn bad_requests_are_problem_documents_that_name_the_field() {
     let log = w.gw.log_text();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Parameters no handler can read (a path segment that is not UTF-8), no store can hold (a
+/// NUL, which Postgres text refuses) or that name no possible organization are bad input:
+/// `400` naming the parameter, as a problem document, never a `503` from the store, axum's
+/// plain-text rejection, or an empty list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_and_unstorable_parameters_are_400s_naming_them() {
+    let w = crate::support::world().await;
+    let admin = w.key("acme", Role::Admin).await;
+    let cases = [
+        (w.http.get(w.gw.url("/v1/jobs?agent=a%00b")), "agent"),
+        (w.http.get(w.gw.url("/v1/jobs?op=%00")), "op"),
+        (w.http.get(w.gw.url("/v1/sandboxes?repo=%00")), "repo"),
+        (w.http.delete(w.gw.url("/v1/keys/0123%00")), "id"),
+        (w.http.get(w.gw.url("/v1/jobs/%FF%FE")), "id"),
+        (w.http.delete(w.gw.url("/v1/sandboxes/%C3%28")), "id"),
+        (w.http.get(w.gw.url("/v1/jobs?org=a:b")), "org"),
+        (w.http.get(w.gw.url("/v1/sandboxes?org=-x")), "org"),
+    ];
+    for (req, field) in cases {
+        let a = w.send(req.bearer_auth(&admin)).await;
+        assert_eq!(
+            a.problem(400, "invalid_input")["field"],
+            field,
+            "{}",
+            a.text
+        );
+    }
+    // The key that was not revoked still works.
+    assert_eq!(w.get(&admin, "/v1/keys").await.status, 200);
+}

@@ -292,3 +292,74 @@ async fn the_python_example_lands_its_commit_once_and_fails_clearly_on_problems_
 async fn the_node_example_lands_its_commit_once_and_fails_clearly_on_problems_and_dead_jobs() {
     lands_its_commit_once_and_fails_clearly(Example::node()).await;
 }
+
+/// A Python MCP client (the official `mcp` package, in a virtual environment of its own with
+/// `examples/python/mcp-requirements.txt`) lists the tools at `/mcp` and runs clone → write
+/// → push → release through them; its commit is on the agent branch exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_mcp_client_lists_the_tools_and_lands_its_commit_through_mcp() {
+    let why = "examples/python needs python3 with its venv module (scripts/test installs them)";
+    require("python3", &["-m", "venv", "--help"], why);
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let venv_arg = venv.to_string_lossy().to_string();
+        require("python3", &["-m", "venv", &venv_arg], why);
+    }
+    let requirements = examples_dir().join("python/mcp-requirements.txt");
+    let out = std::process::Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "-r"])
+        .arg(&requirements)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "pip install -r {} failed ({}): {}",
+        requirements.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let example = Example {
+        program: python,
+        args: vec![examples_dir().join("python/mcp_example.py")],
+        path: "MCP.md",
+        from: "through MCP",
+    };
+    let w = world_with(&[]).await;
+    let bare = fixtures::bare_repo(&w.fleet.remotes(), "repo.git", &[("README.md", "hi\n")]);
+    let daemon = GitDaemon::start(&w.fleet.remotes()).unwrap();
+    let key = w.key("acme", Role::Producer).await;
+    let run = example.run(&w, &key, &daemon.url("repo.git"), "t1").await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let tools = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tools: "))
+        .unwrap_or_else(|| panic!("the tools listed\n{run}"));
+    assert_eq!(
+        tools,
+        "git_change git_clone git_diff git_pull git_push git_release git_status git_write_files",
+        "{run}"
+    );
+    let sha = run
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("commit "))
+        .unwrap_or_else(|| panic!("the last line is `commit <sha>`\n{run}"));
+    let log = git(&bare, ["log", "--format=%H %s", "agent-a1-t1"]).unwrap();
+    assert!(log.starts_with(sha), "the branch's tip\n{log}");
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.ends_with(" Notes from the Python MCP client"))
+            .count(),
+        1,
+        "{log}"
+    );
+    let file = git(&bare, ["show", "agent-a1-t1:MCP.md"]).unwrap();
+    assert_eq!(file.trim_end(), "written through MCP");
+    // Released: the organization has no live sandbox left.
+    let usage = w.get(&key, "/v1/orgs/acme/usage").await;
+    assert_eq!(usage.body["live_sandboxes"], 0, "{}", usage.text);
+}

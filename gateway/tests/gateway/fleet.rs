@@ -67,7 +67,22 @@ async fn an_admin_manages_keys_and_a_secret_is_shown_once_and_stored_nowhere() {
         .run_ok(&token, json!({"op": "echo", "args": {"x": 1}}))
         .await;
     assert_eq!(job, json!({"x": 1}));
-    let listed = w.get(&admin, "/v1/keys?org=acme").await;
+    // When it was used is written back in the background (every 5 s).
+    let listed = gitfleet_testkit::eventually(
+        "the key's last use is recorded",
+        std::time::Duration::from_secs(20),
+        async || {
+            let listed = w.get(&admin, "/v1/keys?org=acme").await;
+            let ours = listed.body["keys"]
+                .as_array()
+                .and_then(|keys| keys.iter().find(|k| k["id"] == id.as_str()).cloned())
+                .ok_or(listed.text.clone())?;
+            (!ours["last_used_at"].is_null())
+                .then_some(listed)
+                .ok_or(ours.to_string())
+        },
+    )
+    .await;
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert!(listed.text.contains(&id), "{}", listed.text);
     assert!(!listed.text.contains(&secret), "{}", listed.text);

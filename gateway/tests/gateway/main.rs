@@ -11,3 +11,6 @@ mod fleet;
 mod git;
 mod hang_up;
 mod jobs;
+mod mcp;
+mod reference;
+mod schemathesis;
