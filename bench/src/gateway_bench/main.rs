@@ -14,8 +14,9 @@
 //!    arrays of 1,000, each beside the same load through the Rust client and `GET /healthz`
 //!    for reference, the order alternating by run, into a second gateway on a prefix no
 //!    worker serves;
-//! 3. the size of the MCP `tools/list` answer: not yet (the `/mcp` route is not in the
-//!    gateway yet); the report says so on a line of its own.
+//! 3. [`mcp`]: the size of the MCP `tools/list` answer, and a `git_status` tool call at
+//!    `/mcp` beside the same `status` job through the Rust client, on one sandbox cloned
+//!    from a `git daemon` on loopback.
 //!
 //! It prints one table with the goals beside the figures ([`report`]), or JSON. The
 //! workers are stopped, the prefixes purged and the database dropped at the end, on error,
@@ -23,6 +24,7 @@
 
 mod gateway;
 mod load;
+mod mcp;
 mod report;
 mod round_trip;
 #[path = "../git_bench/stats.rs"]
@@ -33,9 +35,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use gitfleet_client::{Client, EnqueueOptions, JobSpec, JobStatus};
 use gitfleet_contract::Role;
 use gitfleet_core::runtime::WorkerConfig;
-use gitfleet_testkit::{Fleet, TestQueue};
+use gitfleet_testkit::{Fleet, GitDaemon, TestQueue, fixtures};
 
 use crate::gateway::Gateway;
 use crate::load::LoadRun;
@@ -61,6 +64,8 @@ pub struct Plan {
     pub warmup: usize,
     pub rounds: usize,
     pub pairs: usize,
+    /// `git_status` pairs per round (and a fifth of it unmeasured first).
+    pub mcp_pairs: usize,
     /// Runs of each kind (single, bulk), alternating.
     pub load_runs: usize,
     pub single_secs: u64,
@@ -80,6 +85,7 @@ async fn main() -> ExitCode {
             warmup: 20,
             rounds: 3,
             pairs: 50,
+            mcp_pairs: 10,
             load_runs: 1,
             single_secs: 3,
             bulk_secs: 3,
@@ -89,6 +95,7 @@ async fn main() -> ExitCode {
             warmup: 100,
             rounds: 5,
             pairs: 200,
+            mcp_pairs: 40,
             load_runs: 3,
             single_secs: 5,
             bulk_secs: 5,
@@ -123,13 +130,14 @@ async fn run(plan: Plan) -> anyhow::Result<Report> {
     load::require_wrk()?;
     let load_start = load_average();
 
-    eprintln!("gateway-bench: the fleet (a worker, a database) and the gateway ...");
+    eprintln!("gateway-bench: the fleet (a worker with git, a database) and the gateway ...");
     let mut fleet = Fleet::builder("gateway-bench")
         .config(WorkerConfig {
             name_stem: "gateway-bench".into(),
             concurrency: 8,
             ..Default::default()
         })
+        .git()
         .store()
         .workers(1)
         .start()
@@ -155,6 +163,26 @@ async fn run(plan: Plan) -> anyhow::Result<Report> {
     };
     let rounds = round_trip::run(&sides, plan.warmup, plan.rounds, plan.pairs).await?;
 
+    eprintln!(
+        "gateway-bench: MCP: tools/list, then {} rounds of {} git_status pairs ...",
+        plan.rounds, plan.mcp_pairs
+    );
+    fixtures::bare_repo(&fleet.remotes(), "repo.git", &[("README.md", "hi\n")]);
+    let daemon = GitDaemon::start(&fleet.remotes()).context("starting git daemon")?;
+    let mcp = mcp::Mcp {
+        http: reqwest::Client::new(),
+        base: &gw.base,
+        key: &key,
+        client: &gw.state.client,
+        org: ORG,
+    };
+    let tools = mcp.tools_list().await?;
+    let sandbox = clone(&gw.state.client, &daemon.url("repo.git")).await?;
+    let status = mcp
+        .status_rounds(&sandbox, plan.mcp_pairs / 5, plan.rounds, plan.mcp_pairs)
+        .await?;
+    drop(daemon);
+
     let loads = {
         let queue = TestQueue::new("gateway-bench-load").await;
         let gw_load = Gateway::start(queue.config().clone(), fleet.database_url()).await?;
@@ -174,7 +202,35 @@ async fn run(plan: Plan) -> anyhow::Result<Report> {
         },
         rounds,
         loads,
+        tools,
+        status,
     ))
+}
+
+/// A sandbox of `repo_url` for the bench's organization; its id.
+async fn clone(client: &Client, repo_url: &str) -> anyhow::Result<String> {
+    let spec = JobSpec::new(
+        "clone",
+        serde_json::json!({"repo_url": repo_url, "agent_id": "bench", "task_id": "mcp"}),
+    );
+    let options = EnqueueOptions {
+        org: Some(ORG.to_string()),
+        ..Default::default()
+    };
+    let job = client
+        .submit(&Client::route(&spec), &spec, &options)
+        .await?;
+    let record = client
+        .wait(&job.job_id, Duration::from_secs(60))
+        .await?
+        .context("the clone's record")?;
+    anyhow::ensure!(record.status == JobStatus::Done, "clone: {record:?}");
+    record
+        .result
+        .as_ref()
+        .and_then(|r| r["sandbox_id"].as_str())
+        .map(str::to_string)
+        .context("the clone's sandbox_id")
 }
 
 /// The load runs: single and bulk, each through the gateway (wrk) and through the Rust

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::Plan;
 use crate::load::LoadRun;
+use crate::mcp::{StatusRound, ToolList};
 use crate::round_trip::Round;
 use crate::stats::median;
 
@@ -31,8 +32,8 @@ pub struct Report {
     pub client_bulk: Vec<LoadRun>,
     /// `GET /healthz` under the same load: HTTP alone.
     pub healthz: Vec<LoadRun>,
-    /// What the report cannot measure yet.
-    pub todo: Vec<String>,
+    pub tools_list: ToolList,
+    pub mcp_status: Vec<StatusRound>,
 }
 
 /// Issue 10's goals.
@@ -40,9 +41,17 @@ const ADDED_P50_MS: f64 = 1.0;
 const SINGLE_JOBS_PER_SEC: f64 = 15_000.0;
 const SINGLE_P99_MS: f64 = 10.0;
 const BULK_JOBS_PER_SEC: f64 = 80_000.0;
+const TOOLS_LIST_BYTES: f64 = 3_000.0;
+const MCP_ADDED_P50_MS: f64 = 2.0;
 
 impl Report {
-    pub fn new(run: RunInfo, round_trips: Vec<Round>, loads: Vec<LoadRun>) -> Self {
+    pub fn new(
+        run: RunInfo,
+        round_trips: Vec<Round>,
+        loads: Vec<LoadRun>,
+        tools_list: ToolList,
+        mcp_status: Vec<StatusRound>,
+    ) -> Self {
         let pick = |via: &str, single: bool| -> Vec<LoadRun> {
             loads
                 .iter()
@@ -58,11 +67,8 @@ impl Report {
             healthz: pick("healthz", true),
             run,
             round_trips,
-            todo: vec![
-                "MCP tools/list bytes and a git_status call over MCP: TODO, the /mcp route \
-                 is not in the gateway yet"
-                    .into(),
-            ],
+            tools_list,
+            mcp_status,
         }
     }
 
@@ -239,9 +245,35 @@ impl Report {
             &load(&self.healthz, |l| l.p99_ms),
             None,
         );
-        for todo in &self.todo {
-            let _ = writeln!(t, "| {todo} | | | | TODO |");
-        }
+        row(
+            &mut t,
+            &format!(
+                "MCP tools/list answer, bytes ({} tools)",
+                self.tools_list.tools
+            ),
+            &[self.tools_list.bytes as f64],
+            Some(Goal::AtMost(TOOLS_LIST_BYTES)),
+        );
+        let st =
+            |f: fn(&StatusRound) -> f64| -> Vec<f64> { self.mcp_status.iter().map(f).collect() };
+        row(
+            &mut t,
+            "git_status over MCP p50 ms",
+            &st(|r| r.mcp_p50),
+            None,
+        );
+        row(
+            &mut t,
+            "status job via Rust client p50 ms",
+            &st(|r| r.client_p50),
+            None,
+        );
+        row(
+            &mut t,
+            "MCP adds at p50 ms",
+            &st(|r| r.added_p50),
+            Some(Goal::AtMost(MCP_ADDED_P50_MS)),
+        );
         t
     }
 }
