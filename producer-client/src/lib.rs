@@ -326,11 +326,19 @@ impl Client {
             .map(|(job, options)| (job.queue.as_str(), &job.spec, options))
             .collect();
         let results = self.queue.enqueue_batch(&batch).await?;
+        // One write of rows per queue and organization, not one per job.
+        let mut groups: std::collections::BTreeMap<_, Vec<(&JobSpec, &Enqueued)>> =
+            Default::default();
         for ((job, options), result) in jobs.iter().zip(&envelopes).zip(&results) {
             if let Ok(e) = result {
-                self.record_enqueued(&job.queue, &options.org, &[(&job.spec, e)])
-                    .await;
+                groups
+                    .entry((job.queue.as_str(), &options.org))
+                    .or_default()
+                    .push((&job.spec, e));
             }
+        }
+        for ((queue, org), done) in groups {
+            self.record_enqueued(queue, org, &done).await;
         }
         Ok(results)
     }

@@ -92,29 +92,7 @@ impl Example {
     /// The Python example in a virtual environment under the target directory, with the
     /// pinned requirements installed from PyPI (once; later runs find them satisfied).
     fn python() -> Self {
-        let why = "examples/python needs python3 with its venv module (scripts/test installs them)";
-        require("python3", &["-m", "venv", "--help"], why);
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-venv");
-        let python = venv.join("bin/python");
-        if !python.exists() {
-            let venv_arg = venv.to_string_lossy().to_string();
-            require("python3", &["-m", "venv", &venv_arg], why);
-        }
-        let requirements = examples_dir().join("python/requirements.txt");
-        let out = std::process::Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "-r"])
-            .arg(&requirements)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-        assert!(
-            out.status.success(),
-            "pip install -r {} into {} failed ({}): {}",
-            requirements.display(),
-            venv.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let python = python_venv("examples-venv", "python/requirements.txt");
         Example {
             program: python,
             args: vec![examples_dir().join("python/gitfleet_example.py")],
@@ -175,6 +153,35 @@ impl Example {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// The python of a virtual environment `name` under the target directory, with the pinned
+/// `requirements` (under `examples/`) installed from PyPI: made once, reused after.
+fn python_venv(name: &str, requirements: &str) -> PathBuf {
+    let why = "examples/python needs python3 with its venv module (scripts/test installs them)";
+    require("python3", &["-m", "venv", "--help"], why);
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let venv_arg = venv.to_string_lossy().to_string();
+        require("python3", &["-m", "venv", &venv_arg], why);
+    }
+    let requirements = examples_dir().join(requirements);
+    let out = std::process::Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "-r"])
+        .arg(&requirements)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "pip install -r {} into {} failed ({}): {}",
+        requirements.display(),
+        venv.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    python
 }
 
 /// The whole check of one example; see the module docs.
@@ -298,28 +305,7 @@ async fn the_node_example_lands_its_commit_once_and_fails_clearly_on_problems_an
 /// → push → release through them; its commit is on the agent branch exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_mcp_client_lists_the_tools_and_lands_its_commit_through_mcp() {
-    let why = "examples/python needs python3 with its venv module (scripts/test installs them)";
-    require("python3", &["-m", "venv", "--help"], why);
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let venv_arg = venv.to_string_lossy().to_string();
-        require("python3", &["-m", "venv", &venv_arg], why);
-    }
-    let requirements = examples_dir().join("python/mcp-requirements.txt");
-    let out = std::process::Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "-r"])
-        .arg(&requirements)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    assert!(
-        out.status.success(),
-        "pip install -r {} failed ({}): {}",
-        requirements.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let python = python_venv("mcp-venv", "python/mcp-requirements.txt");
     let example = Example {
         program: python,
         args: vec![examples_dir().join("python/mcp_example.py")],
