@@ -42,6 +42,12 @@ pub struct Enqueued {
     pub status: JobStatus,
     /// False when an idempotency key matched an earlier job (whose id this is).
     pub created: bool,
+    /// When the job was enqueued, by Redis's clock (the record's `enqueued_at`): what a
+    /// producer needs to answer with the job's record without reading it back. Not part of
+    /// the wire form; `None` when the queue did not say (a record gone).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub enqueued_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Checks an idempotency key: 1-200 characters, none of them control characters.

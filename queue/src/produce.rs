@@ -7,6 +7,10 @@ use redis::{Cmd, RedisResult};
 use super::scripts::ENQUEUE;
 use super::{CHUNK, Queue, QueueError};
 
+/// What `lua/enqueue.lua` answers: job id, status, created (1) or found by its idempotency
+/// key (0), enqueue time in Unix microseconds (nil for a record gone).
+type ScriptReply = (String, String, i64, Option<i64>);
+
 /// What the queue answers a job enqueued on the own queue of a worker that is not running
 /// (dead at once, `sandbox_not_found`): the error `lua/enqueue.lua` records.
 pub fn worker_not_running(worker: &str) -> JobError {
@@ -152,8 +156,7 @@ impl Queue {
             for cmd in cmds {
                 pipe.add_command(cmd.clone());
             }
-            let replies: Vec<RedisResult<(String, String, i64)>> =
-                pipe.query_async(&mut conn).await?;
+            let replies: Vec<RedisResult<ScriptReply>> = pipe.query_async(&mut conn).await?;
             let noscript = replies.iter().any(|r| {
                 matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
             });
@@ -164,10 +167,11 @@ impl Queue {
             return Ok(replies
                 .into_iter()
                 .map(|r| match r {
-                    Ok((job_id, status, created)) => Ok(Enqueued {
+                    Ok((job_id, status, created, enqueued_at)) => Ok(Enqueued {
                         job_id,
                         status: status.parse().map_err(QueueError::Protocol)?,
                         created: created == 1,
+                        enqueued_at: enqueued_at.and_then(gitfleet_contract::time_from_micros),
                     }),
                     Err(e) => Err(QueueError::from_script(e)),
                 })

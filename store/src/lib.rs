@@ -136,10 +136,29 @@ impl Store {
 
     /// Writes records in one transaction (what the writer does with each batch; the client
     /// uses it directly for the few records it makes).
+    ///
+    /// Consecutive job records of distinct jobs are written by one statement each for their
+    /// rows and their runs' rows ([`record::apply_jobs`]), the rest one by one, in order: a
+    /// batch of a thousand enqueued jobs is two round trips, not a thousand.
     pub async fn apply(&self, records: &[Record]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for r in records {
-            r.apply(&mut tx, self.sandbox_hour_usd).await?;
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            let run = record::job_run_len(rest);
+            if run > 1 {
+                let jobs: Vec<&record::JobEvent> = rest[..run]
+                    .iter()
+                    .filter_map(|r| match r {
+                        Record::Job(j) => Some(j),
+                        _ => None,
+                    })
+                    .collect();
+                record::apply_jobs(&mut tx, &jobs).await?;
+                rest = &rest[run..];
+            } else {
+                first.apply(&mut tx, self.sandbox_hour_usd).await?;
+                rest = &rest[1..];
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -369,6 +369,225 @@ WHERE job_runs.outcome = 'running'
     Ok(())
 }
 
+/// How many of the records at the head of `records` [`apply_jobs`] can write at once: job
+/// records of distinct jobs (one statement may touch a row only once), none of them a
+/// reset (a reset overrides the forward-only guard, which a shared statement cannot do per
+/// row).
+pub(crate) fn job_run_len(records: &[Record]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    records
+        .iter()
+        .take_while(|r| match r {
+            Record::Job(j) => !j.reset && seen.insert(j.job_id.as_str()),
+            _ => false,
+        })
+        .count()
+}
+
+/// Writes job records of distinct jobs, none a reset, as [`apply_job`] writes each: one
+/// upsert of their rows and one of their runs' rows, each a statement over arrays.
+pub(crate) async fn apply_jobs(
+    tx: &mut Transaction<'static, Postgres>,
+    jobs: &[&JobEvent],
+) -> Result<(), StoreError> {
+    let n = jobs.len();
+    let mut c = JobColumns::with_capacity(n);
+    let mut runs = RunColumns::with_capacity(n);
+    for j in jobs {
+        let (kind, message) = match &j.error {
+            Some(e) => (Some(e.kind.as_str().to_string()), Some(e.message.clone())),
+            None => (None, None),
+        };
+        c.job_id.push(j.job_id.clone());
+        c.op.push(j.op.clone());
+        c.queue.push(j.queue.clone());
+        c.org_id.push(j.org_id.clone());
+        c.agent_id.push(j.agent_id.clone());
+        c.task_id.push(j.task_id.clone());
+        c.sandbox_id.push(j.sandbox_id.clone());
+        c.status.push(j.status.as_str().to_string());
+        c.attempts.push(int(j.attempts));
+        c.phase.push(j.phase());
+        c.max_attempts.push(j.max_attempts.map(int));
+        c.worker_id.push(j.worker_id.clone());
+        c.result.push(j.result.as_ref().map(|v| v.to_string()));
+        c.enqueued_at.push(j.enqueued_at);
+        c.started_at.push(j.started_at);
+        // A job's finish time is its final run's; a run that ends in a retry has its own.
+        c.finished_at
+            .push(j.finished_at.filter(|_| j.status.is_final()));
+        c.retry_at.push(j.retry_at);
+        if let (Some(run_id), Some(worker), Some(started), Some(outcome)) =
+            (&j.run_id, &j.worker_id, j.started_at, j.run_outcome())
+        {
+            runs.run_id.push(run_id.clone());
+            runs.job_id.push(j.job_id.clone());
+            runs.attempt.push(int(j.attempts));
+            runs.worker_id.push(worker.clone());
+            runs.started_at.push(started);
+            runs.finished_at.push(j.finished_at);
+            runs.outcome.push(outcome.to_string());
+            runs.error_kind.push(kind.clone());
+            runs.error_message.push(message.clone());
+            runs.retry_at.push(j.retry_at);
+        }
+        c.error_kind.push(kind);
+        c.error_message.push(message);
+    }
+    let now = Utc::now();
+    // The same upsert as `apply_job`'s, over arrays; `result` travels as text.
+    sqlx::query!(
+        r#"
+INSERT INTO jobs (job_id, op, queue, org_id, agent_id, task_id, sandbox_id, status, attempts,
+                  phase, max_attempts, worker_id, error_kind, error_message, result,
+                  enqueued_at, started_at, finished_at, retry_at, updated_at)
+SELECT u.job_id, u.op, u.queue, u.org_id, u.agent_id, u.task_id, u.sandbox_id, u.status,
+       u.attempts, u.phase, u.max_attempts, u.worker_id, u.error_kind, u.error_message,
+       u.result::jsonb, u.enqueued_at, u.started_at, u.finished_at, u.retry_at, $18
+  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::int4[], $10::int2[], $11::int4[], $12::text[],
+              $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[],
+              $19::timestamptz[], $20::timestamptz[])
+       AS u(job_id, op, queue, org_id, agent_id, task_id, sandbox_id, status, attempts, phase,
+            max_attempts, worker_id, error_kind, error_message, result, enqueued_at,
+            started_at, finished_at, retry_at)
+ON CONFLICT (job_id) DO UPDATE SET
+    op = EXCLUDED.op,
+    queue = EXCLUDED.queue,
+    org_id = COALESCE(EXCLUDED.org_id, jobs.org_id),
+    agent_id = COALESCE(EXCLUDED.agent_id, jobs.agent_id),
+    task_id = COALESCE(EXCLUDED.task_id, jobs.task_id),
+    sandbox_id = COALESCE(EXCLUDED.sandbox_id, jobs.sandbox_id),
+    status = EXCLUDED.status,
+    attempts = EXCLUDED.attempts,
+    phase = EXCLUDED.phase,
+    max_attempts = COALESCE(EXCLUDED.max_attempts, jobs.max_attempts),
+    worker_id = COALESCE(EXCLUDED.worker_id, jobs.worker_id),
+    error_kind = CASE WHEN EXCLUDED.status = 'running' THEN jobs.error_kind ELSE EXCLUDED.error_kind END,
+    error_message = CASE WHEN EXCLUDED.status = 'running' THEN jobs.error_message ELSE EXCLUDED.error_message END,
+    result = EXCLUDED.result,
+    enqueued_at = COALESCE(EXCLUDED.enqueued_at, jobs.enqueued_at),
+    started_at = COALESCE(EXCLUDED.started_at, jobs.started_at),
+    finished_at = EXCLUDED.finished_at,
+    retry_at = EXCLUDED.retry_at,
+    updated_at = EXCLUDED.updated_at
+WHERE (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
+"#,
+        &c.job_id,
+        &c.op,
+        &c.queue,
+        &c.org_id as &[Option<String>],
+        &c.agent_id as &[Option<String>],
+        &c.task_id as &[Option<String>],
+        &c.sandbox_id as &[Option<String>],
+        &c.status,
+        &c.attempts,
+        &c.phase,
+        &c.max_attempts as &[Option<i32>],
+        &c.worker_id as &[Option<String>],
+        &c.error_kind as &[Option<String>],
+        &c.error_message as &[Option<String>],
+        &c.result as &[Option<String>],
+        &c.enqueued_at as &[Option<DateTime<Utc>>],
+        &c.started_at as &[Option<DateTime<Utc>>],
+        now,
+        &c.finished_at as &[Option<DateTime<Utc>>],
+        &c.retry_at as &[Option<DateTime<Utc>>],
+    )
+    .execute(&mut **tx)
+    .await?;
+    if runs.run_id.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"
+INSERT INTO job_runs (run_id, job_id, attempt, worker_id, started_at, finished_at, outcome,
+                      error_kind, error_message, retry_at)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[],
+                     $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+ON CONFLICT (run_id) DO UPDATE SET
+    finished_at = EXCLUDED.finished_at,
+    outcome = EXCLUDED.outcome,
+    error_kind = EXCLUDED.error_kind,
+    error_message = EXCLUDED.error_message,
+    retry_at = EXCLUDED.retry_at
+WHERE job_runs.outcome = 'running'
+"#,
+        &runs.run_id,
+        &runs.job_id,
+        &runs.attempt,
+        &runs.worker_id,
+        &runs.started_at,
+        &runs.finished_at as &[Option<DateTime<Utc>>],
+        &runs.outcome,
+        &runs.error_kind as &[Option<String>],
+        &runs.error_message as &[Option<String>],
+        &runs.retry_at as &[Option<DateTime<Utc>>],
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The columns of `jobs` rows, one array each, for [`apply_jobs`].
+#[derive(Default)]
+struct JobColumns {
+    job_id: Vec<String>,
+    op: Vec<String>,
+    queue: Vec<String>,
+    org_id: Vec<Option<String>>,
+    agent_id: Vec<Option<String>>,
+    task_id: Vec<Option<String>>,
+    sandbox_id: Vec<Option<String>>,
+    status: Vec<String>,
+    attempts: Vec<i32>,
+    phase: Vec<i16>,
+    max_attempts: Vec<Option<i32>>,
+    worker_id: Vec<Option<String>>,
+    error_kind: Vec<Option<String>>,
+    error_message: Vec<Option<String>>,
+    result: Vec<Option<String>>,
+    enqueued_at: Vec<Option<DateTime<Utc>>>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
+    retry_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl JobColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            job_id: Vec::with_capacity(n),
+            op: Vec::with_capacity(n),
+            queue: Vec::with_capacity(n),
+            ..Default::default()
+        }
+    }
+}
+
+/// The columns of `job_runs` rows, one array each, for [`apply_jobs`].
+#[derive(Default)]
+struct RunColumns {
+    run_id: Vec<String>,
+    job_id: Vec<String>,
+    attempt: Vec<i32>,
+    worker_id: Vec<String>,
+    started_at: Vec<DateTime<Utc>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
+    outcome: Vec<String>,
+    error_kind: Vec<Option<String>>,
+    error_message: Vec<Option<String>>,
+    retry_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl RunColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            run_id: Vec::with_capacity(n),
+            ..Default::default()
+        }
+    }
+}
+
 async fn apply_sandbox(
     tx: &mut Transaction<'static, Postgres>,
     s: &SandboxEvent,

@@ -14,6 +14,7 @@ use gitfleet_testkit::{Fleet, FleetBuilder};
 
 mod test_ops;
 
+mod batching;
 mod budgets;
 mod history;
 mod keys;

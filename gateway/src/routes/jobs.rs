@@ -269,9 +269,11 @@ pub async fn create(
             job.options.idempotency_key = key;
             job.options.idempotency_fingerprint = fingerprint;
             let client = state.client.clone();
-            let submitted =
-                run_to_end(async move { client.submit(&job.queue, &job.spec, &job.options).await })
-                    .await?;
+            let (submitted, job) = run_to_end(async move {
+                let r = client.submit(&job.queue, &job.spec, &job.options).await;
+                (r, job)
+            })
+            .await?;
             let enqueued = match submitted {
                 Ok(e) => e,
                 Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
@@ -279,14 +281,17 @@ pub async fn create(
                 }
                 Err(e) => return Err(e.into()),
             };
-            let record = match state.client.job(&enqueued.job_id).await? {
+            let record = match new_record(job, &enqueued) {
                 Some(r) => r,
-                None => {
-                    return Err(Problem::not_found(format!(
-                        "job {} expired",
-                        enqueued.job_id
-                    )));
-                }
+                None => match state.client.job(&enqueued.job_id).await? {
+                    Some(r) => r,
+                    None => {
+                        return Err(Problem::not_found(format!(
+                            "job {} expired",
+                            enqueued.job_id
+                        )));
+                    }
+                },
             };
             let status = if enqueued.created {
                 StatusCode::CREATED
@@ -299,6 +304,42 @@ pub async fn create(
             Ok(res)
         }
     }
+}
+
+/// The record of a job this request just created, as the queue wrote it, without reading it
+/// back: a created job that is waiting or delayed. Anything else (a job found by its
+/// idempotency key, one answered at once) is read from the queue.
+fn new_record(job: BatchJob, enqueued: &Enqueued) -> Option<JobRecord> {
+    let enqueued_at = enqueued.enqueued_at?;
+    let run_at = match enqueued.status {
+        JobStatus::Waiting => None,
+        // enqueue.lua: run_at = now_us + delay_ms * 1000, in whole milliseconds.
+        JobStatus::Delayed => {
+            let ms = job.options.delay.map(|d| d.as_millis() as i64).unwrap_or(0);
+            Some(enqueued_at + chrono::Duration::milliseconds(ms))
+        }
+        _ => return None,
+    };
+    if !enqueued.created {
+        return None;
+    }
+    Some(JobRecord {
+        job_id: enqueued.job_id.clone(),
+        op: job.spec.op,
+        queue: job.queue,
+        org: job.options.org,
+        status: enqueued.status,
+        attempts: 0,
+        max_attempts: job.options.max_attempts.unwrap_or(0),
+        enqueued_at: Some(enqueued_at),
+        run_at,
+        started_at: None,
+        finished_at: None,
+        result: None,
+        error: None,
+        worker: None,
+        given_back: 0,
+    })
 }
 
 /// Checks a job id's shape (a ULID), naming it.

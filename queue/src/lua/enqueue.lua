@@ -14,7 +14,8 @@
 --       the producer's identity, never read from the args), idempotency fingerprint ('' =
 --       none: what the request that used the key looked like beyond op and args; a reuse
 --       of the key with another fingerprint is refused like another job)
--- Returns {job_id, status, created (1) or found by idempotency key (0)}. An idempotency key
+-- Returns {job_id, status, created (1) or found by idempotency key (0), enqueued_at (unix
+-- microseconds, Redis's clock; nil for a record gone)}. An idempotency key
 -- already naming a different job (another op or args) of the same organization is refused
 -- with a 'conflict:' error.
 local id, queue, payload = ARGV[1], ARGV[2], ARGV[3]
@@ -54,7 +55,7 @@ if idem ~= '' then
   local existing = redis.call('GET', KEYS[6])
   if existing then
     local f = redis.call('HMGET', prefix .. 'job:' .. existing, 'status', 'payload',
-      'idempotency_fingerprint')
+      'idempotency_fingerprint', 'enqueued_at')
     if f[2] and f[2] ~= payload then
       return redis.error_reply('conflict: idempotency key "' .. idem .. '" already names ' ..
         'job ' .. existing .. ', a different job (op or args)')
@@ -64,7 +65,7 @@ if idem ~= '' then
         'job ' .. existing .. ', enqueued by a different request')
     end
     -- A record can only vanish by expiring after it finished.
-    return {existing, f[1] or 'done', 0}
+    return {existing, f[1] or 'done', 0, f[4]}
   end
   redis.call('SET', KEYS[6], id, 'EX', idem_ttl)
 end
@@ -73,41 +74,48 @@ local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]
 local now_ms = math.floor(now_us / 1000)
 
-redis.call('HSET', KEYS[1],
-  'payload', payload, 'queue', queue, 'op', job.op, 'attempts', 0,
+-- The record is written by one HSET, whatever the job's path.
+local fields = {'payload', payload, 'queue', queue, 'op', job.op, 'attempts', 0,
   'max_attempts', tonumber(ARGV[5]) or 0, 'timeout_ms', tonumber(ARGV[6]) or 0,
-  'enqueued_at', now_us)
-if idem ~= '' then redis.call('HSET', KEYS[1], 'idempotency_key', idem) end
-if idem ~= '' and fingerprint ~= '' then
-  redis.call('HSET', KEYS[1], 'idempotency_fingerprint', fingerprint)
+  'enqueued_at', now_us}
+local function put(name, value)
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
 end
-if org ~= '' then redis.call('HSET', KEYS[1], 'org', org) end
+if idem ~= '' then put('idempotency_key', idem) end
+if idem ~= '' and fingerprint ~= '' then put('idempotency_fingerprint', fingerprint) end
+if org ~= '' then put('org', org) end
 -- What the record needs of a job that is answered without running (reap.lua), kept here so
 -- that nothing later decodes a payload inside Redis.
 if type(job.args) == 'table' then
   for _, name in ipairs({'agent_id', 'task_id', 'sandbox_id'}) do
     local v = job.args[name]
-    if type(v) == 'string' then redis.call('HSET', KEYS[1], name, v) end
+    if type(v) == 'string' then put(name, v) end
   end
 end
 
 -- A job for a worker that is gone can never run: answer it now.
 if routed ~= '' and not redis.call('ZSCORE', KEYS[5], routed) then
-  redis.call('HSET', KEYS[1], 'status', 'dead', 'finished_at', now_us, 'error',
-    cjson.encode({kind = 'sandbox_not_found',
-      message = 'worker ' .. routed .. ' is not running; its sandboxes are gone'}))
+  put('status', 'dead')
+  put('finished_at', now_us)
+  put('error', cjson.encode({kind = 'sandbox_not_found',
+    message = 'worker ' .. routed .. ' is not running; its sandboxes are gone'}))
+  redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('ZADD', KEYS[7], now_ms, id)
   redis.call('EXPIRE', KEYS[7], tonumber(ARGV[11]))
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[11]))
-  return {id, 'dead', 1}
+  return {id, 'dead', 1, now_us}
 end
 redis.call('SADD', KEYS[4], queue)
 
 if delay_ms > 0 then
-  redis.call('HSET', KEYS[1], 'status', 'delayed', 'run_at', now_us + delay_ms * 1000)
+  put('status', 'delayed')
+  put('run_at', now_us + delay_ms * 1000)
+  redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('ZADD', KEYS[3], now_ms + delay_ms, id)
-  return {id, 'delayed', 1}
+  return {id, 'delayed', 1, now_us}
 end
-redis.call('HSET', KEYS[1], 'status', 'waiting')
+put('status', 'waiting')
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('LPUSH', KEYS[2], id)
-return {id, 'waiting', 1}
+return {id, 'waiting', 1, now_us}

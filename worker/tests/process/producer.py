@@ -34,7 +34,7 @@ def new_job_id():
 
 def enqueue(r, script, prefix, queue, payload, org=""):
     """Runs the push script for one job on `queue`, for organization `org` ('' for none);
-    returns [job_id, status, created]."""
+    returns [job_id, status, created, enqueued_at (unix microseconds)]."""
     job_id = new_job_id()
     keys = [
         f"{prefix}job:{job_id}",  # KEYS[1] job hash
@@ -80,9 +80,9 @@ def main():
     r = redis.Redis.from_url(a.redis_url, decode_responses=True)
 
     payload = json.dumps({"op": a.op, "args": json.loads(a.args_json)})
-    job_id, status, created = enqueue(r, script, a.prefix, "jobs", payload, a.org)
-    if status != "waiting" or created != 1:
-        sys.exit(f"enqueue answered {[job_id, status, created]!r}")
+    job_id, status, created, enqueued_at = enqueue(r, script, a.prefix, "jobs", payload, a.org)
+    if status != "waiting" or created != 1 or abs(enqueued_at / 1e6 - time.time()) > 60:
+        sys.exit(f"enqueue answered {[job_id, status, created, enqueued_at]!r}")
 
     deadline = time.monotonic() + a.timeout
     key = f"{a.prefix}job:{job_id}"
