@@ -61,6 +61,20 @@ impl TestQueue {
             .await
             .expect("connect to Redis")
     }
+
+    /// Makes `worker`'s last heartbeat look `ago` old (by Redis's clock, as recovery reads
+    /// it), as a paused or dead process's does to the survivors, without waiting that long.
+    pub async fn silence(&self, worker: &str, ago: std::time::Duration) {
+        use redis::AsyncCommands;
+        let mut conn = self.redis().await;
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        let now_ms = secs * 1000 + micros / 1000;
+        let beat = now_ms.saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX));
+        let _: () = conn
+            .zadd(self.queue.keys().workers(), worker, beat)
+            .await
+            .expect("ZADD the worker's heartbeat");
+    }
 }
 
 impl Drop for TestQueue {

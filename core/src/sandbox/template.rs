@@ -149,9 +149,10 @@ impl Templates {
         self.current.lock().expect("not poisoned").clone()
     }
 
-    /// Builds a new version, makes it current (one atomic rename of `current`), then removes
-    /// the versions nothing holds any more. Sandboxes made from an older version keep it until
-    /// they are gone. Returns the new version.
+    /// Builds a new version and makes it current (one atomic rename of `current`). Older
+    /// versions stay until [`Templates::prune`] finds nothing holds them (sandboxes made from
+    /// one keep it until they are gone): the caller prunes once it has let go of what it
+    /// holds, so one prune counts every version the rebuild freed. Returns the new version.
     pub async fn rebuild(&self) -> Result<Arc<Template>, JobError> {
         let _one = self.rebuilding.lock().await;
         let new = Arc::new(build(&self.root).await?);
@@ -167,7 +168,6 @@ impl Templates {
             .push(new.clone());
         *self.current.lock().expect("not poisoned") = new.clone();
         tracing::info!(template = %new.id(), "sandbox template rebuilt");
-        self.prune().await;
         Ok(new)
     }
 

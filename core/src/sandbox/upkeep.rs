@@ -41,7 +41,8 @@ impl SandboxManager {
             }
         }
         let copies_removed = stale.len();
-        // The copies held their versions: let go before pruning.
+        // The copies held their versions: let go before pruning. The one prune counts every
+        // version the rebuild freed (the previous one too, when nothing held it).
         drop(stale);
         let versions_removed = self.templates.prune().await;
         Ok(TemplateRebuild {
@@ -217,37 +218,47 @@ impl SandboxManager {
         }
     }
 
-    /// The local maintenance loop: refill the pool, remove template versions nothing holds
-    /// any more and, with `local_eviction`, evict by tier and recompute the top
-    /// repositories from this worker's own use. A worker that keeps the record leaves
-    /// eviction to the scheduler (`local_eviction` false), which tiers copies by the whole
-    /// fleet's use and sends `maintain` jobs.
+    /// The local maintenance loop: a [`SandboxManager::maintain_once`] every `every`. A
+    /// worker that keeps the record leaves eviction to the scheduler (`local_eviction`
+    /// false), which tiers copies by the whole fleet's use and sends `maintain` jobs.
     pub async fn maintain(
         self: Arc<Self>,
         every: Duration,
         local_eviction: bool,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        let mut rounds: u64 = 0;
+        let mut round: u64 = 0;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            self.templates.prune().await;
-            if local_eviction {
-                if rounds.is_multiple_of(5) {
-                    self.recompute_top();
-                }
-                rounds += 1;
-                let evicted = self.evict(Instant::now()).await;
-                if evicted > 0 {
-                    tracing::info!(evicted, "evicted released working copies");
-                }
+            self.maintain_once(Instant::now(), round, local_eviction)
+                .await;
+            round += 1;
+        }
+    }
+
+    /// One round of the local maintenance loop at `now` (`round` counts from 0): remove
+    /// template versions nothing holds any more, and, with `local_eviction`, recompute the
+    /// top repositories from this worker's own use (every fifth round, the first included)
+    /// and evict released copies by their tiers; then refill the pool. Returns how many
+    /// copies were evicted.
+    pub async fn maintain_once(&self, now: Instant, round: u64, local_eviction: bool) -> usize {
+        self.templates.prune().await;
+        let mut evicted = 0;
+        if local_eviction {
+            if round.is_multiple_of(5) {
+                self.recompute_top();
             }
-            if let Err(e) = self.refill_pool().await {
-                tracing::warn!(error = %e, "could not refill the sandbox pool");
+            evicted = self.evict(now).await;
+            if evicted > 0 {
+                tracing::info!(evicted, "evicted released working copies");
             }
         }
+        if let Err(e) = self.refill_pool().await {
+            tracing::warn!(error = %e, "could not refill the sandbox pool");
+        }
+        evicted
     }
 }

@@ -333,3 +333,69 @@ async fn a_release_after_written_files_only_leaves_what_the_next_checkout_undoes
     );
     assert_eq!(git(&work, ["status", "--porcelain", "-uall"]).unwrap(), "");
 }
+
+/// A worker without Postgres evicts by its own use (`maintain_once` with local eviction,
+/// as its maintenance loop runs it): its ten most used repositories are never evicted, a
+/// copy of any other is kept while its repository is hot and goes once it has been idle
+/// for over an hour. A worker that keeps the record leaves the same copies to the
+/// scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_the_record_evicts_by_its_own_use() {
+    let s = Setup::new().await;
+    // r0..r9 are used twice (a clone, then a recycle of its copy), r10 once: this worker's
+    // ten most used repositories are r0..r9. Each ends with one released copy.
+    let mut copies = Vec::new();
+    for i in 0..11 {
+        let repo = format!("r{i}.git");
+        s.remote(&repo);
+        let uses = if i < 10 { 2 } else { 1 };
+        for n in 0..uses {
+            let cloned = s
+                .manager
+                .clone_repo(&s.request(&repo, &format!("t{n}")))
+                .await
+                .unwrap();
+            assert_eq!(cloned.cache_hit, n == 1, "{repo} use {n}");
+            let dir = cloned.sandbox.work().parent().unwrap().to_path_buf();
+            let id = cloned.sandbox.id.clone();
+            drop(cloned);
+            assert!(s.manager.release(&id, None).await.unwrap(), "{repo} kept");
+            if n + 1 == uses {
+                copies.push(dir);
+            }
+        }
+    }
+    let kept = |copies: &[PathBuf]| copies.iter().filter(|d| d.exists()).count();
+    assert_eq!(kept(&copies), 11);
+
+    // Now: r10 is hot (used a moment ago), its copy kept; the first round computes the top.
+    assert_eq!(
+        s.manager
+            .maintain_once(std::time::Instant::now(), 0, true)
+            .await,
+        0
+    );
+    assert_eq!(kept(&copies), 11);
+
+    // Two hours on, every repository has been idle for over an hour. With the record, the
+    // worker evicts nothing itself; without it, it evicts r10's copy and keeps its top ten.
+    let later = std::time::Instant::now() + Duration::from_secs(2 * 3600);
+    assert_eq!(s.manager.maintain_once(later, 1, false).await, 0);
+    assert_eq!(kept(&copies), 11);
+    assert_eq!(s.manager.maintain_once(later, 1, true).await, 1);
+    assert!(!copies[10].exists(), "r10's copy is gone");
+    assert_eq!(kept(&copies[..10]), 10, "the top ten are kept");
+
+    let again = |repo: &'static str| {
+        let s = &s;
+        async move {
+            s.manager
+                .clone_repo(&s.request(repo, "again"))
+                .await
+                .unwrap()
+                .cache_hit
+        }
+    };
+    assert!(!again("r10.git").await, "r10 clones afresh");
+    assert!(again("r0.git").await, "r0 recycles its copy");
+}

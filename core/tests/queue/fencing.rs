@@ -18,12 +18,9 @@ const TTL: Duration = Duration::from_secs(30);
 
 /// Makes `worker` look silent for an hour, as a paused process does to the survivors.
 async fn silence(q: &gitfleet_testkit::Fleet, worker: &str) {
-    let mut redis = q.test_queue().redis().await;
-    let (secs, _): (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
-    let _: () = redis
-        .zadd(q.queue().keys().workers(), worker, (secs - 3600) * 1000)
-        .await
-        .unwrap();
+    q.test_queue()
+        .silence(worker, Duration::from_secs(3600))
+        .await;
 }
 
 async fn enqueue(queue: &Queue, args: serde_json::Value) -> String {

@@ -65,6 +65,7 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
     .await;
     // The ghost registered in Redis and got a job on its own queue, then fell silent.
     w.fleet.queue().heartbeat(ghost, &[]).await.unwrap();
+    w.fleet.queue().heartbeat(alive, &[]).await.unwrap();
     // A client that keeps the record writes each job's row at submit.
     let client = w.fleet.client().clone().with_store(w.store.clone());
     let job = client
@@ -80,11 +81,15 @@ async fn a_silent_worker_is_marked_dead_its_sandboxes_end_and_its_waiting_jobs_a
         .unwrap();
     let row = w.store.job_history(&job.job_id).await.unwrap().unwrap().job;
     assert_eq!(row.status, "waiting", "{row:?}");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    w.fleet.queue().heartbeat(alive, &[]).await.unwrap();
+    // Its last beat, by Redis's clock, is ten minutes old; `alive` beat just now. A minute
+    // apart from both, the dead-after time holds however slow this machine is.
+    w.fleet
+        .test_queue()
+        .silence(ghost, Duration::from_secs(600))
+        .await;
 
     let mut config = SchedulerConfig::default();
-    config.cleanup.dead_after = Duration::from_millis(300);
+    config.cleanup.dead_after = Duration::from_secs(60);
     let ctx = w.ctx(config);
     let out = cleanup::run_once(&ctx, now).await.unwrap().0;
     assert_eq!(out["dead"], json!([ghost]), "{out}");

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::world::{ORG, World};
 
 /// The working tree of the live sandbox on `agent_branch` (its `.git/HEAD` names it).
-fn work_tree(w: &World, agent_branch: &str) -> std::path::PathBuf {
+pub fn work_tree(w: &World, agent_branch: &str) -> std::path::PathBuf {
     let wanted = format!("ref: refs/heads/{agent_branch}");
     let root = w.fleet.sandbox_root();
     for worker in std::fs::read_dir(&root).unwrap().flatten() {
@@ -50,18 +50,30 @@ async fn a_broken_sandbox_is_terminated_with_its_error_and_the_healthy_ones_stay
     let out = health_check::run_once(&ctx, tick).await.unwrap().0;
     assert_eq!(out["broken"], json!([broken]), "{out}");
     let answer = &out["answers"][0]["result"];
+    // Two live sandboxes and one released copy, none busy.
     assert_eq!(answer["checked"], 3, "{out}");
-    assert!(
-        answer["pooled"].as_u64().unwrap() >= 1,
-        "pool refilled: {out}"
-    );
+    assert_eq!(answer["busy"], 0, "{out}");
+    let reported = answer["broken"].as_array().unwrap();
+    assert_eq!(reported.len(), 1, "{out}");
+    assert_eq!(reported[0]["sandbox_id"], broken.as_str(), "{out}");
+    assert_eq!(reported[0]["cached"], false, "{out}");
+    let why = reported[0]["error"].as_str().unwrap();
+    assert!(why.contains("not a git repository"), "{out}");
+    // The clones emptied the pool; the check tops it up to exactly its minimum (nothing
+    // else adds to it).
+    let pool_min = w.fleet.setup().git.unwrap().pool_min;
+    assert_eq!(answer["pooled"], pool_min, "pool refilled: {out}");
+    assert!(answer["pool_error"].is_null(), "{out}");
 
     let r = w.row(&broken).await.unwrap();
     assert_eq!(r.status, "terminated");
     assert_eq!(r.last_operation.as_deref(), Some("health_check"));
-    assert!(r.error_count >= 1);
-    let err = r.last_error.unwrap();
-    assert!(err.starts_with("health check: "), "{err}");
+    // Its clone was its only op, and it succeeded: the check is its one error.
+    assert_eq!(r.error_count, 1, "{r:?}");
+    assert_eq!(
+        r.last_error.as_deref(),
+        Some(format!("health check: {why}").as_str())
+    );
     let usage: i64 = sqlx::query_scalar("SELECT count(*) FROM sandbox_usage WHERE sandbox_id = $1")
         .bind(&broken)
         .fetch_one(w.store.pool())

@@ -1,5 +1,9 @@
 //! Real `gitfleet-scheduler` processes: with two replicas each tick fires once, on the
 //! leader; when the leader is killed (SIGKILL), the survivor takes over within seconds.
+//! "Once" is counted by what a run does, not by its row in `scheduler_runs` (that table's
+//! `UNIQUE (task, tick)` would hide a second run): each priority round rewrites
+//! `repo_priority`, stamped with its tick, and a trigger of the test's own logs every row
+//! it inserts, so a tick run twice shows as two rounds.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -7,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gitfleet_scheduler::Task;
+use gitfleet_testkit::eventually;
 
+use crate::priority::insert_sandbox;
 use crate::world::World;
 
 /// A scheduler process, killed when dropped.
@@ -63,6 +69,42 @@ async fn runs(w: &World) -> Vec<(String, DateTime<Utc>, String)> {
         .unwrap()
 }
 
+/// Logs every row a priority round inserts into `repo_priority`, with the round's tick, in
+/// a table of the test's database (gone with it). With one repository used in the window,
+/// each round inserts exactly one row.
+async fn count_priority_rounds(w: &World) {
+    for sql in [
+        "CREATE TABLE test_priority_rounds (tick TIMESTAMPTZ NOT NULL)",
+        r#"CREATE FUNCTION test_log_priority_round() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO test_priority_rounds VALUES (NEW.computed_at); RETURN NULL; END $$"#,
+        r#"CREATE TRIGGER test_log_priority_round AFTER INSERT ON repo_priority
+           FOR EACH ROW EXECUTE FUNCTION test_log_priority_round()"#,
+    ] {
+        sqlx::query(sql).execute(w.store.pool()).await.unwrap();
+    }
+    let used = Utc::now() - chrono::Duration::minutes(1);
+    insert_sandbox(
+        w,
+        "w-1.s1",
+        "w-1",
+        "https://example.com/r.git",
+        "ready",
+        1,
+        used,
+    )
+    .await;
+}
+
+/// The tick of every priority round that ran (and committed), in order, repeats kept.
+async fn priority_rounds(w: &World) -> Vec<i64> {
+    let ticks: Vec<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT tick FROM test_priority_rounds ORDER BY tick")
+            .fetch_all(w.store.pool())
+            .await
+            .unwrap();
+    ticks.iter().map(DateTime::timestamp).collect()
+}
+
 async fn wait_for_run_by(w: &World, replica: &str, within: Duration) -> Instant {
     let deadline = Instant::now() + within;
     loop {
@@ -78,35 +120,86 @@ async fn wait_for_run_by(w: &World, replica: &str, within: Duration) -> Instant 
     }
 }
 
-/// Every task ran on every second from `from` to `to` (inclusive), once.
+/// Waits until `replica` has run the priority task of tick `tick` or a later one.
+async fn wait_for_tick_by(w: &World, replica: &str, tick: DateTime<Utc>) {
+    eventually(
+        format_args!("{replica} to run the tick of {tick}"),
+        Duration::from_secs(30),
+        async || {
+            let rows = runs(w).await;
+            rows.iter()
+                .any(|r| r.0 == Task::Priority.name() && r.2 == replica && r.1 >= tick)
+                .then_some(())
+                .ok_or(format!("{rows:?}"))
+        },
+    )
+    .await
+}
+
+/// The priority rounds that ran, once every run with a tick from `from` to `to` has
+/// finished (a run's row says `running` until its round is committed).
+async fn settled_rounds(w: &World, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<i64> {
+    eventually(
+        "the runs in the window to finish",
+        Duration::from_secs(30),
+        async || {
+            let running: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT task, tick FROM scheduler_runs
+                  WHERE outcome = 'running' AND tick BETWEEN $1 AND $2",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(w.store.pool())
+            .await
+            .unwrap();
+            running
+                .is_empty()
+                .then_some(())
+                .ok_or(format!("{running:?}"))
+        },
+    )
+    .await;
+    priority_rounds(w).await
+}
+
+/// Every task fired on every second from `from` to `to` (inclusive), and each of those
+/// ticks' priority rounds ran exactly once.
 fn assert_every_tick_once(
     rows: &[(String, DateTime<Utc>, String)],
+    rounds: &[i64],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) {
+    let want: Vec<i64> = (from.timestamp()..=to.timestamp()).collect();
     for task in Task::ALL {
-        let mut ticks: Vec<i64> = rows
+        // One claim per (task, tick) at most, by the table's constraint: this shows every
+        // tick fired; the rounds below show none ran twice.
+        let ticks: Vec<i64> = rows
             .iter()
             .filter(|r| r.0 == task.name() && r.1 >= from && r.1 <= to)
             .map(|r| r.1.timestamp())
             .collect();
-        let n = ticks.len();
-        ticks.dedup();
-        assert_eq!(ticks.len(), n, "{} ran a tick twice", task.name());
-        let want: Vec<i64> = (from.timestamp()..=to.timestamp()).collect();
         assert_eq!(ticks, want, "{} fired every tick", task.name());
     }
+    let ran: Vec<i64> = rounds
+        .iter()
+        .copied()
+        .filter(|t| (from.timestamp()..=to.timestamp()).contains(t))
+        .collect();
+    assert_eq!(ran, want, "each tick's priority round ran once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_fire_each_tick_once_and_the_survivor_takes_over_a_killed_leader() {
     let w = World::new().await;
+    count_priority_rounds(&w).await;
     let mut first = Replica::start(&w, "replica-a");
     wait_for_run_by(&w, "replica-a", Duration::from_secs(30)).await;
     let _second = Replica::start(&w, "replica-b");
+    let both = Utc::now();
 
-    // Both run for a while: only the leader fires, every tick, once.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Both run for a while (four ticks): only the leader fires, every tick, once.
+    wait_for_tick_by(&w, "replica-a", both + chrono::Duration::seconds(4)).await;
     let rows = runs(&w).await;
     assert!(
         rows.iter().all(|r| r.2 == "replica-a"),
@@ -120,7 +213,9 @@ async fn two_replicas_fire_each_tick_once_and_the_survivor_takes_over_a_killed_l
         settled - first_tick >= chrono::Duration::seconds(2),
         "{rows:?}"
     );
-    assert_every_tick_once(&rows, first_tick + chrono::Duration::seconds(1), settled);
+    let from = first_tick + chrono::Duration::seconds(1);
+    let rounds = settled_rounds(&w, from, settled).await;
+    assert_every_tick_once(&rows, &rounds, from, settled);
     let failed: Vec<(String, String)> = sqlx::query_as(
         "SELECT task, coalesce(detail, '') FROM scheduler_runs WHERE outcome = 'error'",
     )
@@ -135,7 +230,14 @@ async fn two_replicas_fire_each_tick_once_and_the_survivor_takes_over_a_killed_l
     let took_over = wait_for_run_by(&w, "replica-b", Duration::from_secs(15)).await;
     let gap = took_over - killed;
     assert!(gap < Duration::from_secs(5), "took over after {gap:?}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b_started = runs(&w)
+        .await
+        .iter()
+        .filter(|r| r.2 == "replica-b")
+        .map(|r| r.1)
+        .min()
+        .unwrap();
+    wait_for_tick_by(&w, "replica-b", b_started + chrono::Duration::seconds(3)).await;
     let rows = runs(&w).await;
     let b_first = rows
         .iter()
@@ -153,9 +255,10 @@ async fn two_replicas_fire_each_tick_once_and_the_survivor_takes_over_a_killed_l
         rows.iter().all(|r| r.2 == "replica-b" || r.1 < b_first),
         "after the takeover only the survivor runs: {rows:?}"
     );
-    assert_every_tick_once(
-        &rows,
+    let (from, to) = (
         b_first + chrono::Duration::seconds(1),
         b_last - chrono::Duration::seconds(1),
     );
+    let rounds = settled_rounds(&w, from, to).await;
+    assert_every_tick_once(&rows, &rounds, from, to);
 }
