@@ -18,22 +18,32 @@ use crate::processes::ProcessFleet;
 #[tokio::test]
 async fn finished_and_dead_jobs_expire_after_their_ttls() {
     let q = ProcessFleet::new().await;
+    let keys = q.client.queue().keys().clone();
+    let mut redis = q.redis().await;
+    // A waiter waits before any worker runs the job, so the job gets a wake-up token too.
+    let done = q
+        .submit("jobs", "echo", json!({"kept": "briefly"}))
+        .await
+        .job_id;
+    let waiter = {
+        let (client, id) = (q.client.clone(), done.clone());
+        tokio::spawn(async move { client.wait(&id, Duration::from_secs(30)).await })
+    };
+    eventually("the waiter to wait", Duration::from_secs(10), async || {
+        redis
+            .hexists::<_, _, bool>(keys.job(&done), "waiters")
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|set| if set { Ok(()) } else { Err("no waiter".into()) })
+    })
+    .await;
     let worker = q
         .spawn_worker(&[
             ("GITFLEET_RESULT_TTL_SECS", "1"),
             ("GITFLEET_DEAD_TTL_SECS", "3"),
         ])
         .await;
-    let done = q
-        .submit("jobs", "echo", json!({"kept": "briefly"}))
-        .await
-        .job_id;
-    let r = q
-        .client
-        .wait(&done, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
+    let r = waiter.await.unwrap().unwrap().unwrap();
     assert_eq!(r.status, JobStatus::Done, "{r:?}");
     // Straight into Redis (the client would refuse it): the worker answers it dead.
     let dead = q
@@ -54,8 +64,6 @@ async fn finished_and_dead_jobs_expire_after_their_ttls() {
         .await;
     assert_eq!(r.status, JobStatus::Dead, "{r:?}");
 
-    let keys = q.client.queue().keys().clone();
-    let mut redis = q.redis().await;
     let ttl = async |redis: &mut redis::aio::MultiplexedConnection, key: &str| -> i64 {
         redis.pttl(key).await.unwrap()
     };
