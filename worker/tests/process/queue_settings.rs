@@ -146,7 +146,9 @@ async fn a_worker_runs_as_many_jobs_of_its_own_queue_at_once_as_its_own_queue_co
             ("GITFLEET_OWN_QUEUE_CONCURRENCY", "2"),
         ])
         .await;
+    q.wait_until_registered(&worker.id).await;
     let listed = q.client.workers().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].own_queue_concurrency, Some(2), "{listed:?}");
     let own = worker.own_queue();
     let ids = q.submit_n(&own, "sleep", json!({"ms": 1500}), 4).await;
