@@ -60,7 +60,8 @@ use crate::sandbox::{GitSettings, SandboxManager};
 use backend::Ack;
 use in_flight::InFlight;
 
-/// How long a starting worker waits for its first list of organizations over budget.
+/// How long a starting worker waits for its first list of organizations over budget
+/// before it serves without one (see `Worker::start_records`).
 const FIRST_BUDGETS_WITHIN: Duration = Duration::from_secs(2);
 
 /// Why a worker could not start or did not stop cleanly.
@@ -441,9 +442,17 @@ impl Worker {
     }
 
     /// Starts the record writer and the budget refresher, when the worker keeps a record.
-    /// The list of organizations over budget is read once before the worker serves, so its
-    /// first jobs are checked against it too (bounded: with Postgres away the worker starts
-    /// all the same, with no organization refused until the list can be read).
+    /// The list of organizations over budget is read once before the worker takes its first
+    /// job (this runs before any fetcher starts), so jobs already waiting are checked against
+    /// it too.
+    ///
+    /// Postgres away (or slower than [`FIRST_BUDGETS_WITHIN`]) at start: the worker starts
+    /// all the same, with an empty list, so no organization is refused until the list can be
+    /// read; the refresher tries again every `budget_refresh` and logs when Postgres is
+    /// back. Workers run without Postgres by design (jobs go on, the record is written
+    /// later); refusing every organization's jobs instead would make an outage of the
+    /// record an outage of the fleet. The client checks budgets at submit as well, whenever
+    /// Postgres answers it.
     async fn start_records(
         &self,
         stop: &CancellationToken,

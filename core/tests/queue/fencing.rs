@@ -196,3 +196,86 @@ async fn a_worker_whose_recovery_has_begun_cannot_beat_its_way_back() {
     let score: Option<f64> = redis.zscore(queue.keys().workers(), marked).await.unwrap();
     assert_eq!(score, None, "removed");
 }
+
+/// Ownership, apart from fencing: an outcome from a live worker for a job it does not run
+/// (another live worker runs it, or it has finished already) is ignored. It is not refused
+/// (the worker is not declared dead) and changes nothing: the owner's run goes on and its
+/// outcome is the one kept, and a late second outcome does not overwrite it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_from_a_worker_that_does_not_own_the_job_is_ignored() {
+    let mut q = fleet().start().await;
+    let owner = q.add_worker().await;
+    let job = q
+        .queue()
+        .enqueue(
+            "jobs",
+            &JobSpec::new("sleep", json!({"ms": 1500})),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let queue = q.queue().clone();
+    gitfleet_testkit::eventually(
+        "the owner to run the job",
+        Duration::from_secs(10),
+        async || match queue.job(&job).await.map_err(|e| e.to_string())? {
+            Some(r) if r.status == JobStatus::Running && r.worker.as_deref() == Some(&owner) => {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+
+    // A live worker, listed and beating (recovery leaves it alone), that never took the job.
+    let other = "other-04";
+    queue.heartbeat(other, &[]).await.unwrap();
+    let failed = Finished {
+        id: job.clone(),
+        outcome: Outcome::Dead(JobError::internal("not this worker's run")),
+    };
+    let recorded = queue
+        .finish(other, std::slice::from_ref(&failed))
+        .await
+        .expect("a live worker is not fenced");
+    assert_eq!(recorded, 0, "nothing recorded");
+    let r = queue.job(&job).await.unwrap().unwrap();
+    assert_eq!(r.status, JobStatus::Running, "{r:?}");
+    assert_eq!(r.worker.as_deref(), Some(owner.as_str()), "{r:?}");
+    assert_eq!(r.error, None, "{r:?}");
+    let held: Vec<String> = q
+        .test_queue()
+        .redis()
+        .await
+        .lrange(queue.keys().held(&owner), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(held, [job.as_str()], "still the owner's");
+
+    let r = queue
+        .wait(&job, Duration::from_secs(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, JobStatus::Done, "the owner's outcome: {r:?}");
+    assert_eq!(r.result, Some(json!({"slept_ms": 1500})), "{r:?}");
+    // Late, from the owner's own id too: the job is no longer running, so nothing changes.
+    queue.heartbeat(other, &[]).await.unwrap();
+    for worker in [other, owner.as_str()] {
+        assert_eq!(
+            queue
+                .finish(worker, std::slice::from_ref(&failed))
+                .await
+                .unwrap(),
+            0,
+            "{worker}"
+        );
+    }
+    let after = queue.job(&job).await.unwrap().unwrap();
+    assert_eq!(after.status, JobStatus::Done, "{after:?}");
+    assert_eq!(after.result, r.result, "{after:?}");
+    assert_eq!(after.error, None, "{after:?}");
+    assert_eq!(after.finished_at, r.finished_at, "untouched: {after:?}");
+    q.shutdown().await;
+}

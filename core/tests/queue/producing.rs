@@ -5,12 +5,15 @@ use std::time::Duration;
 use gitfleet_contract::{ErrorKind, JobSpec, JobStatus};
 use gitfleet_core::ops::Ops;
 use gitfleet_queue::{EnqueueOptions, QueueError};
-use gitfleet_testkit::TestQueue;
+use gitfleet_testkit::{TestQueue, eventually};
+use redis::AsyncCommands;
 use serde_json::json;
 
 use crate::fleet;
 use crate::test_ops::Counting;
 
+/// A repeated enqueue with the same key answers the first job (its id, its status) and runs
+/// nothing: each job runs exactly once.
 #[tokio::test]
 async fn a_second_enqueue_with_the_same_idempotency_key_returns_the_first_job() {
     let mut t = fleet().start().await;
@@ -60,13 +63,18 @@ async fn a_second_enqueue_with_the_same_idempotency_key_returns_the_first_job() 
         .await
         .unwrap();
     t.shutdown().await;
+    let s = t.queue().stats().await.unwrap();
+    assert_eq!((s[0].waiting, s[0].delayed), (0, 0), "nothing left to run");
+    let runs = counting.runs.lock().unwrap().clone();
     assert_eq!(
-        counting.runs.lock().unwrap().len(),
-        2,
-        "the repeated enqueue ran nothing"
+        runs,
+        [(first.job_id.clone(), 1), (other.job_id.clone(), 1)].into(),
+        "each job ran exactly once: the repeated enqueue ran nothing, not even the first job again"
     );
 }
 
+/// An idempotency key lives for the configured TTL, then Redis lets it go and the same key
+/// makes a new job.
 #[tokio::test]
 async fn idempotency_keys_expire_after_their_ttl() {
     let t = TestQueue::with_config("queue", |c| c.idempotency_ttl = Duration::from_secs(1)).await;
@@ -76,9 +84,20 @@ async fn idempotency_keys_expire_after_their_ttl() {
     };
     let spec = JobSpec::new("echo", json!({}));
     let first = t.queue.enqueue("jobs", &spec, &keyed).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let key = t.queue.keys().idempotency("", "k");
+    let mut redis = t.redis().await;
+    let ttl: i64 = redis.pttl(&key).await.unwrap();
+    assert!(
+        0 < ttl && ttl <= 1000,
+        "the key expires within its TTL: {ttl} ms"
+    );
+    eventually("the key to expire", Duration::from_secs(10), async || {
+        !redis.exists::<_, bool>(&key).await.unwrap()
+    })
+    .await;
     let second = t.queue.enqueue("jobs", &spec, &keyed).await.unwrap();
     assert_ne!(first.job_id, second.job_id, "an expired key names no job");
+    assert!(second.created);
 }
 
 #[tokio::test]

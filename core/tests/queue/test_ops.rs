@@ -1,5 +1,5 @@
 //! Ops that exist only for these tests: one that counts the runs of each job, one that fails
-//! on purpose until a given run.
+//! on purpose until a given run, one that never finishes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use gitfleet_contract::{ErrorKind, JobError};
-use gitfleet_core::ops::{Op, RunContext};
+use gitfleet_core::ops::{DEFAULT_MAX_ATTEMPTS, Op, RunContext};
 use serde_json::{Value, json};
 
 /// Counts the runs of each job id; its result is `{}`.
@@ -34,11 +34,12 @@ impl Op for Counting {
 }
 
 /// Fails with `kind` until its `succeed_on`-th run of a job (never, if 0), recording when
-/// each run started.
+/// each run started. Its own limit of runs is the default unless `max_attempts` says.
 #[derive(Clone)]
 pub struct Flaky {
     pub kind: ErrorKind,
     pub succeed_on: u32,
+    pub max_attempts: u32,
     pub starts: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
 }
 
@@ -47,6 +48,7 @@ impl Flaky {
         Self {
             kind,
             succeed_on,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             starts: Default::default(),
         }
     }
@@ -58,6 +60,9 @@ impl Op for Flaky {
     }
     fn validate(&self, _: &Value) -> Result<(), JobError> {
         Ok(())
+    }
+    fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
     fn timeout(&self, _: &Value) -> Duration {
         Duration::from_secs(30)
@@ -78,5 +83,32 @@ impl Op for Flaky {
             ))
         };
         futures::future::ready(result).boxed()
+    }
+}
+
+/// Never finishes on its own: each run is cut off by its time limit, `timeout`. Counts the
+/// runs of each job.
+#[derive(Clone)]
+pub struct Hang {
+    pub timeout: Duration,
+    pub runs: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Op for Hang {
+    fn name(&self) -> &'static str {
+        "hang"
+    }
+    fn validate(&self, _: &Value) -> Result<(), JobError> {
+        Ok(())
+    }
+    fn max_attempts(&self) -> u32 {
+        2
+    }
+    fn timeout(&self, _: &Value) -> Duration {
+        self.timeout
+    }
+    fn run(&self, _: Value, ctx: RunContext) -> BoxFuture<'static, Result<Value, JobError>> {
+        *self.runs.lock().unwrap().entry(ctx.job_id).or_default() += 1;
+        futures::future::pending().boxed()
     }
 }

@@ -6,10 +6,13 @@ use gitfleet_contract::{JobSpec, JobStatus};
 use gitfleet_queue::EnqueueOptions;
 use serde_json::json;
 
-use gitfleet_testkit::TestQueue;
+use gitfleet_testkit::{TestQueue, eventually};
+use redis::AsyncCommands;
 
 use crate::fleet;
 
+/// Three waiters wait for a job no worker can run yet; when a worker comes and finishes it,
+/// every one of them returns its result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_waiter_wakes_when_the_job_finishes() {
     let mut t = fleet().start().await;
@@ -29,7 +32,16 @@ async fn every_waiter_wakes_when_the_job_finishes() {
             tokio::spawn(async move { q.wait(&id, Duration::from_secs(20)).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No worker yet: the job cannot finish before the waiters are waiting. Once the job
+    // carries the waiters' flag, a waiter has found it unfinished and is waiting; the three
+    // share one flag, so for the other two this only shows they have not returned.
+    let mut redis = t.test_queue().redis().await;
+    let key = t.queue().keys().job(&job.job_id);
+    eventually("the waiters to wait", Duration::from_secs(10), async || {
+        let flagged: bool = redis.hexists(&key, "waiters").await.unwrap();
+        flagged && waiters.iter().all(|w| !w.is_finished())
+    })
+    .await;
     t.add_worker().await;
     for waiter in waiters {
         let record = waiter.await.unwrap().unwrap().unwrap();
@@ -39,6 +51,7 @@ async fn every_waiter_wakes_when_the_job_finishes() {
     t.shutdown().await;
 }
 
+/// A wait that times out returns the job as it is; an unknown id is `None`; ids are checked.
 #[tokio::test]
 async fn waiting_past_the_timeout_returns_the_job_as_it_is_and_unknown_ids_return_none() {
     let t = TestQueue::new("queue").await;
