@@ -66,6 +66,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server's URL for the default user with `password` (right or wrong).
+    pub fn url_with_password(&self, password: &str) -> String {
+        format!("redis://:{password}@127.0.0.1:{}", self.port)
+    }
+
     /// SIGKILLs the server: no shutdown, no last save.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

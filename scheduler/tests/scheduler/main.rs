@@ -12,3 +12,4 @@ mod priority;
 mod replicas;
 mod retention;
 mod template_rebuild;
+mod url_passwords;

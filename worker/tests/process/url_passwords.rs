@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use gitfleet_client::JobStatus;
+use gitfleet_testkit::postgres::with_password;
 use gitfleet_testkit::{RedisServer, TestStore, eventually};
 use serde_json::json;
 
@@ -14,14 +15,6 @@ use crate::processes::ProcessFleet;
 
 const REDIS_PASSWORD: &str = "redis-pw-Vq81xT";
 const PG_PASSWORD: &str = "pg-pw-Lm27cK";
-
-/// `url` (`scheme://[user[:old]@]host...`) with `password` as its user's password.
-pub fn with_password(url: &str, password: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let (user, host) = rest.split_once('@').unwrap_or(("", rest));
-    let user = user.split(':').next().unwrap_or_default();
-    format!("{scheme}://{user}:{password}@{host}")
-}
 
 fn assert_no_password(log: &str) {
     assert!(
@@ -37,7 +30,7 @@ fn assert_no_password(log: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_never_logs_the_passwords_in_its_redis_and_postgres_urls() {
     let redis = RedisServer::start_with_password(REDIS_PASSWORD).await;
-    let redis_url = with_password(&redis.url(), REDIS_PASSWORD);
+    let redis_url = redis.url_with_password(REDIS_PASSWORD);
     let q = ProcessFleet::on(&redis_url).await;
     let store = TestStore::new().await;
     let pg_url = with_password(store.url(), PG_PASSWORD);
@@ -99,7 +92,7 @@ async fn a_worker_never_logs_the_passwords_in_its_redis_and_postgres_urls() {
 
     // Refused by Redis (a wrong password, the Postgres one: a word no log may show either):
     // the worker exits, naming the server.
-    let wrong = with_password(&redis.url(), PG_PASSWORD);
+    let wrong = redis.url_with_password(PG_PASSWORD);
     let (status, log) = q
         .worker_that_exits(&[("GITFLEET_REDIS_URL", &wrong)], Duration::from_secs(30))
         .await;
