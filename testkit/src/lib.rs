@@ -25,6 +25,8 @@
 //! - [`TestStore`]: the durable record on a migrated database of its own, dropped on drop.
 //! - [`Fleet`]: in-process workers on a `TestQueue`, with or without a store, git sandboxes
 //!   and the test's own ops; stopped on [`Fleet::shutdown`] or on drop.
+//! - [`RedisServer`]: a `redis-server` of the test's own (to kill and restart, with users or
+//!   a password of its own).
 //! - [`eventually()`]: waiting for a condition with a deadline instead of sleeping.
 //!
 //! Every server is stopped on `Drop`, together with every process it started; every
@@ -52,6 +54,7 @@ mod process;
 pub mod queue;
 pub mod recording;
 pub mod redis_keys;
+pub mod redis_server;
 mod server_thread;
 pub mod store;
 
@@ -62,4 +65,5 @@ pub use held_remote::{HeldRemote, Hold};
 pub use http::{HttpGitServer, RecordedRequest};
 pub use queue::{TestQueue, redis_url};
 pub use recording::{RecordingServer, SeenRequest};
+pub use redis_server::RedisServer;
 pub use store::TestStore;

@@ -56,6 +56,16 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{}/{db}{query}", &base[..authority_end])
 }
 
+/// `url` (`postgres://[user[:old]@]host...`) with `password` as its user's password: for a
+/// test that shows a password in a database URL is never printed (the machine's server
+/// trusts local connections, so any password is accepted).
+pub fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let (user, host) = rest.split_once('@').unwrap_or(("", rest));
+    let user = user.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
 /// A database of its own on the machine's server, dropped (with `FORCE`) on drop.
 pub struct TestDatabase {
     pub name: String,

@@ -13,6 +13,7 @@ mod cancel;
 mod history;
 mod keys;
 mod mcp;
+mod tokens;
 
 /// A fleet (workers added by the test) and the CLI pointed at it.
 struct Env {

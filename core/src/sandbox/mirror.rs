@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::git::{Git, RunOptions};
 use gitfleet_contract::JobError;
@@ -101,10 +101,12 @@ impl Mirrors {
         locks.entry(key.to_string()).or_default().clone()
     }
 
+    /// How a call that reaches `repo`'s remote runs: within the worker's time limit for one
+    /// git process (`GITFLEET_GIT_TIMEOUT_SECS`), like every other git call; a remote that
+    /// never answers is exactly what that limit is for.
     fn remote_options(repo: &RepoUrl) -> RunOptions {
         RunOptions {
             remote: Some(repo.clone()),
-            timeout: Some(Duration::from_secs(600)),
             ..Default::default()
         }
     }

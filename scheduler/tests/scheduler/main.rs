@@ -13,3 +13,4 @@ mod replicas;
 mod retention;
 mod template_rebuild;
 mod ticks;
+mod url_passwords;

@@ -354,8 +354,9 @@ async fn a_full_clone_never_gets_a_recycled_shallow_copy() {
 }
 
 /// Files written outside the sparse set of a sparse clone (a new one, and one the
-/// repository tracks) are committed by `push` (or refused up front by `write_files`); the
-/// push must not fail. The files not written stay as they were.
+/// repository tracks) are changes like any other: `write_files` writes them, `status` and
+/// `diff` show them, and `push` commits them. The files not written stay as they were (the
+/// absent ones are not deleted).
 /// (Plain `git add -A -- .` refuses paths outside the sparse-checkout definition: "will
 /// not be updated in the index"; `--sparse` stages them and still leaves the absent
 /// skip-worktree files alone.)
@@ -381,13 +382,28 @@ async fn a_file_written_outside_the_sparse_set_is_pushed() {
             ]}),
         )
         .await;
-    if w.status != gitfleet_client::JobStatus::Done {
-        // Refused up front: fine, as long as it says why.
-        let e = w.error.unwrap();
-        assert_eq!(e.kind, gitfleet_client::ErrorKind::InvalidInput, "{e:?}");
-        fleet.shutdown().await;
-        return;
-    }
+    assert_eq!(
+        w.status,
+        gitfleet_client::JobStatus::Done,
+        "a write outside the sparse set: {:?}",
+        w.error
+    );
+    assert_eq!(w.result.unwrap()["written"], 3);
+    let s = fleet.ok("status", json!({"sandbox_id": sandbox})).await;
+    assert_eq!(
+        (&s["modified"], &s["untracked"]),
+        (&json!(["README.md", "src/lib.rs"]), &json!(["docs/new.md"])),
+        "{s}"
+    );
+    let d = fleet.ok("diff", json!({"sandbox_id": sandbox})).await;
+    assert_eq!(d["files_changed"], 2, "{d}");
+    assert!(
+        d["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+tracked, outside the sparse set"),
+        "{d}"
+    );
     let p = fleet
         .run(
             "push",

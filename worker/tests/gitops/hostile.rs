@@ -4,25 +4,35 @@
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
+use std::time::Duration;
 
 use gitfleet_client::{EnqueueOptions, ErrorKind, JobSpec, JobStatus, QueueError};
 use gitfleet_testkit::fixtures::git;
-use gitfleet_testkit::{Fleet, GitDaemon};
+use gitfleet_testkit::{Fleet, GitDaemon, eventually};
 use serde_json::{Value, json};
 
 use crate::support::{git_fleet, sample_repo};
 
-/// The client refuses it, and a worker given it anyway answers `invalid_input`.
+/// The client refuses it, and a worker given it anyway (enqueued past the client's checks)
+/// refuses it too, before it runs anything: `invalid_input` with the client's very message,
+/// which names `field`, in one attempt, in the job's record in Redis and in its row and
+/// run in Postgres. (A worker that skipped the check would run git, whose failure reads
+/// differently, or look for the sandbox and answer `sandbox_not_found`.)
 async fn refused_both_ways(fleet: &Fleet, op: &str, args: Value, field: &str) {
     let spec = JobSpec::new(op, args.clone());
-    match fleet
+    let refusal = match fleet
         .client()
         .submit("jobs", &spec, &EnqueueOptions::default())
         .await
     {
-        Err(QueueError::Invalid(e)) => assert!(e.message.starts_with(field), "{args}: {e:?}"),
+        Err(QueueError::Invalid(e)) => e,
         other => panic!("{args}: the client should refuse it, got {other:?}"),
-    }
+    };
+    assert_eq!(refusal.kind, ErrorKind::InvalidInput, "{args}: {refusal:?}");
+    assert!(
+        refusal.message.starts_with(&format!("{field}: ")),
+        "{args}: the client's refusal names {field}: {refusal:?}"
+    );
     let queue = gitfleet_client::Client::route(&spec);
     let job = fleet
         .client()
@@ -32,21 +42,65 @@ async fn refused_both_ways(fleet: &Fleet, op: &str, args: Value, field: &str) {
         .unwrap();
     let record = fleet
         .client()
-        .wait(&job.job_id, std::time::Duration::from_secs(30))
+        .wait(&job.job_id, Duration::from_secs(30))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(record.status, JobStatus::Dead, "{args}");
-    let e = record.error.unwrap();
-    assert!(
-        e.kind == ErrorKind::InvalidInput || e.kind == ErrorKind::SandboxNotFound,
-        "{args}: {e:?}"
+    assert_eq!(record.attempts, 1, "{args}: never retried");
+    assert_eq!(
+        record.error,
+        Some(refusal.clone()),
+        "{args}: the worker refuses it as the client does"
+    );
+    let store = fleet.store();
+    let row = eventually(
+        format!("the dead row of {}", job.job_id),
+        Duration::from_secs(30),
+        async || {
+            store
+                .job_history(&job.job_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .filter(|h| h.job.status == "dead")
+                .ok_or_else(|| "not dead yet".to_string())
+        },
+    )
+    .await;
+    assert_eq!(
+        (
+            row.job.error_kind.as_deref(),
+            row.job.error_message.as_deref(),
+            row.job.attempts
+        ),
+        (Some("invalid_input"), Some(refusal.message.as_str()), 1),
+        "{args}: {row:?}"
+    );
+    let runs: Vec<_> = row
+        .runs
+        .iter()
+        .map(|r| {
+            (
+                r.outcome.as_str(),
+                r.error_kind.as_deref(),
+                r.error_message.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [(
+            "dead",
+            Some("invalid_input"),
+            Some(refusal.message.as_str())
+        )],
+        "{args}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_urls_branches_and_paths_are_refused_and_run_nothing() {
-    let mut fleet = git_fleet().workers(1).start().await;
+    let mut fleet = git_fleet().store().workers(1).start().await;
     let marker = fleet.tmp().join("pwned");
     let m = marker.display();
     for url in [

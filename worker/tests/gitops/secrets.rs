@@ -9,11 +9,12 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use gitfleet_client::{ErrorKind, JobStatus};
 use gitfleet_contract::{Credential, PlainHttp, UrlPrefix};
 use gitfleet_testkit::http::basic_auth;
-use gitfleet_testkit::{HttpGitServer, RecordingServer};
+use gitfleet_testkit::{HttpGitServer, RecordingServer, eventually};
 use serde_json::json;
 
 use crate::support::{credentials_for, git_fleet, sample_repo};
@@ -47,12 +48,98 @@ impl Write for LogWriter {
     }
 }
 
+/// The plain values of every key under `prefix`, each read as its type says (a `DUMP` is
+/// RDB-encoded and may compress a value, hiding a token in it), with the key names.
+fn redis_text(conn: &mut redis::Connection, prefix: &str) -> String {
+    fn flatten(v: &redis::Value, out: &mut String) {
+        match v {
+            redis::Value::BulkString(b) => out.push_str(&String::from_utf8_lossy(b)),
+            redis::Value::SimpleString(s) => out.push_str(s),
+            redis::Value::Int(i) => out.push_str(&i.to_string()),
+            redis::Value::Double(d) => out.push_str(&d.to_string()),
+            redis::Value::Array(items) | redis::Value::Set(items) => {
+                items.iter().for_each(|i| flatten(i, out))
+            }
+            redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+                flatten(k, out);
+                flatten(v, out);
+            }),
+            redis::Value::Nil | redis::Value::Okay => {}
+            other => panic!("a reply the check cannot read: {other:?}"),
+        }
+        out.push('\n');
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(conn)
+        .unwrap();
+    assert!(!keys.is_empty(), "no keys under {prefix}");
+    let mut text = String::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query(conn).unwrap();
+        let read = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(&key).clone(),
+            "hash" => redis::cmd("HGETALL").arg(&key).clone(),
+            "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
+            "set" => redis::cmd("SMEMBERS").arg(&key).clone(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .clone(),
+            "stream" => redis::cmd("XRANGE").arg(&key).arg("-").arg("+").clone(),
+            // Expired between KEYS and TYPE.
+            "none" => continue,
+            other => panic!("key {key} of a type the check cannot read: {other}"),
+        };
+        let value: redis::Value = read.query(conn).unwrap();
+        text.push_str(&key);
+        text.push('\n');
+        flatten(&value, &mut text);
+    }
+    text
+}
+
+/// Every row of every table of the record, as JSON text.
+async fn postgres_text(store: &gitfleet_store::Store) -> String {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let mut text = String::new();
+    for table in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"))
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        for row in rows {
+            text.push_str(&table);
+            text.push(' ');
+            text.push_str(&row);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The token authenticates every request git sends to its prefix (and only as the
+/// `Authorization` header), and never shows anywhere the fleet writes: results and errors
+/// (git's own messages about a server that refused it included), the plain values of every
+/// Redis key, every row of the record (`jobs`, `job_runs`, the registry's `last_error`), or
+/// the logs. Each place is first shown to hold what the jobs wrote (a check of an empty place
+/// proves nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or_redis() {
     let logs = logs();
     let probe = git_fleet().start().await;
     sample_repo(&probe.remotes(), "private.git");
     let server = HttpGitServer::start(&probe.remotes(), "agent", TOKEN).unwrap();
+    // A server that wants another token: it is sent ours, and refuses it.
+    let refusing = HttpGitServer::start(&probe.remotes(), "agent", "another-token").unwrap();
     let host = format!("127.0.0.1:{}", server.port());
     let url = server.url("private.git");
 
@@ -74,11 +161,16 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
     assert_eq!(r.attempts, 1);
     fleet.shutdown().await;
 
-    // With them: clone, write, push; then a failing push whose error text comes from git.
+    // With them: clone, write, push; then failures whose text comes from git: a missing
+    // repository, a refused token, and a pull of a repository gone from the server (an
+    // error on the sandbox, kept in its registry row).
+    let prefixes = [
+        format!("http://{host}"),
+        format!("http://127.0.0.1:{}", refusing.port()),
+    ];
     let mut fleet = git_fleet()
-        .git_with(|git| {
-            git.credentials = credentials_for(&[format!("http://{host}")], "agent", TOKEN)
-        })
+        .git_with(|git| git.credentials = credentials_for(&prefixes, "agent", TOKEN))
+        .store()
         .workers(1)
         .start()
         .await;
@@ -88,16 +180,17 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
             json!({"repo_url": url, "agent_id": "a", "task_id": "t"}),
         )
         .await;
+    let sandbox = c["sandbox_id"].as_str().unwrap().to_string();
     fleet
         .ok(
             "write_files",
-            json!({"sandbox_id": c["sandbox_id"], "files": [{"path": "x.txt", "content": "x"}]}),
+            json!({"sandbox_id": sandbox, "files": [{"path": "x.txt", "content": "x"}]}),
         )
         .await;
     let p = fleet
         .ok(
             "push",
-            json!({"sandbox_id": c["sandbox_id"], "message": "via http"}),
+            json!({"sandbox_id": sandbox, "message": "via http"}),
         )
         .await;
     assert_eq!(p["branch"], "agent-a-t");
@@ -108,6 +201,38 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
         )
         .await;
     assert_eq!(bad.status, JobStatus::Dead);
+    let refused = fleet
+        .run(
+            "clone",
+            json!({"repo_url": refusing.url("private.git"), "agent_id": "c", "task_id": "t"}),
+        )
+        .await;
+    assert_eq!(refused.status, JobStatus::Dead);
+    assert_eq!(
+        refused.error.as_ref().unwrap().kind,
+        ErrorKind::Auth,
+        "{refused:?}"
+    );
+    assert!(
+        refusing.auth_failures() > 0,
+        "the refusing server was asked"
+    );
+    std::fs::rename(
+        probe.remotes().join("private.git"),
+        probe.remotes().join("moved.git"),
+    )
+    .unwrap();
+    let pull = fleet
+        .run_with(
+            "pull",
+            json!({"sandbox_id": sandbox}),
+            &gitfleet_client::EnqueueOptions {
+                max_attempts: Some(1),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(pull.status, JobStatus::Dead, "{pull:?}");
 
     let expected = basic_auth("agent", TOKEN);
     let authed: Vec<_> = server
@@ -123,40 +248,85 @@ async fn the_token_goes_only_into_a_header_and_never_into_results_errors_logs_or
         server.requests().iter().all(|r| !r.path.contains(TOKEN)),
         "not in any URL"
     );
+    let encoded_secret = expected.trim_start_matches("Basic ").to_string();
+    let leaks = |text: &str| text.contains(TOKEN) || text.contains(&encoded_secret);
 
     let seen = [
         serde_json::to_string(&c).unwrap(),
         serde_json::to_string(&p).unwrap(),
         serde_json::to_string(&bad.to_cli_json()).unwrap(),
+        serde_json::to_string(&refused.to_cli_json()).unwrap(),
+        serde_json::to_string(&pull.to_cli_json()).unwrap(),
     ];
     for text in &seen {
-        assert!(!text.contains(TOKEN), "token in a result or error: {text}");
+        assert!(!leaks(text), "token in a result or error: {text}");
     }
-    let encoded_secret = expected.trim_start_matches("Basic ").to_string();
+
     let client = redis::Client::open(fleet.test_queue().config().redis_url.as_str()).unwrap();
     let mut conn = client.get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", fleet.prefix()))
-        .query(&mut conn)
-        .unwrap();
-    assert!(!keys.is_empty());
-    for key in keys {
-        let dump: Vec<u8> = redis::cmd("DUMP")
-            .arg(&key)
-            .query(&mut conn)
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&dump);
+    let in_redis = redis_text(&mut conn, fleet.prefix());
+    for known in [&sandbox, &bad.job_id, &refused.job_id] {
         assert!(
-            !text.contains(TOKEN) && !text.contains(&encoded_secret),
-            "token in Redis key {key}"
+            in_redis.contains(known.as_str()),
+            "{known} in Redis:\n{in_redis}"
         );
     }
+    assert!(!leaks(&in_redis), "token in Redis:\n{in_redis}");
+
+    let store = fleet.store().clone();
+    let row = eventually(
+        "the pull's failure in the registry",
+        Duration::from_secs(30),
+        async || {
+            let rows = store.sandboxes(10).await.map_err(|e| e.to_string())?;
+            rows.into_iter()
+                .find(|r| r.sandbox_id == sandbox && r.error_count == 1)
+                .ok_or_else(|| "no error yet".to_string())
+        },
+    )
+    .await;
+    let last_error = row.last_error.expect("the pull's failure");
+    // git's own words about the remote the token is for.
+    assert!(
+        last_error.starts_with("invalid_input: git ") && last_error.contains(&host),
+        "{last_error}"
+    );
+    for job in [&bad, &refused, &pull] {
+        eventually("the job's dead row", Duration::from_secs(30), async || {
+            store
+                .job_row(&job.job_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .filter(|r| r.status == "dead" && r.error_message.is_some())
+                .ok_or_else(|| "not dead yet".to_string())
+        })
+        .await;
+    }
+    let in_postgres = postgres_text(&store).await;
+    for known in [
+        &sandbox,
+        &bad.job_id,
+        &refused.job_id,
+        &pull.job_id,
+        &last_error,
+    ] {
+        assert!(
+            in_postgres.contains(known.as_str()),
+            "{known} in Postgres:\n{in_postgres}"
+        );
+    }
+    assert!(
+        in_postgres.contains("job_runs ") && in_postgres.contains("git_sandboxes "),
+        "{in_postgres}"
+    );
+    assert!(!leaks(&in_postgres), "token in Postgres:\n{in_postgres}");
+
     fleet.shutdown().await;
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    assert!(
-        !logged.contains(TOKEN) && !logged.contains(&encoded_secret),
-        "token in the logs"
-    );
+    for known in [&bad.job_id, &refused.job_id, &pull.job_id] {
+        assert!(logged.contains(known.as_str()), "{known} in the logs");
+    }
+    assert!(!leaks(&logged), "token in the logs");
     drop(probe);
 }
 

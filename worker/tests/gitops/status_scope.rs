@@ -240,3 +240,54 @@ async fn a_push_of_touched_paths_commits_what_a_full_add_would() {
     assert!(work.join("build.log").exists());
     fleet.shutdown().await;
 }
+
+/// Past 256 touched paths the worker stops keeping the list and `status` looks at the whole
+/// tree again. Seen through a file written on disk behind the worker's back (which only a
+/// whole-tree look can find): with 256 touched paths `status` asks git about those only,
+/// and with the 257th about everything, agreeing with a full `git status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_256_touched_paths_status_looks_at_the_whole_tree() {
+    let mut fleet = git_fleet().workers(1).start().await;
+    crate::support::sample_repo(&fleet.remotes(), "repo.git");
+    let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
+    let c = fleet
+        .ok(
+            "clone",
+            json!({"repo_url": daemon.url("repo.git"), "agent_id": "a", "task_id": "m"}),
+        )
+        .await;
+    let sandbox = c["sandbox_id"].as_str().unwrap().to_string();
+    let work = work_tree(&fleet, "agent-a-m");
+    let file = |i: usize| format!("many/f{i:03}.txt");
+    let files: Vec<Value> = (0..256)
+        .map(|i| json!({"path": file(i), "content": format!("{i}\n")}))
+        .collect();
+    fleet
+        .ok(
+            "write_files",
+            json!({"sandbox_id": sandbox, "files": files}),
+        )
+        .await;
+    std::fs::write(work.join("behind-its-back.txt"), "unseen\n").unwrap();
+
+    let s = fleet.ok("status", json!({"sandbox_id": sandbox})).await;
+    let touched: Vec<String> = (0..256).map(file).collect();
+    assert_eq!(s["untracked"], json!(touched), "256 paths: only those");
+
+    fleet
+        .ok(
+            "write_files",
+            json!({"sandbox_id": sandbox, "files": [{"path": file(256), "content": "256\n"}]}),
+        )
+        .await;
+    let s = fleet.ok("status", json!({"sandbox_id": sandbox})).await;
+    let mut everything: Vec<String> = (0..257).map(file).collect();
+    everything.insert(0, "behind-its-back.txt".to_string());
+    assert_eq!(
+        s["untracked"],
+        json!(everything),
+        "257 paths: the whole tree"
+    );
+    assert_eq!(lists(&s), full_status(&work));
+    fleet.shutdown().await;
+}

@@ -24,3 +24,4 @@ mod routing;
 mod shutdown;
 mod sigterm_push;
 mod tenants;
+mod url_passwords;
