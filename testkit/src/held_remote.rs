@@ -58,15 +58,19 @@ impl HeldRemote {
         std::fs::create_dir_all(&markers).expect("markers dir");
         let m = |name: &str| sh_quote(&markers.join(name));
         // `held` once the first push is being held, `let-go` from the test, `done` once
-        // the hook has let it go.
+        // the hook has let it go (holding the time it did); `starts`, the time each run of
+        // the hook began (nanoseconds since the epoch, one line per push).
         let script = format!(
-            "#!/bin/sh\ncat >> {pushes}\nif mkdir {first} 2>/dev/null; then\n  touch {held}\n  \
+            "#!/bin/sh\ndate +%s%N >> {starts}\ncat >> {pushes}\n\
+             if mkdir {first} 2>/dev/null; then\n  touch {held}\n  \
              i=0\n  while [ ! -e {let_go} ] && [ $i -lt {limit} ]; do sleep 0.05; i=$((i+1)); done\n  \
-             touch {done}\nfi\nexit 0\n",
+             date +%s%N > {done_tmp} && mv {done_tmp} {done}\nfi\nexit 0\n",
+            starts = m("starts"),
             pushes = m("pushes"),
             first = m("first"),
             held = m("held"),
             let_go = m("let-go"),
+            done_tmp = m("done.tmp"),
             done = m("done"),
             limit = HOLD_AT_MOST_SECS * 20,
         );
@@ -139,6 +143,22 @@ impl HeldRemote {
             .collect()
     }
 
+    /// When each push reached the hook, oldest first, by the remote's clock.
+    pub fn push_times(&self) -> Vec<std::time::SystemTime> {
+        std::fs::read_to_string(self.markers.join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .map(nanos_since_epoch)
+            .collect()
+    }
+
+    /// When the hook let the held push go on, by the remote's clock (`None` while held).
+    pub fn let_go_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::read_to_string(self.markers.join("done"))
+            .ok()
+            .map(|t| nanos_since_epoch(&t))
+    }
+
     /// The commits on `SHARED`, newest first, as `(sha, message)`.
     pub fn commits(&self) -> Vec<(String, String)> {
         let out = git(&self.bare, ["log", "--format=%H%x00%B%x00", SHARED]).unwrap();
@@ -168,6 +188,15 @@ impl HeldRemote {
             .trim()
             .to_string()
     }
+}
+
+/// A time as `date +%s%N` wrote it.
+fn nanos_since_epoch(line: &str) -> std::time::SystemTime {
+    let nanos: u64 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("a time from the hook, {line:?}: {e}"));
+    std::time::UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 impl Drop for HeldRemote {
