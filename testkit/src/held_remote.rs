@@ -58,14 +58,12 @@ impl HeldRemote {
         std::fs::create_dir_all(&markers).expect("markers dir");
         let m = |name: &str| sh_quote(&markers.join(name));
         // `held` once the first push is being held, `let-go` from the test, `done` once
-        // the hook has let it go (holding the time it did); `starts`, the time each run of
-        // the hook began (nanoseconds since the epoch, one line per push).
+        // the hook has let it go (holding the time it did, in nanoseconds since the epoch).
         let script = format!(
-            "#!/bin/sh\ndate +%s%N >> {starts}\ncat >> {pushes}\n\
+            "#!/bin/sh\ncat >> {pushes}\n\
              if mkdir {first} 2>/dev/null; then\n  touch {held}\n  \
              i=0\n  while [ ! -e {let_go} ] && [ $i -lt {limit} ]; do sleep 0.05; i=$((i+1)); done\n  \
              date +%s%N > {done_tmp} && mv {done_tmp} {done}\nfi\nexit 0\n",
-            starts = m("starts"),
             pushes = m("pushes"),
             first = m("first"),
             held = m("held"),
@@ -78,14 +76,20 @@ impl HeldRemote {
             Hold::BeforeRefUpdate => "pre-receive",
             Hold::AfterRefUpdate => "post-receive",
         };
-        let hook = bare.join("hooks").join(name);
-        std::fs::write(&hook, script).expect("write the hook");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
-                .expect("make the hook executable");
-        }
-        let daemon = GitDaemon::start(&remotes).expect("start git daemon");
+        executable(&bare.join("hooks").join(name), &script);
+        // The daemon's access hook notes when each request (a fetch's `upload-pack`, a
+        // push's `receive-pack`) arrived.
+        let access = tmp.path().join("access-hook");
+        executable(
+            &access,
+            &format!(
+                "#!/bin/sh\necho \"$(date +%s%N) $1\" >> {}\nexit 0\n",
+                m("requests")
+            ),
+        );
+        let daemon =
+            GitDaemon::start_with(&remotes, &[&format!("--access-hook={}", access.display())])
+                .expect("start git daemon");
         Self {
             _tmp: tmp,
             bare,
@@ -143,12 +147,16 @@ impl HeldRemote {
             .collect()
     }
 
-    /// When each push reached the hook, oldest first, by the remote's clock.
-    pub fn push_times(&self) -> Vec<std::time::SystemTime> {
-        std::fs::read_to_string(self.markers.join("starts"))
+    /// The requests the remote served, oldest first, as (when it arrived by the remote's
+    /// clock, the service: `upload-pack` for a fetch, `receive-pack` for a push).
+    pub fn requests(&self) -> Vec<(std::time::SystemTime, String)> {
+        std::fs::read_to_string(self.markers.join("requests"))
             .unwrap_or_default()
             .lines()
-            .map(nanos_since_epoch)
+            .map(|l| {
+                let (at, service) = l.split_once(' ').unwrap_or((l, ""));
+                (nanos_since_epoch(at), service.to_string())
+            })
             .collect()
     }
 
@@ -188,6 +196,13 @@ impl HeldRemote {
             .trim()
             .to_string()
     }
+}
+
+fn executable(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script).expect("write a hook");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .expect("make a hook executable");
 }
 
 /// A time as `date +%s%N` wrote it.

@@ -225,9 +225,10 @@ async fn a_push_refused_because_someone_outside_the_fleet_pushed(pusher: Pusher)
     assert_eq!(on_remote(&remote, "outside.txt"), "from outside");
 
     // Two pushes reached the remote: the refused one, made before the outside push, and the
-    // retry on top of it. The retry waited for the backoff first: its least first delay is
-    // 1 s (jitter only adds), counted from when the refused push was answered, which is after
-    // the hook let it go. (Both times by the remote's clock; a lower bound only.)
+    // retry on top of it. The retry waited for the backoff first: the remote heard nothing
+    // from the fleet (no fetch, no push) for the backoff's least first delay, 1 s (jitter
+    // only adds), after the refused push was answered, which is after the hook let it go.
+    // (Both times by the remote's clock; a lower bound only.)
     let pushes = remote.pushes();
     assert_eq!(pushes.len(), 2, "{pushes:?}");
     assert_eq!(pushes[0].0, base, "{pushes:?}");
@@ -237,11 +238,16 @@ async fn a_push_refused_because_someone_outside_the_fleet_pushed(pusher: Pusher)
         "{pushes:?}"
     );
     let let_go = remote.let_go_at().expect("the hook let go");
-    let retried = remote.push_times()[1];
-    let waited = retried.duration_since(let_go).unwrap_or_default();
+    let requests = remote.requests();
+    let (next, service) = requests
+        .iter()
+        .find(|(at, _)| *at > let_go)
+        .expect("the retry's requests");
+    let waited = next.duration_since(let_go).unwrap();
     assert!(
         waited >= Duration::from_secs(1),
-        "the retry came {waited:?} after the refusal, before the backoff's least delay"
+        "the retry's first request ({service}) came {waited:?} after the refusal, before the \
+         backoff's least delay: {requests:?}"
     );
 
     // The sandbox sits on the landed commit, clean, with both files; how it got there
@@ -278,11 +284,7 @@ async fn a_shallow_sandbox_pushes_alone_and_rebases_in_place_after_an_outside_pu
     a_push_refused_because_someone_outside_the_fleet_pushed(Pusher::Alone).await;
 }
 
-/// One worker's push holds the branch's lock (its push is held at the remote); another
-/// worker's `change` to the same branch waits for the lock as long as the lock wait allows,
-/// then fails with `timeout` naming the branch, having pushed nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_push_that_cannot_get_the_branch_lock_within_the_wait_fails_with_timeout() {
+async fn a_push_that_cannot_get_the_branch_lock_within_the_wait(pusher: Pusher) {
     let settings = PushSettings {
         lock_wait: Duration::from_secs(1),
         ..Default::default()
@@ -292,12 +294,47 @@ async fn a_push_that_cannot_get_the_branch_lock_within_the_wait_fails_with_timeo
         .workers(1)
         .start()
         .await;
-    // A second worker serving a queue of its own, so the two `change` jobs run on two
-    // workers (one worker would put both in one push group, which waits for nothing).
+    // A second worker serving a queue of its own, so the two pushes run on two workers
+    // (one worker would put both in one push group, which waits for nothing).
     let mut elsewhere = fleet.setup();
     elsewhere.config.queues = vec!["elsewhere".into()];
-    fleet.add_worker_with(elsewhere).await;
+    let second = fleet.add_worker_with(elsewhere).await;
     let remote = HeldRemote::new(Hold::BeforeRefUpdate);
+    // One attempt, so the record keeps the run's outcome (a timeout is retryable).
+    let once = EnqueueOptions {
+        max_attempts: Some(1),
+        ..Default::default()
+    };
+    let waiting = change(&remote, "waiter", "waiter.txt", "waits for the lock\n");
+    // The lone pusher: a shallow sandbox on the second worker, its change written.
+    let sandbox = match pusher {
+        Pusher::Group => None,
+        Pusher::Alone => {
+            let spec = JobSpec::new(
+                "clone",
+                json!({"repo_url": remote.url(), "branch": SHARED, "agent_id": "waiter",
+                       "task_id": "t", "shallow": true}),
+            );
+            let id = fleet
+                .client()
+                .submit("elsewhere", &spec, &Default::default())
+                .await
+                .unwrap()
+                .job_id;
+            let cloned = finished(&fleet, &id).await;
+            let sandbox = cloned.result.unwrap()["sandbox_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            fleet
+                .ok(
+                    "write_files",
+                    json!({"sandbox_id": sandbox, "files": waiting["files"]}),
+                )
+                .await;
+            Some(sandbox)
+        }
+    };
 
     let holder = fleet
         .submit(
@@ -311,29 +348,27 @@ async fn a_push_that_cannot_get_the_branch_lock_within_the_wait_fails_with_timeo
         .wait_until_held(Duration::from_secs(60), String::new)
         .await;
 
-    // One attempt, so the record keeps the run's outcome (a timeout is retryable).
-    let options = EnqueueOptions {
-        max_attempts: Some(1),
-        ..Default::default()
-    };
-    let waiter = fleet
-        .client()
-        .submit(
-            "elsewhere",
-            &JobSpec::new(
-                "change",
-                change(&remote, "waiter", "waiter.txt", "waits for the lock\n"),
-            ),
-            &options,
-        )
-        .await
-        .unwrap()
-        .job_id;
+    let waiter = match &sandbox {
+        None => {
+            let spec = JobSpec::new("change", waiting);
+            fleet
+                .client()
+                .submit("elsewhere", &spec, &once)
+                .await
+                .unwrap()
+        }
+        Some(sandbox) => {
+            let args = json!({"sandbox_id": sandbox, "message": "waits for the lock",
+                              "target_branch": SHARED});
+            fleet.submit("push", args, &once).await
+        }
+    }
+    .job_id;
     let record = finished(&fleet, &waiter).await;
     assert_eq!(record.status, JobStatus::Dead, "{record:?}");
     assert_eq!(
         record.worker.as_deref(),
-        Some(fleet.worker_ids()[1]),
+        Some(second.as_str()),
         "{record:?}"
     );
     assert_eq!(record.attempts, 1, "{record:?}");
@@ -353,6 +388,21 @@ async fn a_push_that_cannot_get_the_branch_lock_within_the_wait_fails_with_timeo
     assert_eq!(remote.carrying(&holder).len(), 1);
     assert_eq!(remote.carrying(&waiter), Vec::<String>::new());
     fleet.shutdown().await;
+}
+
+/// One worker's push holds the branch's lock (its push is held at the remote); another
+/// worker's `change` to the same branch (a push group of its own) waits for the lock as
+/// long as the lock wait allows, then fails with `timeout` naming the branch, having pushed
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_group_that_cannot_get_the_branch_lock_within_the_wait_fails_with_timeout() {
+    a_push_that_cannot_get_the_branch_lock_within_the_wait(Pusher::Group).await;
+}
+
+/// The same for a shallow sandbox's push, which takes the lock by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_push_that_cannot_get_the_branch_lock_within_the_wait_fails_with_timeout() {
+    a_push_that_cannot_get_the_branch_lock_within_the_wait(Pusher::Alone).await;
 }
 
 /// A push held at the remote for three times the lock's TTL keeps the lock all along (it is

@@ -52,8 +52,8 @@ pub struct PushSettings {
     pub lock_ttl: Duration,
     /// Default 5 s: how long a push waits for the lock before it fails with `timeout`.
     pub lock_wait: Duration,
-    /// Default 100: requests one `git push` carries at most; the rest wait for the next
-    /// hold of the lock.
+    /// Default 100: requests one `git push` carries at most (0 counts as 1); the rest wait
+    /// for the next hold of the lock.
     pub max_batch: usize,
 }
 
@@ -78,6 +78,7 @@ pub struct PushGroups {
 }
 
 impl PushGroups {
+    /// No pushes yet; locks and batches as `settings` say.
     pub fn new(settings: PushSettings) -> Self {
         Self {
             settings,
