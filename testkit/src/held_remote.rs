@@ -58,15 +58,17 @@ impl HeldRemote {
         std::fs::create_dir_all(&markers).expect("markers dir");
         let m = |name: &str| sh_quote(&markers.join(name));
         // `held` once the first push is being held, `let-go` from the test, `done` once
-        // the hook has let it go.
+        // the hook has let it go (holding the time it did, in nanoseconds since the epoch).
         let script = format!(
-            "#!/bin/sh\ncat >> {pushes}\nif mkdir {first} 2>/dev/null; then\n  touch {held}\n  \
+            "#!/bin/sh\ncat >> {pushes}\n\
+             if mkdir {first} 2>/dev/null; then\n  touch {held}\n  \
              i=0\n  while [ ! -e {let_go} ] && [ $i -lt {limit} ]; do sleep 0.05; i=$((i+1)); done\n  \
-             touch {done}\nfi\nexit 0\n",
+             date +%s%N > {done_tmp} && mv {done_tmp} {done}\nfi\nexit 0\n",
             pushes = m("pushes"),
             first = m("first"),
             held = m("held"),
             let_go = m("let-go"),
+            done_tmp = m("done.tmp"),
             done = m("done"),
             limit = HOLD_AT_MOST_SECS * 20,
         );
@@ -74,14 +76,20 @@ impl HeldRemote {
             Hold::BeforeRefUpdate => "pre-receive",
             Hold::AfterRefUpdate => "post-receive",
         };
-        let hook = bare.join("hooks").join(name);
-        std::fs::write(&hook, script).expect("write the hook");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
-                .expect("make the hook executable");
-        }
-        let daemon = GitDaemon::start(&remotes).expect("start git daemon");
+        executable(&bare.join("hooks").join(name), &script);
+        // The daemon's access hook notes when each request (a fetch's `upload-pack`, a
+        // push's `receive-pack`) arrived.
+        let access = tmp.path().join("access-hook");
+        executable(
+            &access,
+            &format!(
+                "#!/bin/sh\necho \"$(date +%s%N) $1\" >> {}\nexit 0\n",
+                m("requests")
+            ),
+        );
+        let daemon =
+            GitDaemon::start_with(&remotes, &[&format!("--access-hook={}", access.display())])
+                .expect("start git daemon");
         Self {
             _tmp: tmp,
             bare,
@@ -139,6 +147,26 @@ impl HeldRemote {
             .collect()
     }
 
+    /// The requests the remote served, oldest first, as (when it arrived by the remote's
+    /// clock, the service: `upload-pack` for a fetch, `receive-pack` for a push).
+    pub fn requests(&self) -> Vec<(std::time::SystemTime, String)> {
+        std::fs::read_to_string(self.markers.join("requests"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let (at, service) = l.split_once(' ').unwrap_or((l, ""));
+                (nanos_since_epoch(at), service.to_string())
+            })
+            .collect()
+    }
+
+    /// When the hook let the held push go on, by the remote's clock (`None` while held).
+    pub fn let_go_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::read_to_string(self.markers.join("done"))
+            .ok()
+            .map(|t| nanos_since_epoch(&t))
+    }
+
     /// The commits on `SHARED`, newest first, as `(sha, message)`.
     pub fn commits(&self) -> Vec<(String, String)> {
         let out = git(&self.bare, ["log", "--format=%H%x00%B%x00", SHARED]).unwrap();
@@ -168,6 +196,22 @@ impl HeldRemote {
             .trim()
             .to_string()
     }
+}
+
+fn executable(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script).expect("write a hook");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .expect("make a hook executable");
+}
+
+/// A time as `date +%s%N` wrote it.
+fn nanos_since_epoch(line: &str) -> std::time::SystemTime {
+    let nanos: u64 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("a time from the hook, {line:?}: {e}"));
+    std::time::UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 impl Drop for HeldRemote {

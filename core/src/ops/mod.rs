@@ -31,7 +31,7 @@ pub use diff::DiffOp;
 pub use echo::Echo;
 pub use maintain::MaintainOp;
 pub use pull::PullOp;
-pub use push::{ChangeOp, PushGroups, PushOp};
+pub use push::{ChangeOp, PushGroups, PushOp, PushSettings};
 pub use release::ReleaseOp;
 pub use sleep::Sleep;
 pub use status::StatusOp;
@@ -177,6 +177,15 @@ impl Ops {
             .with(MaintainOp);
         ops.rules = rules;
         ops
+    }
+
+    /// The same ops, with `push` and `change` locking branches and grouping pushes as
+    /// `settings` say (in a push group of their own).
+    pub fn with_push_settings(self, settings: PushSettings) -> Self {
+        let groups = Arc::new(PushGroups::new(settings));
+        let rules = self.rules;
+        self.with(PushOp::new(groups.clone()))
+            .with(ChangeOp::new(rules, groups))
     }
 
     /// The rules the ops check jobs by.

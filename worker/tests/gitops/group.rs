@@ -10,7 +10,7 @@ use gitfleet_testkit::GitDaemon;
 use gitfleet_testkit::fixtures::{self, git};
 use serde_json::{Value, json};
 
-use crate::support::{git_fleet, sample_repo};
+use crate::support::{git_fleet, sample_repo, work_tree};
 
 const AGENTS: usize = 6;
 
@@ -21,6 +21,7 @@ async fn pushes_to_one_branch_land_together_and_a_conflict_fails_alone() {
     let bare = sample_repo(&fleet.remotes(), "repo.git");
     git(&bare, ["branch", "shared", "main"]).unwrap();
     let base = fixtures::commit_count(&bare, "shared");
+    let base_sha = git(&bare, ["rev-parse", "shared"]).unwrap();
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
     let url = daemon.url("repo.git");
 
@@ -129,8 +130,9 @@ async fn pushes_to_one_branch_land_together_and_a_conflict_fails_alone() {
         );
     }
 
-    // Each landed sandbox sits on its landed commit, clean; at least one was replayed
-    // (they all started from the same commit).
+    // Each landed sandbox sits on its landed commit, clean. They all started from the same
+    // commit, so the first to land went on as it was and every later one was replayed onto
+    // a branch that had moved: exactly all but one.
     let mut replayed = 0;
     for &i in &landed {
         let result: &Value = records[&i].result.as_ref().unwrap();
@@ -148,13 +150,41 @@ async fn pushes_to_one_branch_land_together_and_a_conflict_fails_alone() {
             assert_eq!(s[list], json!([]), "agent {i}: {list}");
         }
     }
-    assert!(replayed >= 1, "{records:#?}");
+    assert_eq!(replayed, landed.len() - 1, "{records:#?}");
 
-    // The loser's sandbox kept its own commit: a pull brings it the winner's README.
+    // The loser's sandbox is as the failed push left it (the conflict was found in the
+    // mirror, so nothing in the sandbox moved): on its agent branch, on its own commit (its
+    // README and its trailer, on the commit it cloned), clean.
+    let loser_sandbox = &sandboxes[loser];
     let s = fleet
-        .ok("status", json!({"sandbox_id": sandboxes[loser]}))
+        .ok("status", json!({"sandbox_id": loser_sandbox}))
         .await;
-    assert_eq!(s["modified"], json!([]));
+    assert_eq!(s["branch"], format!("agent-g{loser}-t"), "{s}");
+    for list in ["staged", "modified", "untracked", "conflicted"] {
+        assert_eq!(s[list], json!([]), "the loser: {list}: {s}");
+    }
+    let own = s["head_sha"].as_str().unwrap().to_string();
+    let work = work_tree(&fleet, &format!("agent-g{loser}-t"));
+    assert_eq!(git(&work, ["rev-parse", "HEAD^"]).unwrap(), base_sha);
+    let body = git(&work, ["log", "-1", "--format=%B", "HEAD"]).unwrap();
+    assert!(
+        body.contains(&format!("Gitfleet-Job: {}", jobs[loser])),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("README.md")).unwrap(),
+        format!("# rewritten by agent {loser}\n")
+    );
+    // Its next pull meets the winner's README: the same conflict, and it stays where it is.
+    let pulled = fleet.ok("pull", json!({"sandbox_id": loser_sandbox})).await;
+    assert_eq!(pulled["conflicts"], json!(["README.md"]), "{pulled}");
+    assert_eq!(pulled["updated"], false, "{pulled}");
+    assert_eq!(pulled["head_sha"], own.as_str(), "{pulled}");
+    let s = fleet
+        .ok("status", json!({"sandbox_id": loser_sandbox}))
+        .await;
+    assert_eq!(s["head_sha"], own.as_str(), "{s}");
+    assert_eq!(s["conflicted"], json!([]), "{s}");
 
     // A landed sandbox pushes again: one more commit, the first not repeated.
     let again = &sandboxes[0];

@@ -18,6 +18,7 @@ mod limits;
 mod lock_check;
 mod ops;
 mod pull;
+mod push_protocol;
 mod registry;
 mod secrets;
 mod status_scope;

@@ -38,5 +38,9 @@ async fn a_job_held_by_a_worker_killed_with_sigkill_is_finished_by_another_withi
             "finished by B: {r:?}"
         );
         assert_eq!(r.result, Some(json!({"slept_ms": 3000})), "{r:?}");
+        // A's run counts (a killed worker gives nothing back), B's is the second: each
+        // job ran twice in all, not more.
+        assert_eq!(r.attempts, 2, "{r:?}");
+        assert_eq!(r.given_back, 0, "{r:?}");
     }
 }

@@ -207,6 +207,9 @@ async fn a_job_still_runs_when_the_reply_handing_it_to_the_worker_is_lost() {
     );
     assert_eq!(r.status, JobStatus::Done, "{r:?}");
     assert_eq!(r.worker.as_deref(), Some(w.id.as_str()), "{r:?}");
+    // The lost handover never started the job: it went back to its queue unstarted (not a
+    // given-back run) and ran once.
+    assert_eq!((r.attempts, r.given_back), (1, 0), "{r:?}");
 }
 
 /// The reply of the call that starts a job the blocking take handed over is cut: Redis
@@ -231,4 +234,7 @@ async fn a_job_still_runs_when_the_reply_to_starting_it_is_lost() {
     );
     assert_eq!(r.status, JobStatus::Done, "{r:?}");
     assert_eq!(r.worker.as_deref(), Some(w.id.as_str()), "{r:?}");
+    // Asked again, Redis handed over the run it had started, as the same attempt: one
+    // run, none given back.
+    assert_eq!((r.attempts, r.given_back), (1, 0), "{r:?}");
 }

@@ -4,8 +4,9 @@
 //!
 //! The remote is a bare repository behind the testkit's `git daemon`, with a server-side
 //! `pre-receive` hook (it runs in the test's daemon, not in the worker) that records each
-//! push it sees, then sleeps 3 s, so the push is surely in flight when worker A is killed.
-//! Two variants:
+//! push it sees, then waits until the test releases it, so the push is surely in flight
+//! when worker A is killed. The test releases it only after A is dead, and starts worker B
+//! only once the hook has finished with A's push. Two variants:
 //! - the hook accepts: A's `git push` runs in a process group of its own, so it outlives A's
 //!   SIGKILL and lands after A died; B must find that commit by its trailer and not push
 //!   another;
@@ -27,6 +28,9 @@ use serde_json::json;
 
 use crate::processes::ProcessFleet;
 
+/// The longest the hook waits to be released if the test never does (a failed test).
+const HOOK_WAITS_AT_MOST_SECS: u32 = 120;
+
 /// Fast death detection, so the test spends its time on the push, not on waiting for it.
 const WORKER_ENV: [(&str, &str); 2] = [
     ("GITFLEET_HEARTBEAT_SECS", "1"),
@@ -38,18 +42,23 @@ const SHARED: &str = "shared";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Hook {
-    /// Sleeps, then accepts every push.
+    /// Waits to be released, then accepts every push.
     Accepts,
-    /// Sleeps, then rejects the first push it sees and accepts the later ones.
+    /// Waits to be released, then rejects the first push it sees and accepts the later ones.
     RejectsOnce,
 }
 
-/// The remote: a bare repository with a slow `pre-receive` hook, served by `git daemon`.
+/// The remote: a bare repository whose `pre-receive` hook waits for the test, served by
+/// `git daemon`.
 struct Remote {
     _tmp: tempfile::TempDir,
     bare: PathBuf,
     /// Touched by the hook as soon as it starts: a push is in flight.
     started: PathBuf,
+    /// Made by the test: the hook goes on (and every later run of it does not wait).
+    release: PathBuf,
+    /// Touched by the hook when it has finished with the first push.
+    finished: PathBuf,
     /// One `<old> <new> <ref>` line per push the hook saw (accepted or not).
     pushes: PathBuf,
     daemon: GitDaemon,
@@ -77,6 +86,8 @@ impl Remote {
         let started = markers.join("hook-started");
         let pushes = markers.join("pushes");
         let rejected = markers.join("rejected-once");
+        let release = markers.join("release");
+        let finished = markers.join("hook-finished");
         let reject = match hook {
             Hook::Accepts => String::new(),
             Hook::RejectsOnce => format!(
@@ -84,10 +95,18 @@ impl Remote {
                 r = sh_quote(&rejected)
             ),
         };
+        // `finished` is touched before the hook's verdict: for a rejection git answers the
+        // pusher at once; an accepted push has still to move the branch (the test waits
+        // for that on the branch itself).
         let script = format!(
-            "#!/bin/sh\ntouch {started}\ncat >> {pushes}\nsleep 3\n{reject}exit 0\n",
+            "#!/bin/sh\ntouch {started}\ncat >> {pushes}\ni=0\n\
+             while [ ! -e {release} ] && [ $i -lt {limit} ]; do sleep 0.05; i=$((i+1)); done\n\
+             touch {finished}\n{reject}exit 0\n",
             started = sh_quote(&started),
             pushes = sh_quote(&pushes),
+            release = sh_quote(&release),
+            finished = sh_quote(&finished),
+            limit = HOOK_WAITS_AT_MOST_SECS * 20,
         );
         let hook_path = bare.join("hooks").join("pre-receive");
         std::fs::write(&hook_path, script).expect("write the hook");
@@ -101,9 +120,16 @@ impl Remote {
             _tmp: tmp,
             bare,
             started,
+            release,
+            finished,
             pushes,
             daemon,
         }
+    }
+
+    /// Lets the held push go on.
+    fn release(&self) {
+        std::fs::write(&self.release, "").expect("write the release marker");
     }
 
     /// The pushes the hook saw, oldest first, as `(old, new, ref)`.
@@ -120,11 +146,19 @@ impl Remote {
     }
 }
 
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // A failed test may leave the hook waiting: release it before the daemon goes.
+        let _ = std::fs::write(&self.release, "");
+    }
+}
+
 async fn a_worker_killed_mid_push(hook: Hook, extra_env: &[(&str, &str)]) {
     let env: Vec<(&str, &str)> = WORKER_ENV.iter().chain(extra_env).copied().collect();
     let remote = Remote::new(hook);
     let url = remote.daemon.url("repo.git");
     let base = fixtures::commit_count(&remote.bare, SHARED);
+    let base_tip = git(&remote.bare, ["rev-parse", SHARED]).unwrap();
     let q = ProcessFleet::new().await;
     let mut a = q.spawn_worker(&env).await;
     q.wait_until_registered(&a.id).await;
@@ -160,6 +194,23 @@ async fn a_worker_killed_mid_push(hook: Hook, extra_env: &[(&str, &str)]) {
     assert_eq!(held.worker.as_deref(), Some(a.id.as_str()), "{held:?}");
     a.sigkill();
     let killed = Instant::now();
+
+    // Only now, with A dead, does A's push go on: it lands (or is rejected) after A died.
+    // B starts once the remote has finished with it, so B's run meets the outcome.
+    remote.release();
+    eventually(
+        "the remote finished with A's push",
+        Duration::from_secs(30),
+        async || {
+            let landed = git(&remote.bare, ["rev-parse", SHARED]).unwrap() != base_tip;
+            match hook {
+                _ if !remote.finished.exists() => Err("the hook runs".to_string()),
+                Hook::Accepts if !landed => Err("the branch has not moved yet".to_string()),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
     let b = q.spawn_worker(&env).await;
 
     let record: JobRecord = q
@@ -185,8 +236,13 @@ async fn a_worker_killed_mid_push(hook: Hook, extra_env: &[(&str, &str)]) {
         Some(b.id.as_str()),
         "finished by B: {record:?}"
     );
+    // A's run was the first attempt (a crash gives nothing back, so it counts), B's the
+    // second.
+    assert_eq!(record.attempts, 2, "{record:?}");
     let result = record.result.clone().expect("a done job has a result");
     assert_eq!(result["branch"], SHARED, "{result}");
+    // B's pushes: none (it found A's commit), or one that went through at once.
+    assert_eq!(result["attempts"], 1, "{result}");
     let sha = result["commit_sha"]
         .as_str()
         .unwrap_or_else(|| panic!("no commit_sha in {result}"))

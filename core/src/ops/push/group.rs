@@ -35,15 +35,37 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::oneshot;
 
-use super::{ATTEMPTS, LOCK_TTL, LOCK_WAIT, confirm_lock, lock_error, lock_name};
+use super::{ATTEMPTS, confirm_lock, lock_error, lock_name, lock_timeout};
 use crate::sandbox::SandboxManager;
 use crate::sandbox::replay::{Mirror, Replayed};
 use gitfleet_contract::rules::RepoUrl;
 use gitfleet_contract::{ErrorKind, JobError};
 use gitfleet_queue::{Lock, Queue};
 
-/// Requests one push carries at most; the rest wait for the next hold of the lock.
-const MAX_BATCH: usize = 100;
+/// How pushes hold a branch's lock and how many go out together. The defaults are
+/// DESIGN.md's; tests shorten them to see the lock renewed, the wait run out and the batch
+/// cap reached within seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct PushSettings {
+    /// Default 30 s: the lock's TTL; renewed every third of it while held, so a push that
+    /// takes longer keeps it.
+    pub lock_ttl: Duration,
+    /// Default 5 s: how long a push waits for the lock before it fails with `timeout`.
+    pub lock_wait: Duration,
+    /// Default 100: requests one `git push` carries at most (0 counts as 1); the rest wait
+    /// for the next hold of the lock.
+    pub max_batch: usize,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            lock_ttl: Duration::from_secs(30),
+            lock_wait: Duration::from_secs(5),
+            max_batch: 100,
+        }
+    }
+}
 
 /// The push groups of the `push` and `change` ops: per worker and `(repo, branch)`, the
 /// requests waiting for the running leader. A key is present exactly while its leader runs.
@@ -51,7 +73,22 @@ const MAX_BATCH: usize = 100;
 /// workers in one process never share one.)
 #[derive(Default)]
 pub struct PushGroups {
+    settings: PushSettings,
     pending: Mutex<HashMap<String, Vec<Request>>>,
+}
+
+impl PushGroups {
+    /// No pushes yet; locks and batches as `settings` say.
+    pub fn new(settings: PushSettings) -> Self {
+        Self {
+            settings,
+            pending: Mutex::default(),
+        }
+    }
+
+    pub fn settings(&self) -> PushSettings {
+        self.settings
+    }
 }
 
 impl std::fmt::Debug for PushGroups {
@@ -183,14 +220,15 @@ impl Leader {
             groups: self.groups.clone(),
             key: self.key.clone(),
         };
+        let settings = self.groups.settings();
         loop {
             let lock = self
                 .queue
                 .lock(
                     &self.worker_id,
                     &lock_name(&self.repo, &self.target),
-                    LOCK_TTL,
-                    LOCK_WAIT,
+                    settings.lock_ttl,
+                    settings.lock_wait,
                 )
                 .await;
             let mut batch = self.take();
@@ -200,11 +238,7 @@ impl Leader {
                     batch.iter_mut().for_each(|r| r.answer(Err(e.clone())));
                 }
                 Ok(None) => {
-                    let e = JobError::timeout(format!(
-                        "branch {} is being pushed by others; lock not free within {} s",
-                        self.target,
-                        LOCK_WAIT.as_secs()
-                    ));
+                    let e = lock_timeout(&self.target, settings.lock_wait);
                     batch.iter_mut().for_each(|r| r.answer(Err(e.clone())));
                 }
                 Ok(Some(lock)) => {
@@ -222,13 +256,13 @@ impl Leader {
         }
     }
 
-    /// The requests waiting now (at most [`MAX_BATCH`], oldest first).
+    /// The requests waiting now (at most [`PushSettings::max_batch`], oldest first).
     fn take(&self) -> Vec<Request> {
         let mut pending = self.groups.pending.lock().expect("not poisoned");
         let waiting = pending
             .get_mut(&self.key)
             .expect("present while the leader runs");
-        let n = waiting.len().min(MAX_BATCH);
+        let n = waiting.len().min(self.groups.settings.max_batch.max(1));
         waiting.drain(..n).collect()
     }
 

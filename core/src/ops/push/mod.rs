@@ -36,7 +36,7 @@ use gitfleet_contract::{ErrorKind, JobError, OpArgs};
 use gitfleet_queue::{Lock, Queue, QueueError};
 use serde_json::Value;
 
-pub use group::PushGroups;
+pub use group::{PushGroups, PushSettings};
 
 use super::{Op, RunContext, result};
 use crate::git::RunOptions;
@@ -70,12 +70,18 @@ impl ChangeOp {
 
 /// Push attempts when the remote rejects the push.
 const ATTEMPTS: usize = 3;
-const LOCK_TTL: Duration = Duration::from_secs(30);
-const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The Redis lock of `(repo, branch)`, shared by grouped and lone pushes.
 fn lock_name(repo: &RepoUrl, target: &str) -> String {
     format!("push:{}:{target}", repo.cache_key)
+}
+
+/// The lock was still taken by another when the wait for it ran out.
+fn lock_timeout(target: &str, wait: Duration) -> JobError {
+    JobError::timeout(format!(
+        "branch {target} is being pushed by others; lock not free within {} ms",
+        wait.as_millis()
+    ))
 }
 
 /// Why the push lock could not be taken.
@@ -293,22 +299,18 @@ impl PushJob<'_> {
         trailer: &str,
     ) -> Result<Value, JobError> {
         let target = self.target;
+        let settings = self.groups.settings();
         let lock = self
             .queue
             .lock(
                 self.worker_id,
                 &lock_name(&sandbox.repo, target),
-                LOCK_TTL,
-                LOCK_WAIT,
+                settings.lock_ttl,
+                settings.lock_wait,
             )
             .await
             .map_err(lock_error)?
-            .ok_or_else(|| {
-                JobError::timeout(format!(
-                    "branch {target} is being pushed by others; lock not free within {} s",
-                    LOCK_WAIT.as_secs()
-                ))
-            })?;
+            .ok_or_else(|| lock_timeout(target, settings.lock_wait))?;
         let result = alone::push_locked(manager, sandbox, trailer, target, &lock).await;
         if let Err(e) = lock.release().await {
             tracing::warn!(error = %e, "could not release the push lock; it expires by itself");
