@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use gitfleet_client::JobStatus;
 use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_testkit::{Fleet, eventually};
 use serde_json::json;
@@ -48,16 +49,28 @@ async fn queues_counts_running_and_dead_jobs_exactly() {
     assert_eq!(dead["status"], "dead", "{dead}");
     assert_eq!(dead["error"]["kind"], "timeout", "{dead}");
     assert_eq!(dead["attempts"], 1, "{dead}");
+    let mut sleeping = Vec::new();
     for _ in 0..3 {
         let (code, v) = env.run_json(&["submit", "sleep", r#"{"ms": 60000}"#]).await;
         assert_eq!(code, 0, "{v}");
+        sleeping.push(v["job_id"].as_str().unwrap().to_string());
     }
+    // Waited for on the jobs' own records, not on the counts under test.
     let queue = env.fleet.queue().clone();
     eventually("two jobs running", Duration::from_secs(20), async || {
-        let stats = queue.stats().await.map_err(|e| e.to_string())?;
-        match stats.iter().find(|s| s.queue == "jobs") {
-            Some(s) if s.running == 2 => Ok(()),
-            _ => Err(format!("{stats:?}")),
+        let mut statuses = Vec::new();
+        for id in &sleeping {
+            let r = queue.job(id).await.map_err(|e| e.to_string())?;
+            statuses.push(r.map(|r| r.status));
+        }
+        let running = statuses
+            .iter()
+            .filter(|s| **s == Some(JobStatus::Running))
+            .count();
+        if running == 2 {
+            Ok(())
+        } else {
+            Err(format!("{statuses:?}"))
         }
     })
     .await;
