@@ -3,10 +3,13 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use gitfleet_client::JobStatus;
+use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_testkit::postgres::TestDatabase;
 use gitfleet_testkit::store::store_on;
-use gitfleet_testkit::{Fleet, FleetBuilder};
+use gitfleet_testkit::{Fleet, FleetBuilder, eventually};
 use serde_json::{Value, json};
 
 mod bulk;
@@ -278,10 +281,10 @@ async fn wait_that_times_out_exits_3_with_the_job_still_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_wait_that_times_out_exits_3_with_the_job_as_it_is() {
     let mut env = Env::on(
-        Fleet::builder("cli").config(gitfleet_core::runtime::WorkerConfig {
+        Fleet::builder("cli").config(WorkerConfig {
             name_stem: "cli".into(),
             // The job still running at the end is given back at once.
-            grace_period: std::time::Duration::from_millis(100),
+            grace_period: Duration::from_millis(100),
             ..Default::default()
         }),
         None,
@@ -305,18 +308,14 @@ async fn job_wait_that_times_out_exits_3_with_the_job_as_it_is() {
     let (_, v) = env.run_json(&["submit", "sleep", r#"{"ms": 60000}"#]).await;
     let id = v["job_id"].as_str().unwrap().to_string();
     let queue = env.fleet.queue().clone();
-    gitfleet_testkit::eventually(
-        "the job to run",
-        std::time::Duration::from_secs(20),
-        async || {
-            let r = queue.job(&id).await.map_err(|e| e.to_string())?.unwrap();
-            if r.status == gitfleet_client::JobStatus::Running {
-                Ok(())
-            } else {
-                Err(format!("{r:?}"))
-            }
-        },
-    )
+    eventually("the job to run", Duration::from_secs(20), async || {
+        let r = queue.job(&id).await.map_err(|e| e.to_string())?.unwrap();
+        if r.status == JobStatus::Running {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
     .await;
     let (code, v) = env
         .run_json(&["job", &id, "--wait", "--timeout", "0.3"])
