@@ -196,7 +196,8 @@ impl Client {
 
     /// Checks a job against its op without enqueueing it, as a default worker would (with
     /// the client's limits, [`Client::with_limits`]), for this client's organization (an
-    /// internal op is refused from one).
+    /// internal op is refused from one), and its size as the queue would
+    /// (`GITFLEET_MAX_PAYLOAD_BYTES`).
     pub fn check(&self, spec: &JobSpec) -> Result<(), QueueError> {
         self.check_for(spec, self.org.as_deref())
     }
@@ -210,7 +211,9 @@ impl Client {
     fn check_for(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
         gitfleet_contract::ops::validate(spec, &self.rules)
             .and_then(|_| check_identity(&spec.op, org, false))
-            .map_err(QueueError::Invalid)
+            .map_err(QueueError::Invalid)?;
+        // The queue would refuse it job by job, after the rest of a batch was enqueued.
+        self.queue.check_payload(spec)
     }
 
     /// Checks how a job is to be enqueued: a `timeout` over the limit is refused.

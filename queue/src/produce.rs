@@ -85,14 +85,15 @@ impl Queue {
         Ok(out)
     }
 
-    fn enqueue_cmd(
-        &self,
-        queue: &str,
-        spec: &JobSpec,
-        options: &EnqueueOptions,
-    ) -> Result<Cmd, QueueError> {
-        validate_queue_name(queue).map_err(QueueError::Invalid)?;
-        spec.check_shape().map_err(QueueError::Invalid)?;
+    /// Refuses a job whose payload (its op and args, as enqueued) is over
+    /// `GITFLEET_MAX_PAYLOAD_BYTES`, as enqueueing it would: for a producer that checks a
+    /// whole batch before any of it is enqueued.
+    pub fn check_payload(&self, spec: &JobSpec) -> Result<(), QueueError> {
+        self.payload(spec).map(drop)
+    }
+
+    /// The payload of `spec` as stored, if it is within the limit.
+    fn payload(&self, spec: &JobSpec) -> Result<String, QueueError> {
         let payload = serde_json::to_string(spec)
             .map_err(|e| QueueError::invalid(format!("job cannot be encoded: {e}")))?;
         let limit = self.config.max_payload_bytes;
@@ -102,6 +103,19 @@ impl Queue {
                 payload.len()
             )));
         }
+        Ok(payload)
+    }
+
+    fn enqueue_cmd(
+        &self,
+        queue: &str,
+        spec: &JobSpec,
+        options: &EnqueueOptions,
+    ) -> Result<Cmd, QueueError> {
+        validate_queue_name(queue).map_err(QueueError::Invalid)?;
+        spec.check_shape().map_err(QueueError::Invalid)?;
+        let payload = self.payload(spec)?;
+        let limit = self.config.max_payload_bytes;
         let idem = options.idempotency_key.as_deref().unwrap_or("");
         if !idem.is_empty() {
             validate_idempotency_key(idem).map_err(QueueError::Invalid)?;

@@ -51,6 +51,10 @@ pub async fn show(id: &str, wait: Wait) -> Result<u8, Fail> {
                 ),
                 None => map.insert("result".into(), j.result.clone().unwrap_or(Value::Null)),
             };
+            // As the Redis record shows it (`JobRecord::to_cli_json`).
+            if let Some(org) = &j.org_id {
+                map.insert("org".into(), org.clone().into());
+            }
             (v, j.status.parse().unwrap_or(JobStatus::Waiting))
         }
         (None, None) => {

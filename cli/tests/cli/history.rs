@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use gitfleet_testkit::postgres::TestDatabase;
+use gitfleet_testkit::{Fleet, eventually};
 use serde_json::{Value, json};
 
 use super::Env;
@@ -169,4 +170,138 @@ async fn an_unreachable_record_exits_4_without_showing_the_password() {
         !stdout.contains("hunter2") && !stderr.contains("hunter2"),
         "{stdout} {stderr}"
     );
+}
+
+/// The record (Postgres) unreachable, at a closed loopback port: `submit` still enqueues
+/// (the budget check fails open and the job's row is best effort: the worker that runs it
+/// writes the record), one job and a bulk alike, for an organization; `job` still prints
+/// the Redis record, without history. The jobs run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_with_the_record_unreachable_still_enqueues_and_the_jobs_run() {
+    let mut env = Env::on(
+        Fleet::builder("cli"),
+        Some("postgres://postgres@127.0.0.1:1/gitfleet"),
+    )
+    .await;
+    let (code, one) = env
+        .run_json(&["submit", "echo", r#"{"n":1}"#, "--org", "acme"])
+        .await;
+    assert_eq!(code, 0, "{one}");
+    assert_eq!(one["status"], "waiting", "{one}");
+    let bulk = "{\"op\":\"echo\",\"args\":{\"n\":2}}\n{\"op\":\"echo\",\"args\":{\"n\":3}}\n";
+    let (code, ids) = env
+        .run(&["submit", "--bulk", "--org", "acme"], Some(bulk))
+        .await;
+    assert_eq!((code, ids.len()), (0, 2), "{ids:?}");
+    let (_, queues) = env.run_json(&["queues"]).await;
+    assert_eq!(
+        queues,
+        json!([{"queue": "jobs", "waiting": 3, "running": 0, "delayed": 0, "done": 0, "dead": 0,
+                "cancelled": 0}])
+    );
+
+    env.fleet.add_worker().await;
+    let all = [one["job_id"].as_str().unwrap(), &ids[0], &ids[1]];
+    for (n, id) in (1..).zip(all) {
+        let (code, v) = env
+            .run_json(&["job", id, "--wait", "--timeout", "30"])
+            .await;
+        assert_eq!(code, 0, "{v}");
+        assert_eq!(v["status"], "done", "{v}");
+        assert_eq!(v["result"], json!({ "n": n }), "{v}");
+        assert_eq!(v["org"], "acme", "{v}");
+        assert!(v.get("history").is_none(), "no record to read: {v}");
+    }
+    env.fleet.shutdown().await;
+}
+
+/// Once Redis has let a job's record expire, `job` builds it from Postgres alone: the same
+/// object as from Redis (its organization too), with the history; a job done exits 0 with
+/// its result, a job that died in a worker exits 1 with its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_is_built_from_postgres_alone_once_redis_let_the_record_expire() {
+    let db = TestDatabase::create().unwrap();
+    let mut env = Env::with_database(&db).await;
+    env.fleet.add_worker().await;
+    let (code, done) = env
+        .run_json(&[
+            "submit",
+            "echo",
+            r#"{"n":1}"#,
+            "--org",
+            "acme",
+            "--wait",
+            "--timeout",
+            "30",
+        ])
+        .await;
+    assert_eq!(code, 0, "{done}");
+    let (code, dead) = env
+        .run_json(&[
+            "submit",
+            "sleep",
+            r#"{"ms": 60000}"#,
+            "--timeout-ms",
+            "100",
+            "--max-attempts",
+            "1",
+            "--wait",
+            "--timeout",
+            "30",
+        ])
+        .await;
+    assert_eq!((code, dead["status"].as_str()), (1, Some("dead")), "{dead}");
+
+    let mut redis = env.fleet.test_queue().redis().await;
+    for (redis_record, exit) in [(&done, 0), (&dead, 1)] {
+        let id = redis_record["job_id"].as_str().unwrap();
+        let store = env.fleet.store().clone();
+        eventually("the job's final row", Duration::from_secs(20), async || {
+            let h = store.job_history(id).await.map_err(|e| e.to_string())?;
+            match h {
+                Some(h)
+                    if h.job.status == redis_record["status"]
+                        && h.runs.iter().all(|r| r.outcome != "running") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        // Redis lets it expire (as GITFLEET_RESULT_TTL_SECS / GITFLEET_DEAD_TTL_SECS would).
+        let key = format!("{}job:{id}", env.fleet.prefix());
+        let _: i64 = redis::cmd("PEXPIRE")
+            .arg(&key)
+            .arg(1)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let queue = env.fleet.queue().clone();
+        eventually(
+            "the record to expire",
+            Duration::from_secs(10),
+            async || queue.job(id).await.map(|r| r.is_none()).unwrap_or(false),
+        )
+        .await;
+
+        let (code, v) = env.run_json(&["job", id]).await;
+        assert_eq!(code, exit, "{v}");
+        let mut from_pg = v.as_object().unwrap().clone();
+        let history = from_pg.remove("history").expect("a history");
+        assert_eq!(history["job_id"], id);
+        assert_eq!(history["runs"].as_array().unwrap().len(), 1, "{history}");
+        // The times are the record's own (written by the producer and the worker, by their
+        // clocks), not Redis's: each is there, with microseconds, but not equal.
+        for field in ["enqueued_at", "started_at", "finished_at"] {
+            super::assert_micros_time(&v, field);
+            from_pg.remove(field);
+        }
+        let mut from_redis = redis_record.as_object().unwrap().clone();
+        for field in ["enqueued_at", "started_at", "finished_at"] {
+            from_redis.remove(field);
+        }
+        assert_eq!(from_pg, from_redis, "the same job as Redis showed");
+    }
+    env.fleet.shutdown().await;
 }

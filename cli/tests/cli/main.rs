@@ -3,16 +3,22 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use gitfleet_testkit::Fleet;
+use gitfleet_client::JobStatus;
+use gitfleet_core::runtime::WorkerConfig;
 use gitfleet_testkit::postgres::TestDatabase;
 use gitfleet_testkit::store::store_on;
+use gitfleet_testkit::{Fleet, FleetBuilder, eventually};
 use serde_json::{Value, json};
 
+mod bulk;
 mod cancel;
 mod history;
 mod keys;
 mod mcp;
+mod queues;
+mod retry;
 mod tokens;
 
 /// A fleet (workers added by the test) and the CLI pointed at it.
@@ -39,6 +45,15 @@ impl Env {
                 .start()
                 .await,
             database_url: db.url.clone(),
+        }
+    }
+
+    /// The CLI on a fleet `builder` makes (a queue configured its own way, git), with
+    /// `GITFLEET_DATABASE_URL` set to `database_url` (`none` without one).
+    async fn on(builder: FleetBuilder, database_url: Option<&str>) -> Self {
+        Self {
+            fleet: builder.start().await,
+            database_url: database_url.unwrap_or("none").into(),
         }
     }
 
@@ -262,6 +277,57 @@ async fn wait_that_times_out_exits_3_with_the_job_still_waiting() {
     assert_eq!(v["started_at"], Value::Null);
 }
 
+/// `job --wait` that times out exits 3 and prints the job as it then is: one still waiting
+/// (no worker serves its queue), one running (its worker is still on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_wait_that_times_out_exits_3_with_the_job_as_it_is() {
+    let mut env = Env::on(
+        Fleet::builder("cli").config(WorkerConfig {
+            name_stem: "cli".into(),
+            // The job still running at the end is given back at once.
+            grace_period: Duration::from_millis(100),
+            ..Default::default()
+        }),
+        None,
+    )
+    .await;
+    let (_, v) = env
+        .run_json(&["submit", "echo", "{}", "--queue", "nobody"])
+        .await;
+    let id = v["job_id"].as_str().unwrap();
+    let (code, v) = env
+        .run_json(&["job", id, "--wait", "--timeout", "0.3"])
+        .await;
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(
+        (v["job_id"].as_str(), v["status"].as_str()),
+        (Some(id), Some("waiting"))
+    );
+    assert_eq!(v["started_at"], Value::Null, "{v}");
+
+    env.fleet.add_worker().await;
+    let (_, v) = env.run_json(&["submit", "sleep", r#"{"ms": 60000}"#]).await;
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let queue = env.fleet.queue().clone();
+    eventually("the job to run", Duration::from_secs(20), async || {
+        let r = queue.job(&id).await.map_err(|e| e.to_string())?.unwrap();
+        if r.status == JobStatus::Running {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+    let (code, v) = env
+        .run_json(&["job", &id, "--wait", "--timeout", "0.3"])
+        .await;
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["status"], "running", "{v}");
+    assert_micros_time(&v, "started_at");
+    assert_eq!(v["finished_at"], Value::Null, "{v}");
+    env.fleet.shutdown().await;
+}
+
 #[tokio::test]
 async fn delayed_and_idempotent_submits() {
     let env = Env::new().await;
@@ -281,44 +347,6 @@ async fn delayed_and_idempotent_submits() {
         v,
         json!([{"queue": "jobs", "waiting": 1, "running": 0, "delayed": 1, "done": 0, "dead": 0,
                 "cancelled": 0}])
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_submit_prints_one_id_a_line_and_refuses_a_bad_batch_whole() {
-    let mut env = Env::new().await;
-    let input: String = (0..2500)
-        .map(|i| format!("{{\"op\":\"echo\",\"args\":{{\"i\":{i}}}}}\n"))
-        .collect();
-    let (code, ids) = env.run(&["submit", "--bulk"], Some(&input)).await;
-    assert_eq!(code, 0);
-    assert_eq!(ids.len(), 2500);
-    let (_, v) = env.run_json(&["queues"]).await;
-    assert_eq!(v[0]["waiting"], 2500);
-
-    env.fleet.add_worker().await;
-    let (code, last) = env
-        .run_json(&["job", &ids[2499], "--wait", "--timeout", "30"])
-        .await;
-    assert_eq!(code, 0);
-    assert_eq!(last["result"], json!({"i": 2499}), "line order is kept");
-    env.fleet.shutdown().await;
-
-    let bad = "{\"op\":\"echo\",\"args\":{}}\n{\"op\":\"sleep\",\"args\":{}}\n";
-    let (code, lines) = env.run(&["submit", "--bulk"], Some(bad)).await;
-    assert_eq!(code, 2);
-    let v: Value = serde_json::from_str(&lines[0]).unwrap();
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("line 2: ms:"),
-        "{v}"
-    );
-    let (_, v) = env.run_json(&["queues"]).await;
-    assert_eq!(
-        v[0]["waiting"], 0,
-        "nothing from the bad batch was enqueued"
     );
 }
 

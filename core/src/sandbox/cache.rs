@@ -236,6 +236,92 @@ mod tests {
         assert_eq!(cache.evict(now + 121 * min).len(), 1);
     }
 
+    /// The use tiers at their edges, exactly at and one second either side of each: used
+    /// up to just under 10 minutes ago is hot, exactly 10 minutes ago warm; just under an
+    /// hour ago warm, exactly an hour ago cold; a repository never used is cold.
+    #[test]
+    fn a_repository_changes_tier_exactly_at_ten_minutes_and_at_an_hour_of_disuse() {
+        let t0 = Instant::now();
+        let (sec, min) = (Duration::from_secs(1), Duration::from_secs(60));
+        let mut cache = Cache::default();
+        cache.record_use("r", t0);
+        for (idle, tier) in [
+            (Duration::ZERO, Tier::Hot),
+            (10 * min - sec, Tier::Hot),
+            (10 * min, Tier::Warm),
+            (10 * min + sec, Tier::Warm),
+            (60 * min - sec, Tier::Warm),
+            (60 * min, Tier::Cold),
+            (60 * min + sec, Tier::Cold),
+        ] {
+            assert_eq!(cache.tier("r", t0 + idle), tier, "idle {idle:?}");
+        }
+        assert_eq!(cache.tier("never-used", t0), Tier::Cold);
+    }
+
+    /// Each tier's keeping time at its edges: a hot repository's copy is kept until just
+    /// under 2 hours after its release and evicted at exactly 2 hours; a warm one's until
+    /// just under 30 minutes, evicted at exactly 30; a cold one's at once (the moment it is
+    /// released).
+    #[test]
+    fn a_released_copy_is_evicted_exactly_when_its_tiers_time_is_up() {
+        let t0 = Instant::now();
+        let (sec, min) = (Duration::from_secs(1), Duration::from_secs(60));
+        // (tier, how long it keeps a copy, how long before `now` the repository was used)
+        for (tier, keep, idle) in [
+            (Tier::Hot, 120 * min, sec),
+            (Tier::Warm, 30 * min, 20 * min),
+        ] {
+            for (age, evicted) in [(keep - sec, false), (keep, true), (keep + sec, true)] {
+                let mut cache = Cache::default();
+                cache.put("r", copy(t0));
+                let now = t0 + age;
+                cache.record_use("r", now - idle);
+                assert_eq!(cache.tier("r", now), tier);
+                let gone = cache.evict(now).len();
+                assert_eq!(
+                    (gone, cache.count("r")),
+                    if evicted { (1, 0) } else { (0, 1) },
+                    "{tier:?} copy released {age:?} ago"
+                );
+            }
+        }
+        // Cold: evicted at the moment of its release.
+        let mut cache = Cache::default();
+        cache.record_use("r", t0);
+        let now = t0 + 60 * min;
+        cache.put("r", copy(now));
+        assert_eq!(cache.tier("r", now), Tier::Cold);
+        assert_eq!(cache.evict(now).len(), 1);
+    }
+
+    /// The top tier's edge: of eleven repositories, the tenth most used is never evicted
+    /// and the eleventh falls back to its use tier; between two used as often, the one used
+    /// last ranks first.
+    #[test]
+    fn the_tenth_most_used_repository_is_top_and_the_eleventh_is_not() {
+        let t0 = Instant::now();
+        let sec = Duration::from_secs(1);
+        let mut cache = Cache::default();
+        // r0 used 20 times ... r8 12 times; r9 and r10 3 times each, r9 last.
+        for i in 0..11u64 {
+            let repo = format!("r{i}");
+            for _ in 0..(if i < 9 { 20 - i } else { 2 }) {
+                cache.record_use(&repo, t0);
+            }
+            cache.put(&repo, copy(t0));
+        }
+        cache.record_use("r10", t0);
+        cache.record_use("r9", t0 + sec);
+        cache.recompute_top();
+        let later = t0 + Duration::from_secs(24 * 3600);
+        assert_eq!(cache.tier("r9", later), Tier::Top);
+        assert_eq!(cache.tier("r10", later), Tier::Cold);
+        let gone = cache.evict(later);
+        assert_eq!(gone.len(), 1);
+        assert_eq!((cache.count("r9"), cache.count("r10")), (1, 0));
+    }
+
     #[test]
     fn the_ten_most_used_repositories_are_never_evicted() {
         let t0 = Instant::now();

@@ -22,6 +22,7 @@ mod lifecycle;
 mod migrations;
 mod outage;
 mod reap;
+mod spend;
 mod spool;
 
 /// Workers as these tests run them: quick heartbeats, death noticed within seconds, short
