@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Keys;
 use crate::config::GatewayConfig;
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use gitfleet_client::store::writer::WriterConfig;
 use gitfleet_client::store::{Budgets, Recorder, WriterHandle};
 use gitfleet_client::{Client, Store};
@@ -206,13 +206,13 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<(AppState, Backgroun
         keys.clone()
             .write_back(Duration::from_secs(5), stop.clone()),
     ));
-    let state = AppState {
+    let state = AppState::new(Shared {
         client,
         store,
         keys,
         config: Arc::new(config),
         shutdown: stop.clone(),
-    };
+    });
     Ok((
         state,
         Background {

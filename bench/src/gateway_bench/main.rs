@@ -77,6 +77,11 @@ const ORG: &str = "bench";
 /// Jobs per bulk request (the gateway's default `GITFLEET_GATEWAY_MAX_BULK`).
 const BULK: usize = 1000;
 
+/// The gateway binary's allocator (`gateway/src/main.rs`): the gateway runs in this process,
+/// so it is measured as it ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -145,8 +145,8 @@ pub async fn release(
         ..Default::default()
     };
     let queue = gitfleet_contract::own_queue(&owner.worker);
-    let client = state.client.clone();
-    let job = run_to_end(async move { client.submit(&queue, &spec, &options).await }).await??;
+    let st = state.clone();
+    let job = run_to_end(async move { st.client.submit(&queue, &spec, &options).await }).await??;
     let record: Option<JobRecord> = state.client.wait(&job.job_id, RELEASE_WAIT).await?;
     let location = format!("/v1/jobs/{}", job.job_id);
     let Some(record) = record else {

@@ -241,8 +241,8 @@ pub async fn create(
                 }
                 jobs.push(job);
             }
-            let client = state.client.clone();
-            let results = run_to_end(async move { client.submit_batch(&jobs).await }).await??;
+            let st = state.clone();
+            let results = run_to_end(async move { st.client.submit_batch(&jobs).await }).await??;
             let mut out = Vec::with_capacity(results.len());
             for (i, r) in results.into_iter().enumerate() {
                 match r {
@@ -268,9 +268,9 @@ pub async fn create(
             let mut job = to_batch_job(&state, &caller, new, "")?;
             job.options.idempotency_key = key;
             job.options.idempotency_fingerprint = fingerprint;
-            let client = state.client.clone();
+            let st = state.clone();
             let (submitted, job) = run_to_end(async move {
-                let r = client.submit(&job.queue, &job.spec, &job.options).await;
+                let r = st.client.submit(&job.queue, &job.spec, &job.options).await;
                 (r, job)
             })
             .await?;
@@ -663,9 +663,8 @@ pub async fn retry(
             ),
         ));
     }
-    let client = state.client.clone();
-    let retry_id = id.clone();
-    run_to_end(async move { client.retry(&retry_id).await }).await??;
+    let (st, retry_id) = (state.clone(), id.clone());
+    run_to_end(async move { st.client.retry(&retry_id).await }).await??;
     visible(&state, &caller, &id).await.map(Json)
 }
 
@@ -678,10 +677,13 @@ pub async fn cancel(
     caller.require(Role::Operator)?;
     let record = visible(&state, &caller, &id).await?;
     // For the job's own organization (an admin acts on any).
-    let (client, cancel_id) = (state.client.clone(), id.clone());
-    let cancelled =
-        run_to_end(async move { client.cancel_for(&cancel_id, record.org.as_deref()).await })
-            .await?;
+    let (st, cancel_id) = (state.clone(), id.clone());
+    let cancelled = run_to_end(async move {
+        st.client
+            .cancel_for(&cancel_id, record.org.as_deref())
+            .await
+    })
+    .await?;
     match cancelled {
         Ok(Some(_)) => {}
         Ok(None) => return Err(no_such_job(&id)),
