@@ -153,7 +153,7 @@ impl Store {
                         _ => None,
                     })
                     .collect();
-                record::apply_jobs(&mut tx, &jobs).await?;
+                record::apply_jobs(&mut tx, &jobs, false).await?;
                 rest = &rest[run..];
             } else {
                 first.apply(&mut tx, self.sandbox_hour_usd).await?;

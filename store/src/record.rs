@@ -250,7 +250,7 @@ impl Record {
         sandbox_hour_usd: f64,
     ) -> Result<(), StoreError> {
         match self {
-            Record::Job(j) => apply_job(tx, j).await,
+            Record::Job(j) => apply_jobs(tx, &[j], j.reset).await,
             Record::Sandbox(s) => apply_sandbox(tx, s, sandbox_hour_usd).await,
             Record::Worker(w) => apply_worker(tx, w).await,
             Record::WorkerSandboxesTerminated { worker_id, at } => {
@@ -272,103 +272,6 @@ RETURNING sandbox_id
     }
 }
 
-async fn apply_job(
-    tx: &mut Transaction<'static, Postgres>,
-    j: &JobEvent,
-) -> Result<(), StoreError> {
-    let (kind, message) = match &j.error {
-        Some(e) => (Some(e.kind.as_str()), Some(e.message.as_str())),
-        None => (None, None),
-    };
-    let now = Utc::now();
-    sqlx::query!(
-        r#"
-INSERT INTO jobs (job_id, op, queue, org_id, agent_id, task_id, sandbox_id, status, attempts,
-                  phase, max_attempts, worker_id, error_kind, error_message, result,
-                  enqueued_at, started_at, finished_at, retry_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        -- A job's finish time is its final run's; a run that ends in a retry has its own.
-        CASE WHEN $8 IN ('done', 'dead', 'cancelled') THEN $18::timestamptz END, $19, $20)
-ON CONFLICT (job_id) DO UPDATE SET
-    op = EXCLUDED.op,
-    queue = EXCLUDED.queue,
-    org_id = COALESCE(EXCLUDED.org_id, jobs.org_id),
-    agent_id = COALESCE(EXCLUDED.agent_id, jobs.agent_id),
-    task_id = COALESCE(EXCLUDED.task_id, jobs.task_id),
-    sandbox_id = COALESCE(EXCLUDED.sandbox_id, jobs.sandbox_id),
-    status = EXCLUDED.status,
-    attempts = EXCLUDED.attempts,
-    phase = EXCLUDED.phase,
-    max_attempts = COALESCE(EXCLUDED.max_attempts, jobs.max_attempts),
-    worker_id = COALESCE(EXCLUDED.worker_id, jobs.worker_id),
-    -- A running job shows the error of its last failed run; a job that is done has none.
-    error_kind = CASE WHEN EXCLUDED.status = 'running' THEN jobs.error_kind ELSE EXCLUDED.error_kind END,
-    error_message = CASE WHEN EXCLUDED.status = 'running' THEN jobs.error_message ELSE EXCLUDED.error_message END,
-    result = EXCLUDED.result,
-    enqueued_at = COALESCE(EXCLUDED.enqueued_at, jobs.enqueued_at),
-    started_at = COALESCE(EXCLUDED.started_at, jobs.started_at),
-    finished_at = EXCLUDED.finished_at,
-    retry_at = EXCLUDED.retry_at,
-    updated_at = EXCLUDED.updated_at
-WHERE $21 OR (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
-"#,
-        j.job_id,
-        j.op,
-        j.queue,
-        j.org_id,
-        j.agent_id,
-        j.task_id,
-        j.sandbox_id,
-        j.status.as_str(),
-        int(j.attempts),
-        j.phase(),
-        j.max_attempts.map(int),
-        j.worker_id,
-        kind,
-        message,
-        j.result,
-        j.enqueued_at,
-        j.started_at,
-        j.finished_at,
-        j.retry_at,
-        now,
-        j.reset,
-    )
-    .execute(&mut **tx)
-    .await?;
-    if let (Some(run_id), Some(worker), Some(started), Some(outcome)) =
-        (&j.run_id, &j.worker_id, j.started_at, j.run_outcome())
-    {
-        sqlx::query!(
-            r#"
-INSERT INTO job_runs (run_id, job_id, attempt, worker_id, started_at, finished_at, outcome,
-                      error_kind, error_message, retry_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (run_id) DO UPDATE SET
-    finished_at = EXCLUDED.finished_at,
-    outcome = EXCLUDED.outcome,
-    error_kind = EXCLUDED.error_kind,
-    error_message = EXCLUDED.error_message,
-    retry_at = EXCLUDED.retry_at
-WHERE job_runs.outcome = 'running'
-"#,
-            run_id,
-            j.job_id,
-            int(j.attempts),
-            worker,
-            started,
-            j.finished_at,
-            outcome,
-            kind,
-            message,
-            j.retry_at,
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
 /// How many of the records at the head of `records` [`apply_jobs`] can write at once: job
 /// records of distinct jobs (one statement may touch a row only once), none of them a
 /// reset (a reset overrides the forward-only guard, which a shared statement cannot do per
@@ -384,11 +287,14 @@ pub(crate) fn job_run_len(records: &[Record]) -> usize {
         .count()
 }
 
-/// Writes job records of distinct jobs, none a reset, as [`apply_job`] writes each: one
-/// upsert of their rows and one of their runs' rows, each a statement over arrays.
+/// Writes job records of distinct jobs: one upsert of their rows and one of their runs'
+/// rows, each a statement over arrays. A row moves only forward in `(attempts, phase)`,
+/// unless `reset` (a dead job sent back by hand, whose attempts start again): the whole
+/// statement's, so a reset is written alone ([`job_run_len`]).
 pub(crate) async fn apply_jobs(
     tx: &mut Transaction<'static, Postgres>,
     jobs: &[&JobEvent],
+    reset: bool,
 ) -> Result<(), StoreError> {
     let n = jobs.len();
     let mut c = JobColumns::with_capacity(n);
@@ -435,7 +341,7 @@ pub(crate) async fn apply_jobs(
         c.error_message.push(message);
     }
     let now = Utc::now();
-    // The same upsert as `apply_job`'s, over arrays; `result` travels as text.
+    // `result` travels as text (an array of JSON text, cast back per row).
     sqlx::query!(
         r#"
 INSERT INTO jobs (job_id, op, queue, org_id, agent_id, task_id, sandbox_id, status, attempts,
@@ -471,7 +377,7 @@ ON CONFLICT (job_id) DO UPDATE SET
     finished_at = EXCLUDED.finished_at,
     retry_at = EXCLUDED.retry_at,
     updated_at = EXCLUDED.updated_at
-WHERE (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
+WHERE $21 OR (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
 "#,
         &c.job_id,
         &c.op,
@@ -493,6 +399,7 @@ WHERE (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
         now,
         &c.finished_at as &[Option<DateTime<Utc>>],
         &c.retry_at as &[Option<DateTime<Utc>>],
+        reset,
     )
     .execute(&mut **tx)
     .await?;
