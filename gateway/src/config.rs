@@ -1,6 +1,7 @@
 //! The gateway's configuration, from the environment (README.md's configuration table).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gitfleet_client::ops::JobLimits;
@@ -24,6 +25,12 @@ pub struct GatewayConfig {
     /// `GITFLEET_GATEWAY_KEY_CACHE_SECS`, default 5: how long a replica trusts a key it has
     /// checked against Postgres; a revoked key stops working within this time.
     pub key_cache: Duration,
+    /// `GITFLEET_GATEWAY_SPOOL_DIR`, default none: where the record writer keeps what
+    /// Postgres does not take (past 50,000 rows in memory, and at stop), for this or the
+    /// next gateway to write once Postgres is back. Unset, rows wait in memory only, and
+    /// those a stopping gateway cannot write are lost (their workers still write them
+    /// when they run the jobs).
+    pub spool_dir: Option<PathBuf>,
     pub queue: QueueConfig,
     pub store: StoreConfig,
     /// The per-job limits jobs are checked by (the workers' `GITFLEET_JOB_MAX_*`).
@@ -57,6 +64,9 @@ impl GatewayConfig {
                 rate_per_sec.saturating_mul(2),
             )?,
             key_cache: secs_var("GITFLEET_GATEWAY_KEY_CACHE_SECS", Duration::from_secs(5))?,
+            spool_dir: std::env::var_os("GITFLEET_GATEWAY_SPOOL_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             queue: QueueConfig::from_env()?,
             store: StoreConfig::from_env()?,
             limits: JobLimits::from_env()?,

@@ -179,9 +179,20 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<(AppState, Backgroun
             .unwrap_or_else(|_| "host".into()),
         ulid::Ulid::new()
     );
+    if let Some(dir) = &config.spool_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "GITFLEET_GATEWAY_SPOOL_DIR: cannot create {}: {e}",
+                dir.display()
+            )
+        })?;
+    }
     let (recorder, writer) = Recorder::start_producer(
         store.clone(),
-        WriterConfig::default(),
+        WriterConfig {
+            spool_dir: config.spool_dir.clone(),
+            ..WriterConfig::default()
+        },
         name,
         Redactor::default(),
     );

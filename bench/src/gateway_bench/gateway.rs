@@ -36,6 +36,7 @@ impl Gateway {
             rate_per_sec: RATE_PER_SEC,
             rate_burst: RATE_PER_SEC,
             key_cache: Duration::from_secs(5),
+            spool_dir: None,
             queue,
             store: StoreConfig {
                 database_url: Some(database_url.to_string()),

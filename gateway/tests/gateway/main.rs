@@ -14,3 +14,4 @@ mod jobs;
 mod mcp;
 mod reference;
 mod schemathesis;
+mod spool;

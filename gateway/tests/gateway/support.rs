@@ -37,7 +37,6 @@ impl GatewayProcess {
         }
         cmd.env("GITFLEET_REDIS_URL", &fleet.test_queue().config().redis_url)
             .env("GITFLEET_KEY_PREFIX", fleet.prefix())
-            .env("GITFLEET_DATABASE_URL", fleet.database_url())
             .env("GITFLEET_GATEWAY_ADDR", "127.0.0.1:0")
             .env("GITFLEET_GATEWAY_KEY_CACHE_SECS", "0.2")
             .env("GITFLEET_LOG", "info")
@@ -45,6 +44,10 @@ impl GatewayProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&log).expect("create the gateway log"));
+        // The fleet's own database, unless the test names another (a private server).
+        if !env.iter().any(|(k, _)| *k == "GITFLEET_DATABASE_URL") {
+            cmd.env("GITFLEET_DATABASE_URL", fleet.database_url());
+        }
         let mut child = cmd.spawn().expect("spawn gitfleet-gateway");
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout);
