@@ -106,8 +106,48 @@ async fn mcp_auth(
     parts
         .extensions
         .insert(gitfleet_mcp::McpIdentity { org: caller.org });
-    next.run(axum::extract::Request::from_parts(parts, body))
+    let res = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    transport_problem(res).await
+}
+
+/// The MCP transport (rmcp) answers a request it cannot take (an `Accept` without both JSON
+/// and an event stream, a body that is not JSON) with a 4xx in plain text; like every bad
+/// request to the gateway, it becomes a problem document, the transport's words its detail.
+async fn transport_problem(res: axum::response::Response) -> axum::response::Response {
+    use axum::http::header::{ALLOW, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let plain = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.starts_with("text/plain"));
+    let status = res.status();
+    if !status.is_client_error() || !plain {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
         .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let said = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let kind = if status == StatusCode::METHOD_NOT_ALLOWED {
+        "method_not_allowed"
+    } else {
+        "invalid_input"
+    };
+    let mut out =
+        Problem::new(status, kind, format!("/mcp: {said} (see /docs, MCP tools)")).into_response();
+    if let Some(allow) = parts.headers.get(ALLOW) {
+        out.headers_mut().insert(ALLOW, allow.clone());
+    }
+    out
 }
 
 /// One line per request: method, path, status, time (debug; a 5xx at warn). Never a header

@@ -151,6 +151,12 @@ const PROBLEMS: &[(u16, &str, &str)] = &[
          (`not_found`).",
     ),
     (
+        406,
+        "NotAcceptable",
+        "`/mcp`: the `Accept` header does not take both `application/json` and \
+         `text/event-stream` (`invalid_input`).",
+    ),
+    (
         409,
         "Conflict",
         "The job is not in a state that allows this (`conflict`).",
@@ -159,6 +165,12 @@ const PROBLEMS: &[(u16, &str, &str)] = &[
         413,
         "PayloadTooLarge",
         "The body is over `GITFLEET_GATEWAY_MAX_BODY_BYTES` (`payload_too_large`).",
+    ),
+    (
+        415,
+        "UnsupportedMediaType",
+        "`/mcp`: not `Content-Type: application/json`, or the body is not a JSON-RPC \
+         message (`invalid_input`).",
     ),
     (
         422,
@@ -755,8 +767,8 @@ fn mcp(_: &mut Builder) -> Operation {
          response, as JSON, or as an event stream when progress notifications come first (a \
          tool call enqueues its job and waits for it); a notification answers `202`. Send \
          `Accept: application/json, text/event-stream` and `Content-Type: application/json`. \
-         The key's organization is the tools' identity. The MCP library answers a request it \
-         cannot take in plain text: `406` (the `Accept`), `415` (the content type, or a body \
+         The key's organization is the tools' identity. A request the MCP transport cannot take \
+         is a problem document: `406` (the `Accept`), `415` (the content type, or a body \
          that is not a JSON-RPC message), `405` for another method.",
         Some(Role::Producer),
     )
@@ -778,17 +790,7 @@ fn mcp(_: &mut Builder) -> Operation {
         }),
     )
     .answer(202, json!({ "description": "A notification, taken." }))
-    .answer(
-        406,
-        json!({ "description": "The `Accept` header does not take both `application/json` \
-                                and `text/event-stream` (plain text)." }),
-    )
-    .answer(
-        415,
-        json!({ "description": "Not `Content-Type: application/json`, or the body is not a \
-                                JSON-RPC message (plain text)." }),
-    )
-    .problems(&[403, 503])
+    .problems(&[403, 406, 415, 503])
 }
 
 fn healthz(b: &mut Builder) -> Operation {

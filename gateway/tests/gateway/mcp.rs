@@ -74,3 +74,50 @@ async fn mcp_through_the_gateway_takes_a_producer_key_and_acts_for_its_organizat
     let rows = jobs.body["jobs"].as_array().cloned().unwrap_or_default();
     assert!(rows.iter().all(|r| r["org_id"] == "acme"), "{}", jobs.text);
 }
+
+/// A request the MCP transport cannot take (no `Accept` for both JSON and an event stream,
+/// a body that is not JSON, a method it does not serve) is answered, like every bad request
+/// to the gateway, with a problem document saying what is wrong, not the transport's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_mcp_transport_refuses_are_problem_documents() {
+    let w = world().await;
+    let key = w.key("acme", Role::Producer).await;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let cases = [
+        (
+            "no Accept",
+            w.http.post(w.gw.url("/mcp")).json(&call),
+            406,
+            "invalid_input",
+        ),
+        (
+            "a body that is not JSON",
+            w.http
+                .post(w.gw.url("/mcp"))
+                .header("Accept", "application/json, text/event-stream")
+                .header("Content-Type", "text/plain")
+                .body("tools/list"),
+            415,
+            "invalid_input",
+        ),
+    ];
+    for (what, req, status, kind) in cases {
+        let a = w.send(req.bearer_auth(&key)).await;
+        assert_eq!(a.status, status, "{what}: {}", a.text);
+        assert_eq!(
+            a.header("content-type"),
+            Some("application/problem+json"),
+            "{what}: {}",
+            a.text
+        );
+        let p = a.problem(status, kind);
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("/mcp: ") && detail.len() > 6,
+            "{what}: {p}"
+        );
+    }
+    // And the gateway keeps serving.
+    let (status, list, _) = rpc(&w, Some(&key), "tools/list", json!({})).await;
+    assert_eq!(status, 200, "{list}");
+}
