@@ -209,11 +209,17 @@ impl Client {
     }
 
     fn check_for(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
-        gitfleet_contract::ops::validate(spec, &self.rules)
-            .and_then(|_| check_identity(&spec.op, org, false))
-            .map_err(QueueError::Invalid)?;
+        self.check_contract(spec, org)?;
         // The queue would refuse it job by job, after the rest of a batch was enqueued.
         self.queue.check_payload(spec)
+    }
+
+    /// The job against its op and the organization, not its size: what [`Client::submit`]
+    /// checks, since the queue refuses one job over the size before anything is enqueued.
+    fn check_contract(&self, spec: &JobSpec, org: Option<&str>) -> Result<(), QueueError> {
+        gitfleet_contract::ops::validate(spec, &self.rules)
+            .and_then(|_| check_identity(&spec.op, org, false))
+            .map_err(QueueError::Invalid)
     }
 
     /// Checks how a job is to be enqueued: a `timeout` over the limit is refused.
@@ -238,7 +244,7 @@ impl Client {
         options: &EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
         let options = self.envelope(options)?;
-        self.check_for(spec, options.org.as_deref())?;
+        self.check_contract(spec, options.org.as_deref())?;
         self.check_options(&options)?;
         self.check_budget(spec, options.org.as_deref()).await?;
         let enqueued = self.queue.enqueue(queue, spec, &options).await?;

@@ -296,9 +296,8 @@ pub(crate) async fn apply_jobs(
     jobs: &[&JobEvent],
     reset: bool,
 ) -> Result<(), StoreError> {
-    let n = jobs.len();
-    let mut c = JobColumns::with_capacity(n);
-    let mut runs = RunColumns::with_capacity(n);
+    let mut c = JobColumns::default();
+    let mut runs = RunColumns::default();
     for j in jobs {
         let (kind, message) = match &j.error {
             Some(e) => (Some(e.kind.as_str().to_string()), Some(e.message.clone())),
@@ -460,17 +459,6 @@ struct JobColumns {
     retry_at: Vec<Option<DateTime<Utc>>>,
 }
 
-impl JobColumns {
-    fn with_capacity(n: usize) -> Self {
-        Self {
-            job_id: Vec::with_capacity(n),
-            op: Vec::with_capacity(n),
-            queue: Vec::with_capacity(n),
-            ..Default::default()
-        }
-    }
-}
-
 /// The columns of `job_runs` rows, one array each, for [`apply_jobs`].
 #[derive(Default)]
 struct RunColumns {
@@ -484,15 +472,6 @@ struct RunColumns {
     error_kind: Vec<Option<String>>,
     error_message: Vec<Option<String>>,
     retry_at: Vec<Option<DateTime<Utc>>>,
-}
-
-impl RunColumns {
-    fn with_capacity(n: usize) -> Self {
-        Self {
-            run_id: Vec::with_capacity(n),
-            ..Default::default()
-        }
-    }
 }
 
 async fn apply_sandbox(

@@ -310,6 +310,9 @@ pub async fn create(
 /// back: a created job that is waiting or delayed. Anything else (a job found by its
 /// idempotency key, one answered at once) is read from the queue.
 fn new_record(job: BatchJob, enqueued: &Enqueued) -> Option<JobRecord> {
+    if !enqueued.created {
+        return None;
+    }
     let enqueued_at = enqueued.enqueued_at?;
     let run_at = match enqueued.status {
         JobStatus::Waiting => None,
@@ -320,9 +323,6 @@ fn new_record(job: BatchJob, enqueued: &Enqueued) -> Option<JobRecord> {
         }
         _ => return None,
     };
-    if !enqueued.created {
-        return None;
-    }
     Some(JobRecord {
         job_id: enqueued.job_id.clone(),
         op: job.spec.op,
