@@ -11,7 +11,7 @@ use crate::error::JobError;
 use crate::status::JobStatus;
 
 /// How a job is enqueued, beyond its op and args.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnqueueOptions {
     /// The organization the job runs for: the producer's identity, set by the producer
     /// (the client from its configuration, the CLI from `--org`/`GITFLEET_ORG`, the gateway

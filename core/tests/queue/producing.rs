@@ -196,25 +196,26 @@ async fn the_push_script_itself_refuses_malformed_and_oversize_payloads() {
     let script = redis::Script::new(include_str!("../../../queue/src/lua/enqueue.lua"));
     let push = |payload: String, max: u64| {
         let mut inv = script.prepare_invoke();
-        inv.key(k.job("01TESTTESTTESTTESTTESTTEST"))
-            .key(k.ready("jobs"))
+        inv.key(k.ready("jobs"))
             .key(k.delayed("jobs"))
             .key(k.queues())
             .key(k.workers())
-            .key(k.idempotency("", "-"))
             .key(k.dead("jobs"))
-            .arg("01TESTTESTTESTTESTTESTTEST")
+            .key(k.idempotency("", "-"))
+            .key(k.job("01TESTTESTTESTTESTTESTTEST"))
+            .arg(k.prefix())
             .arg("jobs")
-            .arg(payload)
+            .arg("")
             .arg(0)
             .arg(0)
             .arg(0)
             .arg("")
             .arg(60)
+            .arg("")
             .arg(max)
             .arg("")
             .arg(60)
-            .arg(k.prefix());
+            .arg(payload);
         inv
     };
     for (payload, expected) in [
@@ -319,4 +320,220 @@ async fn a_job_for_a_worker_that_is_not_running_is_answered_sandbox_not_found_at
         .await
         .unwrap();
     assert_eq!(job.status, JobStatus::Dead);
+}
+
+/// One script call stores many jobs: each refusal comes back by its place, the others are
+/// queued in order, and a payload the script reads without decoding (gitfleet's own shape)
+/// makes the same record as one it decodes (other producers' JSON, or args with ids).
+#[tokio::test]
+async fn one_script_call_enqueues_many_jobs_and_refuses_bad_ones_by_their_place() {
+    let t = TestQueue::new("queue").await;
+    let mut conn = t.redis().await;
+    let k = t.queue.keys();
+    let script = redis::Script::new(include_str!("../../../queue/src/lua/enqueue.lua"));
+    let payloads = [
+        r#"{"op":"echo","args":{"n":1}}"#.to_string(),
+        "{not json".to_string(),
+        r#"{ "args": {"agent_id": "a-1", "task_id": "t-1", "n": 2}, "op": "echo" }"#.to_string(),
+        format!(r#"{{"op":"echo","args":{{"b":"{}"}}}}"#, "x".repeat(300)),
+        r#"{"op":"echo","args":{"n":5}}"#.to_string(),
+        r#"{"op":"echo","args":5}"#.to_string(),
+    ];
+    let ids: Vec<String> = (0..payloads.len())
+        .map(|i| format!("01BATCHBATCHBATCHBATCHBAT{i}"))
+        .collect();
+    let mut inv = script.prepare_invoke();
+    inv.key(k.ready("jobs"))
+        .key(k.delayed("jobs"))
+        .key(k.queues())
+        .key(k.workers())
+        .key(k.dead("jobs"))
+        .key(k.idempotency("acme", "-"));
+    for id in &ids {
+        inv.key(k.job(id));
+    }
+    inv.arg(k.prefix())
+        .arg("jobs")
+        .arg("acme")
+        .arg(0)
+        .arg(3)
+        .arg(0)
+        .arg("")
+        .arg(60)
+        .arg("")
+        .arg(200)
+        .arg("")
+        .arg(60);
+    for p in &payloads {
+        inv.arg(p);
+    }
+    let reply: Vec<redis::Value> = inv.invoke_async(&mut conn).await.unwrap();
+    let ints = |v: &redis::Value| redis::from_redis_value_ref::<i64>(v).unwrap();
+    let text = |v: &redis::Value| redis::from_redis_value_ref::<String>(v).unwrap();
+    assert_eq!(ints(&reply[0]), 1, "created");
+    assert_eq!(text(&reply[1]), "waiting");
+    let now_us = chrono::Utc::now().timestamp_micros();
+    assert!(
+        (now_us - ints(&reply[2])).abs() < 60_000_000,
+        "enqueued_at is Redis's now"
+    );
+    let refused: Vec<(i64, String)> = reply[3..]
+        .chunks(2)
+        .map(|p| (ints(&p[0]), text(&p[1])))
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert_eq!(refused[0].0, 2);
+    assert!(
+        refused[0].1.starts_with("invalid_input: ") && refused[0].1.contains("not a JSON object")
+    );
+    assert_eq!(refused[1].0, 4);
+    assert!(
+        refused[1].1.contains("over the limit of 200 bytes"),
+        "{}",
+        refused[1].1
+    );
+    assert_eq!(refused[2].0, 6);
+    assert!(
+        refused[2].1.contains("\"args\" must be a JSON object"),
+        "{}",
+        refused[2].1
+    );
+
+    // The three good ones, in order, and nothing of the refused ones.
+    let waiting: Vec<String> = conn.lrange(k.ready("jobs"), 0, -1).await.unwrap();
+    assert_eq!(
+        waiting,
+        vec![ids[4].clone(), ids[2].clone(), ids[0].clone()],
+        "LPUSH order"
+    );
+    for i in [1, 3, 5] {
+        let exists: bool = conn.exists(k.job(&ids[i])).await.unwrap();
+        assert!(!exists, "refused job {i} has no record");
+    }
+    let fast: std::collections::HashMap<String, String> =
+        conn.hgetall(k.job(&ids[0])).await.unwrap();
+    let slow: std::collections::HashMap<String, String> =
+        conn.hgetall(k.job(&ids[2])).await.unwrap();
+    for (name, want) in [
+        ("op", "echo"),
+        ("queue", "jobs"),
+        ("status", "waiting"),
+        ("attempts", "0"),
+        ("max_attempts", "3"),
+        ("timeout_ms", "0"),
+        ("org", "acme"),
+    ] {
+        assert_eq!(
+            fast.get(name).map(String::as_str),
+            Some(want),
+            "fast path {name}"
+        );
+        assert_eq!(
+            slow.get(name).map(String::as_str),
+            Some(want),
+            "decoded {name}"
+        );
+    }
+    assert_eq!(fast["payload"], payloads[0], "stored as sent");
+    assert_eq!(fast["enqueued_at"], ints(&reply[2]).to_string());
+    assert_eq!(slow["agent_id"], "a-1");
+    assert_eq!(slow["task_id"], "t-1");
+    assert!(!fast.contains_key("agent_id"));
+
+    // A job key outside the prefix is refused, not written.
+    let mut inv = script.prepare_invoke();
+    inv.key(k.ready("jobs"))
+        .key(k.delayed("jobs"))
+        .key(k.queues())
+        .key(k.workers())
+        .key(k.dead("jobs"))
+        .key(k.idempotency("", "-"))
+        .key("elsewhere:job:X")
+        .arg(k.prefix())
+        .arg("jobs")
+        .arg("")
+        .arg(0)
+        .arg(0)
+        .arg(0)
+        .arg("")
+        .arg(60)
+        .arg("")
+        .arg(200)
+        .arg("")
+        .arg(60)
+        .arg(&payloads[0]);
+    let err = inv
+        .invoke_async::<redis::Value>(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("invalid_input:"), "{err}");
+    let exists: bool = conn.exists("elsewhere:job:X").await.unwrap();
+    assert!(!exists);
+}
+
+/// A batch of mixed queues and options: each job gets its own answer, in order, whatever
+/// script call it went in; an idempotency key repeated within the batch answers the first.
+#[tokio::test]
+async fn a_mixed_batch_answers_every_job_in_order() {
+    let t = TestQueue::new("queue").await;
+    let plain = EnqueueOptions::default();
+    let delayed = EnqueueOptions {
+        delay: Some(Duration::from_secs(600)),
+        ..Default::default()
+    };
+    let keyed = EnqueueOptions {
+        idempotency_key: Some("once".into()),
+        ..Default::default()
+    };
+    let spec = |n: u32| JobSpec::new("echo", json!({ "n": n }));
+    let specs: Vec<JobSpec> = (0..8).map(spec).collect();
+    let jobs = vec![
+        ("jobs", &specs[0], &plain),
+        ("jobs", &specs[1], &plain),
+        ("jobs", &specs[2], &delayed),
+        ("other", &specs[3], &plain),
+        ("jobs", &specs[4], &keyed),
+        ("jobs", &specs[4], &keyed),
+        ("worker:ghost-01ABC", &specs[6], &plain),
+        ("worker:ghost-01ABC", &specs[7], &plain),
+    ];
+    let answers: Vec<_> = t
+        .queue
+        .enqueue_batch(&jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let statuses: Vec<JobStatus> = answers.iter().map(|a| a.status).collect();
+    use JobStatus::*;
+    assert_eq!(
+        statuses,
+        vec![
+            Waiting, Waiting, Delayed, Waiting, Waiting, Waiting, Dead, Dead
+        ]
+    );
+    assert!(answers[..5].iter().all(|a| a.created));
+    assert!(
+        !answers[5].created,
+        "the key's second use finds the first job"
+    );
+    assert_eq!(answers[5].job_id, answers[4].job_id);
+    assert!(answers[6].created && answers[7].created);
+    let mut conn = t.redis().await;
+    for (answer, (queue, spec, _)) in answers.iter().zip(&jobs) {
+        let record = t.queue.job(&answer.job_id).await.unwrap().unwrap();
+        assert_eq!(&record.queue, queue);
+        assert_eq!(record.status, answer.status);
+        let payload: String = conn
+            .hget(t.queue.keys().job(&answer.job_id), "payload")
+            .await
+            .unwrap();
+        assert_eq!(payload, serde_json::to_string(spec).unwrap(), "its own job");
+    }
+    let stats = t.queue.stats().await.unwrap();
+    let jobs_q = stats.iter().find(|s| s.queue == "jobs").unwrap();
+    assert_eq!((jobs_q.waiting, jobs_q.delayed), (3, 1));
+    let ghost = stats.iter().find(|s| s.queue == "worker:ghost-01ABC");
+    assert!(ghost.is_none() || ghost.unwrap().dead == 2, "{stats:?}");
 }

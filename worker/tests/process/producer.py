@@ -32,36 +32,36 @@ def new_job_id():
     return "".join(CROCKFORD[(n >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
-def enqueue(r, script, prefix, queue, payload, org=""):
-    """Runs the push script for one job on `queue`, for organization `org` ('' for none);
-    returns [job_id, status, created, enqueued_at (unix microseconds)]."""
-    job_id = new_job_id()
+def enqueue(r, script, prefix, queue, payloads, org=""):
+    """Runs the push script for `payloads` (JSON strings, one job each) on `queue`, for
+    organization `org` ('' for none), in one call; returns (job ids, the script's reply:
+    [created, status, enqueued_at (unix microseconds), then (place, error) of each job
+    refused])."""
+    ids = [new_job_id() for _ in payloads]
     keys = [
-        f"{prefix}job:{job_id}",  # KEYS[1] job hash
-        f"{prefix}{queue}",  # KEYS[2] ready list
-        f"{prefix}{queue}:delayed",  # KEYS[3] delayed zset
-        f"{prefix}queues",  # KEYS[4] queue set
-        f"{prefix}workers",  # KEYS[5] worker zset
+        f"{prefix}{queue}",  # KEYS[1] ready list
+        f"{prefix}{queue}:delayed",  # KEYS[2] delayed zset
+        f"{prefix}queues",  # KEYS[3] queue set
+        f"{prefix}workers",  # KEYS[4] worker zset
+        f"{prefix}{queue}:dead",  # KEYS[5] dead zset
         f"{prefix}idem:{org}:-",  # KEYS[6] idempotency key (any name: no key given)
-        f"{prefix}{queue}:dead",  # KEYS[7] dead zset
-    ]
+    ] + [f"{prefix}job:{i}" for i in ids]  # KEYS[6 + i] each job's hash
     routed = queue[len("worker:"):] if queue.startswith("worker:") else ""
     argv = [
-        job_id,
+        prefix,
         queue,
-        payload,
+        org,  # the organization the jobs run for ('' = none)
         0,  # delay_ms
         0,  # max_attempts: the op's default
         0,  # timeout_ms: the op's default
         "",  # idempotency_key: none
         86400,  # idempotency_ttl_s
+        "",  # idempotency fingerprint: none
         1 << 20,  # max_payload_bytes
         routed,
         7 * 86400,  # dead_ttl_s
-        prefix,
-        org,  # the organization the job runs for ('' = none)
-    ]
-    return r.eval(script, len(keys), *keys, *argv)
+    ] + list(payloads)
+    return ids, r.eval(script, len(keys), *keys, *argv)
 
 
 def main():
@@ -80,25 +80,33 @@ def main():
     r = redis.Redis.from_url(a.redis_url, decode_responses=True)
 
     payload = json.dumps({"op": a.op, "args": json.loads(a.args_json)})
-    job_id, status, created, enqueued_at = enqueue(r, script, a.prefix, "jobs", payload, a.org)
-    if status != "waiting" or created != 1 or abs(enqueued_at / 1e6 - time.time()) > 60:
-        sys.exit(f"enqueue answered {[job_id, status, created, enqueued_at]!r}")
-
+    # Two jobs in one call: the one asked for, and a malformed one refused by its place.
+    (job_id, _), reply = enqueue(r, script, a.prefix, "jobs", [payload, "{not json"], a.org)
+    created, status, enqueued_at, *refused = reply
+    if (
+        created != 1
+        or status != "waiting"
+        or abs(enqueued_at / 1e6 - time.time()) > 60
+        or len(refused) != 2
+        or refused[0] != 2
+    ):
+        sys.exit(f"enqueue answered {reply!r}")
+    malformed_error = refused[1]
     deadline = time.monotonic() + a.timeout
     key = f"{a.prefix}job:{job_id}"
     while (status := r.hget(key, "status")) not in ("done", "dead"):
         if time.monotonic() > deadline:
             sys.exit(f"job {job_id} is still {status!r} after {a.timeout} s")
         time.sleep(0.05)
-
+    # A call of one malformed job is refused as an error reply.
     try:
-        enqueue(r, script, a.prefix, "jobs", "{not json")
+        enqueue(r, script, a.prefix, "jobs", ["{not json"])
         sys.exit("a malformed payload was accepted")
     except redis.ResponseError as e:
-        malformed_error = str(e)
+        if not str(e).startswith("invalid_input:"):
+            sys.exit(f"a malformed payload got {str(e)!r}, not invalid_input")
     if not malformed_error.startswith("invalid_input:"):
         sys.exit(f"a malformed payload got {malformed_error!r}, not invalid_input")
-
     print(
         json.dumps(
             {
