@@ -134,7 +134,7 @@ impl Keys {
     }
 
     /// Counts a request against the key's rate.
-    fn admit(&self, key_id: &str) -> Result<(), Problem> {
+    pub(crate) fn admit(&self, key_id: &str) -> Result<(), Problem> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -149,7 +149,7 @@ impl Keys {
         }
     }
 
-    fn mark_used(&self, key_id: &str) {
+    pub(crate) fn mark_used(&self, key_id: &str) {
         self.used
             .lock()
             .expect("not poisoned")

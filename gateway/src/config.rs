@@ -31,6 +31,8 @@ pub struct GatewayConfig {
     /// those a stopping gateway cannot write are lost (their workers still write them
     /// when they run the jobs).
     pub spool_dir: Option<PathBuf>,
+    /// The dashboard's settings (`GITFLEET_GATEWAY_UI_*`).
+    pub ui: UiConfig,
     pub queue: QueueConfig,
     pub store: StoreConfig,
     /// The per-job limits jobs are checked by (the workers' `GITFLEET_JOB_MAX_*`).
@@ -67,9 +69,103 @@ impl GatewayConfig {
             spool_dir: std::env::var_os("GITFLEET_GATEWAY_SPOOL_DIR")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            ui: UiConfig::from_env()?,
             queue: QueueConfig::from_env()?,
             store: StoreConfig::from_env()?,
             limits: JobLimits::from_env()?,
         })
+    }
+}
+
+/// The dashboard (`/ui`, docs/dashboard.md).
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    /// `GITFLEET_GATEWAY_UI_BASE`, default `/ui`: the path browsers reach the dashboard at.
+    /// Every link, form and the session cookie's path start with it. Behind a proxy that
+    /// serves the gateway under a prefix, set it to `<prefix>/ui`: the gateway answers the
+    /// dashboard there and at `/ui` both, so a proxy that strips the prefix works as well
+    /// as one that passes the path on.
+    pub base: String,
+    /// `GITFLEET_GATEWAY_UI_SESSION_HOURS`, default 12: how long a sign-in lasts (never past
+    /// its key's expiry; a revoked key ends its sessions at once).
+    pub session_ttl: Duration,
+    /// `GITFLEET_GATEWAY_UI_LIVE_MS`, default 1000: how often live pages are updated (one set
+    /// of queries per interval per gateway, however many pages are open).
+    pub live_interval: Duration,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            base: "/ui".into(),
+            session_ttl: Duration::from_secs(12 * 3600),
+            live_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl UiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let base = check_base(&string_var("GITFLEET_GATEWAY_UI_BASE", "/ui"))
+            .map_err(|why| ConfigError::new("GITFLEET_GATEWAY_UI_BASE", why))?;
+        let hours = parse_var("GITFLEET_GATEWAY_UI_SESSION_HOURS", 12.0f64)?;
+        if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 90.0) {
+            return Err(ConfigError::new(
+                "GITFLEET_GATEWAY_UI_SESSION_HOURS",
+                format!("{hours} is not a number of hours above 0 and at most 2160 (90 days)"),
+            ));
+        }
+        let live_ms = parse_var("GITFLEET_GATEWAY_UI_LIVE_MS", 1000u64)?;
+        if !(100..=60_000).contains(&live_ms) {
+            return Err(ConfigError::new(
+                "GITFLEET_GATEWAY_UI_LIVE_MS",
+                format!("{live_ms} is not from 100 to 60000 milliseconds"),
+            ));
+        }
+        Ok(Self {
+            base,
+            session_ttl: Duration::from_secs_f64(hours * 3600.0),
+            live_interval: Duration::from_millis(live_ms),
+        })
+    }
+}
+
+/// A dashboard base path: `/` and one or more segments of letters, digits, `-`, `_`, `.`,
+/// without a trailing `/` (`/ui`, `/gitfleet/ui`).
+pub fn check_base(base: &str) -> Result<String, String> {
+    let trimmed = base.trim().trim_end_matches('/');
+    let ok = trimmed.starts_with('/')
+        && trimmed.len() <= 200
+        && trimmed[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if ok {
+        Ok(trimmed.to_string())
+    } else {
+        Err(format!(
+            "{base:?} is not a path like /ui or /gitfleet/ui (segments of letters, digits, \
+             '-', '_', '.'; not / alone)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_base;
+
+    #[test]
+    fn a_base_path_is_checked() {
+        assert_eq!(check_base("/ui").unwrap(), "/ui");
+        assert_eq!(check_base("/gitfleet/ui/").unwrap(), "/gitfleet/ui");
+        for bad in [
+            "", "/", "ui", "/a//b", "/a/../b", "/a b", "/a?x", "/\"\"", "/é",
+        ] {
+            assert!(check_base(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -7,6 +7,8 @@
 //!   9457 problem documents ([`problem`]);
 //! - MCP tools for agents at `/mcp` (Streamable HTTP, stateless; `gitfleet-mcp`), for
 //!   producer keys and above;
+//! - the dashboard for people at `/ui` (server-rendered pages, signed in with an API key;
+//!   [`ui`], docs/dashboard.md);
 //! - `/healthz` and `/readyz`, without auth;
 //! - the reference: `/openapi.json` (OpenAPI 3.1, [`openapi`]) and `/docs` (it rendered,
 //!   [`docs`]), without auth.
@@ -24,6 +26,7 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod state;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .route("/docs", get(docs::serve))
         .merge(mcp)
+        .merge(ui::router(&state.config.ui))
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -261,6 +265,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<(AppState, Backgroun
         client,
         store,
         keys,
+        live: Arc::new(ui::live::Live::new(config.ui.live_interval)),
         config: Arc::new(config),
         shutdown: stop.clone(),
     });

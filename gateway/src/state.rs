@@ -35,6 +35,8 @@ pub struct Shared {
     pub store: Store,
     pub keys: Arc<Keys>,
     pub config: Arc<GatewayConfig>,
+    /// The dashboard's live feed (one per process, shared by every open page).
+    pub live: Arc<crate::ui::live::Live>,
     /// Cancelled when the gateway stops (ends the MCP service's streams).
     pub shutdown: tokio_util::sync::CancellationToken,
 }

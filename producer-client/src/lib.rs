@@ -357,6 +357,11 @@ impl Client {
         self.queue.job(id).await
     }
 
+    /// Job `id` as it was enqueued (op and args), while the queue keeps its record.
+    pub async fn job_spec(&self, id: &str) -> Result<Option<JobSpec>, QueueError> {
+        self.queue.job_spec(id).await
+    }
+
     /// Waits up to `timeout` for job `id` to be done, dead or cancelled; returns its record
     /// as it is then (check [`JobStatus::is_final`]).
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {

@@ -37,6 +37,15 @@ impl Queue {
         Ok(Some(record_from_fields(id, &fields)?))
     }
 
+    /// The job `id` as it was enqueued (its op and args), while its record is kept; `None`
+    /// when there is no such job (or it expired), or its payload is not a job.
+    pub async fn job_spec(&self, id: &str) -> Result<Option<JobSpec>, QueueError> {
+        check_job_id(id)?;
+        let mut conn = self.conn();
+        let payload: Option<String> = conn.hget(self.keys.job(id), "payload").await?;
+        Ok(payload.and_then(|p| JobSpec::parse(&p).ok()))
+    }
+
     /// Waits until job `id` is done, dead or cancelled, or `timeout` passes, and returns its
     /// record as it then is. Blocks on Redis (no polling): the finishing worker (or the
     /// canceller) pushes a token to the job's wake list, which waiters rotate so that every

@@ -1,5 +1,5 @@
 //! gitfleet-store: the durable record in Postgres: job history, the sandbox registry, workers, organizations
-//! and their sandbox-hour budgets, the scheduler's runs, the API keys (tables in `migrations/`).
+//! and their sandbox-hour budgets, the scheduler's runs, the API keys, the dashboard's sessions (tables in `migrations/`).
 //!
 //! Redis stays the bus; nothing in the job path waits on Postgres. Workers hand [`Record`]s
 //! to a background [`writer`] that batches them, keeps them (in memory, then in a spool file)
@@ -11,6 +11,7 @@
 
 mod budget;
 mod config;
+mod dashboard;
 mod history;
 mod keys;
 mod record;
@@ -25,6 +26,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use budget::{Budgets, CheckError, OrgSpend, budget_exceeded, exempt_from_budget};
 pub use config::StoreConfig;
+pub use dashboard::{
+    JobChange, MinuteCount, PickupLatency, SandboxCounts, is_token, random_token, session_hash,
+};
 pub use history::{
     CursorError, JobCursor, JobFilter, JobHistory, JobPage, JobRow, RunRow, SandboxFilter,
     SandboxRow, SchedulerRun,

@@ -37,6 +37,7 @@ impl Gateway {
             rate_burst: RATE_PER_SEC,
             key_cache: Duration::from_secs(5),
             spool_dir: None,
+            ui: gitfleet_gateway::config::UiConfig::default(),
             queue,
             store: StoreConfig {
                 database_url: Some(database_url.to_string()),

@@ -343,7 +343,7 @@ fn new_record(job: BatchJob, enqueued: &Enqueued) -> Option<JobRecord> {
 }
 
 /// Checks a job id's shape (a ULID), naming it.
-fn check_id(id: &str) -> Result<(), Problem> {
+pub(crate) fn check_id(id: &str) -> Result<(), Problem> {
     if id.len() == 26 && id.chars().all(|c| c.is_ascii_alphanumeric()) {
         Ok(())
     } else {
@@ -360,7 +360,11 @@ fn no_such_job(id: &str) -> Problem {
 
 /// Job `id` as the caller may see it: its live record in Redis, else its row in the
 /// history. Another organization's job is answered as for no job at all.
-async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, Problem> {
+pub(crate) async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<JobRecord, Problem> {
     check_id(id)?;
     if let Some(record) = state.client.job(id).await? {
         return if caller.sees(record.org.as_deref()) {
@@ -651,8 +655,18 @@ pub async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
+    retry_job(&state, &caller, &id).await.map(Json)
+}
+
+/// Retries dead job `id` for `caller` (an operator or above): `POST /v1/jobs/{id}/retry`
+/// and the dashboard's Retry button both. Its record after.
+pub(crate) async fn retry_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<JobRecord, Problem> {
     caller.require(Role::Operator)?;
-    let record = visible(&state, &caller, &id).await?;
+    let record = visible(state, caller, id).await?;
     if record.status != JobStatus::Dead {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -663,9 +677,9 @@ pub async fn retry(
             ),
         ));
     }
-    let (st, retry_id) = (state.clone(), id.clone());
+    let (st, retry_id) = (state.clone(), id.to_string());
     run_to_end(async move { st.client.retry(&retry_id).await }).await??;
-    visible(&state, &caller, &id).await.map(Json)
+    visible(state, caller, id).await
 }
 
 /// `DELETE /v1/jobs/{id}`: cancels a waiting or delayed job; a running one is `409`.
@@ -674,10 +688,20 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
+    cancel_job(&state, &caller, &id).await.map(Json)
+}
+
+/// Cancels waiting or delayed job `id` for `caller` (an operator or above): `DELETE
+/// /v1/jobs/{id}` and the dashboard's Cancel button both. Its record after.
+pub(crate) async fn cancel_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<JobRecord, Problem> {
     caller.require(Role::Operator)?;
-    let record = visible(&state, &caller, &id).await?;
+    let record = visible(state, caller, id).await?;
     // For the job's own organization (an admin acts on any).
-    let (st, cancel_id) = (state.clone(), id.clone());
+    let (st, cancel_id) = (state.clone(), id.to_string());
     let cancelled = run_to_end(async move {
         st.client
             .cancel_for(&cancel_id, record.org.as_deref())
@@ -686,11 +710,11 @@ pub async fn cancel(
     .await?;
     match cancelled {
         Ok(Some(_)) => {}
-        Ok(None) => return Err(no_such_job(&id)),
+        Ok(None) => return Err(no_such_job(id)),
         Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
             return Err(Problem::new(StatusCode::CONFLICT, "conflict", e.message));
         }
         Err(e) => return Err(e.into()),
     }
-    visible(&state, &caller, &id).await.map(Json)
+    visible(state, caller, id).await
 }

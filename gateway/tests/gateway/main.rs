@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod dashboard;
 mod errors;
 mod examples;
 mod fleet;
