@@ -4,6 +4,7 @@
 
 mod support;
 
+mod actions;
 mod auth;
 mod errors;
 mod examples;
