@@ -73,10 +73,7 @@ async fn a_scan_counts_every_match_across_chunks_and_an_action_moves_exactly_tho
         }
         let _: u64 = cmd.query_async(&mut redis).await.unwrap();
     }
-    let tied: u64 = redis
-        .zcount(keys.delayed("jobs"), due, due)
-        .await
-        .unwrap();
+    let tied: u64 = redis.zcount(keys.delayed("jobs"), due, due).await.unwrap();
     assert!(tied >= 2_200, "{tied}");
 
     // The scan: exact counts, nothing changed.

@@ -134,7 +134,10 @@ async fn audit_entries_of_actions_taken_while_postgres_is_away_are_spooled_and_w
         .await
         .unwrap()
         .token;
-    let fleet = Fleet::builder("gateway-audit-spool").workers(0).start().await;
+    let fleet = Fleet::builder("gateway-audit-spool")
+        .workers(0)
+        .start()
+        .await;
     let spool = fleet.tmp().join("gateway-spool");
     let url = pg.url();
     let spool_dir = spool.to_string_lossy().into_owned();
@@ -178,7 +181,10 @@ async fn audit_entries_of_actions_taken_while_postgres_is_away_are_spooled_and_w
     assert_eq!(res.status().as_u16(), 200);
     gw.stop();
     let (text, files) = spooled(&spool);
-    assert!(text.contains("job.cancel") && text.contains("job.delete"), "{files:?}\n{text}");
+    assert!(
+        text.contains("job.cancel") && text.contains("job.delete"),
+        "{files:?}\n{text}"
+    );
     let secret = key.rsplit('_').next().unwrap();
     assert!(!text.contains(secret), "a key's secret in the spool");
 
@@ -208,11 +214,19 @@ async fn audit_entries_of_actions_taken_while_postgres_is_away_are_spooled_and_w
         ],
         "newest first"
     );
-    assert!(entries.iter().all(|e| e.key_name.as_deref() == Some("night shift")
-        && e.outcome == "ok"));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.key_name.as_deref() == Some("night shift") && e.outcome == "ok")
+    );
     // The deleted job's row is marked too.
     let row = eventually("the deleted row", Duration::from_secs(30), async || {
-        store.job_row(&ids[1]).await.ok().flatten().filter(|r| r.deleted_at.is_some())
+        store
+            .job_row(&ids[1])
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.deleted_at.is_some())
     })
     .await;
     assert_eq!(row.status, "cancelled");
