@@ -30,6 +30,8 @@ use gitfleet_contract::Role;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_id: String,
+    /// What the key is for, as its creator named it (for the audit log).
+    pub key_name: Option<String>,
     pub org: String,
     pub role: Role,
 }
@@ -207,6 +209,7 @@ impl FromRequestParts<AppState> for Caller {
         state.keys.mark_used(&key.id);
         Ok(Caller {
             key_id: key.id,
+            key_name: key.name,
             org: key.org,
             role: key.role,
         })

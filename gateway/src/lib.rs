@@ -3,8 +3,9 @@
 //! A stateless HTTP server (axum): any number of replicas may run behind a load balancer,
 //! all of them over the same Redis and Postgres. It serves
 //!
-//! - the JSON API under `/v1` (jobs, queues, workers, sandboxes, usage, keys), errors as RFC
-//!   9457 problem documents ([`problem`]);
+//! - the JSON API under `/v1` (jobs, queues, workers, sandboxes, usage, keys, the audit
+//!   log), errors as RFC 9457 problem documents ([`problem`]); every action through it is
+//!   an audit entry ([`audit`]);
 //! - MCP tools for agents at `/mcp` (Streamable HTTP, stateless; `gitfleet-mcp`), for
 //!   producer keys and above;
 //! - the dashboard for people at `/ui` (server-rendered pages, signed in with an API key;
@@ -18,6 +19,7 @@
 //! library as the CLI's, stamped with the key's organization; their rows are written by a
 //! background writer, never in the request path. docs/api.md is the reference.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod docs;
@@ -48,7 +50,7 @@ use gitfleet_contract::Redactor;
 
 /// Every route of the gateway, on `state`.
 pub fn router(state: AppState) -> Router {
-    use routes::{fleet, health, jobs};
+    use routes::{audit, fleet, health, jobs};
     let max_body = state.config.max_body_bytes;
     let mcp = Router::new()
         .nest_service(
@@ -65,7 +67,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/jobs/actions", post(jobs::bulk))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/jobs/{id}/delete", post(jobs::delete))
+        .route("/v1/jobs/{id}/run-now", post(jobs::run_now))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/queues", get(fleet::queues))
         .route("/v1/workers", get(fleet::workers))
         .route("/v1/sandboxes", get(fleet::sandboxes))

@@ -51,6 +51,28 @@ pub const ROUTES: &[Route] = &[
         job_events,
     ),
     route("post", "/v1/jobs/{id}/retry", "retryJob", "jobs", retry_job),
+    route(
+        "post",
+        "/v1/jobs/{id}/delete",
+        "deleteJob",
+        "jobs",
+        delete_job,
+    ),
+    route(
+        "post",
+        "/v1/jobs/{id}/run-now",
+        "runJobNow",
+        "jobs",
+        run_job_now,
+    ),
+    route(
+        "post",
+        "/v1/jobs/actions",
+        "bulkJobAction",
+        "jobs",
+        bulk_job_action,
+    ),
+    route("get", "/v1/audit", "listAudit", "audit", list_audit),
     route("get", "/v1/queues", "listQueues", "fleet", list_queues),
     route("get", "/v1/workers", "listWorkers", "fleet", list_workers),
     route(
@@ -105,13 +127,19 @@ const TAGS: &[(&str, &str)] = &[
     (
         "jobs",
         "Enqueue jobs (one, or many in one round trip), read and wait for them, follow their \
-         events, list the history, retry and cancel.",
+         events, list and search the history; retry, cancel, delete and run now, one job or \
+         every job matching a filter.",
     ),
     (
         "fleet",
         "The queues, workers and sandboxes, and an organization's usage.",
     ),
     ("keys", "API keys (admin keys only)."),
+    (
+        "audit",
+        "The audit log: every action taken through the API or the dashboard (operator and \
+         admin keys).",
+    ),
     (
         "mcp",
         "gitfleet's git tools for agents over MCP (Streamable HTTP, stateless): JSON-RPC 2.0 \
@@ -501,10 +529,13 @@ fn create_jobs(b: &mut Builder) -> Operation {
 fn list_jobs(b: &mut Builder) -> Operation {
     let page = b.schema::<jobs::JobPage>();
     Operation::new(
-        "List jobs from the history, newest first",
+        "List and search jobs from the history, newest first",
         "From Postgres, which the gateway writes in the background: a job enqueued a moment \
-         ago may not be listed yet. Pages by cursor: `next` (also in `Link`, `rel=\"next\"`) \
-         is the next page's URL, absent on the last.",
+         ago may not be listed yet. Search by job id (`id`: exact, or a prefix) and by text \
+         in the error message (`q`, served by a trigram index); `sort` by enqueue or finish \
+         time. Pages by cursor: `next` (also in `Link`, `rel=\"next\"`) is the next page's \
+         URL, absent on the last. `total` counts every matching job: exact up to 10,000, \
+         otherwise the planner's estimate (`total_is_estimate`).",
         Some(Role::Viewer),
     )
     .params(b.query::<jobs::ListParams>())
@@ -540,10 +571,11 @@ fn cancel_job(b: &mut Builder) -> Operation {
     Operation::new(
         "Cancel a waiting or delayed job",
         "It leaves its queue, never runs, and ends `cancelled`. A running or finished job is \
-         `409`.",
+         `409`. An audit entry (`job.cancel`).",
         Some(Role::Operator),
     )
     .param(job_id())
+    .param(surface_header())
     .answer(200, json_answer("The cancelled job's record.", record))
     .problems(&[400, 403, 404, 409, 500, 503])
 }
@@ -588,12 +620,106 @@ fn retry_job(b: &mut Builder) -> Operation {
     Operation::new(
         "Retry a dead job",
         "The job goes back to its queue with a fresh set of attempts. A job that is not dead \
-         is `409`.",
+         is `409`. An audit entry (`job.retry`).",
         Some(Role::Operator),
     )
     .param(job_id())
+    .param(surface_header())
     .answer(200, json_answer("The job's record, waiting again.", record))
     .problems(&[400, 403, 404, 409, 500, 503])
+}
+
+/// The `Gitfleet-Surface` header every action takes (for its audit entry).
+fn surface_header() -> Value {
+    json!({
+        "name": "Gitfleet-Surface",
+        "in": "header",
+        "required": false,
+        "description": "Where the action is taken, for its audit entry: `api` (default) or \
+                        `ui` (the dashboard). The caller's word.",
+        "schema": { "type": "string", "enum": ["api", "ui"] },
+    })
+}
+
+fn delete_job(b: &mut Builder) -> Operation {
+    let record = b.schema::<JobRecord>();
+    Operation::new(
+        "Delete a dead or delayed job",
+        "The job is removed from Redis (its record and its dead or delayed set) and never \
+         runs; its row in the history stays, with `deleted_at` (a deleted delayed job ends \
+         `cancelled` there). Answers the record as it was. Any other state is `409`. An \
+         audit entry (`job.delete`).",
+        Some(Role::Operator),
+    )
+    .param(job_id())
+    .param(surface_header())
+    .answer(
+        200,
+        json_answer("The deleted job's record, as it was.", record),
+    )
+    .problems(&[400, 403, 404, 409, 500, 503])
+}
+
+fn run_job_now(b: &mut Builder) -> Operation {
+    let record = b.schema::<JobRecord>();
+    Operation::new(
+        "Run a delayed job now",
+        "A job due later (`delay_secs`), or waiting out a retry's backoff, joins its queue's \
+         backlog now (as if it had come due). Any other state is `409`. An audit entry \
+         (`job.run_now`).",
+        Some(Role::Operator),
+    )
+    .param(job_id())
+    .param(surface_header())
+    .answer(200, json_answer("The job's record, waiting.", record))
+    .problems(&[400, 403, 404, 409, 500, 503])
+}
+
+fn bulk_job_action(b: &mut Builder) -> Operation {
+    let req = b.schema::<jobs::BulkRequest>();
+    let out = b.schema::<jobs::BulkOutcome>();
+    Operation::new(
+        "Retry, delete or run now every dead or delayed job matching a filter",
+        "First a dry run (`dry_run: true`, the default) answers `matched` and changes \
+         nothing; then the same request with `dry_run: false` and `expect: <matched>` acts. \
+         It is refused with `409` if more jobs match than `expect` (fewer is fine). The jobs \
+         are found in chunks and acted on in chunks (no long Redis call); a matched job that \
+         left the state before its chunk ran is `skipped`, and a job that came to match \
+         after the scan is not acted on. At most 100,000 jobs per action. A key that is not \
+         an admin's acts on its organization's jobs only. An audit entry \
+         (`jobs.retry`, `jobs.delete`, `jobs.run_now`), dry runs aside.",
+        Some(Role::Operator),
+    )
+    .param(surface_header())
+    .body(json_body("The action and its filter.", req))
+    .answer(200, json_answer("What matched, and what was done.", out))
+    .problems(&[400, 403, 409, 413, 500, 503])
+}
+
+fn list_audit(b: &mut Builder) -> Operation {
+    let list = b.schema::<crate::routes::audit::AuditList>();
+    Operation::new(
+        "List the audit log, newest first",
+        "Every action taken through the API or the dashboard: who (the key's id, name, role \
+         and organization; never its secret), what, when, on which jobs, from which surface, \
+         and how it ended (`ok`, or the problem's kind). An operator key reads its \
+         organization's entries; an admin every organization's, or `org`'s. Entries are \
+         written in the background: one may appear a moment after its action. Pages by \
+         cursor, as `GET /v1/jobs`.",
+        Some(Role::Operator),
+    )
+    .params(b.query::<crate::routes::audit::AuditParams>())
+    .answer(
+        200,
+        with_headers(
+            json_answer("A page of entries.", list),
+            &[(
+                "Link",
+                "`</v1/audit?...&cursor=...>; rel=\"next\"`, when there is a next page.",
+            )],
+        ),
+    )
+    .problems(&[400, 403, 503])
 }
 
 fn list_queues(b: &mut Builder) -> Operation {
@@ -637,9 +763,11 @@ fn release_sandbox(b: &mut Builder) -> Operation {
     Operation::new(
         "Release a live sandbox",
         "Through the worker that holds it (a `release` job for the sandbox's organization). \
-         Answers the job's record: `200` once it ended, `202` if it is still going after 30 s.",
+         Answers the job's record: `200` once it ended, `202` if it is still going after 30 s. \
+         An audit entry (`sandbox.release`).",
         Some(Role::Operator),
     )
+    .param(surface_header())
     .param(path_param(
         "id",
         "The sandbox's id: `<worker id>.<ulid>`.",
@@ -692,9 +820,10 @@ fn create_key(b: &mut Builder) -> Operation {
     Operation::new(
         "Make an API key",
         "The answer's `key` is the only time the key is shown: Postgres keeps only a hash \
-         of its secret.",
+         of its secret. An audit entry (`key.create`; never the key).",
         Some(Role::Admin),
     )
+    .param(surface_header())
     .body(json_body("The key to make.", req))
     .answer(
         201,
@@ -719,9 +848,11 @@ fn list_keys(b: &mut Builder) -> Operation {
 fn revoke_key(_: &mut Builder) -> Operation {
     Operation::new(
         "Revoke an API key",
-        "For good; every replica stops taking it within `GITFLEET_GATEWAY_KEY_CACHE_SECS`.",
+        "For good; every replica stops taking it within `GITFLEET_GATEWAY_KEY_CACHE_SECS`. \
+         An audit entry (`key.revoke`).",
         Some(Role::Admin),
     )
+    .param(surface_header())
     .param(path_param(
         "id",
         "The key's id: the 16 hex digits after `gfk_`.",

@@ -29,7 +29,10 @@ pub use gitfleet_contract::{
     DEFAULT_QUEUE, EnqueueOptions, Enqueued, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
     OpArgs, OpName, ops,
 };
-pub use gitfleet_queue::{Cancelled, QueueConfig, QueueError, QueueStats, WorkerInfo};
+pub use gitfleet_queue::{
+    ActReport, Acted, BulkAction, BulkFilter, Cancelled, Matched, QueueConfig, QueueError,
+    QueueStats, WorkerInfo,
+};
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
 use gitfleet_contract::Redactor;
@@ -430,12 +433,90 @@ impl Client {
         Ok(())
     }
 
+    /// Does `action` to `jobs` (found by [`Queue::matching`] with `filter`), each only if
+    /// it still matches then ([`Queue::act`]), and writes what happened to their rows: a
+    /// retried job's row starts over, a deleted one's is marked `deleted_at` (a deleted
+    /// delayed job ends `cancelled`), a job run now is `waiting`.
+    pub async fn act(
+        &self,
+        action: BulkAction,
+        filter: &BulkFilter,
+        jobs: &[Matched],
+    ) -> Result<ActReport, QueueError> {
+        let report = self.queue.act(action, filter, jobs).await?;
+        for a in &report.acted {
+            self.record(acted_record(action, filter.state, a)).await;
+        }
+        Ok(report)
+    }
+
+    /// [`Client::act`] on one job, for organization `org` (`None`: any), as
+    /// [`Queue::act_on`]: `Ok(None)` for no such job (or another organization's), a
+    /// `conflict` for a job in a state the action does not take.
+    pub async fn act_on(
+        &self,
+        action: BulkAction,
+        id: &str,
+        org: Option<&str>,
+    ) -> Result<Option<Acted>, QueueError> {
+        let state = self.queue.job(id).await?.map(|r| r.status);
+        let Some(acted) = self.queue.act_on(action, id, org).await? else {
+            return Ok(None);
+        };
+        let state = match (action, state) {
+            (BulkAction::Delete, Some(JobStatus::Dead)) => JobStatus::Dead,
+            (BulkAction::Retry, _) => JobStatus::Dead,
+            _ => JobStatus::Delayed,
+        };
+        self.record(acted_record(action, state, &acted)).await;
+        Ok(Some(acted))
+    }
+
+    /// The background writer this client records through, if any (the gateway's audit
+    /// log goes through it too).
+    pub fn recorder(&self) -> Option<&store::Recorder> {
+        self.background.as_ref().map(|(r, _)| r)
+    }
+
     /// Hands `record` to the background writer, or writes it (best effort).
-    async fn record(&self, record: store::Record) {
+    pub async fn record(&self, record: store::Record) {
         if let Some((recorder, _)) = &self.background {
             recorder.record(record);
         } else if let Some(store) = &self.store {
             let _ = store.apply(&[record]).await;
         }
+    }
+}
+
+/// The record of what a by-hand action did to one job.
+fn acted_record(action: BulkAction, state: JobStatus, a: &Acted) -> store::Record {
+    let base = store::JobEvent {
+        org_id: a.org.clone(),
+        enqueued_at: a.enqueued_at,
+        ..store::JobEvent::new(&a.job_id, &a.op, &a.queue, JobStatus::Waiting, None)
+    };
+    match action {
+        // Its row starts over (attempts from 0), whatever it said before.
+        BulkAction::Retry => store::Record::Job(store::JobEvent {
+            reset: true,
+            ..base
+        }),
+        BulkAction::Delete => store::Record::JobDeleted(store::DeletedJob {
+            job_id: a.job_id.clone(),
+            op: a.op.clone(),
+            queue: a.queue.clone(),
+            org_id: a.org.clone(),
+            was: state,
+            attempts: a.attempts.saturating_add(a.given_back),
+            enqueued_at: a.enqueued_at,
+            at: chrono::Utc::now(),
+        }),
+        // Waiting at the runs it had (with those given back, as a cancel counts them, so
+        // it passes the row of a run given back), its last error kept.
+        BulkAction::RunNow => store::Record::Job(store::JobEvent {
+            attempts: a.attempts.saturating_add(a.given_back),
+            error: a.error.clone(),
+            ..base
+        }),
     }
 }

@@ -8,6 +8,7 @@
 //! `docs/queue.md`, which is also why the scripts take their keys the way they do: a
 //! producer in any language runs `lua/enqueue.lua` itself.
 
+mod bulk;
 mod cancel;
 mod config;
 mod consume;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client};
 
+pub use bulk::{ActReport, Acted, BulkAction, BulkFilter, Matched};
 pub use cancel::Cancelled;
 pub use config::QueueConfig;
 pub use consume::{AnsweredJob, Delivery, Finished, Outcome, ReapReport};

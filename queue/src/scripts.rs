@@ -24,6 +24,8 @@ pub(crate) static CANCEL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cancel.lua")));
 pub(crate) static RETRY_DEAD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/retry_dead.lua")));
+pub(crate) static BULK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/bulk.lua")));
 pub(crate) static REGISTER_WAITER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if redis.call('EXISTS', KEYS[1]) == 1 then \

@@ -29,19 +29,110 @@ pub struct JobFilter {
     pub since: Option<DateTime<Utc>>,
     /// Enqueued before this time.
     pub until: Option<DateTime<Utc>>,
+    /// A job id (26 characters) or the start of one: exact, or by prefix.
+    pub id: Option<String>,
+    /// Text in the error message, case-insensitive (a trigram index serves it: at least 3
+    /// characters).
+    pub text: Option<String>,
+    /// Jobs on sandboxes of this repository (its URL as the clone gave it). A `clone` job's
+    /// own row names no sandbox, so it is not among them.
+    pub repo: Option<String>,
+    /// The list's order (default: newest enqueued first).
+    pub sort: JobSort,
     /// Only the rows after this one in the list's order: the next page (keyset pagination,
     /// so a page costs the same however deep it is, and rows written meanwhile neither
-    /// repeat nor shift the pages).
+    /// repeat nor shift the pages). A cursor of another order is refused by
+    /// [`Store::jobs`].
     pub before: Option<JobCursor>,
     pub limit: i64,
 }
 
-/// Where a page of the job history ended: the last row's enqueue time and id. Opaque to
-/// callers as a string ([`JobCursor::encode`], [`JobCursor::decode`]).
+/// The order of a job listing: by enqueue or finish time, newest or oldest first, ties by
+/// id in the same direction. Rows without the time come first newest-first, last
+/// oldest-first; sorting by finish time lists finished jobs only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JobSort {
+    #[default]
+    EnqueuedDesc,
+    EnqueuedAsc,
+    FinishedDesc,
+    FinishedAsc,
+}
+
+impl JobSort {
+    /// As a query parameter has it: `enqueued_desc`, `enqueued_asc`, `finished_desc`,
+    /// `finished_asc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobSort::EnqueuedDesc => "enqueued_desc",
+            JobSort::EnqueuedAsc => "enqueued_asc",
+            JobSort::FinishedDesc => "finished_desc",
+            JobSort::FinishedAsc => "finished_asc",
+        }
+    }
+
+    pub const ALL: [JobSort; 4] = [
+        JobSort::EnqueuedDesc,
+        JobSort::EnqueuedAsc,
+        JobSort::FinishedDesc,
+        JobSort::FinishedAsc,
+    ];
+
+    fn column(self) -> &'static str {
+        match self {
+            JobSort::EnqueuedDesc | JobSort::EnqueuedAsc => "enqueued_at",
+            JobSort::FinishedDesc | JobSort::FinishedAsc => "finished_at",
+        }
+    }
+
+    fn descending(self) -> bool {
+        matches!(self, JobSort::EnqueuedDesc | JobSort::FinishedDesc)
+    }
+
+    /// The sort time of `row`.
+    fn time_of(self, row: &JobRow) -> Option<DateTime<Utc>> {
+        match self {
+            JobSort::EnqueuedDesc | JobSort::EnqueuedAsc => row.enqueued_at,
+            JobSort::FinishedDesc | JobSort::FinishedAsc => row.finished_at,
+        }
+    }
+}
+
+impl std::str::FromStr for JobSort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobSort::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not one of enqueued_desc, enqueued_asc, finished_desc, finished_asc"
+                )
+            })
+    }
+}
+
+/// How many rows match a listing's filter: exact up to [`EXACT_COUNT_MAX`], otherwise the
+/// planner's estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobCount {
+    pub total: i64,
+    pub is_estimate: bool,
+}
+
+/// Up to this many matching rows are counted exactly (a bounded count: it reads at most
+/// this many index entries); past it the total is the planner's estimate.
+pub const EXACT_COUNT_MAX: i64 = 10_000;
+
+/// Where a page of the job history ended: the listing's order, the last row's time in that
+/// order and its id. Opaque to callers as a string ([`JobCursor::encode`],
+/// [`JobCursor::decode`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobCursor {
-    /// `None` for a row without an enqueue time (they come first).
-    pub enqueued_at: Option<DateTime<Utc>>,
+    pub sort: JobSort,
+    /// `None` for a row without the sort's time.
+    pub at: Option<DateTime<Utc>>,
     pub job_id: String,
 }
 
@@ -51,22 +142,28 @@ pub struct JobCursor {
 pub struct CursorError(String);
 
 impl JobCursor {
-    /// The cursor of the page that follows `row`.
-    pub fn after(row: &JobRow) -> Self {
+    /// The cursor of the page that follows `row` in a listing ordered by `sort`.
+    pub fn after(sort: JobSort, row: &JobRow) -> Self {
         JobCursor {
-            enqueued_at: row.enqueued_at,
+            sort,
+            at: sort.time_of(row),
             job_id: row.job_id.clone(),
         }
     }
 
     /// base64url (no padding) of `<µs since the epoch>.<job id>` (`.<job id>` for a row
-    /// without an enqueue time).
+    /// without the time), preceded by `<sort>:` for an order other than the default (so the
+    /// cursors of earlier gateways still read).
     pub fn encode(&self) -> String {
         let micros = self
-            .enqueued_at
+            .at
             .map(|t| t.timestamp_micros().to_string())
             .unwrap_or_default();
-        URL_SAFE_NO_PAD.encode(format!("{micros}.{}", self.job_id))
+        let sort = match self.sort {
+            JobSort::EnqueuedDesc => String::new(),
+            other => format!("{}:", other.as_str()),
+        };
+        URL_SAFE_NO_PAD.encode(format!("{sort}{micros}.{}", self.job_id))
     }
 
     /// Reads a cursor [`JobCursor::encode`] made; anything else is refused, saying why.
@@ -80,6 +177,14 @@ impl JobCursor {
             .decode(text)
             .map_err(|_| bad("not base64url"))?;
         let inner = String::from_utf8(bytes).map_err(|_| bad("not a cursor of this listing"))?;
+        let (sort, inner) = match inner.split_once(':') {
+            Some((sort, rest)) => (
+                sort.parse::<JobSort>()
+                    .map_err(|_| bad("not a cursor of this listing: no order in it"))?,
+                rest,
+            ),
+            None => (JobSort::EnqueuedDesc, inner.as_str()),
+        };
         let (micros, job_id) = inner
             .split_once('.')
             .ok_or_else(|| bad("not a cursor of this listing"))?;
@@ -89,7 +194,7 @@ impl JobCursor {
         {
             return Err(bad("not a cursor of this listing: no job id in it"));
         }
-        let enqueued_at = match micros {
+        let at = match micros {
             "" => None,
             us => Some(
                 us.parse::<i64>()
@@ -99,7 +204,8 @@ impl JobCursor {
             ),
         };
         Ok(JobCursor {
-            enqueued_at,
+            sort,
+            at,
             job_id: job_id.to_string(),
         })
     }
@@ -128,7 +234,7 @@ pub struct SandboxFilter {
 }
 
 /// A job's row.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct JobRow {
     pub job_id: String,
     pub op: String,
@@ -156,6 +262,10 @@ pub struct JobRow {
     #[serde(with = "rfc3339_micros")]
     #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub retry_at: Option<DateTime<Utc>>,
+    /// When it was deleted by hand (a dead or delayed job, gone from Redis since).
+    #[serde(with = "rfc3339_micros")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// One run (attempt) of a job.
@@ -235,57 +345,112 @@ pub struct SchedulerRun {
 }
 
 impl Store {
-    /// Jobs matching `filter`, most recently enqueued first, ties by id (descending). Rows
-    /// without an enqueue time (a job retried by hand that the record had never seen) come
-    /// before all others.
+    /// Jobs matching `filter`, in its order (newest enqueued first by default, ties by id
+    /// in the same direction). Rows without the order's time come first newest-first, last
+    /// oldest-first.
+    ///
+    /// Built per request from the filters that are set (a `QueryBuilder`, every value a
+    /// bound parameter), not one static statement with `$n IS NULL OR ...` arms: a search,
+    /// a repository and four orders make too many combinations for one statement, and each
+    /// shape planned on its own keeps its index (the trigram index for `text`, the order's
+    /// index for the cursor) whatever plan Postgres caches.
     pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
-        let (before_at, before_id) = match &filter.before {
-            Some(c) => (c.enqueued_at, Some(c.job_id.as_str())),
-            None => (None, None),
-        };
-        // One statement for every combination of filters: a filter left open is a NULL
-        // parameter, folded away when Postgres plans the statement for its values, so the
-        // index of the filter that is set serves it (migrations/).
-        Ok(sqlx::query_as!(
-            JobRow,
-            r#"
-SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task_id, sandbox_id,
-       worker_id, error_kind, error_message, result, enqueued_at, started_at, finished_at, retry_at
-  FROM jobs
- WHERE ($1::text IS NULL OR status = $1)
-   AND ($2::text IS NULL OR op = $2)
-   AND ($3::text IS NULL OR org_id = $3)
-   AND ($4::text IS NULL OR agent_id = $4)
-   AND ($5::text IS NULL OR task_id = $5)
-   AND ($6::text IS NULL OR sandbox_id = $6)
-   AND ($7::text IS NULL OR queue = $7)
-   AND ($8::timestamptz IS NULL OR enqueued_at >= $8)
-   AND ($9::timestamptz IS NULL OR enqueued_at < $9)
-   -- After the cursor's row ($10 its time, NULL when it has none; $11 its id), in the order
-   -- below. Rows without a time come first (DESC puts NULLs first, as the indexes on
-   -- enqueued_at DESC keep them), so the cursor of a timed row is one row comparison,
-   -- which bounds the index scan: a deep page costs what the first one does.
-   AND ($11::text IS NULL
-        OR (enqueued_at, job_id) < ($10::timestamptz, $11)
-        OR ($10::timestamptz IS NULL AND (enqueued_at IS NOT NULL OR job_id < $11)))
- ORDER BY enqueued_at DESC, job_id DESC
- LIMIT $12
-"#,
-            filter.status,
-            filter.op,
-            filter.org,
-            filter.agent,
-            filter.task,
-            filter.sandbox,
-            filter.queue,
-            filter.since,
-            filter.until,
-            before_at,
-            before_id,
-            filter.limit.max(0),
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        if let Some(c) = &filter.before
+            && c.sort != filter.sort
+        {
+            return Err(StoreError::Invalid {
+                field: "cursor",
+                message: format!(
+                    "cursor: made for sort={}, not {} (pass the `next` of a page as it is)",
+                    c.sort.as_str(),
+                    filter.sort.as_str()
+                ),
+            });
+        }
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, \
+             task_id, sandbox_id, worker_id, error_kind, error_message, result, enqueued_at, \
+             started_at, finished_at, retry_at, deleted_at FROM jobs WHERE TRUE",
+        );
+        push_conditions(&mut q, filter);
+        let sort = filter.sort;
+        let col = sort.column();
+        if let Some(c) = &filter.before {
+            // After the cursor's row in the order below; one row comparison for a timed
+            // row, which bounds the index scan: a deep page costs what the first one does.
+            match (sort.descending(), c.at) {
+                (true, Some(t)) => {
+                    q.push(format!(" AND ({col}, job_id) < ("));
+                    q.push_bind(t)
+                        .push(", ")
+                        .push_bind(c.job_id.clone())
+                        .push(")");
+                }
+                (true, None) => {
+                    q.push(format!(" AND ({col} IS NOT NULL OR job_id < "));
+                    q.push_bind(c.job_id.clone()).push(")");
+                }
+                (false, Some(t)) => {
+                    q.push(format!(" AND (({col}, job_id) > ("));
+                    q.push_bind(t).push(", ").push_bind(c.job_id.clone());
+                    q.push(format!(") OR {col} IS NULL)"));
+                }
+                (false, None) => {
+                    q.push(format!(" AND {col} IS NULL AND job_id > "));
+                    q.push_bind(c.job_id.clone());
+                }
+            }
+        }
+        if sort.descending() {
+            q.push(format!(" ORDER BY {col} DESC NULLS FIRST, job_id DESC"));
+        } else {
+            q.push(format!(" ORDER BY {col} ASC NULLS LAST, job_id ASC"));
+        }
+        q.push(" LIMIT ").push_bind(filter.limit.max(0));
+        Ok(q.build_query_as::<JobRow>().fetch_all(&self.pool).await?)
+    }
+
+    /// How many jobs match `filter` (its cursor and limit aside): counted exactly when the
+    /// planner expects at most a few times [`EXACT_COUNT_MAX`] and the bounded count finds
+    /// at most that many; otherwise the planner's estimate (`EXPLAIN`'s row count for the
+    /// filter), marked as one. Never a full count of a big table.
+    pub async fn count_jobs(&self, filter: &JobFilter) -> Result<JobCount, StoreError> {
+        let mut explain = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM jobs WHERE TRUE",
+        );
+        push_conditions(&mut explain, filter);
+        let (plan,): (sqlx::types::Json<Value>,) =
+            explain.build_query_as().fetch_one(&self.pool).await?;
+        let estimate = plan.0[0]["Plan"]["Plan Rows"]
+            .as_f64()
+            .map(|r| r.round() as i64)
+            .unwrap_or(i64::MAX);
+        if estimate > EXACT_COUNT_MAX * 5 {
+            return Ok(JobCount {
+                total: estimate,
+                is_estimate: true,
+            });
+        }
+        let mut count = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE TRUE",
+        );
+        push_conditions(&mut count, filter);
+        count
+            .push(" LIMIT ")
+            .push_bind(EXACT_COUNT_MAX + 1)
+            .push(") AS bounded");
+        let (n,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
+        if n <= EXACT_COUNT_MAX {
+            Ok(JobCount {
+                total: n,
+                is_estimate: false,
+            })
+        } else {
+            Ok(JobCount {
+                total: estimate.max(n),
+                is_estimate: true,
+            })
+        }
     }
 
     /// One page of [`Store::jobs`]: `filter.limit` rows at most, and the cursor of the next
@@ -300,7 +465,10 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
             .await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next = rows.last().filter(|_| more).map(JobCursor::after);
+        let next = rows
+            .last()
+            .filter(|_| more)
+            .map(|r| JobCursor::after(filter.sort, r));
         Ok(JobPage { rows, next })
     }
 
@@ -310,7 +478,8 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
             JobRow,
             r#"
 SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task_id, sandbox_id,
-       worker_id, error_kind, error_message, result, enqueued_at, started_at, finished_at, retry_at
+       worker_id, error_kind, error_message, result, enqueued_at, started_at, finished_at, retry_at,
+       deleted_at
   FROM jobs WHERE job_id = $1
 "#,
             job_id
@@ -395,4 +564,62 @@ SELECT task, tick AS "tick?", replica, outcome, detail, started_at AS "started_a
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// The `WHERE` conditions of a job listing's filter (after `WHERE TRUE`), each value bound.
+fn push_conditions(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, f: &JobFilter) {
+    let eq = |q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, col: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            q.push(format!(" AND {col} = ")).push_bind(v.clone());
+        }
+    };
+    eq(q, "status", &f.status);
+    eq(q, "op", &f.op);
+    eq(q, "org_id", &f.org);
+    eq(q, "agent_id", &f.agent);
+    eq(q, "task_id", &f.task);
+    eq(q, "sandbox_id", &f.sandbox);
+    eq(q, "queue", &f.queue);
+    if let Some(t) = f.since {
+        q.push(" AND enqueued_at >= ").push_bind(t);
+    }
+    if let Some(t) = f.until {
+        q.push(" AND enqueued_at < ").push_bind(t);
+    }
+    if let Some(id) = &f.id {
+        if id.len() == 26 {
+            q.push(" AND job_id = ").push_bind(id.clone());
+        } else {
+            // Ids are letters and digits (checked by the caller): nothing to escape.
+            // `text_pattern_ops` (0006) serves the prefix.
+            q.push(" AND job_id LIKE ").push_bind(format!("{id}%"));
+        }
+    }
+    if let Some(text) = &f.text {
+        q.push(" AND error_message ILIKE ")
+            .push_bind(format!("%{}%", like_escape(text)));
+    }
+    if let Some(repo) = &f.repo {
+        // The registry knows each sandbox's repository; its (repo_url, ...) index finds
+        // them, and the jobs' sandbox index their jobs.
+        q.push(" AND sandbox_id IN (SELECT sandbox_id FROM git_sandboxes WHERE repo_url = ")
+            .push_bind(repo.clone())
+            .push(")");
+    }
+    if matches!(f.sort, JobSort::FinishedDesc | JobSort::FinishedAsc) {
+        q.push(" AND finished_at IS NOT NULL");
+    }
+}
+
+/// `text` as a literal inside a `LIKE` pattern: `\`, `%` and `_` escaped (with `\`, the
+/// default escape character).
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

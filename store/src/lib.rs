@@ -9,6 +9,7 @@
 //! Queries are checked at compile time against the offline data in `.sqlx/` (see README.md,
 //! "Changing a query").
 
+mod audit;
 mod budget;
 mod config;
 mod dashboard;
@@ -24,17 +25,20 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+pub use audit::{AUDIT_MAX_JOB_IDS, AuditEntry, AuditFilter, AuditPage};
 pub use budget::{Budgets, CheckError, OrgSpend, budget_exceeded, exempt_from_budget};
 pub use config::StoreConfig;
 pub use dashboard::{
     JobChange, MinuteCount, PickupLatency, SandboxCounts, is_token, random_token, session_hash,
 };
 pub use history::{
-    CursorError, JobCursor, JobFilter, JobHistory, JobPage, JobRow, RunRow, SandboxFilter,
-    SandboxRow, SchedulerRun,
+    CursorError, EXACT_COUNT_MAX, JobCount, JobCursor, JobFilter, JobHistory, JobPage, JobRow,
+    JobSort, RunRow, SandboxFilter, SandboxRow, SchedulerRun,
 };
 pub use keys::{ApiKey, KEY_MAX_DAYS, NewKey, parse_token};
-pub use record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
+pub use record::{
+    DeletedJob, JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent,
+};
 pub use usage::record_sandbox_usage;
 pub use writer::{Recorder, RunToken, WriterHandle};
 

@@ -32,6 +32,26 @@ pub enum Record {
         worker_id: String,
         at: DateTime<Utc>,
     },
+    /// An action taken through the API (`audit.rs`).
+    Audit(crate::audit::AuditEntry),
+    /// A dead or delayed job deleted by hand: gone from Redis, its row marked.
+    JobDeleted(DeletedJob),
+}
+
+/// A job deleted by hand ([`gitfleet_queue::Queue::delete`] or a bulk delete): its row gets
+/// `deleted_at`; a deleted delayed job, which will never run, also ends `cancelled`. Made
+/// from what the queue held, so a row the record never had is made whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletedJob {
+    pub job_id: String,
+    pub op: String,
+    pub queue: String,
+    pub org_id: Option<String>,
+    /// `dead` or `delayed`: what it was when deleted.
+    pub was: JobStatus,
+    pub attempts: u32,
+    pub enqueued_at: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
 }
 
 /// A job's state after something happened to it (enqueued, a run started or ended).
@@ -268,8 +288,50 @@ RETURNING sandbox_id
                 .await?;
                 record_sandbox_usage(tx, &gone, sandbox_hour_usd).await
             }
+            Record::Audit(e) => crate::audit::apply_audit(tx, e).await,
+            Record::JobDeleted(d) => apply_deleted(tx, d).await,
         }
     }
+}
+
+/// Marks a deleted job's row (making it if the record never had one). A delayed job deleted
+/// never runs: it ends `cancelled`, finished then, at phase 3, so no late row of an earlier
+/// run moves it back. A dead one keeps its status (and its error). Written twice, the first
+/// mark stays.
+async fn apply_deleted(
+    tx: &mut Transaction<'static, Postgres>,
+    d: &DeletedJob,
+) -> Result<(), StoreError> {
+    let delayed = d.was != JobStatus::Dead;
+    let status = if delayed { "cancelled" } else { "dead" };
+    sqlx::query!(
+        r#"
+INSERT INTO jobs (job_id, op, queue, org_id, status, attempts, phase, enqueued_at, finished_at,
+                  updated_at, deleted_at)
+VALUES ($1, $2, $3, $4, $5, $6, 3, $7, $8, $8, $8)
+ON CONFLICT (job_id) DO UPDATE SET
+    deleted_at = COALESCE(jobs.deleted_at, EXCLUDED.deleted_at),
+    status = CASE WHEN $9 THEN 'cancelled' ELSE jobs.status END,
+    phase = CASE WHEN $9 THEN 3 ELSE jobs.phase END,
+    attempts = GREATEST(jobs.attempts, EXCLUDED.attempts),
+    finished_at = CASE WHEN $9 THEN COALESCE(jobs.finished_at, EXCLUDED.finished_at)
+                       ELSE jobs.finished_at END,
+    retry_at = CASE WHEN $9 THEN NULL ELSE jobs.retry_at END,
+    updated_at = EXCLUDED.updated_at
+"#,
+        d.job_id,
+        d.op,
+        d.queue,
+        d.org_id,
+        status,
+        int(d.attempts),
+        d.enqueued_at,
+        d.at,
+        delayed,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// How many of the records at the head of `records` [`apply_jobs`] can write at once: job

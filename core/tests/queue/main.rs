@@ -10,6 +10,7 @@ use gitfleet_testkit::{Fleet, FleetBuilder};
 mod test_ops;
 
 mod backlog;
+mod bulk;
 mod cancelling;
 mod fencing;
 mod job_limits;

@@ -9,7 +9,7 @@ use gitfleet_client::Client;
 use gitfleet_contract::{JobSpec, JobStatus};
 use gitfleet_queue::EnqueueOptions;
 use gitfleet_store::{
-    JobCursor, JobEvent, JobFilter, Record, SandboxEvent, SandboxFilter, SandboxOrigin,
+    JobCursor, JobEvent, JobFilter, JobSort, Record, SandboxEvent, SandboxFilter, SandboxOrigin,
     SandboxStatus, Store,
 };
 use gitfleet_testkit::{TestStore, eventually};
@@ -295,15 +295,24 @@ async fn pages_of_two_walk_jobs_of_one_enqueue_time_in_a_stable_order_without_re
 #[test]
 fn a_cursor_that_this_listing_did_not_make_is_refused_saying_why() {
     let made = JobCursor {
-        enqueued_at: Some(at(0)),
+        sort: JobSort::EnqueuedDesc,
+        at: Some(at(0)),
         job_id: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
     };
     assert_eq!(JobCursor::decode(&made.encode()), Ok(made));
     let untimed = JobCursor {
-        enqueued_at: None,
+        sort: JobSort::EnqueuedDesc,
+        at: None,
         job_id: "01A".into(),
     };
     assert_eq!(JobCursor::decode(&untimed.encode()), Ok(untimed));
+    // Another order's cursor says which (and reads back as it).
+    let finished = JobCursor {
+        sort: JobSort::FinishedAsc,
+        at: Some(at(5)),
+        job_id: "01B".into(),
+    };
+    assert_eq!(JobCursor::decode(&finished.encode()), Ok(finished));
 
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
@@ -322,6 +331,10 @@ fn a_cursor_that_this_listing_did_not_make_is_refused_saying_why() {
         (
             &b64("soon.01A"),
             "cursor: not a cursor of this listing: no time in it",
+        ),
+        (
+            &b64("sideways:12.01A"),
+            "cursor: not a cursor of this listing: no order in it",
         ),
     ];
     for (text, why) in cases {

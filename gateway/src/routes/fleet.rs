@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Audit, Surface};
 use crate::auth::Caller;
 use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
@@ -126,27 +127,41 @@ const RELEASE_WAIT: Duration = Duration::from_secs(30);
 pub async fn release(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Operator)?;
-    let not_found = || Problem::not_found(format!("no live sandbox {id}"));
-    // The contract's check of a sandbox id (`<worker id>.<ulid>`).
-    gitfleet_contract::fields::sandbox_id(&serde_json::json!({ "sandbox_id": id }))
-        .map_err(|e| Problem::bad_param("id", e.message.trim_start_matches("sandbox_id: ")))?;
-    let Some(owner) = state.client.queue().sandbox_owner(&id).await? else {
-        return Err(not_found());
+    let mut audit = Audit::new("sandbox.release", &caller, surface);
+    audit.target = Some(id.clone());
+    let owner = match release_target(&state, &caller, &id).await {
+        Ok(owner) => owner,
+        Err(p) => {
+            audit.finish(&state, &caller, &Err::<(), _>(p.clone()));
+            return Err(p);
+        }
     };
-    if !caller.sees(owner.org.as_deref()) {
-        return Err(not_found());
-    }
+    audit.org = owner.org.clone();
     let spec = JobSpec::new("release", serde_json::json!({ "sandbox_id": id }));
     let options = EnqueueOptions {
         org: owner.org.clone(),
         ..Default::default()
     };
     let queue = gitfleet_contract::own_queue(&owner.worker);
-    let st = state.clone();
-    let job = run_to_end(async move { st.client.submit(&queue, &spec, &options).await }).await??;
+    let (st, who) = (state.clone(), caller.clone());
+    // The release job and its audit entry, to their end even if the caller hangs up (the
+    // wait for the release that follows is only for the answer).
+    let job = run_to_end(async move {
+        let r = st
+            .client
+            .submit(&queue, &spec, &options)
+            .await
+            .map_err(Problem::from);
+        if let Ok(job) = &r {
+            audit.jobs([job.job_id.as_str()]);
+        }
+        audit.finish(&st, &who, &r);
+        r
+    })
+    .await??;
     let record: Option<JobRecord> = state.client.wait(&job.job_id, RELEASE_WAIT).await?;
     let location = format!("/v1/jobs/{}", job.job_id);
     let Some(record) = record else {
@@ -158,6 +173,26 @@ pub async fn release(
         StatusCode::ACCEPTED
     };
     Ok((status, [(header::LOCATION, location)], Json(record)).into_response())
+}
+
+/// The live sandbox `DELETE /v1/sandboxes/{id}` is for, if the caller may release it.
+async fn release_target(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<gitfleet_queue::SandboxOwner, Problem> {
+    caller.require(Role::Operator)?;
+    let not_found = || Problem::not_found(format!("no live sandbox {id}"));
+    // The contract's check of a sandbox id (`<worker id>.<ulid>`).
+    gitfleet_contract::fields::sandbox_id(&serde_json::json!({ "sandbox_id": id }))
+        .map_err(|e| Problem::bad_param("id", e.message.trim_start_matches("sandbox_id: ")))?;
+    let Some(owner) = state.client.queue().sandbox_owner(id).await? else {
+        return Err(not_found());
+    };
+    if !caller.sees(owner.org.as_deref()) {
+        return Err(not_found());
+    }
+    Ok(owner)
 }
 
 /// `GET /v1/orgs/{org}/usage`.
@@ -224,10 +259,29 @@ pub struct CreatedKey {
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Body(body): Body,
 ) -> Result<Response, Problem> {
+    // To its end even if the caller hangs up: the key and its audit entry both.
+    let st = state.clone();
+    run_to_end(async move {
+        let mut audit = Audit::new("key.create", &caller, surface);
+        let r = make_key(&st, &caller, &body, &mut audit).await;
+        audit.finish(&st, &caller, &r);
+        r
+    })
+    .await?
+}
+
+async fn make_key(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+    audit: &mut Audit,
+) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
-    let req: NewKeyRequest = json(json_value(&body)?, "")?;
+    let req: NewKeyRequest = json(json_value(body)?, "")?;
+    audit.org = Some(req.org.clone());
     if let Some(d) = req.expires_days
         && !(1..=3650).contains(&d)
     {
@@ -244,6 +298,7 @@ pub async fn create_key(
         .create_key(&req.org, req.role, req.name.as_deref(), expires)
         .await
         .map_err(key_problem)?;
+    audit.target = Some(new.key.id.clone());
     let body = CreatedKey {
         id: new.key.id.clone(),
         key: new.token.clone(),
@@ -294,12 +349,27 @@ pub async fn list_keys(
 pub async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    caller.require(Role::Admin)?;
-    if state.store.revoke_key(&id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Problem::not_found(format!("no key {id}")))
-    }
+    let st = state.clone();
+    run_to_end(async move {
+        let mut audit = Audit::new("key.revoke", &caller, surface);
+        // The revoked key's organization is not looked up: the entry is fleet-wide (an
+        // admin's view), as key management is.
+        audit.org = None;
+        audit.target = Some(id.clone());
+        let r = async {
+            caller.require(Role::Admin)?;
+            if st.store.revoke_key(&id).await? {
+                Ok(StatusCode::NO_CONTENT)
+            } else {
+                Err(Problem::not_found(format!("no key {id}")))
+            }
+        }
+        .await;
+        audit.finish(&st, &caller, &r);
+        r
+    })
+    .await?
 }

@@ -1,5 +1,7 @@
 //! `/v1/jobs`: enqueue (one or a bulk array, with `Idempotency-Key`), read (with a
-//! long-poll `?wait`), follow (server-sent events), list the history, retry, cancel.
+//! long-poll `?wait`), follow (server-sent events), list and search the history; and the
+//! actions on jobs (retry, cancel, delete, run now; and retry, delete, run now for every job
+//! matching a filter, `POST /v1/jobs/actions`), each one an audit entry.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,15 +17,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::audit::{Audit, Surface};
 use crate::auth::Caller;
 use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
 use crate::routes::run_to_end;
 use crate::state::AppState;
-use gitfleet_client::store::{JobCursor, JobFilter, JobRow};
+use gitfleet_client::store::{JobCursor, JobFilter, JobRow, JobSort};
 use gitfleet_client::{
-    BatchJob, Client, EnqueueOptions, Enqueued, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
-    QueueError,
+    BatchJob, BulkAction, BulkFilter, Client, EnqueueOptions, Enqueued, ErrorKind, JobError,
+    JobRecord, JobSpec, JobStatus, QueueError,
 };
 use gitfleet_contract::Role;
 
@@ -536,20 +539,39 @@ pub struct ListParams {
     /// An admin key's filter by organization (another key sees its own only).
     #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
+    /// A job id (26 letters and digits) or the start of one (1-25): exact, or by prefix.
+    #[schemars(regex(pattern = "^[0-9A-Za-z]{1,26}$"))]
+    pub id: Option<String>,
+    /// Text in the error message, 3-200 characters, case-insensitive (a trigram index
+    /// serves it).
+    #[schemars(length(min = 3, max = 200))]
+    pub q: Option<String>,
+    /// Jobs on sandboxes of this repository (its URL as the clone gave it, without
+    /// credentials). A `clone` job's own row names no sandbox and is not among them.
+    pub repo: Option<String>,
+    /// The order: `enqueued_desc` (default), `enqueued_asc`, `finished_desc`,
+    /// `finished_asc` (the `finished_*` orders list finished jobs only).
+    #[schemars(regex(pattern = "^(enqueued|finished)_(asc|desc)$"))]
+    pub sort: Option<String>,
     /// Jobs per page, 1-500 (default 50).
     #[schemars(range(min = 1, max = 500))]
     pub limit: Option<i64>,
-    /// Where the page starts: the `next` of the previous page.
+    /// Where the page starts: the `next` of the previous page (of the same `sort`).
     pub cursor: Option<String>,
 }
 
-/// A page of the history, newest first.
+/// A page of the history, in the listing's order.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct JobPage {
     pub jobs: Vec<JobRow>,
     /// The next page's URL (also in the `Link` header, `rel="next"`); absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// How many jobs match the filters (every page, not this one): exact up to 10,000,
+    /// past that the planner's estimate.
+    pub total: i64,
+    /// Whether `total` is an estimate.
+    pub total_is_estimate: bool,
 }
 
 /// `GET /v1/jobs`.
@@ -570,12 +592,55 @@ pub async fn list(
             format!("{limit} is not from 1 to 500"),
         ));
     }
+    let sort = match &p.sort {
+        Some(s) => s
+            .parse::<JobSort>()
+            .map_err(|e| Problem::bad_param("sort", e))?,
+        None => JobSort::default(),
+    };
+    if let Some(id) = &p.id
+        && (id.is_empty() || id.len() > 26 || !id.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(Problem::bad_param(
+            "id",
+            format!("{id:?} is not a job id or the start of one (1-26 letters and digits)"),
+        ));
+    }
+    if let Some(q) = &p.q {
+        let n = q.chars().count();
+        if !(3..=200).contains(&n) {
+            return Err(Problem::bad_param(
+                "q",
+                format!("{n} characters; search text is 3-200 characters"),
+            ));
+        }
+    }
+    if let Some(r) = &p.repo
+        && (r.is_empty() || r.len() > 2048)
+    {
+        return Err(Problem::bad_param(
+            "repo",
+            "a repository URL of 1-2048 characters",
+        ));
+    }
     let before = p
         .cursor
         .as_deref()
         .map(JobCursor::decode)
         .transpose()
         .map_err(|e| Problem::bad_param("cursor", e))?;
+    if let Some(c) = &before
+        && c.sort != sort
+    {
+        return Err(Problem::bad_param(
+            "cursor",
+            format!(
+                "made for sort={}, not {} (pass the `next` of a page as it is)",
+                c.sort.as_str(),
+                sort.as_str()
+            ),
+        ));
+    }
     let filter = JobFilter {
         status: p.status.clone(),
         op: p.op.clone(),
@@ -586,15 +651,24 @@ pub async fn list(
         queue: p.queue.clone(),
         since: p.since,
         until: p.until,
+        id: p.id.clone(),
+        text: p.q.clone(),
+        repo: p.repo.clone(),
+        sort,
         before,
         limit,
     };
-    let page = state.store.jobs_page(&filter).await?;
+    let (page, count) = tokio::try_join!(
+        state.store.jobs_page(&filter),
+        state.store.count_jobs(&filter)
+    )?;
     let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
     let jobs = page.rows;
     let mut res = Json(JobPage {
         jobs,
         next: next.clone(),
+        total: count.total,
+        total_is_estimate: count.is_estimate,
     })
     .into_response();
     if let Some(next) = next
@@ -620,6 +694,10 @@ fn next_url(p: &ListParams, limit: i64, cursor: &str) -> String {
     add("sandbox", &p.sandbox);
     add("queue", &p.queue);
     add("org", &p.org);
+    add("id", &p.id);
+    add("q", &p.q);
+    add("repo", &p.repo);
+    add("sort", &p.sort);
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     if let Some(t) = p.since {
         q.push(("since", time(t)));
@@ -637,7 +715,7 @@ fn next_url(p: &ListParams, limit: i64, cursor: &str) -> String {
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-fn urlencode(v: &str) -> String {
+pub(crate) fn urlencode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -653,20 +731,37 @@ fn urlencode(v: &str) -> String {
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
-    retry_job(&state, &caller, &id).await.map(Json)
+    // To its end even if the caller hangs up: the change and its audit entry both.
+    let st = state.clone();
+    run_to_end(async move {
+        let mut audit = Audit::new("job.retry", &caller, surface);
+        let result = retry_job(&st, &caller, &id, &mut audit).await;
+        audit.finish(&st, &caller, &result);
+        result
+    })
+    .await?
+    .map(Json)
 }
 
-/// Retries dead job `id` for `caller` (an operator or above): `POST /v1/jobs/{id}/retry`
-/// and the dashboard's Retry button both. Its record after.
-pub(crate) async fn retry_job(
+/// A job's id and organization in its audit entry, once the caller may see it.
+fn audit_job(audit: &mut Audit, record: &JobRecord) {
+    audit.org = record.org.clone();
+    audit.jobs([record.job_id.as_str()]);
+}
+
+/// What `POST /v1/jobs/{id}/retry` does (the dashboard calls it with its own surface).
+pub async fn retry_job(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    audit: &mut Audit,
 ) -> Result<JobRecord, Problem> {
     caller.require(Role::Operator)?;
     let record = visible(state, caller, id).await?;
+    audit_job(audit, &record);
     if record.status != JobStatus::Dead {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -677,8 +772,7 @@ pub(crate) async fn retry_job(
             ),
         ));
     }
-    let (st, retry_id) = (state.clone(), id.to_string());
-    run_to_end(async move { st.client.retry(&retry_id).await }).await??;
+    state.client.retry(id).await?;
     visible(state, caller, id).await
 }
 
@@ -686,29 +780,33 @@ pub(crate) async fn retry_job(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
-    cancel_job(&state, &caller, &id).await.map(Json)
+    // To its end even if the caller hangs up: the change and its audit entry both.
+    let st = state.clone();
+    run_to_end(async move {
+        let mut audit = Audit::new("job.cancel", &caller, surface);
+        let result = cancel_job(&st, &caller, &id, &mut audit).await;
+        audit.finish(&st, &caller, &result);
+        result
+    })
+    .await?
+    .map(Json)
 }
 
-/// Cancels waiting or delayed job `id` for `caller` (an operator or above): `DELETE
-/// /v1/jobs/{id}` and the dashboard's Cancel button both. Its record after.
-pub(crate) async fn cancel_job(
+/// What `DELETE /v1/jobs/{id}` does.
+pub async fn cancel_job(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    audit: &mut Audit,
 ) -> Result<JobRecord, Problem> {
     caller.require(Role::Operator)?;
     let record = visible(state, caller, id).await?;
+    audit_job(audit, &record);
     // For the job's own organization (an admin acts on any).
-    let (st, cancel_id) = (state.clone(), id.to_string());
-    let cancelled = run_to_end(async move {
-        st.client
-            .cancel_for(&cancel_id, record.org.as_deref())
-            .await
-    })
-    .await?;
-    match cancelled {
+    match state.client.cancel_for(id, record.org.as_deref()).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(no_such_job(id)),
         Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
@@ -717,4 +815,284 @@ pub(crate) async fn cancel_job(
         Err(e) => return Err(e.into()),
     }
     visible(state, caller, id).await
+}
+
+/// `POST /v1/jobs/{id}/delete`: a dead or delayed job is removed from Redis; its row in the
+/// history is marked `deleted_at`. Answers what the job was.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    surface: Surface,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, Problem> {
+    // To its end even if the caller hangs up: the change and its audit entry both.
+    let st = state.clone();
+    run_to_end(async move {
+        let mut audit = Audit::new("job.delete", &caller, surface);
+        let result = act_on_job(&st, &caller, BulkAction::Delete, &id, &mut audit).await;
+        audit.finish(&st, &caller, &result);
+        result
+    })
+    .await?
+    .map(Json)
+}
+
+/// `POST /v1/jobs/{id}/run-now`: a delayed job (due later, or waiting out a retry's
+/// backoff) joins its queue now.
+pub async fn run_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    surface: Surface,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, Problem> {
+    // To its end even if the caller hangs up: the change and its audit entry both.
+    let st = state.clone();
+    run_to_end(async move {
+        let mut audit = Audit::new("job.run_now", &caller, surface);
+        let result = act_on_job(&st, &caller, BulkAction::RunNow, &id, &mut audit).await;
+        audit.finish(&st, &caller, &result);
+        result
+    })
+    .await?
+    .map(Json)
+}
+
+/// Delete or run now one job: what `POST /v1/jobs/{id}/delete` and `/run-now` do.
+pub async fn act_on_job(
+    state: &AppState,
+    caller: &Caller,
+    action: BulkAction,
+    id: &str,
+    audit: &mut Audit,
+) -> Result<JobRecord, Problem> {
+    caller.require(Role::Operator)?;
+    let record = visible(state, caller, id).await?;
+    audit_job(audit, &record);
+    match state.client.act_on(action, id, record.org.as_deref()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(no_such_job(id)),
+        Err(QueueError::Invalid(e)) if e.kind == ErrorKind::Conflict => {
+            return Err(Problem::new(StatusCode::CONFLICT, "conflict", e.message));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    match action {
+        // Gone from Redis: what it was, with its status as it was.
+        BulkAction::Delete => Ok(record),
+        _ => visible(state, caller, id).await,
+    }
+}
+
+/// Jobs one bulk action acts on at most; a filter matching more is refused (narrow it).
+pub const BULK_MAX: usize = 100_000;
+
+/// `POST /v1/jobs/actions`: an action on every dead or delayed job matching a filter.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// `retry` (dead jobs), `delete` (dead or delayed), `run_now` (delayed).
+    pub action: BulkAction,
+    pub filter: BulkJobFilter,
+    /// Count the matching jobs and change nothing (default `true`: a dry run unless told
+    /// otherwise).
+    #[serde(default = "yes")]
+    pub dry_run: bool,
+    /// Required when `dry_run` is `false`: the `matched` of the dry run. The action is
+    /// refused (`409`) if more jobs match now; fewer is fine (some left the state since).
+    #[schemars(range(min = 0))]
+    pub expect: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which jobs a bulk action is for. Every field set narrows it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkJobFilter {
+    /// `dead` or `delayed` (delayed: due later, or waiting out a retry's backoff).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// An admin's choice of organization (none: every one); another key's jobs are always
+    /// its own organization's, and naming another is `403`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
+    pub org: Option<String>,
+    /// Enqueued at or after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Enqueued before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// What `POST /v1/jobs/actions` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BulkOutcome {
+    pub action: BulkAction,
+    pub dry_run: bool,
+    /// Jobs matching the filter when it was scanned.
+    pub matched: u64,
+    /// Jobs acted on (0 on a dry run).
+    pub acted: u64,
+    /// Matched jobs that were no longer in the state the action needs (or no longer
+    /// matched) when their turn came, and were left alone.
+    pub skipped: u64,
+    /// The ids acted on, the first 1,000.
+    pub job_ids: Vec<String>,
+}
+
+/// `POST /v1/jobs/actions`.
+pub async fn bulk(
+    State(state): State<AppState>,
+    caller: Caller,
+    surface: Surface,
+    Body(body): Body,
+) -> Result<Json<BulkOutcome>, Problem> {
+    let req: BulkRequest = json(json_value(&body)?, "")?;
+    // To its end even if the caller hangs up: every chunk, and the audit entry.
+    let st = state.clone();
+    run_to_end(async move { bulk_action(&st, &caller, surface, req).await })
+        .await?
+        .map(Json)
+}
+
+/// What `POST /v1/jobs/actions` does; an action (not a dry run) is an audit entry, whether
+/// it was done or refused.
+pub async fn bulk_action(
+    state: &AppState,
+    caller: &Caller,
+    surface: Surface,
+    req: BulkRequest,
+) -> Result<BulkOutcome, Problem> {
+    let name = match req.action {
+        BulkAction::Retry => "jobs.retry",
+        BulkAction::Delete => "jobs.delete",
+        BulkAction::RunNow => "jobs.run_now",
+    };
+    let mut audit = Audit::new(name, caller, surface);
+    audit.filter = serde_json::to_value(&req.filter).ok();
+    let result = bulk_inner(state, caller, &req, &mut audit).await;
+    if !(req.dry_run && result.is_ok()) {
+        audit.finish(state, caller, &result);
+    }
+    result
+}
+
+async fn bulk_inner(
+    state: &AppState,
+    caller: &Caller,
+    req: &BulkRequest,
+    audit: &mut Audit,
+) -> Result<BulkOutcome, Problem> {
+    caller.require(Role::Operator)?;
+    let f = &req.filter;
+    let org = caller
+        .scope(f.org.as_deref())
+        .map_err(|p| p.with_field("filter.org"))?;
+    audit.org = org.clone();
+    let state_ = match f.state.as_str() {
+        "dead" => JobStatus::Dead,
+        "delayed" => JobStatus::Delayed,
+        other => {
+            return Err(Problem::bad_param(
+                "filter.state",
+                format!("{other:?} is not dead or delayed"),
+            ));
+        }
+    };
+    if !req.action.applies_to(state_) {
+        return Err(Problem::bad_param(
+            "action",
+            format!(
+                "{} does not apply to {} jobs (retry: dead; delete: dead or delayed; run_now: delayed)",
+                req.action.as_str(),
+                f.state
+            ),
+        ));
+    }
+    if let Some(q) = &f.queue {
+        gitfleet_contract::validate_queue_name(q)
+            .map_err(|e| Problem::bad_param("filter.queue", e.message))?;
+    }
+    if let Some(op) = &f.op
+        && gitfleet_contract::ops::OpName::from_name(op).is_none()
+    {
+        return Err(Problem::bad_param(
+            "filter.op",
+            format!("{op:?} is not an op"),
+        ));
+    }
+    if let (Some(a), Some(b)) = (f.since, f.until)
+        && a >= b
+    {
+        return Err(Problem::bad_param(
+            "filter.until",
+            "must be after filter.since",
+        ));
+    }
+    if !req.dry_run && req.expect.is_none() {
+        return Err(Problem::bad_param(
+            "expect",
+            "required when dry_run is false: the matched count of a dry run",
+        ));
+    }
+    let filter = BulkFilter {
+        state: state_,
+        queue: f.queue.clone(),
+        op: f.op.clone(),
+        org,
+        enqueued_from_us: f.since.map(|t| t.timestamp_micros()),
+        enqueued_before_us: f.until.map(|t| t.timestamp_micros()),
+    };
+    let matched = state.client.queue().matching(&filter, BULK_MAX + 1).await?;
+    audit.matched = Some(matched.len() as i64);
+    if matched.len() > BULK_MAX {
+        return Err(Problem::bad_param(
+            "filter",
+            format!("more than {BULK_MAX} jobs match; narrow the filter (queue, op, since, until)"),
+        ));
+    }
+    let count = matched.len() as u64;
+    if req.dry_run {
+        return Ok(BulkOutcome {
+            action: req.action,
+            dry_run: true,
+            matched: count,
+            acted: 0,
+            skipped: 0,
+            job_ids: Vec::new(),
+        });
+    }
+    let expect = req.expect.unwrap_or(0);
+    if count > expect {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "{count} jobs match now, more than the {expect} expected; nothing was done                  (run the dry run again and confirm its count)"
+            ),
+        )
+        .with_field("expect"));
+    }
+    let report = state.client.act(req.action, &filter, &matched).await?;
+    audit.affected = Some(report.acted.len() as i64);
+    audit.jobs(report.acted.iter().map(|a| a.job_id.as_str()));
+    Ok(BulkOutcome {
+        action: req.action,
+        dry_run: false,
+        matched: count,
+        acted: report.acted.len() as u64,
+        skipped: report.skipped,
+        job_ids: report
+            .acted
+            .iter()
+            .take(1000)
+            .map(|a| a.job_id.clone())
+            .collect(),
+    })
 }

@@ -1,5 +1,6 @@
 //! The routes of the API, by what they act on.
 
+pub mod audit;
 pub mod fleet;
 pub mod health;
 pub mod jobs;

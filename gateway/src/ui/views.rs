@@ -13,7 +13,9 @@ use super::session::{CsrfForm, Session, csrf_refused};
 use super::{Chrome, chart, error_page, html, problem_page, see_other, show_time, urlencode};
 use crate::auth::Caller;
 use crate::problem::Problem;
+use crate::audit::{Audit, Surface};
 use crate::routes::jobs::{cancel_job, check_id, retry_job, visible};
+use crate::routes::run_to_end;
 use crate::state::AppState;
 use gitfleet_client::store::{JobCursor, JobFilter, JobRow, MinuteCount};
 use gitfleet_client::{JobRecord, JobStatus};
@@ -610,10 +612,26 @@ async fn action(
     if let Err(p) = check_id(&id) {
         return problem_page(&state, &session, p);
     }
-    let done = match what {
-        "retry" => retry_job(&state, &session.caller, &id).await,
-        _ => cancel_job(&state, &session.caller, &id).await,
-    };
+    // As the API's handlers do: to its end even if the browser goes away, with its audit
+    // entry (surface `ui`).
+    let (st, caller, job_id) = (state.clone(), session.caller.clone(), id.clone());
+    let done = run_to_end(async move {
+        let (name, retry) = if what == "retry" {
+            ("job.retry", true)
+        } else {
+            ("job.cancel", false)
+        };
+        let mut audit = Audit::new(name, &caller, Surface::Ui);
+        let result = if retry {
+            retry_job(&st, &caller, &job_id, &mut audit).await
+        } else {
+            cancel_job(&st, &caller, &job_id, &mut audit).await
+        };
+        audit.finish(&st, &caller, &result);
+        result
+    })
+    .await
+    .and_then(|result| result);
     match done {
         Ok(record) => {
             tracing::info!(key_id = %session.caller.key_id, job_id = %id, action = what, "dashboard action");

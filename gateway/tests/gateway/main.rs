@@ -4,6 +4,7 @@
 
 mod support;
 
+mod actions;
 mod auth;
 mod dashboard;
 mod errors;

@@ -123,3 +123,111 @@ async fn rows_of_jobs_enqueued_while_postgres_is_away_are_spooled_at_stop_and_wr
     let all: HashSet<&String> = ids.iter().collect();
     assert_eq!(all.len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_entries_of_actions_taken_while_postgres_is_away_are_spooled_and_written_later() {
+    let pg = PgServer::start().unwrap();
+    let store = gitfleet_testkit::store::store_on(&pg.url());
+    store.migrate().await.unwrap();
+    let key = store
+        .create_key("acme", Role::Operator, Some("night shift"), None)
+        .await
+        .unwrap()
+        .token;
+    let fleet = Fleet::builder("gateway-audit-spool")
+        .workers(0)
+        .start()
+        .await;
+    let spool = fleet.tmp().join("gateway-spool");
+    let url = pg.url();
+    let spool_dir = spool.to_string_lossy().into_owned();
+    let env = [
+        ("GITFLEET_DATABASE_URL", url.as_str()),
+        ("GITFLEET_GATEWAY_SPOOL_DIR", spool_dir.as_str()),
+        ("GITFLEET_GATEWAY_KEY_CACHE_SECS", "600"),
+    ];
+    let http = reqwest::Client::new();
+    let mut gw = GatewayProcess::start(&fleet, &env);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = http
+            .post(gw.url("/v1/jobs"))
+            .bearer_auth(&key)
+            .json(&json!({"op": "echo", "delay_secs": 600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+        let body: Value = res.json().await.unwrap();
+        ids.push(body["job_id"].as_str().unwrap().to_string());
+    }
+
+    // Postgres away: the actions are taken (they are Redis's), their entries kept.
+    pg.stop().unwrap();
+    let res = http
+        .delete(gw.url(&format!("/v1/jobs/{}", ids[0])))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let res = http
+        .post(gw.url(&format!("/v1/jobs/{}/delete", ids[1])))
+        .bearer_auth(&key)
+        .header("gitfleet-surface", "ui")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    gw.stop();
+    let (text, files) = spooled(&spool);
+    assert!(
+        text.contains("job.cancel") && text.contains("job.delete"),
+        "{files:?}\n{text}"
+    );
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!text.contains(secret), "a key's secret in the spool");
+
+    pg.start_again().unwrap();
+    let _next = GatewayProcess::start(&fleet, &env);
+    let entries = eventually("both entries", Duration::from_secs(30), async || {
+        let page = store
+            .audit_page(&gitfleet_client::store::AuditFilter {
+                org: Some("acme".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (page.entries.len() == 2).then_some(page.entries)
+    })
+    .await;
+    let actions: Vec<(&str, &str, Vec<String>)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.surface.as_str(), e.job_ids.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("job.delete", "ui", vec![ids[1].clone()]),
+            ("job.cancel", "api", vec![ids[0].clone()]),
+        ],
+        "newest first"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.key_name.as_deref() == Some("night shift") && e.outcome == "ok")
+    );
+    // The deleted job's row is marked too.
+    let row = eventually("the deleted row", Duration::from_secs(30), async || {
+        store
+            .job_row(&ids[1])
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.deleted_at.is_some())
+    })
+    .await;
+    assert_eq!(row.status, "cancelled");
+}
