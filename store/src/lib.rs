@@ -14,6 +14,7 @@ mod config;
 mod history;
 mod keys;
 mod record;
+mod repos;
 mod usage;
 pub mod writer;
 
@@ -30,7 +31,13 @@ pub use history::{
     SandboxRow, SchedulerRun,
 };
 pub use keys::{ApiKey, KEY_MAX_DAYS, NewKey, parse_token};
-pub use record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
+pub use record::{
+    JobEvent, Record, RepoStatsDelta, RepoStatsFlush, SandboxEvent, SandboxOrigin, SandboxSource,
+    SandboxStatus, WorkerEvent,
+};
+pub use repos::{
+    HitRate, HitRates, RepoCursor, RepoFilter, RepoPage, RepoSort, RepoWorker, RepositoryRow,
+};
 pub use usage::record_sandbox_usage;
 pub use writer::{Recorder, RunToken, WriterHandle};
 

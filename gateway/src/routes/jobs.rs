@@ -633,7 +633,7 @@ fn next_url(p: &ListParams, limit: i64, cursor: &str) -> String {
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-fn urlencode(v: &str) -> String {
+pub(crate) fn urlencode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

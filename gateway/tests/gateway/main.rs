@@ -13,5 +13,6 @@ mod hang_up;
 mod jobs;
 mod mcp;
 mod reference;
+mod repositories;
 mod schemathesis;
 mod spool;
