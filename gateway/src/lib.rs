@@ -50,7 +50,7 @@ use gitfleet_contract::Redactor;
 
 /// Every route of the gateway, on `state`.
 pub fn router(state: AppState) -> Router {
-    use routes::{audit, fleet, health, jobs};
+    use routes::{audit, fleet, health, jobs, repositories};
     let max_body = state.config.max_body_bytes;
     let mcp = Router::new()
         .nest_service(
@@ -76,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workers", get(fleet::workers))
         .route("/v1/sandboxes", get(fleet::sandboxes))
         .route("/v1/sandboxes/{id}", delete(fleet::release))
+        .route("/v1/repositories", get(repositories::list))
+        .route("/v1/cache/hit-rate", get(repositories::hit_rate))
         .route("/v1/orgs/{org}/usage", get(fleet::usage))
         .route("/v1/keys", post(fleet::create_key).get(fleet::list_keys))
         .route("/v1/keys/{id}", delete(fleet::revoke_key))

@@ -16,8 +16,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::problem::{self, ProblemDoc};
-use crate::routes::{fleet, health, jobs};
-use gitfleet_client::store::{ApiKey, JobRow, SandboxRow};
+use crate::routes::{fleet, health, jobs, repositories};
+use gitfleet_client::store::{ApiKey, HitRates, JobRow, SandboxRow};
 use gitfleet_client::{Enqueued, JobRecord};
 use gitfleet_contract::Role;
 use gitfleet_contract::ops::OpName;
@@ -91,6 +91,20 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         "get",
+        "/v1/repositories",
+        "listRepositories",
+        "fleet",
+        list_repositories,
+    ),
+    route(
+        "get",
+        "/v1/cache/hit-rate",
+        "getCacheHitRate",
+        "fleet",
+        get_hit_rate,
+    ),
+    route(
+        "get",
         "/v1/orgs/{org}/usage",
         "getUsage",
         "fleet",
@@ -132,7 +146,8 @@ const TAGS: &[(&str, &str)] = &[
     ),
     (
         "fleet",
-        "The queues, workers and sandboxes, and an organization's usage.",
+        "The queues, workers, sandboxes and repositories, the cache hit rate, and an \
+         organization's usage.",
     ),
     ("keys", "API keys (admin keys only)."),
     (
@@ -755,6 +770,45 @@ fn list_sandboxes(b: &mut Builder) -> Operation {
     )
     .params(b.query::<fleet::SandboxParams>())
     .answer(200, json_answer("The sandboxes.", list))
+    .problems(&[400, 403, 503])
+}
+
+fn list_repositories(b: &mut Builder) -> Operation {
+    let page = b.schema::<repositories::RepositoryPage>();
+    Operation::new(
+        "List the repositories the fleet works on",
+        "Per repository and per worker: sandboxes made (cache hits, misses, and by source), \
+         mirror fetches, the mirror's size, pushes, rebases and conflicts, and whether it is \
+         pinned among the fleet's top ten. The figures are the key's organization's jobs' \
+         only (an admin's: every organization's, or `org`'s); workers add theirs every few \
+         seconds. Most recently used first, or most used (`sort=uses`); pages by cursor: \
+         `next` (also in `Link`, `rel=\"next\"`) is the next page's URL, absent on the last.",
+        Some(Role::Viewer),
+    )
+    .params(b.query::<repositories::RepoParams>())
+    .answer(
+        200,
+        with_headers(
+            json_answer("A page of repositories.", page),
+            &[(
+                "Link",
+                "`</v1/repositories?...&cursor=...>; rel=\"next\"`, when there is a next page.",
+            )],
+        ),
+    )
+    .problems(&[400, 403, 503])
+}
+
+fn get_hit_rate(b: &mut Builder) -> Operation {
+    let rates = b.schema::<HitRates>();
+    Operation::new(
+        "The cache hit rate over the last hour and day",
+        "Of the sandboxes made, how many recycled a released copy of their repository: the \
+         key's organization's (an admin's: the fleet's, or `org`'s).",
+        Some(Role::Viewer),
+    )
+    .params(b.query::<repositories::HitRateParams>())
+    .answer(200, json_answer("Sandboxes made and cache hits.", rates))
     .problems(&[400, 403, 503])
 }
 

@@ -139,7 +139,7 @@ pub struct JobCursor {
 /// A cursor string that is not one this listing made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cursor: {0}")]
-pub struct CursorError(String);
+pub struct CursorError(pub(crate) String);
 
 impl JobCursor {
     /// The cursor of the page that follows `row` in a listing ordered by `sort`.
@@ -313,10 +313,23 @@ pub struct SandboxRow {
     pub error_count: i32,
     pub last_error: Option<String>,
     pub is_pooled: bool,
+    /// How the sandbox was made: `cache` (a released copy recycled), `pool` (a warm empty
+    /// sandbox), `template` (made new, the pool being empty) or `cold` (the worker first
+    /// cloned the repository's mirror); absent for sandboxes recorded before it was kept.
+    #[schemars(extend("enum" = ["cache", "pool", "template", "cold", null]))]
+    pub source: Option<String>,
+    /// Its released copy's cache tier (`top`, `hot`, `warm`, `cold`), once released to the
+    /// cache.
     pub ttl_tier: Option<String>,
     #[serde(with = "rfc3339_micros")]
     #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// Seconds until `expires_at` (0 once past it), when the copy is released to the cache
+    /// with an expiry; absent when it has none (live, or a top-10 repository's copy, never
+    /// evicted).
+    pub time_left_secs: Option<f64>,
+    /// Seconds since it was made.
+    pub age_secs: Option<f64>,
     #[serde(with = "rfc3339_micros")]
     #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub created_at: Option<DateTime<Utc>>,
@@ -527,7 +540,12 @@ SELECT attempt, worker_id, outcome, started_at AS "started_at?", finished_at,
             SandboxRow,
             r#"
 SELECT sandbox_id, worker_id, status, org_id, agent_id, task_id, repo_url, branch, agent_branch,
-       last_operation, use_count, error_count, last_error, is_pooled, ttl_tier, expires_at,
+       last_operation, use_count, error_count, last_error, is_pooled, source, ttl_tier, expires_at,
+       -- GREATEST skips a NULL: no expiry stays NULL.
+       (CASE WHEN expires_at IS NOT NULL
+             THEN GREATEST(0, EXTRACT(EPOCH FROM (expires_at - now()))) END)::float8
+           AS time_left_secs,
+       EXTRACT(EPOCH FROM (now() - created_at))::float8 AS age_secs,
        created_at AS "created_at?", last_used_at AS "last_used_at?", terminated_at
   FROM git_sandboxes
  WHERE ($1::text IS NULL OR status = $1)

@@ -16,6 +16,7 @@ mod dashboard;
 mod history;
 mod keys;
 mod record;
+mod repos;
 mod usage;
 pub mod writer;
 
@@ -37,7 +38,11 @@ pub use history::{
 };
 pub use keys::{ApiKey, KEY_MAX_DAYS, NewKey, parse_token};
 pub use record::{
-    DeletedJob, JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent,
+    DeletedJob, JobEvent, Record, RepoStatsDelta, RepoStatsFlush, SandboxEvent, SandboxOrigin, SandboxSource,
+    SandboxStatus, WorkerEvent,
+};
+pub use repos::{
+    HitRate, HitRates, RepoCursor, RepoFilter, RepoPage, RepoSort, RepoWorker, RepositoryRow,
 };
 pub use usage::record_sandbox_usage;
 pub use writer::{Recorder, RunToken, WriterHandle};

@@ -6,7 +6,11 @@
 //!   run id;
 //! - a sandbox's row takes an event only if it is not older than the last one applied, and
 //!   never leaves `terminated`; its counters only grow;
-//! - sandbox usage is inserted once per sandbox ([`record_sandbox_usage`]).
+//! - sandbox usage is inserted once per sandbox ([`record_sandbox_usage`]);
+//! - a worker's per-repository figures are deltas added to `repo_stats` once per flush:
+//!   each row remembers the worker's last flush sequence added to it, and a flush whose
+//!   sequence is not above it (a retried batch, a replayed spool) adds nothing
+//!   ([`RepoStatsFlush`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,6 +31,8 @@ pub enum Record {
     Job(JobEvent),
     Sandbox(SandboxEvent),
     Worker(WorkerEvent),
+    /// What a worker did with its repositories since its previous flush.
+    RepoStats(RepoStatsFlush),
     /// Every sandbox of a worker is gone (it stopped).
     WorkerSandboxesTerminated {
         worker_id: String,
@@ -224,6 +230,9 @@ pub struct SandboxOrigin {
     pub agent_branch: String,
     /// The clone's settings (`shallow`, `sparse_paths`).
     pub config: Value,
+    /// How it was made (absent in records from before it was kept).
+    #[serde(default)]
+    pub source: Option<SandboxSource>,
 }
 
 /// A sandbox after something happened to it. Counters are the worker's totals.
@@ -245,6 +254,54 @@ pub struct SandboxEvent {
     pub at: DateTime<Utc>,
 }
 
+pub use gitfleet_contract::ops::SandboxSource;
+
+/// One flush of a worker's per-repository figures: the deltas since its previous flush.
+/// `seq` grows by one per flush of the worker process (whose id is new each start), so
+/// applying a flush twice adds once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoStatsFlush {
+    pub worker_id: String,
+    pub seq: u64,
+    pub rows: Vec<RepoStatsDelta>,
+    pub at: DateTime<Utc>,
+}
+
+/// What one worker did with one repository, for one organization, since its last flush.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoStatsDelta {
+    /// Without credentials (redacted again before it is written).
+    pub repo_url: String,
+    /// The organization of the jobs counted (`None`: jobs without one, the worker's own
+    /// maintenance).
+    pub org_id: Option<String>,
+    pub made_pool: u64,
+    pub made_cache: u64,
+    pub made_template: u64,
+    pub made_cold: u64,
+    pub fetches: u64,
+    pub last_fetch_at: Option<DateTime<Utc>>,
+    /// The mirror's bytes on disk, measured at the flush (when it was used since the last).
+    pub mirror_bytes: Option<u64>,
+    pub pushes: u64,
+    pub rebases: u64,
+    pub conflicts: u64,
+    /// The last thing counted.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl RepoStatsDelta {
+    /// A sandbox made from `source`.
+    pub fn made(&mut self, source: SandboxSource) {
+        match source {
+            SandboxSource::Cache => self.made_cache += 1,
+            SandboxSource::Pool => self.made_pool += 1,
+            SandboxSource::Template => self.made_template += 1,
+            SandboxSource::Cold => self.made_cold += 1,
+        }
+    }
+}
+
 /// A worker's row: registration, heartbeats, stopping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerEvent {
@@ -263,6 +320,10 @@ fn int(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl Record {
     pub(crate) async fn apply(
         &self,
@@ -273,6 +334,7 @@ impl Record {
             Record::Job(j) => apply_jobs(tx, &[j], j.reset).await,
             Record::Sandbox(s) => apply_sandbox(tx, s, sandbox_hour_usd).await,
             Record::Worker(w) => apply_worker(tx, w).await,
+            Record::RepoStats(f) => apply_repo_stats(tx, f).await,
             Record::WorkerSandboxesTerminated { worker_id, at } => {
                 let gone = sqlx::query_scalar!(
                     r#"
@@ -547,8 +609,8 @@ async fn apply_sandbox(
             r#"
 INSERT INTO git_sandboxes (sandbox_id, worker_id, org_id, agent_id, task_id, repo_url, branch,
                            agent_branch, status, last_operation, created_at, last_used_at,
-                           use_count, error_count, last_error, config, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp(), $11, $12, $13, $14, $15, $11)
+                           use_count, error_count, last_error, config, updated_at, source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp(), $11, $12, $13, $14, $15, $11, $16)
 ON CONFLICT (sandbox_id) DO NOTHING
 "#,
             s.sandbox_id,
@@ -566,6 +628,7 @@ ON CONFLICT (sandbox_id) DO NOTHING
             int(s.error_count),
             s.last_error,
             o.config,
+            o.source.map(SandboxSource::as_str),
         )
         .execute(&mut **tx)
         .await?;
@@ -603,6 +666,109 @@ WHERE sandbox_id = $1 AND status <> 'terminated' AND updated_at <= $4
         let ids = std::slice::from_ref(&s.sandbox_id);
         record_sandbox_usage(tx, ids, sandbox_hour_usd).await?;
     }
+    Ok(())
+}
+
+/// Adds a flush's deltas to `repo_stats`, one statement over arrays. A row takes a flush
+/// only if its sequence is above the last one the row took from that worker: the writer
+/// retries a whole batch after a failed transaction and replays spooled records, and
+/// neither may count twice. (Within one worker process flushes reach the writer, and
+/// Postgres, in order; a flush that could not be written before a later one would lose its
+/// deltas, never double them: at most once.)
+async fn apply_repo_stats(
+    tx: &mut Transaction<'static, Postgres>,
+    f: &RepoStatsFlush,
+) -> Result<(), StoreError> {
+    if f.rows.is_empty() {
+        return Ok(());
+    }
+    // The URLs were checked at clone (no credentials); mask any user info all the same.
+    let redactor = Redactor::default();
+    let n = f.rows.len();
+    let mut url = Vec::with_capacity(n);
+    let mut org = Vec::with_capacity(n);
+    let mut counts: [Vec<i64>; 8] = Default::default();
+    let mut fetch_at = Vec::with_capacity(n);
+    let mut bytes = Vec::with_capacity(n);
+    let mut used_at = Vec::with_capacity(n);
+    for r in &f.rows {
+        url.push(redactor.redact(&r.repo_url));
+        org.push(r.org_id.clone());
+        let values = [
+            r.made_pool,
+            r.made_cache,
+            r.made_template,
+            r.made_cold,
+            r.fetches,
+            r.pushes,
+            r.rebases,
+            r.conflicts,
+        ];
+        for (column, v) in counts.iter_mut().zip(values) {
+            column.push(big(v));
+        }
+        fetch_at.push(r.last_fetch_at);
+        bytes.push(r.mirror_bytes.map(big));
+        used_at.push(r.last_used_at.unwrap_or(f.at));
+    }
+    let [
+        pool,
+        cache,
+        template,
+        cold,
+        fetches,
+        pushes,
+        rebases,
+        conflicts,
+    ] = &counts;
+    sqlx::query!(
+        r#"
+INSERT INTO repo_stats AS s (repo_url, org_id, worker_id, made_pool, made_cache, made_template,
+                             made_cold, fetches, pushes, rebases, conflicts, last_fetch_at,
+                             mirror_bytes, last_used_at, flush_seq, updated_at)
+SELECT u.repo_url, u.org_id, $1, u.made_pool, u.made_cache, u.made_template, u.made_cold,
+       u.fetches, u.pushes, u.rebases, u.conflicts, u.last_fetch_at, u.mirror_bytes,
+       u.last_used_at, $2, $3
+  FROM UNNEST($4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
+              $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::timestamptz[],
+              $15::int8[], $16::timestamptz[])
+       AS u(repo_url, org_id, made_pool, made_cache, made_template, made_cold, fetches,
+            pushes, rebases, conflicts, last_fetch_at, mirror_bytes, last_used_at)
+ON CONFLICT (repo_url, org_id, worker_id) DO UPDATE SET
+    made_pool = s.made_pool + EXCLUDED.made_pool,
+    made_cache = s.made_cache + EXCLUDED.made_cache,
+    made_template = s.made_template + EXCLUDED.made_template,
+    made_cold = s.made_cold + EXCLUDED.made_cold,
+    fetches = s.fetches + EXCLUDED.fetches,
+    pushes = s.pushes + EXCLUDED.pushes,
+    rebases = s.rebases + EXCLUDED.rebases,
+    conflicts = s.conflicts + EXCLUDED.conflicts,
+    last_fetch_at = GREATEST(s.last_fetch_at, EXCLUDED.last_fetch_at),
+    mirror_bytes = COALESCE(EXCLUDED.mirror_bytes, s.mirror_bytes),
+    last_used_at = GREATEST(s.last_used_at, EXCLUDED.last_used_at),
+    flush_seq = EXCLUDED.flush_seq,
+    updated_at = EXCLUDED.updated_at
+WHERE s.flush_seq < EXCLUDED.flush_seq
+"#,
+        f.worker_id,
+        big(f.seq),
+        f.at,
+        &url,
+        &org as &[Option<String>],
+        pool,
+        cache,
+        template,
+        cold,
+        fetches,
+        pushes,
+        rebases,
+        conflicts,
+        &fetch_at as &[Option<DateTime<Utc>>],
+        &bytes as &[Option<i64>],
+        &used_at,
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

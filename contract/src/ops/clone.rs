@@ -80,4 +80,41 @@ pub struct CloneResult {
     pub head_sha: String,
     /// A released copy of the repository was recycled.
     pub cache_hit: bool,
+    /// How the sandbox was made (absent from workers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SandboxSource>,
+}
+
+/// How a sandbox was made, fastest first: a released copy of the repository recycled
+/// (`cache`), a warm empty sandbox of the worker's pool (`pool`), a new directory made from
+/// the template because the pool was empty (`template`), or with the repository's mirror
+/// cloned from the remote first, the worker never having had it (`cold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxSource {
+    Cache,
+    Pool,
+    Template,
+    Cold,
+}
+
+impl SandboxSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxSource::Cache => "cache",
+            SandboxSource::Pool => "pool",
+            SandboxSource::Template => "template",
+            SandboxSource::Cold => "cold",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "cache" => SandboxSource::Cache,
+            "pool" => SandboxSource::Pool,
+            "template" => SandboxSource::Template,
+            "cold" => SandboxSource::Cold,
+            _ => return None,
+        })
+    }
 }

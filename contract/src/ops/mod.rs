@@ -35,7 +35,7 @@ use crate::job::JobSpec;
 use crate::names::own_queue;
 
 pub use change::{ChangeArgs, ChangeResult};
-pub use clone::{CloneArgs, CloneResult};
+pub use clone::{CloneArgs, CloneResult, SandboxSource};
 pub use diff::{DiffArgs, DiffResult};
 pub use echo::EchoArgs;
 pub use limits::JobLimits;

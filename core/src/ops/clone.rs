@@ -103,6 +103,7 @@ impl Op for CloneOp {
                 agent_branch: cloned.sandbox.agent_branch.clone(),
                 head_sha: cloned.head_sha,
                 cache_hit: cloned.cache_hit,
+                source: Some(cloned.source),
             })
         }
         .boxed()

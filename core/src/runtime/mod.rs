@@ -34,6 +34,7 @@ mod fetch;
 mod heartbeat;
 mod in_flight;
 mod promote;
+mod repo_stats;
 mod retry;
 
 use std::future::Future;
@@ -389,6 +390,16 @@ impl Worker {
             require_org: self.config.require_org,
             org_max_sandboxes: self.config.org_max_sandboxes,
         };
+        if let Some(sandboxes) = &self.sandboxes
+            && writer.is_some()
+        {
+            background.push(tokio::spawn(repo_stats::flush_loop(
+                sandboxes.clone(),
+                records.clone(),
+                repo_stats::FLUSH_EVERY,
+                stop_background.clone(),
+            )));
+        }
         if let Some(sandboxes) = &self.sandboxes {
             background.push(tokio::spawn(sandboxes.clone().maintain(
                 Duration::from_secs(60),

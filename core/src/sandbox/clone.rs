@@ -15,6 +15,7 @@ use super::template::Template;
 use super::working_copy::TreeState;
 use super::{Sandbox, SandboxManager};
 use crate::git::{RunOptions, Sees};
+use gitfleet_store::SandboxSource;
 
 /// What a clone produced.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct Cloned {
     pub sandbox: Arc<Sandbox>,
     pub head_sha: String,
     pub cache_hit: bool,
+    /// How the sandbox was made.
+    pub source: SandboxSource,
 }
 
 /// What a clone asks for (already checked).
@@ -127,9 +130,17 @@ impl SandboxManager {
             other => other,
         };
         let cache_hit = recycled.is_some();
-        let dir = match recycled {
-            Some(copy) => copy.dir,
-            None => self.take_empty().await?,
+        let (dir, source) = match recycled {
+            Some(copy) => (copy.dir, SandboxSource::Cache),
+            None => {
+                let (dir, pooled) = self.take_empty().await?;
+                let source = match (refreshed.created, pooled) {
+                    (true, _) => SandboxSource::Cold,
+                    (false, true) => SandboxSource::Pool,
+                    (false, false) => SandboxSource::Template,
+                };
+                (dir, source)
+            }
         };
         let work = dir.join("work");
         let prepared = if cache_hit {
@@ -170,10 +181,12 @@ impl SandboxManager {
             .lock()
             .expect("not poisoned")
             .insert(sandbox.id.clone(), sandbox.clone());
+        self.stats.made(&req.repo, source, refreshed.path.clone());
         Ok(Cloned {
             sandbox,
             head_sha,
             cache_hit,
+            source,
         })
     }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::stats::RepoStats;
 use crate::git::{Git, RunOptions};
 use gitfleet_contract::JobError;
 use gitfleet_contract::rules::RepoUrl;
@@ -21,6 +22,8 @@ pub struct Mirrors {
     root: PathBuf,
     git: Git,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<MirrorState>>>>,
+    /// Counts every fetch from a remote (for the Repositories view).
+    stats: Arc<RepoStats>,
 }
 
 #[derive(Default)]
@@ -44,6 +47,8 @@ pub struct Refreshed {
     /// The commit the branch is at in the mirror, as the remote had it no earlier than the
     /// moment of the call; `None` when the remote has no such branch.
     pub tip: Option<String>,
+    /// This call cloned the mirror: the worker had none of the repository.
+    pub created: bool,
 }
 
 /// What [`Mirrors::refresh_all`] did.
@@ -79,11 +84,12 @@ fn is_object_id(s: &str) -> bool {
 }
 
 impl Mirrors {
-    pub fn new(root: PathBuf, git: Git) -> Self {
+    pub fn new(root: PathBuf, git: Git, stats: Arc<RepoStats>) -> Self {
         Self {
             root,
             git,
             locks: Mutex::new(HashMap::new()),
+            stats,
         }
     }
 
@@ -129,6 +135,7 @@ impl Mirrors {
             return Ok(Refreshed {
                 tip: tips.get(branch).cloned(),
                 path,
+                created: false,
             });
         }
         let started = Instant::now();
@@ -148,16 +155,20 @@ impl Mirrors {
                 return Ok(Refreshed {
                     tip: Some(theirs),
                     path,
+                    created: false,
                 });
             }
             self.fetch(&mut state, &path, repo, started).await?;
         } else {
             self.create(&mut state, &path, repo, started).await?;
         }
+        // For the organization the job reaches the repository for.
+        self.stats.fetched(repo, repo.org.as_deref(), path.clone());
         tracing::debug!(repo = %repo.cache_key, ms = started.elapsed().as_millis() as u64, "mirror refreshed");
         Ok(Refreshed {
             tip: state.tips.as_ref().and_then(|t| t.get(branch).cloned()),
             path,
+            created: !exists,
         })
     }
 
@@ -186,7 +197,11 @@ impl Mirrors {
                 continue;
             }
             match self.fetch(&mut state, &path, &repo, Instant::now()).await {
-                Ok(()) => done.refreshed += 1,
+                Ok(()) => {
+                    // The worker's own fetch: no organization's.
+                    self.stats.fetched(&repo, None, path.clone());
+                    done.refreshed += 1;
+                }
                 Err(e) => {
                     tracing::warn!(repo = %repo.cache_key, error = %e, "could not refresh a mirror");
                     done.failed.push((repo.cache_key.clone(), e));

@@ -15,6 +15,7 @@ mod provider;
 mod release;
 pub(crate) mod replay;
 mod settings;
+pub mod stats;
 pub mod template;
 mod upkeep;
 mod working_copy;
@@ -38,6 +39,7 @@ use gitfleet_contract::rules::RepoUrl;
 use crate::git::{Git, GitOutput, RunOptions, Sees};
 use cache::Cache;
 use mirror::{LOCAL, Mirrors};
+use stats::RepoStats;
 use template::Templates;
 use working_copy::READ_ONLY;
 
@@ -83,6 +85,8 @@ pub struct SandboxManager {
     live: Mutex<HashMap<String, Arc<Sandbox>>>,
     /// Tree sizes already listed (see [`limits`]).
     sizes: Mutex<limits::TreeSizes>,
+    /// What was done with each repository since the last flush ([`stats`]).
+    stats: Arc<RepoStats>,
     config: SandboxConfig,
 }
 
@@ -104,9 +108,11 @@ impl SandboxManager {
     ) -> Result<Arc<Self>, JobError> {
         let sandboxes = config.root.join("sandboxes");
         let provider = Arc::new(LocalProvider::new(&sandboxes));
+        let stats = Arc::new(RepoStats::new(git.redactor().clone()));
         let manager = Arc::new(Self {
             worker_id: worker_id.to_string(),
-            mirrors: Mirrors::new(config.root.join("mirrors"), git.clone()),
+            mirrors: Mirrors::new(config.root.join("mirrors"), git.clone(), stats.clone()),
+            stats,
             templates: Templates::open(config.root.join("template")).await?,
             git,
             provider,
@@ -134,6 +140,11 @@ impl SandboxManager {
 
     pub fn templates(&self) -> &Templates {
         &self.templates
+    }
+
+    /// The per-repository counters ([`stats`]).
+    pub fn stats(&self) -> &RepoStats {
+        &self.stats
     }
 
     /// Runs git in a sandbox's working tree (jailed, it sees the sandbox, the mirror it

@@ -206,15 +206,17 @@ impl SandboxManager {
         }
     }
 
-    pub(super) async fn take_empty(&self) -> Result<PathBuf, JobError> {
+    /// An empty sandbox directory: a warm one of the pool (`true`), or, the pool being
+    /// empty, one made now (`false`).
+    pub(super) async fn take_empty(&self) -> Result<(PathBuf, bool), JobError> {
         let pooled = self.pool.lock().expect("not poisoned").pop();
         match pooled {
-            Some(dir) => Ok(dir),
-            None => {
-                self.provider
-                    .create(&format!("sb-{}", ulid::Ulid::new()))
-                    .await
-            }
+            Some(dir) => Ok((dir, true)),
+            None => self
+                .provider
+                .create(&format!("sb-{}", ulid::Ulid::new()))
+                .await
+                .map(|dir| (dir, false)),
         }
     }
 

@@ -120,6 +120,7 @@ fn records() -> Vec<Record> {
                     branch: "main".into(),
                     agent_branch: "agent/0".into(),
                     config: json!({}),
+                    source: None,
                 }),
                 is_pooled: None,
                 ttl_tier: None,

@@ -371,6 +371,7 @@ fn sandbox(
             branch: "main".into(),
             agent_branch: format!("agent-{agent}-t"),
             config: json!({}),
+            source: None,
         }),
         is_pooled: None,
         ttl_tier: None,

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod fleet;
 pub mod health;
 pub mod jobs;
+pub mod repositories;
 
 use crate::problem::Problem;
 

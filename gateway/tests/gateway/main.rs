@@ -15,5 +15,6 @@ mod hang_up;
 mod jobs;
 mod mcp;
 mod reference;
+mod repositories;
 mod schemathesis;
 mod spool;

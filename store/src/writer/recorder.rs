@@ -4,6 +4,7 @@
 //! use and error counts, so the registry's rows carry totals.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -12,7 +13,10 @@ use tokio::sync::mpsc;
 
 use super::{Owner, WriterConfig, WriterHandle, spawn};
 use crate::Store;
-use crate::record::{JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, WorkerEvent};
+use crate::record::{
+    JobEvent, Record, RepoStatsDelta, RepoStatsFlush, SandboxEvent, SandboxOrigin, SandboxSource,
+    SandboxStatus, WorkerEvent,
+};
 use gitfleet_contract::Redactor;
 use gitfleet_contract::{ErrorKind, JobError, JobSpec, JobStatus, time_from_micros};
 use gitfleet_queue::{AnsweredJob, Delivery, Outcome};
@@ -35,6 +39,8 @@ struct Inner {
     /// replayed record cannot count twice), and the organization each belongs to: a job of
     /// another organization naming one was answered as for no sandbox, and counts nothing.
     sandboxes: Mutex<HashMap<String, LiveSandbox>>,
+    /// The last per-repository flush's sequence ([`Recorder::repo_stats`]).
+    repo_stats_seq: AtomicU64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -85,6 +91,7 @@ impl Recorder {
                 worker_id: worker.worker_id.clone(),
                 redactor,
                 sandboxes: Mutex::new(HashMap::new()),
+                repo_stats_seq: AtomicU64::new(0),
             })),
         };
         (recorder, spawn(store, config, Owner::Worker(worker), rx))
@@ -107,6 +114,7 @@ impl Recorder {
                 worker_id: name.clone(),
                 redactor,
                 sandboxes: Mutex::new(HashMap::new()),
+                repo_stats_seq: AtomicU64::new(0),
             })),
         };
         (recorder, spawn(store, config, Owner::Producer(name), rx))
@@ -218,6 +226,22 @@ impl Recorder {
         }
     }
 
+    /// Records what the worker did with its repositories since the last call (deltas; see
+    /// `RepoStatsFlush`). Never blocks; nothing when there is nothing to add.
+    pub fn repo_stats(&self, rows: Vec<RepoStatsDelta>) {
+        if let Some(inner) = &self.inner
+            && !rows.is_empty()
+        {
+            let seq = inner.repo_stats_seq.fetch_add(1, Ordering::Relaxed) + 1;
+            self.record(Record::RepoStats(RepoStatsFlush {
+                worker_id: inner.worker_id.clone(),
+                seq,
+                rows,
+                at: Utc::now(),
+            }));
+        }
+    }
+
     /// Records that every sandbox of this worker is gone (it is stopping).
     pub fn worker_sandboxes_terminated(&self) {
         if let Some(inner) = &self.inner {
@@ -306,6 +330,10 @@ impl Recorder {
                         "shallow": args.get("shallow").cloned().unwrap_or(Value::Bool(false)),
                         "sparse_paths": args.get("sparse_paths").cloned().unwrap_or(Value::Array(vec![])),
                     }),
+                    source: result
+                        .get("source")
+                        .and_then(Value::as_str)
+                        .and_then(SandboxSource::parse),
                 });
                 Some(event)
             }

@@ -113,6 +113,16 @@ async fn confirm_lock(lock: &Lock, target: &str) -> Result<(), JobError> {
     })
 }
 
+/// Counts a push's outcome for the Repositories view: landed (and whether it was rebased),
+/// or refused with `conflict`.
+fn count_push(manager: &SandboxManager, repo: &RepoUrl, outcome: Result<bool, &JobError>) {
+    match outcome {
+        Ok(rebased) => manager.stats().pushed(repo, rebased),
+        Err(e) if e.kind == ErrorKind::Conflict => manager.stats().conflicted(repo),
+        Err(_) => {}
+    }
+}
+
 fn tolerant() -> RunOptions {
     RunOptions {
         allow_failure: true,
@@ -392,7 +402,10 @@ impl Op for PushOp {
                 paths: &p.paths,
                 target: &target,
             };
-            job.run(&manager, &sandbox, busy).await
+            let pushed = job.run(&manager, &sandbox, busy).await;
+            let rebased = |v: &Value| v.get("rebased").and_then(Value::as_bool) == Some(true);
+            count_push(&manager, &sandbox.repo, pushed.as_ref().map(rebased));
+            pushed
         }
         .boxed()
     }
@@ -453,7 +466,9 @@ impl Op for ChangeOp {
                 &req.repo,
                 request,
             )
-            .await?;
+            .await;
+            count_push(&manager, &req.repo, landed.as_ref().map(|l| l.rebased));
+            let landed = landed?;
             result(ChangeResult {
                 commit_sha: landed.commit_sha,
                 branch: target,
