@@ -14,8 +14,10 @@ mod egress;
 mod home;
 mod jail;
 mod runner;
+pub mod steps;
 
 pub use config::{GitConfig, JailMode};
 pub use egress::EgressConfig;
 pub use jail::Sees;
 pub use runner::{Git, GitOutput, RunOptions};
+pub use steps::{StepLog, Steps, in_phase};
