@@ -343,9 +343,9 @@ pub(crate) async fn apply_jobs(
             runs.retry_at.push(j.retry_at);
             runs.sandbox_id.push(run_sandbox(j));
             let steps = j.git_steps.as_ref();
-            runs.git_steps.push(steps.map(|s| {
-                serde_json::to_string(&s.steps).expect("steps are plain data")
-            }));
+            runs.git_steps.push(
+                steps.map(|s| serde_json::to_string(&s.steps).expect("steps are plain data")),
+            );
             runs.git_steps_dropped
                 .push(steps.map_or(0, |s| i32::try_from(s.dropped).unwrap_or(i32::MAX)));
         }

@@ -206,8 +206,18 @@ mod tests {
             got,
             [
                 (GitCommand::Fetch, StepPhase::Op, StepOutcome::Ok, None),
-                (GitCommand::LsRemote, StepPhase::Mirror, StepOutcome::Exit, Some(2)),
-                (GitCommand::Push, StepPhase::Op, StepOutcome::Cancelled, None),
+                (
+                    GitCommand::LsRemote,
+                    StepPhase::Mirror,
+                    StepOutcome::Exit,
+                    Some(2)
+                ),
+                (
+                    GitCommand::Push,
+                    StepPhase::Op,
+                    StepOutcome::Cancelled,
+                    None
+                ),
             ]
         );
         let b = b.take();
@@ -232,8 +242,8 @@ mod tests {
     #[tokio::test]
     async fn shared_steps_are_recorded_by_every_job_of_the_batch() {
         let (a, b) = (StepLog::new(), StepLog::new());
-        let shared = Steps::shared([Steps::of(&a), Steps::of(&b)], StepPhase::PushGroup)
-            .expect("two runs");
+        let shared =
+            Steps::shared([Steps::of(&a), Steps::of(&b)], StepPhase::PushGroup).expect("two runs");
         shared
             .scope(async { StepTimer::start(Some("push")).finish(StepOutcome::Ok, None) })
             .await;

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::git::{Git, RunOptions, in_phase};
-use gitfleet_contract::steps::StepPhase;
 use gitfleet_contract::JobError;
 use gitfleet_contract::rules::RepoUrl;
+use gitfleet_contract::steps::StepPhase;
 
 /// The mirrors of one worker.
 pub struct Mirrors {

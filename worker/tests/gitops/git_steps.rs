@@ -29,7 +29,9 @@ async fn ended_runs(store: &Store, job_id: &str, n: usize) -> Vec<RunRow> {
 }
 
 fn steps(run: &RunRow) -> &[GitStep] {
-    run.git_steps.as_deref().expect("an ended run has its steps")
+    run.git_steps
+        .as_deref()
+        .expect("an ended run has its steps")
 }
 
 fn commands(steps: &[GitStep]) -> Vec<(GitCommand, StepPhase)> {
@@ -62,7 +64,10 @@ fn assert_plausible(run: &RunRow) {
         );
     }
     let total: u64 = steps.iter().map(|s| s.ms).sum();
-    assert!(total as f64 <= run_ms + 50.0, "{total} ms of steps in {run_ms} ms");
+    assert!(
+        total as f64 <= run_ms + 50.0,
+        "{total} ms of steps in {run_ms} ms"
+    );
     assert_eq!(run.git_steps_dropped, 0);
 }
 
@@ -87,7 +92,10 @@ async fn clone_write_and_push_record_each_git_command_in_order_with_phase_time_a
         .to_string();
     let runs = ended_runs(&store, &clone.job_id, 1).await;
     let run = &runs[0];
-    assert_eq!((run.worker_id.as_str(), run.outcome.as_str()), (worker.as_str(), "done"));
+    assert_eq!(
+        (run.worker_id.as_str(), run.outcome.as_str()),
+        (worker.as_str(), "done")
+    );
     assert_eq!(run.sandbox_id.as_deref(), Some(sandbox.as_str()));
     // A cold worker: the mirror is made from the remote, then the sandbox from the mirror.
     assert!(
@@ -118,10 +126,7 @@ async fn clone_write_and_push_record_each_git_command_in_order_with_phase_time_a
     assert_eq!(write["written"], 1);
 
     let push = fleet
-        .run(
-            "push",
-            json!({"sandbox_id": sandbox, "message": "notes"}),
-        )
+        .run("push", json!({"sandbox_id": sandbox, "message": "notes"}))
         .await;
     assert_eq!(push.status, JobStatus::Done, "{push:?}");
     let runs = ended_runs(&store, &push.job_id, 1).await;
@@ -143,7 +148,10 @@ async fn clone_write_and_push_record_each_git_command_in_order_with_phase_time_a
         "{:?}",
         commands(steps)
     );
-    let pushed = steps.iter().find(|s| s.command == GitCommand::Push).unwrap();
+    let pushed = steps
+        .iter()
+        .find(|s| s.command == GitCommand::Push)
+        .unwrap();
     assert_eq!((pushed.outcome, pushed.code), (StepOutcome::Ok, None));
     assert!(pushed.ms > 0, "a push over the network takes time");
     assert_plausible(run);
@@ -164,8 +172,7 @@ async fn a_push_the_remote_declines_records_its_failing_push_step_with_the_exit_
     let hook = bare.join("hooks").join("pre-receive");
     std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
     std::fs::write(&hook, "#!/bin/sh\necho 'no pushes today' >&2\nexit 1\n").unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let daemon = GitDaemon::start(&fleet.remotes()).unwrap();
 
     let c = fleet
@@ -226,7 +233,10 @@ async fn each_attempt_of_a_retried_job_is_its_own_run_with_its_worker_error_and_
     let workers: Vec<String> = fleet.worker_ids().iter().map(|w| w.to_string()).collect();
     // Nothing listens there: every run fails with `network`, which is retried.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("git://127.0.0.1:{}/gone.git", free.local_addr().unwrap().port());
+    let url = format!(
+        "git://127.0.0.1:{}/gone.git",
+        free.local_addr().unwrap().port()
+    );
     drop(free);
 
     let r = fleet
@@ -251,7 +261,10 @@ async fn each_attempt_of_a_retried_job_is_its_own_run_with_its_worker_error_and_
         [(1, "retry", Some("network")), (2, "dead", Some("network"))]
     );
     for run in &runs {
-        assert!(workers.contains(&run.worker_id), "{run:?} not on {workers:?}");
+        assert!(
+            workers.contains(&run.worker_id),
+            "{run:?} not on {workers:?}"
+        );
         assert!(
             run.error_message.as_deref().is_some_and(|m| !m.is_empty()),
             "{run:?}"
@@ -379,15 +392,27 @@ async fn no_token_password_url_or_branch_name_a_job_sent_appears_in_its_stored_s
         "secret-dir",
         &sandbox,
     ] {
-        assert!(!text.contains(secret), "{secret:?} in the stored steps:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "{secret:?} in the stored steps:\n{text}"
+        );
     }
     // Nothing else in a step but the fixed fields.
     for steps in &stored {
         for step in serde_json::from_str::<Vec<serde_json::Value>>(steps).unwrap() {
-            let mut keys: Vec<&str> = step.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            let mut keys: Vec<&str> = step
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
             keys.retain(|k| *k != "code");
             keys.sort();
-            assert_eq!(keys, ["at_ms", "command", "ms", "outcome", "phase"], "{step}");
+            assert_eq!(
+                keys,
+                ["at_ms", "command", "ms", "outcome", "phase"],
+                "{step}"
+            );
         }
     }
     fleet.shutdown().await;
