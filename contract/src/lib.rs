@@ -22,6 +22,7 @@ pub mod record;
 pub mod redact;
 pub mod rules;
 pub mod status;
+pub mod steps;
 
 pub use auth::Role;
 pub use credentials::{Credential, Credentials, CredentialsError, PlainHttp, UrlPrefix};
@@ -37,3 +38,4 @@ pub use ops::{OpArgs, OpName, Rules};
 pub use record::{JobRecord, fmt_time, rfc3339_micros, time_from_micros};
 pub use redact::Redactor;
 pub use status::JobStatus;
+pub use steps::{GitCommand, GitStep, GitSteps, StepOutcome, StepPhase};

@@ -568,16 +568,18 @@ fn list_jobs(b: &mut Builder) -> Operation {
 }
 
 fn get_job(b: &mut Builder) -> Operation {
-    let record = b.schema::<JobRecord>();
+    let detail = b.schema::<jobs::JobDetail>();
     Operation::new(
         "Read a job, or wait for it to end",
-        "The job's live record from Redis, else its history row. With `wait`, answers once the \
-         job is done, dead or cancelled, or when `wait` seconds have passed (check `status`).",
+        "The job's live record from Redis, else its history row, with its runs from the \
+         history (`runs`: worker, times, outcome, error, sandbox and git steps of each \
+         attempt). With `wait`, answers once the job is done, dead or cancelled, or when \
+         `wait` seconds have passed (check `status`).",
         Some(Role::Viewer),
     )
     .param(job_id())
     .params(b.query::<jobs::WaitParams>())
-    .answer(200, json_answer("The job's record.", record))
+    .answer(200, json_answer("The job's record and its runs.", detail))
     .problems(&[400, 404, 500, 503])
 }
 

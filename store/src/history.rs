@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Store, StoreError};
+use gitfleet_contract::steps::GitStep;
 use gitfleet_contract::{rfc3339_micros, time_from_micros};
 
 /// Which jobs to list, newest first (by enqueue time, then id). Each field set narrows the
@@ -268,12 +269,21 @@ pub struct JobRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-/// One run (attempt) of a job.
+/// One run (attempt) of a job: where it ran, how it ended, and the git commands it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RunRow {
     pub attempt: i32,
     pub worker_id: String,
+    /// `running`, `done`, `retry` (it failed and the job was retried) or `dead`.
     pub outcome: String,
+    /// The sandbox it worked in: the one its args name, or the one a clone made.
+    pub sandbox_id: Option<String>,
+    /// Each git command it ran, in order (see [`GitStep`]); `null` while it runs, for a run
+    /// whose worker died, and for runs recorded before the worker recorded steps.
+    pub git_steps: Option<Vec<GitStep>>,
+    /// Git commands past the first [`gitfleet_contract::steps::MAX_GIT_STEPS`]: counted,
+    /// not kept.
+    pub git_steps_dropped: i32,
     #[serde(with = "rfc3339_micros")]
     #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub started_at: Option<DateTime<Utc>>,
@@ -506,12 +516,20 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
         let Some(job) = self.job_row(job_id).await? else {
             return Ok(None);
         };
-        let runs = sqlx::query_as!(
-            RunRow,
+        let runs = self.runs_of(job_id).await?;
+        Ok(Some(JobHistory { job, runs }))
+    }
+
+    /// The runs of job `job_id`, oldest first, each with its worker, times, outcome, error,
+    /// sandbox and git steps (what the dashboard's job detail shows); empty for a job the
+    /// record has no run of. One indexed query (`job_runs_job_idx`). Rows are written in the
+    /// background, so a run that just ended may still read `running` for a moment.
+    pub async fn runs_of(&self, job_id: &str) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query!(
             r#"
 SELECT attempt, worker_id, outcome, started_at AS "started_at?", finished_at,
        (EXTRACT(EPOCH FROM (finished_at - started_at)) * 1000)::float8 AS duration_ms,
-       error_kind, error_message, retry_at
+       error_kind, error_message, retry_at, sandbox_id, git_steps, git_steps_dropped
   FROM job_runs WHERE job_id = $1
  ORDER BY started_at, attempt
 "#,
@@ -519,7 +537,25 @@ SELECT attempt, worker_id, outcome, started_at AS "started_at?", finished_at,
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(Some(JobHistory { job, runs }))
+        Ok(rows
+            .into_iter()
+            .map(|r| RunRow {
+                attempt: r.attempt,
+                worker_id: r.worker_id,
+                outcome: r.outcome,
+                sandbox_id: r.sandbox_id,
+                // Written by `record.rs` from these same types; a row it cannot read (a
+                // command this build does not know reads as `other`) shows none.
+                git_steps: r.git_steps.and_then(|v| serde_json::from_value(v).ok()),
+                git_steps_dropped: r.git_steps_dropped,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                duration_ms: r.duration_ms,
+                error_kind: r.error_kind,
+                error_message: r.error_message,
+                retry_at: r.retry_at,
+            })
+            .collect())
     }
 
     /// The registry, most recently used first.

@@ -18,6 +18,7 @@ use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
 use gitfleet_contract::Redactor;
+use gitfleet_contract::steps::GitSteps;
 use gitfleet_contract::{JobError, JobStatus, time_from_micros};
 use gitfleet_queue::{AnsweredJob, Cancelled};
 
@@ -87,6 +88,10 @@ pub struct JobEvent {
     /// apply whatever the row says.
     #[serde(default)]
     pub reset: bool,
+    /// The git steps of the run this event ends (absent while it runs, and for events that
+    /// end no run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_steps: Option<GitSteps>,
 }
 
 impl JobEvent {
@@ -125,6 +130,7 @@ impl JobEvent {
             finished_at: None,
             retry_at: None,
             reset: false,
+            git_steps: None,
         }
     }
 
@@ -459,6 +465,13 @@ pub(crate) async fn apply_jobs(
             runs.error_kind.push(kind.clone());
             runs.error_message.push(message.clone());
             runs.retry_at.push(j.retry_at);
+            runs.sandbox_id.push(run_sandbox(j));
+            let steps = j.git_steps.as_ref();
+            runs.git_steps.push(
+                steps.map(|s| serde_json::to_string(&s.steps).expect("steps are plain data")),
+            );
+            runs.git_steps_dropped
+                .push(steps.map_or(0, |s| i32::try_from(s.dropped).unwrap_or(i32::MAX)));
         }
         c.error_kind.push(kind);
         c.error_message.push(message);
@@ -532,15 +545,25 @@ WHERE $21 OR (EXCLUDED.attempts, EXCLUDED.phase) >= (jobs.attempts, jobs.phase)
     sqlx::query!(
         r#"
 INSERT INTO job_runs (run_id, job_id, attempt, worker_id, started_at, finished_at, outcome,
-                      error_kind, error_message, retry_at)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+                      error_kind, error_message, retry_at, sandbox_id, git_steps,
+                      git_steps_dropped)
+SELECT u.run_id, u.job_id, u.attempt, u.worker_id, u.started_at, u.finished_at, u.outcome,
+       u.error_kind, u.error_message, u.retry_at, u.sandbox_id, u.git_steps::jsonb,
+       u.git_steps_dropped
+  FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[],
+              $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
+              $11::text[], $12::text[], $13::int4[])
+       AS u(run_id, job_id, attempt, worker_id, started_at, finished_at, outcome, error_kind,
+            error_message, retry_at, sandbox_id, git_steps, git_steps_dropped)
 ON CONFLICT (run_id) DO UPDATE SET
     finished_at = EXCLUDED.finished_at,
     outcome = EXCLUDED.outcome,
     error_kind = EXCLUDED.error_kind,
     error_message = EXCLUDED.error_message,
-    retry_at = EXCLUDED.retry_at
+    retry_at = EXCLUDED.retry_at,
+    sandbox_id = COALESCE(EXCLUDED.sandbox_id, job_runs.sandbox_id),
+    git_steps = EXCLUDED.git_steps,
+    git_steps_dropped = EXCLUDED.git_steps_dropped
 WHERE job_runs.outcome = 'running'
 "#,
         &runs.run_id,
@@ -553,6 +576,9 @@ WHERE job_runs.outcome = 'running'
         &runs.error_kind as &[Option<String>],
         &runs.error_message as &[Option<String>],
         &runs.retry_at as &[Option<DateTime<Utc>>],
+        &runs.sandbox_id as &[Option<String>],
+        &runs.git_steps as &[Option<String>],
+        &runs.git_steps_dropped,
     )
     .execute(&mut **tx)
     .await?;
@@ -596,6 +622,18 @@ struct RunColumns {
     error_kind: Vec<Option<String>>,
     error_message: Vec<Option<String>>,
     retry_at: Vec<Option<DateTime<Utc>>>,
+    sandbox_id: Vec<Option<String>>,
+    /// JSON text (cast back per row), as `result` travels.
+    git_steps: Vec<Option<String>>,
+    git_steps_dropped: Vec<i32>,
+}
+
+/// The sandbox a run worked in: the one its args name, or the one a clone made.
+fn run_sandbox(j: &JobEvent) -> Option<String> {
+    j.sandbox_id.clone().or_else(|| {
+        let made = j.result.as_ref().filter(|_| j.op == "clone")?;
+        Some(made.get("sandbox_id")?.as_str()?.to_string())
+    })
 }
 
 async fn apply_sandbox(

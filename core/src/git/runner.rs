@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use gitfleet_contract::redact::basic_auth_value;
 use gitfleet_contract::rules::RepoUrl;
+use gitfleet_contract::steps::StepOutcome;
 use gitfleet_contract::{ErrorKind, JobError, Redactor};
 
 use super::capture::{Capture, drain, feed};
@@ -26,6 +27,7 @@ use super::config::{GitConfig, JailMode, file_protocol_policy};
 use super::egress::{Egress, Route};
 use super::home::prepare_home;
 use super::jail::{Jail, Sees};
+use super::steps::StepTimer;
 
 /// PATH for git when the worker's own process has none.
 const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -240,6 +242,9 @@ impl Git {
     /// Runs `git <hardening -c flags> <args>` in `cwd`. A failure is classified into an
     /// error kind (auth, network, timeout, invalid_input, conflict, internal) with a redacted
     /// message that names the git command.
+    ///
+    /// Within a recorded run ([`super::steps`]) the call is one of its git steps: its
+    /// subcommand (from the fixed list), how long it took and how it ended.
     pub async fn run(
         &self,
         cwd: &Path,
@@ -247,6 +252,22 @@ impl Git {
         options: RunOptions,
     ) -> Result<GitOutput, JobError> {
         let sub = subcommand(args);
+        let timer = StepTimer::start(sub);
+        let mut ended = (StepOutcome::Error, None);
+        let result = self.run_process(cwd, args, options, sub, &mut ended).await;
+        timer.finish(ended.0, ended.1);
+        result
+    }
+
+    /// [`Git::run`], telling `ended` how git ended (left `error` when git gave no answer).
+    async fn run_process(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        options: RunOptions,
+        sub: Option<&str>,
+        ended: &mut (StepOutcome, Option<i32>),
+    ) -> Result<GitOutput, JobError> {
         let what = sub.map_or_else(|| "git".to_string(), |s| format!("git {s}"));
         check_extra_env(&options.env)?;
         let limit = options.timeout.unwrap_or(self.config.timeout);
@@ -352,6 +373,7 @@ impl Git {
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let status = match waited {
             Err(_elapsed) => {
+                *ended = (StepOutcome::Timeout, None);
                 tracing::debug!(command = %what, ms, "git timed out");
                 // Kill the group while git is still unreaped, so its id cannot be reused.
                 group.kill();
@@ -367,6 +389,11 @@ impl Git {
                 )));
             }
             Ok(Ok(status)) => status,
+        };
+        *ended = match status.signal() {
+            Some(signal) => (StepOutcome::Killed, Some(signal)),
+            None if status.success() => (StepOutcome::Ok, None),
+            None => (StepOutcome::Exit, Some(exit_code(status))),
         };
 
         tracing::debug!(command = %what, ms, status = exit_code(status), "git finished");
@@ -390,6 +417,7 @@ impl Git {
         // bwrap's own failures (exit 1, `bwrap: …`) are never git's answer, even to a call
         // that reads git's exit status.
         if self.jailed() && output.status == 1 && output.stderr.starts_with("bwrap: ") {
+            *ended = (StepOutcome::Error, None);
             return Err(JobError::internal(format!(
                 "{what}: the git jail could not be set up: {}",
                 output.stderr.trim()

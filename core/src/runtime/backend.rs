@@ -26,6 +26,7 @@ use tower::layer::util::Identity;
 use tracing::Instrument;
 
 use super::retry::RetryPolicy;
+use crate::git::{StepLog, Steps};
 use crate::ops::{Ops, RunContext};
 use gitfleet_contract::ops::check_identity;
 use gitfleet_contract::{JobError, JobSpec};
@@ -168,8 +169,18 @@ impl Service<Task<Run>> for JobService {
                 None
             };
             let run = this.records.job_started(&delivery, spec.as_ref());
-            let outcome = this.execute(&delivery).await;
-            this.records.job_finished(run, spec.as_ref(), &outcome);
+            // Every git command the job runs is a step of this run (`git::steps`); the
+            // job's future, and with it any git call still running, is gone by `take`.
+            let outcome = match &run {
+                Some(_) => {
+                    let log = StepLog::new();
+                    let outcome = Steps::of(&log).scope(this.execute(&delivery)).await;
+                    this.records
+                        .job_finished(run, spec.as_ref(), &outcome, Some(log.take()));
+                    outcome
+                }
+                None => this.execute(&delivery).await,
+            };
             match &outcome {
                 Outcome::Done(_) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "done"),
                 Outcome::Retry { error, delay } => tracing::warn!(kind = %error.kind, message = %error.message, retry_in_ms = delay.as_millis() as u64, "failed; will retry"),

@@ -14,7 +14,8 @@ use super::limits::{Usage, own_object_bytes};
 use super::template::Template;
 use super::working_copy::TreeState;
 use super::{Sandbox, SandboxManager};
-use crate::git::{RunOptions, Sees};
+use crate::git::{RunOptions, Sees, in_phase};
+use gitfleet_contract::steps::StepPhase;
 use gitfleet_store::SandboxSource;
 
 /// What a clone produced.
@@ -100,7 +101,14 @@ impl SandboxManager {
     /// `req.agent_branch`: from a released copy of the repository when there is one,
     /// otherwise cloned from the mirror into a warm empty sandbox, made from the current
     /// template.
+    ///
+    /// Within a recorded run, its git calls are the run's steps in phase `sandbox` (the
+    /// mirror's own, `mirror`).
     pub async fn clone_repo(&self, req: &CloneRequest) -> Result<Cloned, JobError> {
+        in_phase(StepPhase::Sandbox, self.clone_now(req)).await
+    }
+
+    async fn clone_now(&self, req: &CloneRequest) -> Result<Cloned, JobError> {
         let refreshed = self.mirrors.refresh(&req.repo, &req.branch).await?;
         let Some(tip) = refreshed.tip else {
             return Err(JobError::invalid_input(format!(

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::stats::RepoStats;
-use crate::git::{Git, RunOptions};
+use crate::git::{Git, RunOptions, in_phase};
 use gitfleet_contract::JobError;
 use gitfleet_contract::rules::RepoUrl;
+use gitfleet_contract::steps::StepPhase;
 
 /// The mirrors of one worker.
 pub struct Mirrors {
@@ -123,7 +124,13 @@ impl Mirrors {
     /// asked whether the remote branch moved (`ls-remote` of that one ref, compared with
     /// the mirror's tip as last read): one git process when nothing moved; only if it did is
     /// the mirror fetched.
+    ///
+    /// Within a recorded run, its git calls are the run's steps in phase `mirror`.
     pub async fn refresh(&self, repo: &RepoUrl, branch: &str) -> Result<Refreshed, JobError> {
+        in_phase(StepPhase::Mirror, self.refresh_now(repo, branch)).await
+    }
+
+    async fn refresh_now(&self, repo: &RepoUrl, branch: &str) -> Result<Refreshed, JobError> {
         let asked_at = Instant::now();
         let lock = self.state(&repo.cache_key);
         let mut state = lock.lock().await;
@@ -176,6 +183,10 @@ impl Mirrors {
     /// for still gets its new commits and commit-graph ahead of its next clone). One failing
     /// repository does not stop the others.
     pub async fn refresh_all(&self) -> RefreshedAll {
+        in_phase(StepPhase::Mirror, self.refresh_all_now()).await
+    }
+
+    async fn refresh_all_now(&self) -> RefreshedAll {
         let states: Vec<_> = self
             .locks
             .lock()

@@ -10,7 +10,8 @@ use gitfleet_contract::rules::RepoUrl;
 
 use super::SandboxManager;
 use super::cache::CachedCopy;
-use crate::git::RunOptions;
+use crate::git::{RunOptions, in_phase};
+use gitfleet_contract::steps::StepPhase;
 
 impl SandboxManager {
     /// Gives a sandbox up. Its working copy is kept for the next clone of the same
@@ -19,7 +20,13 @@ impl SandboxManager {
     /// untracked or ignored file removed, so what the previous agent left is gone before
     /// the copy waits in the cache (the next clone only moves it to its branch). Otherwise
     /// it is removed. Returns whether it was kept.
+    ///
+    /// Within a recorded run, its git calls are the run's steps in phase `sandbox`.
     pub async fn release(&self, id: &str, org: Option<&str>) -> Result<bool, JobError> {
+        in_phase(StepPhase::Sandbox, self.release_now(id, org)).await
+    }
+
+    async fn release_now(&self, id: &str, org: Option<&str>) -> Result<bool, JobError> {
         let sandbox = {
             let mut live = self.live.lock().expect("not poisoned");
             // Another organization's sandbox is not there, for this job.

@@ -4,7 +4,9 @@
 //! batch, runs' rows, and other records between jobs' all included.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use gitfleet_contract::{ErrorKind, JobError, JobStatus};
+use gitfleet_contract::{
+    ErrorKind, GitCommand, GitStep, GitSteps, JobError, JobStatus, StepOutcome, StepPhase,
+};
 use gitfleet_store::{
     JobEvent, Record, SandboxEvent, SandboxOrigin, SandboxStatus, Store, WorkerEvent,
 };
@@ -13,6 +15,27 @@ use serde_json::{Value, json};
 
 fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000, 0).unwrap() + Duration::milliseconds(ms)
+}
+
+/// The git steps of run `attempt` of job `n`: a fetch (failed in the first run), and
+/// `attempt` steps past the cap.
+fn steps(n: usize, attempt: u32) -> GitSteps {
+    let failed = attempt == 1;
+    GitSteps {
+        steps: vec![GitStep {
+            command: GitCommand::Fetch,
+            phase: StepPhase::Mirror,
+            at_ms: n as u64,
+            ms: 10 + u64::from(attempt),
+            outcome: if failed {
+                StepOutcome::Exit
+            } else {
+                StepOutcome::Ok
+            },
+            code: failed.then_some(128),
+        }],
+        dropped: attempt,
+    }
 }
 
 /// Job `n`'s life: enqueued, a run that fails and waits for a retry, a second run that
@@ -49,6 +72,7 @@ fn life(n: usize, end: JobStatus, t: i64) -> Vec<Record> {
                 ErrorKind::Network,
                 format!("job {n}: the remote hung up"),
             )),
+            git_steps: Some(steps(n, 1)),
             ..ev(JobStatus::Delayed, 1)
         }),
         Record::Job(JobEvent {
@@ -63,6 +87,7 @@ fn life(n: usize, end: JobStatus, t: i64) -> Vec<Record> {
         worker_id: worker,
         started_at: Some(at(t + 60)),
         finished_at: Some(at(t + 61)),
+        git_steps: Some(steps(n, 2)),
         ..ev(end, 2)
     };
     match end {
@@ -216,4 +241,32 @@ async fn a_batch_written_at_once_leaves_the_rows_one_by_one_writes_leave() {
     assert_eq!(dead["error_message"], "job 3 ran out of time");
     assert_eq!(dead["org_id"], "beta");
     assert_eq!(time(&dead["enqueued_at"]), at(300));
+
+    // Each run keeps its own git steps and sandbox, as the store reads them back.
+    let runs = at_once.store.runs_of("01BATCH0003").await.unwrap();
+    let got: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.attempt,
+                r.sandbox_id.as_deref(),
+                r.git_steps.clone(),
+                r.git_steps_dropped,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, Some("s"), Some(steps(3, 1).steps), 1),
+            (2, Some("s"), Some(steps(3, 2).steps), 2),
+        ]
+    );
+    // A spooled record keeps them too (a JSON line, read back as it was).
+    let ended = records
+        .iter()
+        .find(|r| matches!(r, Record::Job(j) if j.git_steps.is_some()))
+        .unwrap();
+    let line = serde_json::to_string(ended).unwrap();
+    assert_eq!(&serde_json::from_str::<Record>(&line).unwrap(), ended);
 }

@@ -23,7 +23,7 @@ use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
 use crate::routes::run_to_end;
 use crate::state::AppState;
-use gitfleet_client::store::{JobCursor, JobFilter, JobRow, JobSort};
+use gitfleet_client::store::{JobCursor, JobFilter, JobRow, JobSort, RunRow};
 use gitfleet_client::{
     BatchJob, BulkAction, BulkFilter, Client, EnqueueOptions, Enqueued, ErrorKind, JobError,
     JobRecord, JobSpec, JobStatus, QueueError,
@@ -376,10 +376,37 @@ pub(crate) async fn visible(
             Err(no_such_job(id))
         };
     }
-    match state.store.job_history(id).await? {
-        Some(h) if caller.sees(h.job.org_id.as_deref()) => Ok(record_from_row(h.job)),
+    match state.store.job_row(id).await? {
+        Some(row) if caller.sees(row.org_id.as_deref()) => Ok(record_from_row(row)),
         _ => Err(no_such_job(id)),
     }
+}
+
+/// `GET /v1/jobs/{id}`'s answer: the job's record, and its runs from the history.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub record: JobRecord,
+    /// Its runs, oldest first: each with its worker, start, finish and duration, outcome,
+    /// error, sandbox and git steps (each git command it ran: command, phase, start, duration,
+    /// outcome; never an argument). Read from Postgres, where runs are written in the
+    /// background: a run that just ended may still read `running` for a moment. Absent when
+    /// Postgres could not be read (the record is answered all the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<RunRow>>,
+}
+
+/// `record` with its runs (one indexed query). Postgres away: without them, and said in
+/// the log, since the live record alone still answers the caller.
+async fn with_runs(state: &AppState, record: JobRecord) -> JobDetail {
+    let runs = match state.store.runs_of(&record.job_id).await {
+        Ok(runs) => Some(runs),
+        Err(e) => {
+            tracing::warn!(job_id = %record.job_id, error = %e, "job runs: cannot read the history; answering the record without them");
+            None
+        }
+    };
+    JobDetail { record, runs }
 }
 
 /// A job's history row as a record (its Redis record has expired).
@@ -427,7 +454,7 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
     Params(params): Params<WaitParams>,
-) -> Result<Json<JobRecord>, Problem> {
+) -> Result<Json<JobDetail>, Problem> {
     let wait = match params.wait {
         None => None,
         Some(w) if w.is_finite() && (0.0..=60.0).contains(&w) => Some(Duration::from_secs_f64(w)),
@@ -439,17 +466,17 @@ pub async fn get(
         }
     };
     let record = visible(&state, &caller, &id).await?;
-    let Some(wait) = wait else {
-        return Ok(Json(record));
+    let record = match wait {
+        Some(wait) if !record.status.is_final() && !wait.is_zero() => {
+            match state.client.wait(&id, wait).await? {
+                Some(r) => r,
+                // It finished and expired while we waited: its row has the end.
+                None => visible(&state, &caller, &id).await?,
+            }
+        }
+        _ => record,
     };
-    if record.status.is_final() || wait.is_zero() {
-        return Ok(Json(record));
-    }
-    match state.client.wait(&id, wait).await? {
-        Some(r) => Ok(Json(r)),
-        // It finished and expired while we waited: its row has the end.
-        None => visible(&state, &caller, &id).await.map(Json),
-    }
+    Ok(Json(with_runs(&state, record).await))
 }
 
 /// How often an event stream looks at its job (state changes other than the end, which

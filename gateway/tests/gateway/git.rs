@@ -114,3 +114,94 @@ async fn clone_write_status_push_release_through_the_api_lands_one_commit() {
         .await
         .problem(404, "not_found");
 }
+
+/// A job's record answers its runs from the history: the worker, sandbox and git steps
+/// of the push (staged and committed in the sandbox, pushed by the group commit), the way
+/// the dashboard's job detail shows them; a job with no run yet answers no runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_record_answers_each_run_with_its_worker_sandbox_and_git_steps() {
+    let w = world().await;
+    fixtures::bare_repo(&w.fleet.remotes(), "repo.git", &[("README.md", "hi\n")]);
+    let daemon = GitDaemon::start(&w.fleet.remotes()).unwrap();
+    let key = w.key("acme", Role::Operator).await;
+    let worker = w.fleet.worker_ids()[0].to_string();
+
+    let clone = w
+        .run_ok(
+            &key,
+            json!({"op": "clone", "args": {"repo_url": daemon.url("repo.git"), "agent_id": "a1", "task_id": "t1"}}),
+        )
+        .await;
+    let sandbox = clone["sandbox_id"].as_str().unwrap().to_string();
+    w.run_ok(
+        &key,
+        json!({"op": "write_files", "args": {"sandbox_id": sandbox, "files": [{"path": "a.md", "content": "a\n"}]}}),
+    )
+    .await;
+    let created = w
+        .post(
+            &key,
+            "/v1/jobs",
+            &json!({"op": "push", "args": {"sandbox_id": sandbox, "message": "a"}}),
+        )
+        .await;
+    let id = created.body["job_id"].as_str().unwrap().to_string();
+    let done = w.get(&key, &format!("/v1/jobs/{id}?wait=60")).await;
+    assert_eq!(done.body["status"], "done", "{}", done.text);
+
+    // Runs are written in the background: the run reads `running` until its end is.
+    let body = eventually(
+        "the push's run, ended",
+        Duration::from_secs(30),
+        async || {
+            let a = w.get(&key, &format!("/v1/jobs/{id}")).await;
+            (a.status == 200 && a.body["runs"][0]["outcome"] == "done").then_some(a.body)
+        },
+    )
+    .await;
+    let runs = body["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{body}");
+    let run = &runs[0];
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(run["worker_id"], worker.as_str());
+    assert_eq!(run["sandbox_id"], sandbox.as_str());
+    assert!(run["duration_ms"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(run["error_kind"].is_null(), "{run}");
+    let steps: Vec<(&str, &str, &str)> = run["git_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["command"].as_str().unwrap(),
+                s["phase"].as_str().unwrap(),
+                s["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps[0], ("add", "op", "ok"), "{steps:?}");
+    assert_eq!(steps[1], ("commit", "op", "ok"), "{steps:?}");
+    assert_eq!(
+        steps.last(),
+        Some(&("push", "push_group", "ok")),
+        "{steps:?}"
+    );
+    // The record itself is the one the job always had.
+    assert_eq!(
+        (body["job_id"].as_str(), body["worker"].as_str()),
+        (Some(id.as_str()), Some(worker.as_str()))
+    );
+
+    // The document says so.
+    let doc = w.send(w.http.get(w.gw.url("/openapi.json"))).await;
+    let schema = &doc.body["paths"]["/v1/jobs/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+    let detail = &doc.body["components"]["schemas"][name];
+    assert!(detail.to_string().contains("RunRow"), "{detail}");
+    let step = &doc.body["components"]["schemas"]["GitStep"];
+    assert_eq!(
+        step["properties"]["command"]["$ref"], "#/components/schemas/GitCommand",
+        "{step}"
+    );
+}

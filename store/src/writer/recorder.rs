@@ -18,6 +18,7 @@ use crate::record::{
     SandboxStatus, WorkerEvent,
 };
 use gitfleet_contract::Redactor;
+use gitfleet_contract::steps::GitSteps;
 use gitfleet_contract::{ErrorKind, JobError, JobSpec, JobStatus, time_from_micros};
 use gitfleet_queue::{AnsweredJob, Delivery, Outcome};
 
@@ -184,14 +185,22 @@ impl Recorder {
         Some(RunToken { base })
     }
 
-    /// Records how a run ended, and what it did to the registry.
-    pub fn job_finished(&self, token: Option<RunToken>, spec: Option<&JobSpec>, outcome: &Outcome) {
+    /// Records how a run ended, its git steps (what the worker recorded while it ran: they
+    /// name commands only, so they need no redaction), and what it did to the registry.
+    pub fn job_finished(
+        &self,
+        token: Option<RunToken>,
+        spec: Option<&JobSpec>,
+        outcome: &Outcome,
+        git_steps: Option<GitSteps>,
+    ) {
         let (Some(inner), Some(RunToken { base })) = (self.inner.as_ref(), token) else {
             return;
         };
         let now = Utc::now();
         let mut event = JobEvent {
             finished_at: Some(now),
+            git_steps,
             ..base
         };
         match outcome {

@@ -9,6 +9,7 @@ mod clone_variants;
 mod contention;
 mod egress;
 mod error_kinds;
+mod git_steps;
 mod group;
 mod hostile;
 mod hostile_repo;

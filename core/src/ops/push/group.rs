@@ -36,9 +36,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::oneshot;
 
 use super::{ATTEMPTS, confirm_lock, lock_error, lock_name, lock_timeout};
+use crate::git::Steps;
 use crate::sandbox::SandboxManager;
 use crate::sandbox::replay::{Mirror, Replayed};
 use gitfleet_contract::rules::RepoUrl;
+use gitfleet_contract::steps::StepPhase;
 use gitfleet_contract::{ErrorKind, JobError};
 use gitfleet_queue::{Lock, Queue};
 
@@ -108,16 +110,21 @@ pub(super) struct Request {
     pub trailer: String,
     /// A later attempt of its job: its commit may be on the branch already.
     pub rerun: bool,
+    /// Where its job records its git steps: the leader's work for the batch is a step of
+    /// each of its jobs (it runs in a task of its own, which sees no job's steps).
+    steps: Option<Steps>,
     reply: Option<oneshot::Sender<Result<Landed, JobError>>>,
 }
 
 impl Request {
+    /// A request of the job whose task calls this (its steps are recorded there).
     pub fn new(store: Option<PathBuf>, head: String, trailer: String, rerun: bool) -> Self {
         Self {
             store,
             head,
             trailer,
             rerun,
+            steps: Steps::current(),
             reply: None,
         }
     }
@@ -242,7 +249,11 @@ impl Leader {
                     batch.iter_mut().for_each(|r| r.answer(Err(e.clone())));
                 }
                 Ok(Some(lock)) => {
-                    self.run_batch(&mut batch, &lock).await;
+                    let steps = batch.iter().filter_map(|r| r.steps.clone());
+                    match Steps::shared(steps, StepPhase::PushGroup) {
+                        Some(steps) => steps.scope(self.run_batch(&mut batch, &lock)).await,
+                        None => self.run_batch(&mut batch, &lock).await,
+                    }
                     if let Err(e) = lock.release().await {
                         tracing::warn!(error = %e, "could not release the push lock; it expires by itself");
                     }
