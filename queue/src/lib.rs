@@ -11,6 +11,7 @@
 mod cancel;
 mod config;
 mod consume;
+mod control;
 mod inspect;
 mod keys;
 mod lock;
@@ -27,7 +28,8 @@ use redis::{AsyncConnectionConfig, Client};
 
 pub use cancel::Cancelled;
 pub use config::QueueConfig;
-pub use consume::{AnsweredJob, Delivery, Finished, Outcome, ReapReport};
+pub use consume::{AnsweredJob, Beat, Delivery, Finished, Outcome, ReapReport};
+pub use control::{Leader, RunRequest, SCHEDULER_TASKS, is_manual_tick};
 pub use inspect::QueueStats;
 pub use keys::Keys;
 pub use lock::Lock;
@@ -36,7 +38,7 @@ pub use gitfleet_contract::{EnqueueOptions, Enqueued};
 pub use produce::worker_not_running;
 pub use purge::{purge_prefix, purge_prefix_blocking};
 pub use registry::SandboxOwner;
-pub use workers::WorkerInfo;
+pub use workers::{RunningJob, WorkerInfo, WorkerState};
 
 use gitfleet_contract::{ErrorKind, JobError};
 
@@ -65,6 +67,9 @@ pub enum QueueError {
     /// took it after this one was declared dead): act under it no more.
     #[error("{0}")]
     LockLost(String),
+    /// This worker was asked to drain (`drain.lua`): it starts no job from now on.
+    #[error("{0}")]
+    Draining(String),
 }
 
 impl QueueError {
@@ -89,12 +94,20 @@ impl QueueError {
         if e.code() == Some("fenced:") {
             return QueueError::Fenced(e.detail().unwrap_or_default().trim().to_string());
         }
+        if e.code() == Some("draining:") {
+            return QueueError::Draining(e.detail().unwrap_or_default().trim().to_string());
+        }
         QueueError::Redis(e)
     }
 
     /// Whether this worker was declared dead ([`QueueError::Fenced`]).
     pub fn is_fenced(&self) -> bool {
         matches!(self, QueueError::Fenced(_))
+    }
+
+    /// Whether this worker was asked to drain ([`QueueError::Draining`]).
+    pub fn is_draining(&self) -> bool {
+        matches!(self, QueueError::Draining(_))
     }
 
     /// Whether the operation may succeed if tried again (Redis restarting, a dropped

@@ -3,6 +3,7 @@
 pub mod fleet;
 pub mod health;
 pub mod jobs;
+pub mod schedule;
 
 use crate::problem::Problem;
 

@@ -106,6 +106,20 @@ if routed ~= '' and not redis.call('ZSCORE', KEYS[5], routed) then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[11]))
   return {id, 'dead', 1, now_us}
 end
+-- Nor can one for a worker asked to drain: it takes no new job, and its sandboxes go when it
+-- has drained. Answered now too, not left waiting in a queue nobody reads.
+if routed ~= '' and redis.call('HEXISTS', prefix .. 'worker-info:' .. routed,
+    'drain_requested_ms') == 1 then
+  put('status', 'dead')
+  put('finished_at', now_us)
+  put('error', cjson.encode({kind = 'sandbox_not_found',
+    message = 'worker ' .. routed .. ' is draining; its sandboxes are going away'}))
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('ZADD', KEYS[7], now_ms, id)
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[11]))
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[11]))
+  return {id, 'dead', 1, now_us}
+end
 redis.call('SADD', KEYS[4], queue)
 
 if delay_ms > 0 then
