@@ -88,7 +88,13 @@ pub const ROUTES: &[Route] = &[
         "fleet",
         get_usage,
     ),
-    route("get", "/v1/schedule", "getSchedule", "schedule", get_schedule),
+    route(
+        "get",
+        "/v1/schedule",
+        "getSchedule",
+        "schedule",
+        get_schedule,
+    ),
     route(
         "post",
         "/v1/schedule/{task}/run",

@@ -29,7 +29,9 @@ pub use gitfleet_contract::{
     DEFAULT_QUEUE, EnqueueOptions, Enqueued, ErrorKind, JobError, JobRecord, JobSpec, JobStatus,
     OpArgs, OpName, ops,
 };
-pub use gitfleet_queue::{Cancelled, QueueConfig, QueueError, QueueStats, WorkerInfo};
+pub use gitfleet_queue::{
+    Cancelled, QueueConfig, QueueError, QueueStats, RunningJob, WorkerInfo, WorkerState,
+};
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
 use gitfleet_contract::Redactor;

@@ -130,9 +130,14 @@ impl Queue {
         let mut jobs = redis::pipe();
         for (_, held) in &replies {
             for id in held {
-                jobs.cmd("HMGET")
-                    .arg(self.keys.job(id))
-                    .arg(&["status", "worker", "op", "queue", "org", "started_at"]);
+                jobs.cmd("HMGET").arg(self.keys.job(id)).arg(&[
+                    "status",
+                    "worker",
+                    "op",
+                    "queue",
+                    "org",
+                    "started_at",
+                ]);
             }
         }
         let fields: Vec<[Option<String>; 6]> = if replies.iter().all(|(_, h)| h.is_empty()) {
@@ -203,8 +208,7 @@ fn describe(
         _ => WorkerState::Running,
     };
     let concurrency = num("concurrency").and_then(|n| u32::try_from(n).ok());
-    let own_queue_concurrency =
-        num("own_queue_concurrency").and_then(|n| u32::try_from(n).ok());
+    let own_queue_concurrency = num("own_queue_concurrency").and_then(|n| u32::try_from(n).ok());
     running.sort_by_key(|j| j.started_at);
     WorkerInfo {
         host: text("host"),

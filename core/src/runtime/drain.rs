@@ -31,7 +31,8 @@ impl Default for Drain {
 impl Drain {
     /// Records what Redis said of a drain request.
     pub(super) fn redis_says(&self, requested: bool) {
-        self.requested.send_if_modified(|r| std::mem::replace(r, requested) != requested);
+        self.requested
+            .send_if_modified(|r| std::mem::replace(r, requested) != requested);
     }
 
     /// Resolves once Redis has said that this worker is asked to drain (at once if it has).

@@ -256,7 +256,9 @@ impl Worker {
             match self.queue.answer_own_queue(&self.id).await {
                 Ok(r) => loops.records.jobs_answered(&r.jobs),
                 // Answered when it has drained, then.
-                Err(e) => tracing::warn!(error = %e, "could not answer the jobs waiting in the own queue yet"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not answer the jobs waiting in the own queue yet")
+                }
             }
             tokio::select! {
                 () = s.jobs_done() => {}
@@ -329,12 +331,17 @@ impl Worker {
     async fn retire(&self, loops: &Loops) {
         match self.queue.retire(&self.id).await {
             Ok(r) => loops.records.jobs_answered(&r.jobs),
-            Err(e) => tracing::warn!(error = %e, "drained, but could not give up its own queue and sandboxes in Redis"),
+            Err(e) => {
+                tracing::warn!(error = %e, "drained, but could not give up its own queue and sandboxes in Redis")
+            }
         }
         if let Some(sandboxes) = &self.sandboxes {
             let removed = sandboxes.remove_live().await;
             if removed > 0 {
-                tracing::info!(sandboxes = removed, "drained: its live sandboxes are removed");
+                tracing::info!(
+                    sandboxes = removed,
+                    "drained: its live sandboxes are removed"
+                );
             }
         }
         loops.records.worker_sandboxes_terminated();
@@ -638,14 +645,11 @@ impl Serving {
             None => self.jobs_done().await,
             Some(deadline) => {
                 while !self.apalis.is_empty() {
-                    match tokio::time::timeout_at(deadline.into(), self.apalis.join_next()).await
-                    {
+                    match tokio::time::timeout_at(deadline.into(), self.apalis.join_next()).await {
                         Ok(_) => {}
                         Err(_) => {
                             drained = false;
-                            tracing::warn!(
-                                "grace period over: giving back the jobs still running"
-                            );
+                            tracing::warn!("grace period over: giving back the jobs still running");
                             self.apalis.abort_all();
                             while self.apalis.join_next().await.is_some() {}
                         }
@@ -656,15 +660,13 @@ impl Serving {
         // Every service (and so every sender) is gone: the acknowledger ends once it has
         // written what it has. Give it what is left of the grace period, and a little more
         // for a Redis that is just coming back.
-        let flush_by = deadline.unwrap_or_else(Instant::now).max(Instant::now())
-            + Duration::from_secs(2);
+        let flush_by =
+            deadline.unwrap_or_else(Instant::now).max(Instant::now()) + Duration::from_secs(2);
         if tokio::time::timeout_at(flush_by.into(), self.acker)
             .await
             .is_err()
         {
-            tracing::error!(
-                "could not record every outcome in time; those jobs will run again"
-            );
+            tracing::error!("could not record every outcome in time; those jobs will run again");
         }
         for h in self.fetchers {
             let _ = h.await;

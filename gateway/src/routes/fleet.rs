@@ -98,8 +98,7 @@ async fn drain_as(
             caller.role
         )));
     }
-    gitfleet_contract::validate_worker_id(&id)
-        .map_err(|e| Problem::bad_param("id", e.message))?;
+    gitfleet_contract::validate_worker_id(&id).map_err(|e| Problem::bad_param("id", e.message))?;
     let queue = state.client.queue();
     let found = if drain {
         queue.drain_worker(&id).await?
