@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod drain;
 mod errors;
 mod examples;
 mod fleet;
