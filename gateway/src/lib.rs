@@ -3,9 +3,9 @@
 //! A stateless HTTP server (axum): any number of replicas may run behind a load balancer,
 //! all of them over the same Redis and Postgres. It serves
 //!
-//! - the JSON API under `/v1` (jobs, queues, workers, sandboxes, usage, keys, the audit
-//!   log), errors as RFC 9457 problem documents ([`problem`]); every action through it is
-//!   an audit entry ([`audit`]);
+//! - the JSON API under `/v1` (jobs, queues, workers and draining them, sandboxes, usage,
+//!   the schedule, keys, the audit log), errors as RFC 9457 problem documents
+//!   ([`problem`]); every action through it is an audit entry ([`audit`]);
 //! - MCP tools for agents at `/mcp` (Streamable HTTP, stateless; `gitfleet-mcp`), for
 //!   producer keys and above;
 //! - the dashboard for people at `/ui` (server-rendered pages, signed in with an API key;
@@ -50,7 +50,7 @@ use gitfleet_contract::Redactor;
 
 /// Every route of the gateway, on `state`.
 pub fn router(state: AppState) -> Router {
-    use routes::{audit, fleet, health, jobs, repositories};
+    use routes::{audit, fleet, health, jobs, repositories, schedule};
     let max_body = state.config.max_body_bytes;
     let mcp = Router::new()
         .nest_service(
@@ -74,11 +74,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(audit::list))
         .route("/v1/queues", get(fleet::queues))
         .route("/v1/workers", get(fleet::workers))
+        .route("/v1/workers/{id}/drain", post(fleet::drain))
+        .route("/v1/workers/{id}/undrain", post(fleet::undrain))
         .route("/v1/sandboxes", get(fleet::sandboxes))
         .route("/v1/sandboxes/{id}", delete(fleet::release))
         .route("/v1/repositories", get(repositories::list))
         .route("/v1/cache/hit-rate", get(repositories::hit_rate))
         .route("/v1/orgs/{org}/usage", get(fleet::usage))
+        .route("/v1/schedule", get(schedule::get))
+        .route("/v1/schedule/{task}/run", post(schedule::run))
         .route("/v1/keys", post(fleet::create_key).get(fleet::list_keys))
         .route("/v1/keys/{id}", delete(fleet::revoke_key))
         .route("/openapi.json", get(openapi::serve))

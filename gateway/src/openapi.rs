@@ -16,7 +16,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::problem::{self, ProblemDoc};
-use crate::routes::{fleet, health, jobs, repositories};
+use crate::routes::{fleet, health, jobs, repositories, schedule};
 use gitfleet_client::store::{ApiKey, HitRates, JobRow, SandboxRow};
 use gitfleet_client::{Enqueued, JobRecord};
 use gitfleet_contract::Role;
@@ -76,6 +76,20 @@ pub const ROUTES: &[Route] = &[
     route("get", "/v1/queues", "listQueues", "fleet", list_queues),
     route("get", "/v1/workers", "listWorkers", "fleet", list_workers),
     route(
+        "post",
+        "/v1/workers/{id}/drain",
+        "drainWorker",
+        "fleet",
+        drain_worker,
+    ),
+    route(
+        "post",
+        "/v1/workers/{id}/undrain",
+        "undrainWorker",
+        "fleet",
+        undrain_worker,
+    ),
+    route(
         "get",
         "/v1/sandboxes",
         "listSandboxes",
@@ -109,6 +123,20 @@ pub const ROUTES: &[Route] = &[
         "getUsage",
         "fleet",
         get_usage,
+    ),
+    route(
+        "get",
+        "/v1/schedule",
+        "getSchedule",
+        "schedule",
+        get_schedule,
+    ),
+    route(
+        "post",
+        "/v1/schedule/{task}/run",
+        "runTask",
+        "schedule",
+        run_task,
     ),
     route("post", "/v1/keys", "createKey", "keys", create_key),
     route("get", "/v1/keys", "listKeys", "keys", list_keys),
@@ -148,6 +176,11 @@ const TAGS: &[(&str, &str)] = &[
         "fleet",
         "The queues, workers, sandboxes and repositories, the cache hit rate, and an \
          organization's usage.",
+    ),
+    (
+        "schedule",
+        "The scheduler: its runs, each task's next tick and the leader; run a task now \
+         (admin keys only).",
     ),
     ("keys", "API keys (admin keys only)."),
     (
@@ -190,8 +223,8 @@ const PROBLEMS: &[(u16, &str, &str)] = &[
     (
         404,
         "NotFound",
-        "No such job, sandbox, organization or key, or not the key's organization's \
-         (`not_found`).",
+        "No such job, sandbox, organization, key, live worker or scheduler task, or not the \
+         key's organization's (`not_found`).",
     ),
     (
         406,
@@ -235,7 +268,8 @@ const PROBLEMS: &[(u16, &str, &str)] = &[
     (
         503,
         "ServiceUnavailable",
-        "Redis or Postgres cannot be reached (`unavailable`); retry after `Retry-After` seconds.",
+        "Redis or Postgres cannot be reached, or (`POST /v1/schedule/{task}/run`) no scheduler \
+         replica leads (`unavailable`); retry after `Retry-After` seconds.",
     ),
 ];
 
@@ -465,6 +499,8 @@ fn with_headers(mut response: Value, headers: &[(&str, &str)]) -> Value {
 }
 
 const LOCATION: (&str, &str) = ("Location", "Where the job is: `/v1/jobs/{id}`.");
+const WORKERS_LOCATION: (&str, &str) = ("Location", "Where to follow it: `/v1/workers`.");
+const SCHEDULE_LOCATION: (&str, &str) = ("Location", "Where to follow it: `/v1/schedule`.");
 
 /// What can be done next with the job one `POST /v1/jobs` answered (OpenAPI links: its
 /// `job_id` is their `id`).
@@ -754,12 +790,116 @@ fn list_workers(b: &mut Builder) -> Operation {
     let list = b.schema::<fleet::WorkerList>();
     Operation::new(
         "List the live workers",
-        "With their heartbeats. `held` (the ids of the jobs each runs) is listed for admin \
-         keys only: they are other organizations' jobs.",
+        "Each with its state (`running`, `draining`, `drained`, `dead`), host, version, \
+         queues, slots and busy slots with the job each runs (`running`), heartbeat age and \
+         start. `held` (every id in its held list) is listed for admin keys only, and \
+         `running` only shows other keys their own organization's jobs: workers serve every \
+         organization.",
         Some(Role::Viewer),
     )
     .answer(200, json_answer("The workers.", list))
     .problems(&[500, 503])
+}
+
+fn worker_id_param() -> Value {
+    path_param(
+        "id",
+        "The worker's id, as `GET /v1/workers` lists it.",
+        json!({ "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{0,99}$" }),
+    )
+}
+
+fn drain_worker(b: &mut Builder) -> Operation {
+    let answer = b.schema::<fleet::WorkerAnswer>();
+    Operation::new(
+        "Drain a worker",
+        "It stops taking jobs, from every queue it serves and its own, and finishes the ones \
+         it holds: from this answer on it starts none (Redis refuses its fetches), and a job \
+         sent to its own queue is answered `sandbox_not_found` at once, as are those waiting \
+         there when it learns of the drain (at its next heartbeat). It says `draining`, then, \
+         when its last job is done, `drained`: its live sandboxes are removed and it idles, \
+         still listed, until undrained or stopped. Asking again changes nothing. Admin keys \
+         only: a worker serves every organization.",
+        Some(Role::Admin),
+    )
+    .param(worker_id_param())
+    .answer(
+        202,
+        with_headers(
+            json_answer(
+                "Asked: the worker as listed now (`drain_requested_at` set; `state` follows \
+                 within a heartbeat).",
+                answer,
+            ),
+            &[WORKERS_LOCATION],
+        ),
+    )
+    .problems(&[400, 403, 404, 500, 503])
+}
+
+fn undrain_worker(b: &mut Builder) -> Operation {
+    let answer = b.schema::<fleet::WorkerAnswer>();
+    Operation::new(
+        "Undrain a worker",
+        "Withdraws a drain: a drained worker takes jobs again within a heartbeat; one still \
+         draining finishes its drain first, then takes jobs again. Admin keys only.",
+        Some(Role::Admin),
+    )
+    .param(worker_id_param())
+    .answer(
+        202,
+        with_headers(
+            json_answer(
+                "Withdrawn: the worker as listed now (`drain_requested_at` cleared).",
+                answer,
+            ),
+            &[WORKERS_LOCATION],
+        ),
+    )
+    .problems(&[400, 403, 404, 500, 503])
+}
+
+fn get_schedule(b: &mut Builder) -> Operation {
+    let answer = b.schema::<schedule::Schedule>();
+    Operation::new(
+        "The scheduler's runs, next ticks and leader",
+        "The most recent runs (task, tick, replica, outcome, duration, and whether a tick of \
+         its schedule or a run asked for by hand), each task's schedule and next tick on the \
+         leader, and the replica that leads. Admin keys only.",
+        Some(Role::Admin),
+    )
+    .params(b.query::<schedule::ScheduleParams>())
+    .answer(200, json_answer("The schedule.", answer))
+    .problems(&[400, 403, 500, 503])
+}
+
+fn run_task(b: &mut Builder) -> Operation {
+    let answer = b.schema::<schedule::RunAccepted>();
+    Operation::new(
+        "Run a scheduler task now",
+        "The request goes to the leader through Redis; it runs the task once, within a leader \
+         check (`GITFLEET_SCHEDULER_LEADER_CHECK_MS`), recorded like any run at the tick this \
+         answer gives (`trigger` `manual` in `GET /v1/schedule`). No leader: `503`, nothing \
+         is queued. Admin keys only.",
+        Some(Role::Admin),
+    )
+    .param(path_param(
+        "task",
+        "The task: `eviction`, `priority`, `health_check`, `cleanup`, `template_rebuild` or \
+         `retention`.",
+        json!({ "type": "string" }),
+    ))
+    .answer(
+        202,
+        with_headers(
+            json_answer(
+                "Asked: the run's tick and the leader that will run it; follow `Location`.",
+                answer,
+            ),
+            &[SCHEDULE_LOCATION],
+        ),
+    )
+    .problems(&[403, 404, 500, 503])
 }
 
 fn list_sandboxes(b: &mut Builder) -> Operation {

@@ -31,7 +31,7 @@ pub use gitfleet_contract::{
 };
 pub use gitfleet_queue::{
     ActReport, Acted, BulkAction, BulkFilter, Cancelled, Matched, QueueConfig, QueueError,
-    QueueStats, WorkerInfo,
+    QueueStats, RunningJob, WorkerInfo, WorkerState,
 };
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
@@ -164,10 +164,24 @@ impl Client {
             return;
         }
         let now = chrono::Utc::now();
-        let answered = gitfleet_contract::own_queue_worker(queue).map(|worker| {
+        let mut answered = gitfleet_contract::own_queue_worker(queue).map(|worker| {
             let e = gitfleet_queue::worker_not_running(worker);
             JobError::new(e.kind, Redactor::default().redact(&e.message))
         });
+        // The queue says why it answered at once (the worker is gone, or draining): read it
+        // back from the first such job's record, one round trip in this rare case.
+        if answered.is_some()
+            && let Some((_, e)) = jobs
+                .iter()
+                .find(|(_, e)| e.created && e.status == JobStatus::Dead)
+            && let Ok(Some(record)) = self.queue.job(&e.job_id).await
+            && let Some(error) = record.error
+        {
+            answered = Some(JobError::new(
+                error.kind,
+                Redactor::default().redact(&error.message),
+            ));
+        }
         let records: Vec<store::Record> = jobs
             .iter()
             .filter(|(_, e)| e.created)

@@ -52,6 +52,13 @@ pub struct Finished {
     pub outcome: Outcome,
 }
 
+/// What a worker's beat learned from Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// The worker is asked to drain (`Queue::drain_worker`), and not asked to undrain since.
+    pub drain_requested: bool,
+}
+
 /// What recovering from dead workers did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReapReport {
@@ -256,15 +263,19 @@ impl Queue {
         worker: &str,
         info: &[(&str, String)],
     ) -> Result<bool, QueueError> {
-        let new = self.beat_as(worker, "register", info).await?;
+        let (new, _) = self.beat_as(worker, "register", info).await?;
         Ok(new == 1)
     }
 
     /// A registered worker's later heartbeat. It never lists the worker again: once the
     /// worker has been declared dead (recovery has begun, or is done), the beat fails with
-    /// [`QueueError::Fenced`] and the worker must stop serving.
-    pub async fn beat(&self, worker: &str, info: &[(&str, String)]) -> Result<(), QueueError> {
-        self.beat_as(worker, "beat", info).await.map(|_| ())
+    /// [`QueueError::Fenced`] and the worker must stop serving. Answers whether the worker
+    /// is asked to drain.
+    pub async fn beat(&self, worker: &str, info: &[(&str, String)]) -> Result<Beat, QueueError> {
+        let (_, drain) = self.beat_as(worker, "beat", info).await?;
+        Ok(Beat {
+            drain_requested: !drain.is_empty(),
+        })
     }
 
     async fn beat_as(
@@ -272,7 +283,7 @@ impl Queue {
         worker: &str,
         mode: &str,
         info: &[(&str, String)],
-    ) -> Result<i64, QueueError> {
+    ) -> Result<(i64, String), QueueError> {
         let mut conn = self.conn();
         let mut inv = HEARTBEAT.key(self.keys.workers());
         inv.key(self.keys.worker_info(worker)).arg(worker).arg(mode);
@@ -326,7 +337,7 @@ impl Queue {
         let mut report = ReapReport::default();
         for worker in dead {
             let r = match self
-                .reap_worker(&worker, dead_after.as_millis().max(1) as u64)
+                .reap_worker(&worker, dead_after.as_millis().max(1) as u64, "leave")
                 .await
             {
                 Ok(r) => r,
@@ -350,12 +361,36 @@ impl Queue {
     /// queue is answered `sandbox_not_found`, and it is deregistered.
     pub async fn leave(&self, worker: &str) -> Result<ReapReport, QueueError> {
         self.requeue_held(worker).await?;
-        let mut r = self.reap_worker(worker, 0).await?;
+        let mut r = self.reap_worker(worker, 0, "leave").await?;
         r.workers = 1;
         Ok(r)
     }
 
-    async fn reap_worker(&self, worker: &str, cutoff_ms: u64) -> Result<ReapReport, QueueError> {
+    /// A worker that begins to drain: the jobs waiting in its own queue are answered
+    /// `sandbox_not_found` (listed in the report, for the caller to record), as they would be
+    /// if it were gone: it will not take them, and its sandboxes go when it has drained. What
+    /// it holds, its locks and its sandboxes stay its own.
+    pub async fn answer_own_queue(&self, worker: &str) -> Result<ReapReport, QueueError> {
+        self.reap_worker(worker, 0, "drain").await
+    }
+
+    /// A worker that has drained and stays listed (idle, beating): whatever it still holds
+    /// goes back to its queues, its own queue is answered `sandbox_not_found` (a retry of one
+    /// of its last jobs may have landed there), its locks are freed and its sandboxes leave
+    /// the registry. Unlike [`Queue::leave`], it is not deregistered.
+    pub async fn retire(&self, worker: &str) -> Result<ReapReport, QueueError> {
+        let requeued = self.requeue_held(worker).await?;
+        let mut r = self.reap_worker(worker, 0, "drained").await?;
+        r.requeued += requeued;
+        Ok(r)
+    }
+
+    async fn reap_worker(
+        &self,
+        worker: &str,
+        cutoff_ms: u64,
+        mode: &str,
+    ) -> Result<ReapReport, QueueError> {
         let mut conn = self.conn();
         let own = gitfleet_contract::own_queue(worker);
         let mut report = ReapReport::default();
@@ -375,6 +410,7 @@ impl Queue {
                 .arg(CHUNK)
                 .arg(self.config.dead_ttl.as_secs().max(1))
                 .arg(cutoff_ms)
+                .arg(mode)
                 .invoke_async(&mut conn)
                 .await;
             let (requeued, answered, finished, jobs) = match reply {
@@ -391,7 +427,15 @@ impl Queue {
             report.answered += answered;
             report.jobs.extend(parse_answered(&jobs)?);
             if finished == 1 {
-                if requeued + answered > 0 || report.requeued + report.answered > 0 {
+                if mode != "leave" {
+                    if report.answered > 0 {
+                        tracing::info!(
+                            worker,
+                            answered = report.answered,
+                            "draining: answered the jobs waiting in its own queue"
+                        );
+                    }
+                } else if requeued + answered > 0 || report.requeued + report.answered > 0 {
                     tracing::warn!(
                         worker,
                         requeued = report.requeued,

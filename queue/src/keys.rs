@@ -68,6 +68,19 @@ impl Keys {
         format!("{}worker-info:{worker}", self.prefix)
     }
 
+    /// Hash: the scheduler replica that leads now, as it announces itself: `replica`,
+    /// `since_ms`, and `schedule:<task>` (each task's cron expression, or `off`), with a TTL
+    /// the leader keeps renewing.
+    pub fn scheduler_leader(&self) -> String {
+        format!("{}scheduler:leader", self.prefix)
+    }
+
+    /// List: requests to run a scheduler task now (JSON, newest on the left), taken by the
+    /// leader.
+    pub fn scheduler_requests(&self) -> String {
+        format!("{}scheduler:requests", self.prefix)
+    }
+
     /// Set: every queue that has ever had a job.
     pub fn queues(&self) -> String {
         format!("{}queues", self.prefix)

@@ -12,6 +12,7 @@ mod bulk;
 mod cancel;
 mod config;
 mod consume;
+mod control;
 mod inspect;
 mod keys;
 mod lock;
@@ -29,7 +30,8 @@ use redis::{AsyncConnectionConfig, Client};
 pub use bulk::{ActReport, Acted, BulkAction, BulkFilter, Matched};
 pub use cancel::Cancelled;
 pub use config::QueueConfig;
-pub use consume::{AnsweredJob, Delivery, Finished, Outcome, ReapReport};
+pub use consume::{AnsweredJob, Beat, Delivery, Finished, Outcome, ReapReport};
+pub use control::{Leader, RunRequest, SCHEDULER_TASKS, is_manual_tick};
 pub use inspect::QueueStats;
 pub use keys::Keys;
 pub use lock::Lock;
@@ -38,7 +40,7 @@ pub use gitfleet_contract::{EnqueueOptions, Enqueued};
 pub use produce::worker_not_running;
 pub use purge::{purge_prefix, purge_prefix_blocking};
 pub use registry::SandboxOwner;
-pub use workers::WorkerInfo;
+pub use workers::{RunningJob, WorkerInfo, WorkerState};
 
 use gitfleet_contract::{ErrorKind, JobError};
 
@@ -67,6 +69,9 @@ pub enum QueueError {
     /// took it after this one was declared dead): act under it no more.
     #[error("{0}")]
     LockLost(String),
+    /// This worker was asked to drain (`drain.lua`): it starts no job from now on.
+    #[error("{0}")]
+    Draining(String),
 }
 
 impl QueueError {
@@ -91,12 +96,20 @@ impl QueueError {
         if e.code() == Some("fenced:") {
             return QueueError::Fenced(e.detail().unwrap_or_default().trim().to_string());
         }
+        if e.code() == Some("draining:") {
+            return QueueError::Draining(e.detail().unwrap_or_default().trim().to_string());
+        }
         QueueError::Redis(e)
     }
 
     /// Whether this worker was declared dead ([`QueueError::Fenced`]).
     pub fn is_fenced(&self) -> bool {
         matches!(self, QueueError::Fenced(_))
+    }
+
+    /// Whether this worker was asked to drain ([`QueueError::Draining`]).
+    pub fn is_draining(&self) -> bool {
+        matches!(self, QueueError::Draining(_))
     }
 
     /// Whether the operation may succeed if tried again (Redis restarting, a dropped

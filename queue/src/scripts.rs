@@ -18,6 +18,8 @@ pub(crate) static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 pub(crate) static REAP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
+pub(crate) static DRAIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/drain.lua")));
 pub(crate) static GIVE_BACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/give_back.lua")));
 pub(crate) static CANCEL: LazyLock<Script> =

@@ -50,7 +50,11 @@ pub async fn run(ctx: Context, stop: CancellationToken) {
         ctx.config.leader_check,
         stop.clone(),
     ));
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(crate::control::run(
+        ctx.clone(),
+        leadership.clone(),
+        stop.clone(),
+    ))];
     for task in Task::ALL {
         let Some(schedule) = task.schedule(&ctx.config).cron().cloned() else {
             tracing::info!(task = task.name(), "off");

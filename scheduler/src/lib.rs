@@ -6,10 +6,13 @@
 //! `run_once(&ctx, tick)` that does one round at the time `tick` and says what it did.
 //! [`leader`] elects the replica that fires ticks (a Postgres session advisory lock);
 //! [`runs`] records each (task, tick) before running it, so a tick never runs twice even
-//! if two replicas believe they lead. Work on a worker's sandboxes is done by that worker,
-//! through `maintain` jobs on its own queue ([`maintenance`]).
+//! if two replicas believe they lead; [`control`] announces the leader in Redis and runs
+//! the tasks asked for by hand there (the gateway's `POST /v1/schedule/{task}/run`). Work
+//! on a worker's sandboxes is done by that worker, through `maintain` jobs on its own queue
+//! ([`maintenance`]).
 
 pub mod config;
+pub mod control;
 pub mod cron;
 pub mod leader;
 pub mod maintenance;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gitfleet_contract::{JobSpec, JobStatus};
 use gitfleet_contract::{OpName, own_queue};
-use gitfleet_queue::EnqueueOptions;
+use gitfleet_queue::{EnqueueOptions, WorkerState};
 use serde_json::Value;
 
 use crate::{Context, SchedError};
@@ -32,6 +32,27 @@ pub async fn live_workers(ctx: &Context, dead_after: Duration) -> Result<Vec<Str
         .into_iter()
         .filter(|(_, ago)| *ago <= dead_after)
         .map(|(w, _)| w)
+        .collect())
+}
+
+/// The live workers that take jobs: not asked to drain (a draining or drained worker's own
+/// queue answers every job `sandbox_not_found` at once; see docs/queue.md, Draining).
+pub async fn serving_workers(
+    ctx: &Context,
+    dead_after: Duration,
+) -> Result<Vec<String>, SchedError> {
+    Ok(ctx
+        .queue
+        .workers()
+        .await?
+        .into_iter()
+        .filter(|w| {
+            w.state == WorkerState::Running
+                && w.drain_requested_at.is_none()
+                && w.heartbeat_age_ms
+                    .is_some_and(|ms| ms <= dead_after.as_millis() as u64)
+        })
+        .map(|w| w.worker_id)
         .collect())
 }
 

@@ -11,6 +11,7 @@ use gitfleet_queue::{Delivery, Queue, QueueError};
 
 use super::InFlight;
 use super::backend::Run;
+use super::drain::Drain;
 
 /// Jobs taken from Redis in one round trip, at most.
 const FETCH_BATCH: usize = 100;
@@ -18,9 +19,15 @@ const FETCH_BATCH: usize = 100;
 /// How long one blocking take waits before the fetcher looks around (shutdown, errors).
 const BLOCK_FOR: Duration = Duration::from_secs(2);
 
+/// How soon a fetch refused for a drain is tried again, in case the drain was withdrawn
+/// before the runtime stopped this fetcher.
+const DRAIN_RECHECK: Duration = Duration::from_millis(200);
+
 /// Takes jobs from one queue and hands them to its apalis worker, never holding more than
 /// the queue's permits allow. Ends, cancelling `declared_dead`, when Redis answers that
-/// this worker was declared dead.
+/// this worker was declared dead. When Redis refuses a fetch because the worker is asked to
+/// drain, it tells `drain` (the runtime then stops it) and asks again a moment later (the
+/// request may be withdrawn before the runtime acts on it).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch_loop(
     queue: Queue,
@@ -29,6 +36,7 @@ pub(super) async fn fetch_loop(
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Run>,
     in_flight: InFlight,
+    drain: Drain,
     declared_dead: CancellationToken,
     stop: CancellationToken,
 ) {
@@ -81,6 +89,15 @@ pub(super) async fn fetch_loop(
                     }
                 }
             }
+            Err(e) if e.is_draining() => {
+                // Nothing was started (and what BLMOVE took went back).
+                tracing::debug!(queue = %name, error = %e, "fetch: asked to drain");
+                drain.redis_says(true);
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(DRAIN_RECHECK) => {}
+                }
+            }
             Err(e) if e.is_fenced() => {
                 // Declared dead: the fetch started nothing (and put back what BLMOVE took).
                 tracing::debug!(queue = %name, error = %e, "fetch: declared dead");
@@ -113,7 +130,7 @@ pub(super) async fn take(
     stop: &CancellationToken,
 ) -> Result<Vec<Delivery>, QueueError> {
     if let Some(id) = pending.as_deref() {
-        let batch = queue.start(name, worker, Some(id), n - 1).await?;
+        let batch = started(queue.start(name, worker, Some(id), n - 1).await, pending)?;
         *pending = None;
         return Ok(batch);
     }
@@ -143,9 +160,26 @@ pub(super) async fn take(
         None => Ok(Vec::new()),
         Some(id) => {
             *pending = Some(id);
-            let batch = queue.start(name, worker, pending.as_deref(), n - 1).await?;
+            let batch = started(
+                queue.start(name, worker, pending.as_deref(), n - 1).await,
+                pending,
+            )?;
             *pending = None;
             Ok(batch)
         }
     }
+}
+
+/// A start's answer. Refused for a drain (or fencing), the id BLMOVE handed over is no
+/// longer this worker's to start: the script put it back in its queue.
+fn started(
+    r: Result<Vec<Delivery>, QueueError>,
+    pending: &mut Option<String>,
+) -> Result<Vec<Delivery>, QueueError> {
+    if let Err(e) = &r
+        && (e.is_draining() || e.is_fenced())
+    {
+        *pending = None;
+    }
+    r
 }

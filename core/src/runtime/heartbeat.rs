@@ -1,7 +1,8 @@
 //! The heartbeat: this worker's liveness in Redis, the recovery of jobs held by workers
 //! that stopped beating, and the give-back of jobs whose fetch reply was lost. A beat is
 //! also how a worker that was paused past the dead-after time learns that the fleet
-//! declared it dead (fencing, see [`super`]).
+//! declared it dead (fencing, see [`super`]), and of a request to drain it (or its undoing;
+//! see [`super::drain`]). Each beat carries the state the worker is in.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,11 +13,13 @@ use gitfleet_queue::{Queue, QueueError};
 use gitfleet_store::Recorder;
 
 use super::InFlight;
+use super::drain::Drain;
 
 /// Beats; recovers the jobs of workers that stopped beating (and hands the final rows of
 /// the jobs that recovery answered to the record writer, without waiting on it); gives back
 /// jobs of its own whose fetch reply was lost. Ends, cancelling `declared_dead`, when a
-/// beat finds that this worker was declared dead.
+/// beat finds that this worker was declared dead. A change of `drain`'s state is beaten at
+/// once.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn heartbeat_loop(
     queue: Queue,
@@ -26,6 +29,7 @@ pub(super) async fn heartbeat_loop(
     dead_after: Duration,
     in_flight: InFlight,
     records: Recorder,
+    drain: Drain,
     declared_dead: CancellationToken,
     stop: CancellationToken,
 ) {
@@ -34,9 +38,12 @@ pub(super) async fn heartbeat_loop(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+            _ = drain.beat_wanted() => {}
         }
-        match queue.beat(&worker, &info).await {
-            Ok(()) => {}
+        let mut said = info.clone();
+        said.push(("state", drain.state().as_str().to_string()));
+        match queue.beat(&worker, &said).await {
+            Ok(beat) => drain.redis_says(beat.drain_requested),
             Err(e) if e.is_fenced() => {
                 tracing::debug!(error = %e, "heartbeat: declared dead");
                 declared_dead.cancel();

@@ -13,6 +13,17 @@
 //! mark its sandboxes terminated in the record and flush the record writer (what Postgres
 //! does not take in time is spooled to disk for the next worker to replay).
 //!
+//! Draining (asked through Redis: `Queue::drain_worker`, the gateway's
+//! `POST /v1/workers/{id}/drain`; see [`drain`]). From the request on, Redis starts no job
+//! for the worker and answers a job enqueued for its own queue at once (`sandbox_not_found`).
+//! The worker learns of it at its next beat or fetch, says `draining`, stops its fetchers
+//! (every queue, its own included), answers the jobs waiting in its own queue, and lets the
+//! jobs it holds run to their end (no grace period: a drain waits for them). Then, drained,
+//! it lets go of its own queue, locks and live sandboxes ([`Worker::retire`]), says
+//! `drained`, and idles, beating, until the request is withdrawn (it serves again, with
+//! fresh fetchers) or it is stopped (the shutdown below, with nothing left to finish). A
+//! SIGTERM while draining is the shutdown below, its grace period counted from the signal.
+//!
 //! Fencing. A worker silent for longer than the dead-after time (paused, starved, cut off)
 //! is declared dead by a survivor: its held jobs go to others, its own queue is answered
 //! `sandbox_not_found`, its locks are freed. If it wakes up, the first of its beat, fetch
@@ -30,6 +41,7 @@
 mod ack;
 mod backend;
 mod config;
+mod drain;
 mod fetch;
 mod heartbeat;
 mod in_flight;
@@ -52,13 +64,14 @@ pub use config::WorkerConfig;
 pub use retry::RetryPolicy;
 
 use gitfleet_contract::{JobError, validate_worker_id};
-use gitfleet_queue::{Queue, QueueError};
+use gitfleet_queue::{Queue, QueueError, WorkerState};
 use gitfleet_store::writer::WriterConfig;
 use gitfleet_store::{Budgets, Recorder, Store, WorkerEvent};
 
 use crate::ops::Ops;
 use crate::sandbox::{GitSettings, SandboxManager};
 use backend::Ack;
+use drain::Drain;
 use in_flight::InFlight;
 
 /// How long a starting worker waits for its first list of organizations over budget
@@ -210,7 +223,7 @@ impl Worker {
         ready: Option<tokio::sync::oneshot::Sender<Result<(), WorkerError>>>,
     ) -> Result<ShutdownReport, WorkerError> {
         let started = self.start_loops().await;
-        let (loops, mut apalis) = match started {
+        let loops = match started {
             Ok(v) => {
                 if let Some(tx) = ready {
                     let _ = tx.send(Ok(()));
@@ -227,38 +240,54 @@ impl Worker {
         tracing::info!(worker = %self.id, queues = ?self.config.queues, "worker started");
         tokio::pin!(shutdown);
         let declared_dead = loops.declared_dead.clone();
-        tokio::select! {
-            () = &mut shutdown => {}
-            () = declared_dead.cancelled() => return Ok(self.stop_declared_dead(loops, apalis).await),
+        let drain = loops.drain.clone();
+        let mut serving = Some(self.serve(&loops));
+        // Serving, then (asked to drain) draining, then drained and idle until undrained:
+        // round again; until a stop, or being declared dead.
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = declared_dead.cancelled() => return Ok(self.stop_declared_dead(loops, serving).await),
+                () = drain.requested() => {}
+            }
+            let mut s = serving.take().expect("serving until drained");
+            drain.set_state(WorkerState::Draining);
+            tracing::info!(worker = %self.id, "draining: no new jobs from any queue, finishing the ones running");
+            s.stop_fetching.cancel();
+            match self.queue.answer_own_queue(&self.id).await {
+                Ok(r) => loops.records.jobs_answered(&r.jobs),
+                // Answered when it has drained, then.
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not answer the jobs waiting in the own queue yet")
+                }
+            }
+            tokio::select! {
+                () = s.jobs_done() => {}
+                () = &mut shutdown => {
+                    serving = Some(s);
+                    break;
+                }
+                () = declared_dead.cancelled() => return Ok(self.stop_declared_dead(loops, Some(s)).await),
+            }
+            s.finish(None).await;
+            self.retire(&loops).await;
+            drain.set_state(WorkerState::Drained);
+            tracing::info!(worker = %self.id, "drained: every job it held is finished; idle until undrained or stopped");
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = declared_dead.cancelled() => return Ok(self.stop_declared_dead(loops, None).await),
+                () = drain.withdrawn() => {}
+            }
+            drain.set_state(WorkerState::Running);
+            serving = Some(self.serve(&loops));
+            tracing::info!(worker = %self.id, "undrained: taking jobs again");
         }
         let deadline = Instant::now() + self.config.grace_period;
         tracing::info!(worker = %self.id, grace_ms = self.config.grace_period.as_millis() as u64, "stopping: no new jobs, finishing the ones running");
-
-        loops.stop_fetching.cancel();
-        let mut drained = true;
-        while !apalis.is_empty() {
-            match tokio::time::timeout_at(deadline.into(), apalis.join_next()).await {
-                Ok(_) => {}
-                Err(_) => {
-                    drained = false;
-                    tracing::warn!("grace period over: giving back the jobs still running");
-                    apalis.abort_all();
-                    while apalis.join_next().await.is_some() {}
-                }
-            }
-        }
-        // Every service (and so every sender) is gone: the acknowledger ends once it has
-        // written what it has. Give it what is left of the grace period, and a little more
-        // for a Redis that is just coming back.
-        let flush_by = deadline.max(Instant::now()) + Duration::from_secs(2);
-        if tokio::time::timeout_at(flush_by.into(), loops.acker)
-            .await
-            .is_err()
-        {
-            tracing::error!(
-                "could not record every outcome before exiting; those jobs will run again"
-            );
-        }
+        let drained = match serving {
+            Some(s) => s.finish(Some(deadline)).await,
+            None => true,
+        };
         loops.stop_background.cancel();
         let mut report = ShutdownReport {
             drained,
@@ -294,8 +323,33 @@ impl Worker {
         Ok(report)
     }
 
+    /// A drained worker lets go of what it still has in the fleet: anything left in its
+    /// held list goes back, its own queue is answered (a retry of one of its last jobs may
+    /// have landed there), its locks are freed, and its live sandboxes are removed, from
+    /// disk, the registry and the record. Its released copies, pool and mirrors stay, for
+    /// when it takes jobs again. A failure here is logged: what Redis did not take is done
+    /// by `leave` when the worker stops, or by recovery.
+    async fn retire(&self, loops: &Loops) {
+        match self.queue.retire(&self.id).await {
+            Ok(r) => loops.records.jobs_answered(&r.jobs),
+            Err(e) => {
+                tracing::warn!(error = %e, "drained, but could not give up its own queue and sandboxes in Redis")
+            }
+        }
+        if let Some(sandboxes) = &self.sandboxes {
+            let removed = sandboxes.remove_live().await;
+            if removed > 0 {
+                tracing::info!(
+                    sandboxes = removed,
+                    "drained: its live sandboxes are removed"
+                );
+            }
+        }
+        loops.records.worker_sandboxes_terminated();
+    }
+
     /// Stops at once, as a worker the fleet declared dead (see the module docs).
-    async fn stop_declared_dead(&self, loops: Loops, mut apalis: JoinSet<()>) -> ShutdownReport {
+    async fn stop_declared_dead(&self, loops: Loops, serving: Option<Serving>) -> ShutdownReport {
         tracing::error!(
             worker = %self.id,
             dead_after_s = self.config.dead_after.as_secs(),
@@ -305,11 +359,9 @@ impl Worker {
              cut off, sandboxes deleted, nothing acknowledged; exiting for a new worker to \
              take its place"
         );
-        loops.stop_fetching.cancel();
-        apalis.abort_all();
-        while apalis.join_next().await.is_some() {}
-        // What it still has to acknowledge would be refused: the jobs are others' now.
-        loops.acker.abort();
+        if let Some(s) = serving {
+            s.abort().await;
+        }
         loops.stop_background.cancel();
         for h in loops.background {
             let _ = h.await;
@@ -327,29 +379,25 @@ impl Worker {
         }
     }
 
-    async fn start_loops(&self) -> Result<(Loops, JoinSet<()>), WorkerError> {
+    /// Registers the worker and starts what runs for its whole life: the heartbeat, the
+    /// record, the promoters, the sandboxes' upkeep. What takes and runs jobs is
+    /// [`Worker::serve`].
+    async fn start_loops(&self) -> Result<Loops, WorkerError> {
         validate_worker_id(&self.id).map_err(|e| WorkerError::Config(e.message))?;
         if self.config.concurrency == 0 || self.config.own_queue_concurrency == 0 {
             return Err(WorkerError::Config("concurrency must be at least 1".into()));
         }
         let queue = &self.queue;
-        queue.heartbeat(&self.id, &self.info()).await?;
+        let drain = Drain::default();
+        let mut info = self.info();
+        info.push(("state", drain.state().as_str().to_string()));
+        queue.heartbeat(&self.id, &info).await?;
 
-        let stop_fetching = CancellationToken::new();
         let stop_background = CancellationToken::new();
         // Cancelled by whichever loop Redis first tells that this worker was declared dead.
         let declared_dead = CancellationToken::new();
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
         let retries_scheduled = Arc::new(Notify::new());
         let in_flight = InFlight::default();
-        let acker = tokio::spawn(ack::ack_loop(
-            queue.clone(),
-            self.id.clone(),
-            ack_rx,
-            retries_scheduled.clone(),
-            in_flight.clone(),
-            declared_dead.clone(),
-        ));
         let mut background = Vec::new();
         let (records, writer, budgets) =
             self.start_records(&stop_background, &mut background).await;
@@ -361,35 +409,10 @@ impl Worker {
             self.config.dead_after,
             in_flight.clone(),
             records.clone(),
+            drain.clone(),
             declared_dead.clone(),
             stop_background.clone(),
         )));
-
-        let own_queue = gitfleet_contract::own_queue(&self.id);
-        let mut served: Vec<(String, usize)> = self
-            .config
-            .queues
-            .iter()
-            .map(|q| (q.clone(), self.config.concurrency))
-            .collect();
-        served.push((own_queue, self.config.own_queue_concurrency));
-
-        let service = JobService {
-            ops: self.ops.clone(),
-            retry: RetryPolicy {
-                base: self.config.retry_base,
-                max: self.config.retry_max,
-            },
-            worker_id: self.id.as_str().into(),
-            max_payload_bytes: queue.config().max_payload_bytes,
-            acks: ack_tx,
-            sandboxes: self.sandboxes.clone(),
-            queue: queue.clone(),
-            records: records.clone(),
-            budgets,
-            require_org: self.config.require_org,
-            org_max_sandboxes: self.config.org_max_sandboxes,
-        };
         if let Some(sandboxes) = &self.sandboxes
             && writer.is_some()
         {
@@ -408,25 +431,88 @@ impl Worker {
                 stop_background.clone(),
             )));
         }
+        for (name, _) in self.served() {
+            background.push(tokio::spawn(promote::promote_loop(
+                queue.clone(),
+                name,
+                retries_scheduled.clone(),
+                stop_background.clone(),
+            )));
+        }
+        Ok(Loops {
+            stop_background,
+            declared_dead,
+            retries_scheduled,
+            in_flight,
+            drain,
+            background,
+            records,
+            writer,
+            budgets,
+        })
+    }
+
+    /// The queues this worker takes jobs from, each with its concurrency: its shared ones,
+    /// then its own.
+    fn served(&self) -> Vec<(String, usize)> {
+        let mut served: Vec<(String, usize)> = self
+            .config
+            .queues
+            .iter()
+            .map(|q| (q.clone(), self.config.concurrency))
+            .collect();
+        served.push((
+            gitfleet_contract::own_queue(&self.id),
+            self.config.own_queue_concurrency,
+        ));
+        served
+    }
+
+    /// Starts taking and running jobs: per queue a fetcher and an apalis worker, and the
+    /// acknowledger they share.
+    fn serve(&self, loops: &Loops) -> Serving {
+        let queue = &self.queue;
+        let stop_fetching = CancellationToken::new();
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
+        let acker = tokio::spawn(ack::ack_loop(
+            queue.clone(),
+            self.id.clone(),
+            ack_rx,
+            loops.retries_scheduled.clone(),
+            loops.in_flight.clone(),
+            loops.declared_dead.clone(),
+        ));
+        let service = JobService {
+            ops: self.ops.clone(),
+            retry: RetryPolicy {
+                base: self.config.retry_base,
+                max: self.config.retry_max,
+            },
+            worker_id: self.id.as_str().into(),
+            max_payload_bytes: queue.config().max_payload_bytes,
+            acks: ack_tx,
+            sandboxes: self.sandboxes.clone(),
+            queue: queue.clone(),
+            records: loops.records.clone(),
+            budgets: loops.budgets.clone(),
+            require_org: self.config.require_org,
+            org_max_sandboxes: self.config.org_max_sandboxes,
+        };
         let mut apalis = JoinSet::new();
-        for (name, concurrency) in served {
+        let mut fetchers = Vec::new();
+        for (name, concurrency) in self.served() {
             let (tx, rx) = mpsc::channel::<Run>(concurrency);
             let permits = Arc::new(Semaphore::new(concurrency));
-            background.push(tokio::spawn(fetch::fetch_loop(
+            fetchers.push(tokio::spawn(fetch::fetch_loop(
                 queue.clone(),
                 name.clone(),
                 self.id.clone(),
                 permits,
                 tx,
-                in_flight.clone(),
-                declared_dead.clone(),
+                loops.in_flight.clone(),
+                loops.drain.clone(),
+                loops.declared_dead.clone(),
                 stop_fetching.clone(),
-            )));
-            background.push(tokio::spawn(promote::promote_loop(
-                queue.clone(),
-                name.clone(),
-                retries_scheduled.clone(),
-                stop_background.clone(),
             )));
             let worker = WorkerBuilder::new(format!("{}/{name}", self.id))
                 .backend(QueueBackend::new(rx))
@@ -438,18 +524,12 @@ impl Worker {
                 }
             });
         }
-        Ok((
-            Loops {
-                stop_fetching,
-                stop_background,
-                declared_dead,
-                acker,
-                background,
-                records,
-                writer,
-            },
+        Serving {
+            stop_fetching,
             apalis,
-        ))
+            acker,
+            fetchers,
+        }
     }
 
     /// Starts the record writer and the budget refresher, when the worker keeps a record.
@@ -537,14 +617,85 @@ impl Worker {
     }
 }
 
+/// What runs for the worker's whole life.
 struct Loops {
-    stop_fetching: CancellationToken,
     stop_background: CancellationToken,
     declared_dead: CancellationToken,
-    acker: tokio::task::JoinHandle<()>,
+    retries_scheduled: Arc<Notify>,
+    in_flight: InFlight,
+    drain: Drain,
     background: Vec<tokio::task::JoinHandle<()>>,
     records: Recorder,
     writer: Option<gitfleet_store::WriterHandle>,
+    budgets: Budgets,
+}
+
+/// What takes and runs jobs, from [`Worker::serve`] until it is stopped (for a drain or a
+/// shutdown).
+struct Serving {
+    stop_fetching: CancellationToken,
+    apalis: JoinSet<()>,
+    acker: tokio::task::JoinHandle<()>,
+    fetchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Resolves once every job in flight has finished (after `stop_fetching`: each apalis
+    /// worker ends when its fetcher does, once its jobs are done). Cancel-safe.
+    async fn jobs_done(&mut self) {
+        while self.apalis.join_next().await.is_some() {}
+    }
+
+    /// Stops fetching; lets the jobs in flight finish, up to `deadline` (none: as long as
+    /// they take), then cuts off the rest (their held ids are given back by `leave`);
+    /// writes every outcome. Returns whether every job finished.
+    async fn finish(mut self, deadline: Option<Instant>) -> bool {
+        self.stop_fetching.cancel();
+        let mut drained = true;
+        match deadline {
+            None => self.jobs_done().await,
+            Some(deadline) => {
+                while !self.apalis.is_empty() {
+                    match tokio::time::timeout_at(deadline.into(), self.apalis.join_next()).await {
+                        Ok(_) => {}
+                        Err(_) => {
+                            drained = false;
+                            tracing::warn!("grace period over: giving back the jobs still running");
+                            self.apalis.abort_all();
+                            while self.apalis.join_next().await.is_some() {}
+                        }
+                    }
+                }
+            }
+        }
+        // Every service (and so every sender) is gone: the acknowledger ends once it has
+        // written what it has. Give it what is left of the grace period, and a little more
+        // for a Redis that is just coming back.
+        let flush_by =
+            deadline.unwrap_or_else(Instant::now).max(Instant::now()) + Duration::from_secs(2);
+        if tokio::time::timeout_at(flush_by.into(), self.acker)
+            .await
+            .is_err()
+        {
+            tracing::error!("could not record every outcome in time; those jobs will run again");
+        }
+        for h in self.fetchers {
+            let _ = h.await;
+        }
+        drained
+    }
+
+    /// Stops at once: running jobs cut off, nothing more acknowledged (a worker declared
+    /// dead: what it would report would be refused, the jobs are others' now).
+    async fn abort(mut self) {
+        self.stop_fetching.cancel();
+        self.apalis.abort_all();
+        while self.apalis.join_next().await.is_some() {}
+        self.acker.abort();
+        for h in self.fetchers {
+            let _ = h.await;
+        }
+    }
 }
 
 /// A worker running in the background of this process (tests, embedding).

@@ -181,6 +181,31 @@ impl SandboxManager {
         self.cache.lock().expect("not poisoned").recompute_top();
     }
 
+    /// Removes every live sandbox of this worker (it has drained: its sandboxes' agents are
+    /// answered `sandbox_not_found` from now on), each once no op is running in it. Its
+    /// released copies, pool, mirrors and template stay, for when it takes jobs again.
+    /// Returns how many it removed.
+    pub async fn remove_live(&self) -> usize {
+        let live: Vec<Arc<Sandbox>> = self
+            .live
+            .lock()
+            .expect("not poisoned")
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for sandbox in &live {
+            let _busy = sandbox.lock().await;
+            if let Err(e) = self.provider.destroy(&sandbox.dir).await {
+                tracing::warn!(sandbox = %sandbox.id, error = %e, "could not remove a sandbox");
+            }
+        }
+        let removed = live.len();
+        drop(live);
+        // They may have been the last holders of old template versions.
+        self.templates.prune().await;
+        removed
+    }
+
     /// Removes every sandbox, copy and mirror of this worker (it is leaving: its sandboxes
     /// go with it).
     pub async fn remove_all(&self) {

@@ -1,5 +1,5 @@
 //! The fleet as a caller sees it: queues, workers, sandboxes (and releasing one), an
-//! organization's usage; and, for admin keys, the keys.
+//! organization's usage; and, for admin keys, draining workers and the keys.
 
 use std::time::Duration;
 
@@ -36,7 +36,8 @@ pub async fn queues(
 }
 
 /// `GET /v1/workers`: the live workers. The jobs each holds are listed for admin keys only
-/// (they are other organizations' jobs); other keys see how many.
+/// (they are other organizations' jobs): other keys see how many slots are busy, and in
+/// `running` only their own organization's jobs.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct WorkerList {
     pub workers: Vec<WorkerInfo>,
@@ -50,9 +51,79 @@ pub async fn workers(
     if !caller.is_admin() {
         for w in &mut workers {
             w.held.clear();
+            w.running.retain(|j| caller.sees(j.org.as_deref()));
         }
     }
     Ok(Json(WorkerList { workers }))
+}
+
+/// What `POST /v1/workers/{id}/drain` and `/undrain` answer: the worker as it is listed
+/// now (its `state` follows within a heartbeat; `drain_requested_at` is set, or cleared, at
+/// once).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WorkerAnswer {
+    pub worker: WorkerInfo,
+}
+
+/// `POST /v1/workers/{id}/drain` (admin): the worker stops taking jobs, from every queue,
+/// its own included, and finishes the ones it holds; then it idles, `drained`, until
+/// undrained or stopped. Workers serve every organization, so only an admin key may.
+pub async fn drain(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    drain_as(state, caller, id, true).await
+}
+
+/// `POST /v1/workers/{id}/undrain` (admin): withdraws a drain; once drained (at once, if
+/// it had not begun), the worker takes jobs again.
+pub async fn undrain(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    drain_as(state, caller, id, false).await
+}
+
+async fn drain_as(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    drain: bool,
+) -> Result<Response, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::forbidden(format!(
+            "this key's role is {}; draining a worker needs admin (a worker serves every \
+             organization)",
+            caller.role
+        )));
+    }
+    gitfleet_contract::validate_worker_id(&id).map_err(|e| Problem::bad_param("id", e.message))?;
+    let queue = state.client.queue();
+    let found = if drain {
+        queue.drain_worker(&id).await?
+    } else {
+        queue.undrain_worker(&id).await?
+    };
+    let not_found = || Problem::not_found(format!("no live worker {id}"));
+    if !found {
+        return Err(not_found());
+    }
+    let worker = state
+        .client
+        .workers()
+        .await?
+        .into_iter()
+        .find(|w| w.worker_id == id)
+        .ok_or_else(not_found)?;
+    tracing::info!(worker = %id, key = %caller.key_id, drain, "worker drain asked for");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, "/v1/workers".to_string())],
+        Json(WorkerAnswer { worker }),
+    )
+        .into_response())
 }
 
 /// `GET /v1/sandboxes` parameters.

@@ -5,6 +5,7 @@ pub mod fleet;
 pub mod health;
 pub mod jobs;
 pub mod repositories;
+pub mod schedule;
 
 use crate::problem::Problem;
 

@@ -140,12 +140,22 @@ if idem ~= '' and fingerprint ~= '' then put('idempotency_fingerprint', fingerpr
 if org ~= '' then put('org', org) end
 
 -- A job for a worker that is gone can never run: answer it now.
-local status
-if routed ~= '' and not redis.call('ZSCORE', KEYS[4], routed) then
+-- Nor can one for a worker asked to drain: it takes no new job, and its sandboxes go when it
+-- has drained. Answered now too, not left waiting in a queue nobody reads.
+local status, gone
+if routed ~= '' then
+  if not redis.call('ZSCORE', KEYS[4], routed) then
+    gone = 'is not running; its sandboxes are gone'
+  elseif redis.call('HEXISTS', prefix .. 'worker-info:' .. routed,
+      'drain_requested_ms') == 1 then
+    gone = 'is draining; its sandboxes are going away'
+  end
+end
+if gone then
   status = 'dead'
   put('finished_at', now_us_s)
   put('error', cjson.encode({kind = 'sandbox_not_found',
-    message = 'worker ' .. routed .. ' is not running; its sandboxes are gone'}))
+    message = 'worker ' .. routed .. ' ' .. gone}))
 elseif delay_ms > 0 then
   status = 'delayed'
   put('run_at', string.format('%d', now_us + delay_ms * 1000))

@@ -1,7 +1,8 @@
 -- gitfleet: start jobs for a worker. The first id (if any) was already moved from the ready
 -- list to the worker's held list by a blocking BLMOVE; up to ARGV[4] more are moved here.
 -- KEYS[1] ready list, KEYS[2] the worker's held list, KEYS[3] the worker zset
--- A worker that is not listed as live (declared dead, or gone) is answered `fenced:`.
+-- A worker that is not listed as live (declared dead, or gone) is answered `fenced:`; one
+-- asked to drain (its info hash has `drain_requested_ms`) is answered `draining:`.
 -- A worker takes at most its fair share of the backlog (waiting jobs / live workers), so
 -- a big backlog is fetched in batches while a few slow jobs spread over the fleet.
 -- ARGV: key prefix, worker id, first id ('' = none), how many more to take
@@ -18,6 +19,15 @@ if not beat or tonumber(beat) <= 0 then
     redis.call('RPUSH', KEYS[1], first)
   end
   return redis.error_reply('fenced: worker ' .. worker .. ' was declared dead')
+end
+-- Asked to drain (drain.lua): it starts nothing more, from this instant, whatever it has
+-- yet to learn of the drain; the id BLMOVE just handed it goes back the same way.
+if redis.call('HEXISTS', prefix .. 'worker-info:' .. worker, 'drain_requested_ms') == 1 then
+  if first ~= '' and redis.call('HGET', prefix .. 'job:' .. first, 'status') == 'waiting'
+      and redis.call('LREM', KEYS[2], 1, first) == 1 then
+    redis.call('RPUSH', KEYS[1], first)
+  end
+  return redis.error_reply('draining: worker ' .. worker .. ' was asked to drain')
 end
 local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]

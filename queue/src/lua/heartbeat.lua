@@ -7,7 +7,9 @@
 -- A later beat never lists the worker again: once recovery has declared it dead (reap.lua
 -- sets its score to 0 at once and removes it when done), the beat fails with `fenced:`,
 -- and the worker must stop serving (its jobs went to others, its locks were freed).
--- Returns 1 when a registering beat listed the worker, 0 otherwise.
+-- Returns {1 when a registering beat listed the worker (else 0), the time in ms a drain of
+-- the worker was asked for ('' for none: see drain.lua)}: a worker learns of a drain, and
+-- of its undoing, from its own beats, so no message can be missed.
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 if ARGV[2] ~= 'register' then
@@ -21,4 +23,4 @@ if ARGV[2] == 'register' then redis.call('HSET', KEYS[2], 'started_ms', now_ms) 
 if #ARGV > 2 then
   redis.call('HSET', KEYS[2], 'last_beat_ms', now_ms, unpack(ARGV, 3))
 end
-return new
+return {new, redis.call('HGET', KEYS[2], 'drain_requested_ms') or ''}

@@ -5,7 +5,12 @@
 -- KEYS[4] its own delayed zset, KEYS[5] its own dead zset, KEYS[6] its info hash,
 -- KEYS[7] the queue set, KEYS[8] its own done zset, KEYS[9] its own cancelled zset
 -- ARGV: key prefix, worker id, chunk size, dead_ttl_s,
---       only_if_older_than_ms (0 = unconditionally: the worker itself is leaving)
+--       only_if_older_than_ms (0 = unconditionally: the worker itself is leaving),
+--       mode: 'leave' (the default: all of the above, then the worker is unlisted),
+--       'drain' (a draining worker: only the jobs waiting in its own queue are answered;
+--       what it holds, its locks and its sandboxes are its own still) or 'drained' (a
+--       drained worker that stays listed: its own queue answered, its locks freed, its
+--       sandboxes out of the registry; nothing it holds is touched)
 -- Returns {requeued, answered, finished (1 when nothing is left), jobs}: jobs lists each job
 -- answered here (at most chunk size of them), 12 fields apiece: id, op, queue, attempts,
 -- max_attempts, enqueued_at_us, finished_at_us, message, then org, agent_id, task_id,
@@ -14,6 +19,8 @@
 -- sandboxes leave the sandbox registry (their hashes, its set, their organizations' sets).
 local prefix, worker, limit, dead_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local cutoff = tonumber(ARGV[5])
+local mode = ARGV[6] or 'leave'
+if mode == '' then mode = 'leave' end
 local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]
 local now_ms = math.floor(now_us / 1000)
@@ -30,7 +37,7 @@ end
 local requeued, answered, budget = 0, 0, limit
 local jobs = {}
 
-while budget > 0 do
+while mode == 'leave' and budget > 0 do
   local id = redis.call('RPOP', KEYS[2])
   if not id then break end
   budget = budget - 1
@@ -47,6 +54,9 @@ while budget > 0 do
 end
 
 local message = 'worker ' .. worker .. ' is gone; its sandboxes are gone with it'
+if mode ~= 'leave' then
+  message = 'worker ' .. worker .. ' is draining; its sandboxes are going away'
+end
 local function str(v)
   if type(v) == 'string' or type(v) == 'number' then return tostring(v) end
   return ''
@@ -87,6 +97,11 @@ while budget > 0 do
   budget = budget - #ids
 end
 
+if mode == 'drain' then
+  local left = redis.call('LLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4])
+  return {requeued, answered, left == 0 and 1 or 0, jobs}
+end
+
 -- Locks it held (a push cut short) are freed now, not when their TTL runs out.
 local locks = prefix .. 'locks:' .. worker
 for _, key in ipairs(redis.call('SMEMBERS', locks)) do
@@ -105,6 +120,12 @@ for _, id in ipairs(redis.call('SMEMBERS', owned)) do
   redis.call('DEL', prefix .. 'sandbox:' .. id)
 end
 redis.call('DEL', owned)
+
+if mode == 'drained' then
+  -- It stays listed, beating, taking nothing, until it is undrained or stops.
+  local left = redis.call('LLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4])
+  return {requeued, answered, left == 0 and 1 or 0, jobs}
+end
 
 local left = redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4])
 if left == 0 then

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::Outcome;
 use crate::config::{ConfigError, Schedule, secs_var};
-use crate::maintenance::{live_workers, send_and_wait, summary};
+use crate::maintenance::{send_and_wait, serving_workers, summary};
 use crate::{Context, SchedError};
 
 #[derive(Debug, Clone)]
@@ -136,7 +136,8 @@ SELECT s.sandbox_id, s.worker_id,
         .partition(|c| c.expires_at.is_some_and(|at| at <= tick));
     set_tiers(ctx, &kept, true).await?;
 
-    let live = live_workers(ctx, cfg.dead_after).await?;
+    // A draining or drained worker takes no `maintain` job: its copies wait (unreachable).
+    let live = serving_workers(ctx, cfg.dead_after).await?;
     let mut by_worker: BTreeMap<&str, Vec<&Copy>> = BTreeMap::new();
     let mut unreachable = 0;
     for c in &expired {

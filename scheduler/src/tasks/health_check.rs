@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::Outcome;
 use crate::config::{ConfigError, Schedule};
-use crate::maintenance::{live_workers, send_and_wait, summary};
+use crate::maintenance::{send_and_wait, serving_workers, summary};
 use crate::{Context, SchedError};
 
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ impl HealthCheckConfig {
 
 /// One round at `tick`.
 pub async fn run_once(ctx: &Context, tick: DateTime<Utc>) -> Result<Outcome, SchedError> {
-    let workers = live_workers(ctx, ctx.config.eviction.dead_after).await?;
+    let workers = serving_workers(ctx, ctx.config.eviction.dead_after).await?;
     let jobs = workers
         .iter()
         .map(|w| (w.clone(), json!({"task": "health_check", "worker_id": w})))

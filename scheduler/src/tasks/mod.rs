@@ -51,6 +51,11 @@ impl Task {
         }
     }
 
+    /// The task named `name` (as [`Task::name`] has it).
+    pub fn from_name(name: &str) -> Option<Task> {
+        Task::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     /// Its schedule in `ctx`'s configuration.
     pub fn schedule(self, config: &crate::SchedulerConfig) -> &Schedule {
         match self {
@@ -73,5 +78,20 @@ impl Task {
             Task::TemplateRebuild => template_rebuild::run_once(ctx, tick).await,
             Task::Retention => retention::run_once(ctx, tick).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_layer_knows_every_task_by_its_name() {
+        let names: Vec<&str> = Task::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(names, gitfleet_queue::SCHEDULER_TASKS);
+        for t in Task::ALL {
+            assert_eq!(Task::from_name(t.name()), Some(t));
+        }
+        assert_eq!(Task::from_name("nap"), None);
     }
 }

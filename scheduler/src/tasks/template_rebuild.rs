@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Outcome;
 use crate::config::{ConfigError, Schedule, secs_var};
-use crate::maintenance::{live_workers, send_and_wait, summary};
+use crate::maintenance::{send_and_wait, serving_workers, summary};
 use crate::{Context, SchedError};
 
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ impl TemplateConfig {
 
 /// One round at `tick`.
 pub async fn run_once(ctx: &Context, tick: DateTime<Utc>) -> Result<Outcome, SchedError> {
-    let workers = live_workers(ctx, ctx.config.eviction.dead_after).await?;
+    let workers = serving_workers(ctx, ctx.config.eviction.dead_after).await?;
     let jobs = workers
         .iter()
         .map(|w| {

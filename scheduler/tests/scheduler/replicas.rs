@@ -23,6 +23,11 @@ struct Replica {
 
 impl Replica {
     fn start(w: &World, name: &str) -> Self {
+        Self::start_with(w, name, "* * * * * *")
+    }
+
+    /// A replica with every task on `schedule` (`off`: no task ticks).
+    fn start_with(w: &World, name: &str, schedule: &str) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfleet-scheduler"));
         cmd.env("GITFLEET_DATABASE_URL", w.fleet.database_url())
             .env(
@@ -38,7 +43,7 @@ impl Replica {
             .stderr(Stdio::inherit());
         for task in Task::ALL {
             let var = format!("GITFLEET_SCHEDULE_{}", task.name().to_uppercase());
-            cmd.env(var, "* * * * * *");
+            cmd.env(var, schedule);
         }
         let mut child = cmd.spawn().expect("gitfleet-scheduler starts");
         let mut line = String::new();
@@ -260,4 +265,67 @@ async fn two_replicas_fire_each_tick_once_and_the_survivor_takes_over_a_killed_l
     );
     let rounds = settled_rounds(&w, from, to).await;
     assert_every_tick_once(&rows, &rounds, from, to);
+}
+
+/// `POST /v1/schedule/{task}/run` asks through `Queue::request_run`: with two replicas and
+/// every schedule off, the one leading announces itself and runs the task, once, recorded
+/// at the request's tick; the other runs nothing. A request for no task is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_asked_for_by_hand_runs_once_on_the_leader_of_two_replicas() {
+    let w = World::new().await;
+    let _a = Replica::start_with(&w, "replica-a", "off");
+    let _b = Replica::start_with(&w, "replica-b", "off");
+    let queue = w.fleet.queue();
+    let leader = eventually(
+        "a leader announces itself",
+        Duration::from_secs(30),
+        async || {
+            queue
+                .leader()
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no leader yet".to_string())
+        },
+    )
+    .await;
+    assert!(
+        ["replica-a", "replica-b"].contains(&leader.replica.as_str()),
+        "{leader:?}"
+    );
+    assert_eq!(leader.schedules.len(), Task::ALL.len(), "{leader:?}");
+    assert!(
+        leader.schedules.iter().all(|(_, s)| s == "off"),
+        "{leader:?}"
+    );
+
+    let asked = gitfleet_queue::RunRequest::now("priority", "test");
+    let nonsense = gitfleet_queue::RunRequest::now("nap", "test");
+    queue.request_run(&nonsense).await.unwrap();
+    queue.request_run(&asked).await.unwrap();
+    let row = eventually(
+        "the run asked for finishes",
+        Duration::from_secs(30),
+        async || {
+            let rows: Vec<(String, DateTime<Utc>, String, String)> = sqlx::query_as(
+            "SELECT task, tick, replica, outcome FROM scheduler_runs WHERE outcome <> 'running'",
+        )
+        .fetch_all(w.store.pool())
+        .await
+        .unwrap();
+            rows.first().cloned().ok_or(format!("{rows:?}"))
+        },
+    )
+    .await;
+    assert_eq!(row.0, "priority");
+    assert_eq!(Some(row.1), asked.tick(), "recorded at the request's tick");
+    assert_eq!(row.2, leader.replica, "the leader ran it");
+    assert_eq!(row.3, "ok");
+    assert!(gitfleet_queue::is_manual_tick(row.1));
+    // A few leader checks later: that one run, and nothing else (no tick is scheduled, the
+    // other replica took no request, the nonsense was dropped).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows = runs(&w).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let left = queue.take_run_requests(10).await.unwrap();
+    assert!(left.is_empty(), "every request was taken: {left:?}");
 }

@@ -9,6 +9,7 @@ mod processes;
 
 mod acl;
 mod crash;
+mod drain;
 mod egress;
 mod fencing;
 mod invalid_jobs;
