@@ -19,6 +19,9 @@ pub fn worker_not_running(worker: &str) -> JobError {
     ))
 }
 
+/// A job's answer from the queue.
+type Answer = Result<Enqueued, QueueError>;
+
 /// One call of the enqueue script: jobs of one queue with the same options, by their place
 /// in the batch.
 struct Call<'a> {
@@ -79,8 +82,7 @@ impl Queue {
     ) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(CHUNK) {
-            let mut answers: Vec<Option<Result<Enqueued, QueueError>>> =
-                (0..chunk.len()).map(|_| None).collect();
+            let mut answers: Vec<Option<Answer>> = (0..chunk.len()).map(|_| None).collect();
             let mut calls: Vec<Call> = Vec::new();
             for (place, (queue, spec, options)) in chunk.iter().enumerate() {
                 match self.checked_payload(queue, spec, options) {
@@ -227,10 +229,7 @@ impl Queue {
 /// Each job of `call` with its answer, from the script's reply (see `lua/enqueue.lua`):
 /// `[1, status, enqueued_at, (index, error)...]` or `[0, status, enqueued_at, job_id]`, or an
 /// error reply for the whole call.
-fn answer_call(
-    call: &Call,
-    reply: RedisResult<Value>,
-) -> Result<Vec<(usize, Result<Enqueued, QueueError>)>, QueueError> {
+fn answer_call(call: &Call, reply: RedisResult<Value>) -> Result<Vec<(usize, Answer)>, QueueError> {
     let protocol = |what: &str| QueueError::Protocol(format!("enqueue script answered {what}"));
     let items = match reply {
         Ok(Value::Array(items)) => items,

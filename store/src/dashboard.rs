@@ -170,7 +170,7 @@ SELECT k.id, k.org_id, k.role, k.name, k.created_at, k.expires_at, k.revoked_at,
             r#"
 SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task_id, sandbox_id,
        worker_id, error_kind, error_message, result, enqueued_at, started_at, finished_at, retry_at,
-       updated_at
+       deleted_at, updated_at
   FROM jobs
  WHERE updated_at >= $1 AND (updated_at, job_id) > ($1, $2)
  ORDER BY updated_at, job_id
@@ -205,6 +205,7 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
                     started_at: r.started_at,
                     finished_at: r.finished_at,
                     retry_at: r.retry_at,
+                    deleted_at: r.deleted_at,
                 },
             })
             .collect())

@@ -38,8 +38,8 @@ pub use history::{
 };
 pub use keys::{ApiKey, KEY_MAX_DAYS, NewKey, parse_token};
 pub use record::{
-    DeletedJob, JobEvent, Record, RepoStatsDelta, RepoStatsFlush, SandboxEvent, SandboxOrigin, SandboxSource,
-    SandboxStatus, WorkerEvent,
+    DeletedJob, JobEvent, Record, RepoStatsDelta, RepoStatsFlush, SandboxEvent, SandboxOrigin,
+    SandboxSource, SandboxStatus, WorkerEvent,
 };
 pub use repos::{
     HitRate, HitRates, RepoCursor, RepoFilter, RepoPage, RepoSort, RepoWorker, RepositoryRow,

@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use super::session::{CsrfForm, Session, csrf_refused};
 use super::{Chrome, chart, error_page, html, problem_page, see_other, show_time, urlencode};
+use crate::audit::{Audit, Surface};
 use crate::auth::Caller;
 use crate::problem::Problem;
-use crate::audit::{Audit, Surface};
 use crate::routes::jobs::{cancel_job, check_id, retry_job, visible};
 use crate::routes::run_to_end;
 use crate::state::AppState;
@@ -346,6 +346,9 @@ impl ListQuery {
             until: time_filter("until", &self.until)?,
             before,
             limit: PAGE,
+            // Search, the repository filter and other orders are the API's for now
+            // (`GET /v1/jobs?q=&id=&repo=&sort=`); the page lists newest first.
+            ..JobFilter::default()
         })
     }
 }
