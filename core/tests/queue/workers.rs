@@ -27,14 +27,18 @@ async fn the_workers_listing_shows_what_each_worker_says_of_itself_and_the_jobs_
         "the sleep job to be held",
         Duration::from_secs(20),
         async || {
-            let workers = t.client().workers().await.map_err(|e| e.to_string())?;
+            // The record first, then the listing: a job seen running is held until it ends
+            // (1.5 s), so the listing read after it must show it.
             let running = t
                 .queue()
                 .job(&job.job_id)
                 .await
                 .map_err(|e| e.to_string())?;
             match running {
-                Some(r) if r.status == JobStatus::Running => Ok((workers, r.worker)),
+                Some(r) if r.status == JobStatus::Running => {
+                    let workers = t.client().workers().await.map_err(|e| e.to_string())?;
+                    Ok((workers, r.worker))
+                }
                 other => Err(format!("{other:?}")),
             }
         },

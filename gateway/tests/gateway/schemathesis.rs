@@ -207,6 +207,35 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
 
     let admin = w.key("fuzz", Role::Admin).await;
     let producer = w.key("fuzz", Role::Producer).await;
+    // A scheduler replica leads (in this process, on the fleet's Redis and Postgres), so
+    // `runTask` answers what a deployment answers (202 or 404) rather than its 503 for a
+    // fleet without a scheduler (that one is drain.rs's); cron schedules off.
+    let stop_scheduler = tokio_util::sync::CancellationToken::new();
+    let mut config = gitfleet_scheduler::SchedulerConfig {
+        leader_check: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let off = || gitfleet_scheduler::config::Schedule::parse("off").expect("off");
+    config.eviction.schedule = off();
+    config.priority.schedule = off();
+    config.health_check.schedule = off();
+    config.cleanup.schedule = off();
+    config.template.schedule = off();
+    config.retention.schedule = off();
+    let scheduler = tokio::spawn(gitfleet_scheduler::cron::run(
+        gitfleet_scheduler::Context {
+            store: w.fleet.store().clone(),
+            queue: w.fleet.queue().clone(),
+            replica: "fuzz-replica".into(),
+            config,
+        },
+        stop_scheduler.clone(),
+    ));
+    gitfleet_testkit::eventually("a scheduler leader", Duration::from_secs(30), async || {
+        let s = w.get(&admin, "/v1/schedule").await;
+        (!s.body["leader"].is_null()).then_some(()).ok_or(s.text)
+    })
+    .await;
     let operations = gitfleet_gateway::openapi::ROUTES.len();
     // An admin key, on everything but revoking keys: the fuzzer would revoke the keys it
     // lists, its own among them, and answer the rest of the run with 401s.
@@ -226,4 +255,6 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let producer_run = tokio::task::block_in_place(|| fuzz(&w, &file, &producer, &[], &work));
     let (tested, _) = summary(&producer_run);
     assert_eq!(tested, operations, "{producer_run}");
+    stop_scheduler.cancel();
+    let _ = scheduler.await;
 }
