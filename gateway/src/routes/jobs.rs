@@ -761,16 +761,59 @@ pub async fn retry(
     surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
-    // To its end even if the caller hangs up: the change and its audit entry both.
-    let st = state.clone();
+    act(&state, &caller, surface, JobAction::Retry, &id)
+        .await
+        .map(Json)
+}
+
+/// An action on one job, from the API or the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    Retry,
+    Cancel,
+    Delete,
+    RunNow,
+}
+
+impl JobAction {
+    /// The action's name in the audit log.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            JobAction::Retry => "job.retry",
+            JobAction::Cancel => "job.cancel",
+            JobAction::Delete => "job.delete",
+            JobAction::RunNow => "job.run_now",
+        }
+    }
+}
+
+/// Runs `action` on job `id` for `caller`, to its end even if the caller hangs up (the
+/// change and its audit entry both), and hands its audit entry to the writer. What each of
+/// the job's action routes, and the dashboard's buttons, do.
+pub async fn act(
+    state: &AppState,
+    caller: &Caller,
+    surface: Surface,
+    action: JobAction,
+    id: &str,
+) -> Result<JobRecord, Problem> {
+    let (st, caller, id) = (state.clone(), caller.clone(), id.to_string());
     run_to_end(async move {
-        let mut audit = Audit::new("job.retry", &caller, surface);
-        let result = retry_job(&st, &caller, &id, &mut audit).await;
+        let mut audit = Audit::new(action.audit_name(), &caller, surface);
+        let result = match action {
+            JobAction::Retry => retry_job(&st, &caller, &id, &mut audit).await,
+            JobAction::Cancel => cancel_job(&st, &caller, &id, &mut audit).await,
+            JobAction::Delete => {
+                act_on_job(&st, &caller, BulkAction::Delete, &id, &mut audit).await
+            }
+            JobAction::RunNow => {
+                act_on_job(&st, &caller, BulkAction::RunNow, &id, &mut audit).await
+            }
+        };
         audit.finish(&st, &caller, &result);
         result
     })
     .await?
-    .map(Json)
 }
 
 /// A job's id and organization in its audit entry, once the caller may see it.
@@ -780,7 +823,7 @@ fn audit_job(audit: &mut Audit, record: &JobRecord) {
 }
 
 /// What `POST /v1/jobs/{id}/retry` does (the dashboard calls it with its own surface).
-pub async fn retry_job(
+async fn retry_job(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -810,20 +853,13 @@ pub async fn cancel(
     surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
-    // To its end even if the caller hangs up: the change and its audit entry both.
-    let st = state.clone();
-    run_to_end(async move {
-        let mut audit = Audit::new("job.cancel", &caller, surface);
-        let result = cancel_job(&st, &caller, &id, &mut audit).await;
-        audit.finish(&st, &caller, &result);
-        result
-    })
-    .await?
-    .map(Json)
+    act(&state, &caller, surface, JobAction::Cancel, &id)
+        .await
+        .map(Json)
 }
 
 /// What `DELETE /v1/jobs/{id}` does.
-pub async fn cancel_job(
+async fn cancel_job(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -852,16 +888,9 @@ pub async fn delete(
     surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
-    // To its end even if the caller hangs up: the change and its audit entry both.
-    let st = state.clone();
-    run_to_end(async move {
-        let mut audit = Audit::new("job.delete", &caller, surface);
-        let result = act_on_job(&st, &caller, BulkAction::Delete, &id, &mut audit).await;
-        audit.finish(&st, &caller, &result);
-        result
-    })
-    .await?
-    .map(Json)
+    act(&state, &caller, surface, JobAction::Delete, &id)
+        .await
+        .map(Json)
 }
 
 /// `POST /v1/jobs/{id}/run-now`: a delayed job (due later, or waiting out a retry's
@@ -872,20 +901,13 @@ pub async fn run_now(
     surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, Problem> {
-    // To its end even if the caller hangs up: the change and its audit entry both.
-    let st = state.clone();
-    run_to_end(async move {
-        let mut audit = Audit::new("job.run_now", &caller, surface);
-        let result = act_on_job(&st, &caller, BulkAction::RunNow, &id, &mut audit).await;
-        audit.finish(&st, &caller, &result);
-        result
-    })
-    .await?
-    .map(Json)
+    act(&state, &caller, surface, JobAction::RunNow, &id)
+        .await
+        .map(Json)
 }
 
 /// Delete or run now one job: what `POST /v1/jobs/{id}/delete` and `/run-now` do.
-pub async fn act_on_job(
+async fn act_on_job(
     state: &AppState,
     caller: &Caller,
     action: BulkAction,

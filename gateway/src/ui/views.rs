@@ -11,11 +11,10 @@ use serde::Deserialize;
 
 use super::session::{CsrfForm, Session, csrf_refused};
 use super::{Chrome, chart, error_page, html, problem_page, see_other, show_time, urlencode};
-use crate::audit::{Audit, Surface};
+use crate::audit::Surface;
 use crate::auth::Caller;
 use crate::problem::Problem;
-use crate::routes::jobs::{cancel_job, check_id, retry_job, visible};
-use crate::routes::run_to_end;
+use crate::routes::jobs::{JobAction, act, check_id, visible};
 use crate::state::AppState;
 use gitfleet_client::store::{JobCursor, JobFilter, JobRow, MinuteCount};
 use gitfleet_client::{JobRecord, JobStatus};
@@ -617,24 +616,12 @@ async fn action(
     }
     // As the API's handlers do: to its end even if the browser goes away, with its audit
     // entry (surface `ui`).
-    let (st, caller, job_id) = (state.clone(), session.caller.clone(), id.clone());
-    let done = run_to_end(async move {
-        let (name, retry) = if what == "retry" {
-            ("job.retry", true)
-        } else {
-            ("job.cancel", false)
-        };
-        let mut audit = Audit::new(name, &caller, Surface::Ui);
-        let result = if retry {
-            retry_job(&st, &caller, &job_id, &mut audit).await
-        } else {
-            cancel_job(&st, &caller, &job_id, &mut audit).await
-        };
-        audit.finish(&st, &caller, &result);
-        result
-    })
-    .await
-    .and_then(|result| result);
+    let action = if what == "retry" {
+        JobAction::Retry
+    } else {
+        JobAction::Cancel
+    };
+    let done = act(&state, &session.caller, Surface::Ui, action, &id).await;
     match done {
         Ok(record) => {
             tracing::info!(key_id = %session.caller.key_id, job_id = %id, action = what, "dashboard action");

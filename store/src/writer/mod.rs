@@ -292,6 +292,7 @@ impl Writer {
                 self.replay_batch = batch;
                 return Err(e);
             }
+            self.spool.batch_written();
         }
         Ok(())
     }

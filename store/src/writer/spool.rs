@@ -28,6 +28,8 @@ struct Replay {
     quarantined: u64,
     /// Reading failed: nothing more is read from the file.
     unreadable: bool,
+    /// The whole file is read: once the last batch is written, the file is done.
+    ended: bool,
     /// Reading failed, or a bad line could not be quarantined: the whole file is kept (as
     /// `<file>.bad-<ulid>`) instead of removed. Replaying its records twice is harmless.
     keep: bool,
@@ -50,6 +52,7 @@ impl Replay {
             quarantine: None,
             quarantined: 0,
             unreadable: false,
+            ended: false,
             keep: false,
         })
     }
@@ -61,7 +64,10 @@ impl Replay {
         while batch.len() < max && !self.unreadable {
             line.clear();
             match self.reader.read_until(b'\n', &mut line) {
-                Ok(0) => return,
+                Ok(0) => {
+                    self.ended = true;
+                    return;
+                }
                 Ok(_) if line.trim_ascii().is_empty() => {}
                 Ok(_) => match serde_json::from_slice::<Record>(line.trim_ascii()) {
                     Ok(r) => batch.push(r),
@@ -73,9 +79,14 @@ impl Replay {
                 Err(e) => {
                     tracing::error!(error = %e, path = %self.path.display(), "records: cannot read a spool file; keeping it whole");
                     self.unreadable = true;
+                    self.ended = true;
                     self.keep = true;
                 }
             }
+        }
+        // A full batch may have taken the last line: then the file is read to its end too.
+        if !self.ended && matches!(self.reader.fill_buf(), Ok([])) {
+            self.ended = true;
         }
     }
 
@@ -237,8 +248,8 @@ impl Spool {
     }
 
     /// Reads the next batch to replay (at most `max` records) into `batch`, opening the next
-    /// file when one is done. A file is finished (removed) only on the call after its last
-    /// batch, that is once that batch is written.
+    /// file when one is done. A file is finished (removed) once its last batch is written
+    /// (see [`Spool::batch_written`]).
     pub(super) fn read_batch(&mut self, batch: &mut Vec<Record>, max: usize) {
         loop {
             if self.replay.is_none() && !self.open_next_replay() {
@@ -250,6 +261,14 @@ impl Spool {
                 return;
             }
             // This file is done: everything in it is written (or quarantined).
+            self.replay.take().expect("open").finish();
+        }
+    }
+
+    /// The batch last read is written: a file read to its end is done now, not on the next
+    /// read, so a writer that stops right after leaves nothing to replay twice.
+    pub(super) fn batch_written(&mut self) {
+        if self.replay.as_ref().is_some_and(|r| r.ended) {
             self.replay.take().expect("open").finish();
         }
     }
@@ -478,6 +497,35 @@ mod tests {
         let mut next = Spool::new(at(), "next".into());
         assert_eq!(drain(&mut next, 4).len(), 10);
         assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_file_is_gone_as_soon_as_its_last_batch_is_written() {
+        // Batches that end exactly at the file's end, and one that ends short of it.
+        for (lines, max) in [(6, 3), (7, 3)] {
+            let dir = tempfile::tempdir().unwrap();
+            let file: Vec<u8> = (0..lines).flat_map(line).collect();
+            std::fs::write(dir.path().join("gone.jsonl"), &file).unwrap();
+            let mut spool = Spool::new(Some(dir.path().to_path_buf()), "me".into());
+            let mut read = 0;
+            loop {
+                let mut batch = Vec::new();
+                spool.read_batch(&mut batch, max);
+                assert!(!batch.is_empty(), "{lines} lines: the file ended early");
+                read += batch.len();
+                spool.batch_written();
+                if read == lines {
+                    break;
+                }
+                assert_eq!(names(dir.path()).len(), 1, "kept while lines are left");
+            }
+            assert!(
+                names(dir.path()).is_empty(),
+                "{lines} lines by {max}: {:?}",
+                names(dir.path())
+            );
+            assert!(!spool.has_records());
+        }
     }
 
     #[test]
