@@ -30,8 +30,8 @@ pub use gitfleet_contract::{
     OpArgs, OpName, ops,
 };
 pub use gitfleet_queue::{
-    ActReport, Acted, BulkAction, BulkFilter, Cancelled, Matched, QueueConfig, QueueError,
-    QueueStats, RunningJob, WorkerInfo, WorkerState,
+    ActReport, Acted, BulkAction, BulkFilter, Cancelled, JobChange, JobWatch, Matched, QueueConfig,
+    QueueError, QueueStats, RunningJob, WorkerInfo, WorkerState,
 };
 pub use gitfleet_store::{self as store, Store, StoreConfig};
 
@@ -383,6 +383,12 @@ impl Client {
     /// as it is then (check [`JobStatus::is_final`]).
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {
         self.queue.wait(id, timeout).await
+    }
+
+    /// Watches job `id`'s changes of state ([`gitfleet_queue::Queue::watch`]): its record
+    /// now, and a watch that gives every change after it.
+    pub async fn watch(&self, id: &str) -> Result<Option<(JobRecord, JobWatch)>, QueueError> {
+        self.queue.watch(id).await
     }
 
     /// Counts for every queue.

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use serde::Serialize;
 
-use super::scripts::{REGISTER_WAITER, RETRY_DEAD, STATS};
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+
+use super::scripts::{REGISTER_WAITER, RETRY_DEAD, STATS, WATCH};
 use super::{Queue, QueueError};
 use gitfleet_contract::{JobError, JobRecord, JobSpec, JobStatus, time_from_micros};
 
@@ -90,6 +93,37 @@ impl Queue {
         }
     }
 
+    /// Starts watching job `id`: from now on every change of its state is logged for this
+    /// watcher (and any other), so none is missed however fast they follow each other.
+    /// Answers the job's record as it is once the watch is set, and the watch, whose
+    /// [`JobWatch::changes`] gives each change after that record; `None` when there is no
+    /// such job.
+    pub async fn watch(&self, id: &str) -> Result<Option<(JobRecord, JobWatch)>, QueueError> {
+        check_job_id(id)?;
+        let mut conn = self.conn();
+        let events = self.keys.events(id);
+        let last: Option<String> = WATCH
+            .key(self.keys.job(id))
+            .key(&events)
+            .invoke_async(&mut conn)
+            .await?;
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        // Read after the flag is set: a change between the two is both in this record and
+        // in the log, and the log's copy is told apart by its state (see `JobWatch`).
+        let Some(record) = self.job(id).await? else {
+            return Ok(None);
+        };
+        let watch = JobWatch {
+            queue: self.clone(),
+            events,
+            last,
+            blocking: None,
+        };
+        Ok(Some((record, watch)))
+    }
+
     /// Counts for every queue that has had a job.
     pub async fn stats(&self) -> Result<Vec<QueueStats>, QueueError> {
         let mut conn = self.conn();
@@ -131,6 +165,101 @@ impl Queue {
             .await
             .map_err(QueueError::from_script)?;
         Ok(())
+    }
+}
+
+/// A watch on one job's changes of state ([`Queue::watch`]).
+pub struct JobWatch {
+    queue: Queue,
+    events: String,
+    /// The id of the last log entry given out.
+    last: String,
+    /// A connection of its own for the blocking reads, made at the first.
+    blocking: Option<MultiplexedConnection>,
+}
+
+/// One change of a job's state: its state fields just after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobChange {
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub worker: Option<String>,
+    pub given_back: u32,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl JobChange {
+    /// `record` as it was just after this change: its state fields from the change, the rest
+    /// as the record has them (a result only in a final state).
+    pub fn applied_to(&self, record: &JobRecord) -> JobRecord {
+        let mut r = record.clone();
+        r.status = self.status;
+        r.attempts = self.attempts;
+        r.worker = self.worker.clone();
+        r.given_back = self.given_back;
+        r.started_at = self.started_at;
+        r.finished_at = self.finished_at;
+        r.run_at = self.run_at;
+        if !self.status.is_final() {
+            r.result = None;
+        }
+        r
+    }
+}
+
+/// Changes a watch reads at most at once.
+const CHANGES_MAX: usize = 64;
+
+impl JobWatch {
+    /// The changes since the last call (oldest first), waiting up to `timeout` for the
+    /// first; empty when none came.
+    pub async fn changes(&mut self, timeout: Duration) -> Result<Vec<JobChange>, QueueError> {
+        if self.blocking.is_none() {
+            self.blocking = Some(self.queue.blocking_connection().await?);
+        }
+        let conn = self.blocking.as_mut().expect("set above");
+        let opts = StreamReadOptions::default()
+            .block(timeout.as_millis().max(1) as usize)
+            .count(CHANGES_MAX);
+        let reply: Option<StreamReadReply> = match conn
+            .xread_options(&[&self.events], &[&self.last], &opts)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // The next read starts on a new connection.
+                self.blocking = None;
+                return Err(e.into());
+            }
+        };
+        let mut changes = Vec::new();
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            self.last = entry.id.clone();
+            let text = |name: &str| -> Option<String> {
+                entry
+                    .map
+                    .get(name)
+                    .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                    .filter(|v| !v.is_empty())
+            };
+            let int = |name: &str| text(name).and_then(|v| v.parse::<i64>().ok());
+            let time = |name: &str| int(name).and_then(time_from_micros);
+            let Some(status) = text("status").and_then(|s| s.parse::<JobStatus>().ok()) else {
+                continue;
+            };
+            changes.push(JobChange {
+                status,
+                attempts: int("attempts").unwrap_or(0).max(0) as u32,
+                worker: text("worker"),
+                given_back: int("given_back").unwrap_or(0).max(0) as u32,
+                started_at: time("started_at"),
+                finished_at: time("finished_at"),
+                run_at: time("run_at"),
+            });
+        }
+        Ok(changes)
     }
 }
 

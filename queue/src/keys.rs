@@ -27,6 +27,12 @@ impl Keys {
         format!("{}job:{id}:wake", self.prefix)
     }
 
+    /// Stream: a watched job's changes of state, a snapshot after each (scripts add to it
+    /// only while the job's `waiters` flag is set).
+    pub fn events(&self, id: &str) -> String {
+        format!("{}job:{id}:events", self.prefix)
+    }
+
     /// List: the ids waiting in a queue, oldest on the right. This is the backlog.
     pub fn ready(&self, queue: &str) -> String {
         format!("{}{queue}", self.prefix)

@@ -32,7 +32,7 @@ pub use cancel::Cancelled;
 pub use config::QueueConfig;
 pub use consume::{AnsweredJob, Beat, Delivery, Finished, Outcome, ReapReport};
 pub use control::{Leader, RunRequest, SCHEDULER_TASKS, is_manual_tick};
-pub use inspect::QueueStats;
+pub use inspect::{JobChange, JobWatch, QueueStats};
 pub use keys::Keys;
 pub use lock::Lock;
 // The envelope types the queue takes and answers with are the contract's.

@@ -84,3 +84,73 @@ async fn waiting_past_the_timeout_returns_the_job_as_it_is_and_unknown_ids_retur
     );
     assert!(t.queue.job("../etc").await.is_err(), "ids are checked");
 }
+
+/// A watch is told every change of a job's state, in order, however fast they follow
+/// each other: a job that fails twice and then succeeds goes running, delayed (its
+/// backoff), waiting, and so on, each change with the attempt it belongs to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_is_told_every_change_of_state_in_order() {
+    let mut t = fleet().start().await;
+    let flaky = crate::test_ops::Flaky::new(gitfleet_contract::ErrorKind::Network, 3);
+    let mut setup = t.setup();
+    setup.ops = gitfleet_core::ops::Ops::builtin().with(flaky.clone());
+    let job = t
+        .queue()
+        .enqueue(
+            "jobs",
+            &JobSpec::new("flaky", json!({})),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    let (first, mut watch) = t.queue().watch(&job.job_id).await.unwrap().unwrap();
+    assert_eq!(first.status, JobStatus::Waiting);
+    t.add_worker_with(setup).await;
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen
+        .last()
+        .is_some_and(|c: &gitfleet_queue::JobChange| c.status.is_final())
+    {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        seen.extend(watch.changes(Duration::from_secs(5)).await.unwrap());
+    }
+    let told: Vec<(String, u32)> = seen
+        .iter()
+        .map(|c| (c.status.to_string(), c.attempts))
+        .collect();
+    let want: Vec<(String, u32)> = [
+        ("running", 1),
+        ("delayed", 1),
+        ("waiting", 1),
+        ("running", 2),
+        ("delayed", 2),
+        ("waiting", 2),
+        ("running", 3),
+        ("done", 3),
+    ]
+    .iter()
+    .map(|(s, a)| (s.to_string(), *a))
+    .collect();
+    assert_eq!(told, want);
+    // A run's change names its worker and start; the end, its finish.
+    assert!(seen[0].worker.is_some() && seen[0].started_at.is_some());
+    assert!(seen[7].finished_at.is_some());
+    // Nothing more is told after the end.
+    assert!(
+        watch
+            .changes(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An unknown job cannot be watched.
+    assert!(
+        t.queue()
+            .watch("01NOSUCHJOBNOSUCHJOBNOSUCH")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    t.shutdown().await;
+}

@@ -479,62 +479,102 @@ pub async fn get(
     Ok(Json(with_runs(&state, record).await))
 }
 
-/// How often an event stream looks at its job (state changes other than the end, which
-/// wakes it at once).
-const EVENT_POLL: Duration = Duration::from_millis(200);
+/// How long an event stream blocks on its job's log before it looks whether the job is
+/// still there (deleted, or expired).
+const EVENT_BLOCK: Duration = Duration::from_secs(10);
 
-/// `GET /v1/jobs/{id}/events`: an event `state` with the record each time the job's
-/// status, attempts or worker change, the first at once; the stream ends after the job
-/// is done, dead or cancelled.
+/// What tells one event from the next: a change in any of these is an event.
+type EventKey = (JobStatus, u32, Option<String>, u32);
+
+fn event_key(r: &JobRecord) -> EventKey {
+    (r.status, r.attempts, r.worker.clone(), r.given_back)
+}
+
+/// `GET /v1/jobs/{id}/events`: an event `state` with the record at each change of the
+/// job's status, attempts or worker, the first at once; the stream ends after the job is
+/// done, dead or cancelled (or gone). Every change is told, however fast they follow each
+/// other: the stream watches the job ([`gitfleet_client::JobWatch`]), so the queue's
+/// scripts log each change for it, and it blocks on that log (no polling).
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, Problem> {
     let first = visible(&state, &caller, &id).await?;
+    // A job only the history keeps has ended: its one event. (Its organization was checked
+    // above and never changes.)
+    let watched = if first.status.is_final() {
+        None
+    } else {
+        state.client.watch(&id).await?
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
     tokio::spawn(async move {
         let mut seq = 0u64;
-        let mut last: Option<(JobStatus, u32, Option<String>, u32)> = None;
-        let mut record = first;
-        loop {
-            let now = (
-                record.status,
-                record.attempts,
-                record.worker.clone(),
-                record.given_back,
-            );
-            if last.as_ref() != Some(&now) {
-                seq += 1;
-                let event = Event::default()
-                    .event("state")
-                    .id(seq.to_string())
-                    .json_data(&record)
-                    .expect("plain data");
-                if tx.send(event).await.is_err() {
-                    return;
-                }
-                last = Some(now);
+        let mut last: Option<EventKey> = None;
+        let mut send = async |record: &JobRecord| -> bool {
+            let key = event_key(record);
+            if last.as_ref() == Some(&key) {
+                return true;
             }
-            if record.status.is_final() {
+            seq += 1;
+            let event = Event::default()
+                .event("state")
+                .id(seq.to_string())
+                .json_data(record)
+                .expect("plain data");
+            last = Some(key);
+            tx.send(event).await.is_ok()
+        };
+        let (mut record, mut watch) = match watched {
+            Some((record, watch)) => (record, watch),
+            None => {
+                send(&first).await;
                 return;
             }
-            let next = tokio::select! {
-                r = state.client.wait(&id, EVENT_POLL) => r,
+        };
+        if !send(&record).await || record.status.is_final() {
+            return;
+        }
+        loop {
+            let changes = tokio::select! {
+                c = watch.changes(EVENT_BLOCK) => c,
                 _ = tx.closed() => return,
             };
-            record = match next {
-                Ok(Some(r)) => r,
-                Ok(None) => match visible(&state, &caller, &id).await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                },
-                // Redis away: keep the stream, look again.
+            let changes = match changes {
+                Ok(c) => c,
+                // Redis away: the watch reconnects at its next read; its log kept the
+                // changes meanwhile.
                 Err(_) => {
-                    tokio::time::sleep(EVENT_POLL).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
             };
+            // The record now (its latest error or result), onto which each change is laid.
+            let now = match state.client.job(&id).await {
+                Ok(now) => now,
+                Err(_) => Some(record.clone()),
+            };
+            let Some(now) = now else {
+                // Deleted, or expired: nothing more will happen to it.
+                for c in &changes {
+                    if !send(&c.applied_to(&record)).await {
+                        return;
+                    }
+                }
+                return;
+            };
+            for c in &changes {
+                let at = if c.status == now.status && c.attempts == now.attempts {
+                    now.clone()
+                } else {
+                    c.applied_to(&now)
+                };
+                if !send(&at).await || at.status.is_final() {
+                    return;
+                }
+            }
+            record = now;
         }
     });
     let stream =

@@ -73,12 +73,14 @@ for i = 10, #ARGV do
       redis.call('HSET', k, 'status', 'waiting', 'attempts', 0)
       redis.call('HDEL', k, 'finished_at', 'started_at', 'worker')
       redis.call('LPUSH', ready, id)
+      tell(k)
     elseif action == 'run_now' then
       -- As promote.lua would once it is due: it joins its queue's backlog now.
       redis.call('HSET', k, 'status', 'waiting', 'run_at', now_us)
       redis.call('LPUSH', ready, id)
+      tell(k)
     else
-      redis.call('DEL', k, k .. ':wake')
+      redis.call('DEL', k, k .. ':wake', k .. ':events')
     end
     done = true
   end

@@ -48,6 +48,7 @@ redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[4], now_ms, id)
 -- Forget cancelled jobs whose records have expired, so counts stay true.
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms - ttl * 1000)
+tell(KEYS[1], nil, ttl)
 if redis.call('HEXISTS', KEYS[1], 'waiters') == 1 then
   redis.call('RPUSH', KEYS[5], 'cancelled')
   redis.call('EXPIRE', KEYS[5], ttl)

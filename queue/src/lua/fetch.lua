@@ -35,7 +35,7 @@ local out = {}
 
 local function start(id, retaken)
   local k = prefix .. 'job:' .. id
-  local f = redis.call('HMGET', k, 'status', 'worker')
+  local f = redis.call('HMGET', k, 'status', 'worker', 'waiters')
   local attempts
   if retaken and f[1] == 'running' and f[2] == worker then
     -- This worker's earlier call started it but the reply was lost: hand it over again,
@@ -48,6 +48,7 @@ local function start(id, retaken)
   else
     attempts = redis.call('HINCRBY', k, 'attempts', 1)
     redis.call('HSET', k, 'status', 'running', 'started_at', now_us, 'worker', worker)
+    tell(k, f[3] ~= false)
   end
   local d = redis.call('HMGET', k, 'payload', 'max_attempts', 'timeout_ms', 'enqueued_at',
     'given_back', 'org')

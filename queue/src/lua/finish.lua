@@ -40,6 +40,7 @@ for i = 5, #ARGV, 4 do
       redis.call('ZADD', prefix .. q .. ':dead', now_ms, id)
       redis.call('EXPIRE', k, dead_ttl)
     end
+    tell(k, f[4] ~= false, outcome == 'done' and done_ttl or dead_ttl)
     if outcome ~= 'retry' and f[4] then
       local w = k .. ':wake'
       redis.call('RPUSH', w, outcome)

@@ -22,6 +22,7 @@ for i = 3, #ARGV do
       redis.call('HSET', k, 'status', 'waiting')
       redis.call('HDEL', k, 'worker', 'started_at')
       redis.call('RPUSH', prefix .. f[3], id)
+      tell(k)
       n = n + 1
     end
   end

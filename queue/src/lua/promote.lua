@@ -13,6 +13,7 @@ for _, id in ipairs(ids) do
   if redis.call('HGET', k, 'status') == 'delayed' then
     redis.call('HSET', k, 'status', 'waiting')
     redis.call('LPUSH', KEYS[2], id)
+    tell(k)
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

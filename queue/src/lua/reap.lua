@@ -49,6 +49,7 @@ while mode == 'leave' and budget > 0 do
     redis.call('HDEL', k, 'worker')
     -- RPUSH: consumers take from the right, so a rescued job runs next.
     redis.call('RPUSH', prefix .. f[3], id)
+    tell(k)
     requeued = requeued + 1
   end
 end
@@ -70,6 +71,7 @@ local function answer(id)
       cjson.encode({kind = 'sandbox_not_found', message = message}))
     redis.call('ZADD', KEYS[5], now_ms, id)
     redis.call('EXPIRE', k, dead_ttl)
+    tell(k, nil, dead_ttl)
     if redis.call('HEXISTS', k, 'waiters') == 1 then
       redis.call('RPUSH', k .. ':wake', 'dead')
       redis.call('EXPIRE', k .. ':wake', dead_ttl)

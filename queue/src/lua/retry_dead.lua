@@ -14,4 +14,5 @@ redis.call('DEL', k .. ':wake')
 redis.call('HSET', k, 'status', 'waiting', 'attempts', 0)
 redis.call('HDEL', k, 'finished_at', 'started_at', 'worker')
 redis.call('LPUSH', ARGV[1] .. f[2], ARGV[2])
+tell(k)
 return f[2]
