@@ -563,8 +563,10 @@ struct StepView {
     code: String,
     /// Whether it ended any other way than `ok` (marked on the page).
     failed: bool,
-    /// Its length as a share of the run's slowest step, for the page's bar (0-100).
-    bar: u64,
+    /// Where it sits in the run's git time line, for the page's bar: its start and its
+    /// length as percentages of the span from the run's start to its last step's end.
+    bar_x: String,
+    bar_width: String,
 }
 
 /// A value's name as its JSON has it (`ls-remote`, `push_group`).
@@ -580,7 +582,12 @@ fn step_ms(n: u64) -> String {
 }
 
 fn steps_view(steps: &[gitfleet_contract::steps::GitStep]) -> (Vec<StepView>, String, String) {
-    let slowest = steps.iter().map(|s| s.ms).max().unwrap_or(0);
+    let span = steps
+        .iter()
+        .map(|s| s.at_ms + s.ms)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let total: u64 = steps.iter().map(|s| s.ms).sum();
     let views = steps
         .iter()
@@ -594,7 +601,9 @@ fn steps_view(steps: &[gitfleet_contract::steps::GitStep]) -> (Vec<StepView>, St
                 failed: outcome != "ok",
                 code: s.code.map(|c| c.to_string()).unwrap_or_default(),
                 outcome,
-                bar: (s.ms * 100).checked_div(slowest).unwrap_or(0),
+                bar_x: format!("{:.2}", s.at_ms as f64 * 100.0 / span),
+                // Never thinner than can be seen.
+                bar_width: format!("{:.2}", (s.ms as f64 * 100.0 / span).max(0.4)),
             }
         })
         .collect();
