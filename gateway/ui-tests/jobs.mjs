@@ -148,7 +148,8 @@ try {
   assert.match(total, /^1[0-9] jobs$/, `the total is exact: ${total}`);
   await Promise.all([op.waitForURL(/sort=enqueued_asc/), op.click('a[data-sort="enqueued"]')]);
   const ids = await op.locator("tbody tr[data-job]").evaluateAll((rs) => rs.map((r) => r.dataset.job));
-  assert.deepEqual(ids, [...ids].sort(), "oldest first (ids are ULIDs, in time order)");
+  const times = await op.locator('tbody td[data-col="enqueued"]').evaluateAll((cs) => cs.map((c) => c.textContent));
+  assert.deepEqual(times, [...times].sort(), `oldest first: ${times}`);
   assert.equal(ids[0], cloneJob, "the first job enqueued leads");
   await Promise.all([op.waitForURL(/sort=finished_desc/), op.click('a[data-sort="finished"]')]);
   assert.equal(await row(op, delayed[0]).count(), 0, "sorting by finish time lists finished jobs only");
@@ -172,6 +173,8 @@ try {
   await op.goto(`${base}/delayed`);
   assert.equal(await op.locator("h1").innerText(), "Delayed and retrying");
   for (const id of delayed) assert.equal(await row(op, id).count(), 1, `delayed job ${id} is listed`);
+  const due = await row(op, delayed[0]).locator("td[data-due]").innerText();
+  assert.match(due, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, `a delayed job's due time: ${due}`);
   await op.screenshot({ path: join(shots, "delayed.png"), fullPage: true });
   await Promise.all([op.waitForURL(/done=delete/), row(op, delayed[0]).locator('button[data-row="delete"]').click()]);
   assert.match(await op.locator("#flash").innerText(), /1 job deleted/);

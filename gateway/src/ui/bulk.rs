@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::session::{Session, csrf_refused};
 use super::views::{ListQuery, RowView, row_view, show_total, time_filter};
-use super::{Chrome, html, problem_page, see_other, urlencode};
+use super::{Chrome, html, problem_page, see_other, show_time, urlencode};
 use crate::audit::Surface;
 use crate::problem::Problem;
 use crate::routes::jobs::{
@@ -318,6 +318,9 @@ async fn render(
     match listed {
         Ok((page, count)) => {
             rows = page.rows.iter().map(|r| row_view(&base, r)).collect();
+            if view == View::Delayed {
+                due_from_queue(state, &mut rows).await;
+            }
             total = show_total(&count);
             if let Some(c) = page.next {
                 let q = f.query_string();
@@ -356,6 +359,34 @@ async fn render(
         buttons: buttons(view),
     };
     html(status, &page)
+}
+
+/// A delayed job's due time from its record in the queue, for the rows whose history row
+/// has none (a job enqueued with a delay: the row keeps only a retry's due time). One read
+/// per such row of the page (50 at most), all at once.
+async fn due_from_queue(state: &AppState, rows: &mut [RowView]) {
+    let reads = rows.iter().map(|r| {
+        let wanted = r.due == show_time(None);
+        let id = r.id.clone();
+        async move {
+            if !wanted {
+                return None;
+            }
+            state
+                .client
+                .job(&id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|j| j.run_at)
+        }
+    });
+    let found = futures::future::join_all(reads).await;
+    for (row, due) in rows.iter_mut().zip(found) {
+        if let Some(t) = due {
+            row.due = show_time(Some(t));
+        }
+    }
 }
 
 async fn view_page(
@@ -729,4 +760,74 @@ pub async fn dead_all(
     form: PairsForm,
 ) -> Response {
     all(state, session, View::Dead, form).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_view_takes_only_its_own_actions() {
+        assert!(View::Dead.takes(BulkAction::Retry));
+        assert!(View::Dead.takes(BulkAction::Delete));
+        assert!(!View::Dead.takes(BulkAction::RunNow));
+        assert!(View::Delayed.takes(BulkAction::RunNow));
+        assert!(!View::Delayed.takes(BulkAction::Retry));
+        assert_eq!(parse_action("run-now"), Some(BulkAction::RunNow));
+        assert_eq!(parse_action("explode"), None);
+    }
+
+    #[test]
+    fn the_notice_says_only_counts_and_known_actions() {
+        let n = Notice {
+            done: Some("retry".into()),
+            acted: Some("3".into()),
+            skipped: Some("1".into()),
+            all: Some("1".into()),
+        };
+        assert!(n.text().starts_with("All matching: 3 jobs retried"));
+        assert!(n.text().contains("1 left alone"));
+        // A link made to put words on the page shows nothing of them.
+        let forged = Notice {
+            done: Some("<script>".into()),
+            acted: Some("you were hacked".into()),
+            ..Notice::default()
+        };
+        assert_eq!(forged.text(), "");
+        let odd = Notice {
+            done: Some("delete".into()),
+            acted: Some("lots".into()),
+            ..Notice::default()
+        };
+        assert!(odd.text().starts_with("0 jobs deleted"));
+    }
+
+    #[test]
+    fn the_filter_keeps_its_fields_encoded_and_says_them_in_words() {
+        let f = ViewQuery {
+            op: " clone ".into(),
+            queue: "jobs".into(),
+            since: "2026-12-01T09:30".into(),
+            ..ViewQuery::default()
+        };
+        assert_eq!(
+            f.query_string(),
+            "op=clone&queue=jobs&since=2026-12-01T09%3A30"
+        );
+        assert_eq!(
+            f.describe(View::Dead),
+            "state dead, op clone, queue jobs, enqueued since 2026-12-01T09:30"
+        );
+        let b = f.bulk_filter(View::Dead).expect("a filter");
+        assert_eq!(b.op.as_deref(), Some("clone"));
+        assert!(b.since.is_some() && b.until.is_none() && b.org.is_none());
+        let bad = ViewQuery {
+            until: "yesterday".into(),
+            ..ViewQuery::default()
+        };
+        assert_eq!(
+            bad.bulk_filter(View::Delayed).unwrap_err().field.as_deref(),
+            Some("until")
+        );
+    }
 }
