@@ -221,6 +221,9 @@ try {
 
   step("a stale confirmation (more jobs match than counted) is refused, saying so");
   await op.goto(`${base}/dead?op=sleep`);
+  await op.locator("input[data-pick-all]").check();
+  const ticked = await op.locator('input[name="job"]').evaluateAll((bs) => bs.map((b) => b.checked));
+  assert.deepEqual(ticked, [true, true], "the header's box ticks every row of the page");
   await Promise.all([op.waitForURL(/\/dead\/confirm/), op.click('button[data-all="retry"]')]);
   assert.equal(await op.locator("#matched").innerText(), "2");
   const made = await apiCall("POST", "/v1/jobs", { op: "sleep", args: { ms: 1000 }, timeout_secs: 0.05, max_attempts: 1 });
