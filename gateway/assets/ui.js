@@ -124,5 +124,16 @@
     });
   });
 
+  // A list's "tick every job" box ticks (or clears) the rows' boxes of its form.
+  document.querySelectorAll("input[data-pick-all]").forEach(function (all) {
+    all.addEventListener("change", function () {
+      var form = all.form;
+      if (!form) return;
+      form.querySelectorAll('input[type="checkbox"][name="job"]').forEach(function (box) {
+        box.checked = all.checked;
+      });
+    });
+  });
+
   connect();
 })();

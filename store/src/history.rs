@@ -38,6 +38,10 @@ pub struct JobFilter {
     /// Jobs on sandboxes of this repository (its URL as the clone gave it). A `clone` job's
     /// own row names no sandbox, so it is not among them.
     pub repo: Option<String>,
+    /// Leave out the rows of jobs deleted by hand (a deleted dead job keeps its row, `dead`,
+    /// with `deleted_at` set): the dashboard's dead and delayed views list what the queue
+    /// still holds.
+    pub not_deleted: bool,
     /// The list's order (default: newest enqueued first).
     pub sort: JobSort,
     /// Only the rows after this one in the list's order: the next page (keyset pagination,
@@ -659,6 +663,9 @@ fn push_conditions(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, f: &JobFilter
         q.push(" AND sandbox_id IN (SELECT sandbox_id FROM git_sandboxes WHERE repo_url = ")
             .push_bind(repo.clone())
             .push(")");
+    }
+    if f.not_deleted {
+        q.push(" AND deleted_at IS NULL");
     }
     if matches!(f.sort, JobSort::FinishedDesc | JobSort::FinishedAsc) {
         q.push(" AND finished_at IS NOT NULL");

@@ -18,7 +18,7 @@ use gitfleet_client::store::{AuditEntry, AuditFilter, JobCursor};
 use gitfleet_contract::Role;
 
 /// `GET /v1/audit` parameters.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// An admin key's filter by organization (the organization acted on); another key
@@ -72,6 +72,27 @@ pub async fn list(
     caller: Caller,
     Params(p): Params<AuditParams>,
 ) -> Result<Response, Problem> {
+    let filter = audit_filter(&caller, &p)?;
+    let limit = filter.limit;
+    let page = state.store.audit_page(&filter).await?;
+    let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
+    let mut res = Json(AuditList {
+        entries: page.entries,
+        next: next.clone(),
+    })
+    .into_response();
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+    {
+        res.headers_mut().insert(header::LINK, v);
+    }
+    Ok(res)
+}
+
+/// `GET /v1/audit`'s parameters, checked, as the log's filter for `caller` (operator and
+/// above; its own organization, or an admin's pick). The dashboard's audit page builds its
+/// filter here too.
+pub(crate) fn audit_filter(caller: &Caller, p: &AuditParams) -> Result<AuditFilter, Problem> {
     caller.require(Role::Operator)?;
     let org = caller.scope(p.org.as_deref())?;
     if let Some(a) = &p.action
@@ -106,31 +127,16 @@ pub async fn list(
         .map(JobCursor::decode)
         .transpose()
         .map_err(|e| Problem::bad_param("cursor", e))?;
-    let page = state
-        .store
-        .audit_page(&AuditFilter {
-            org,
-            action: p.action.clone(),
-            key_id: p.key.clone(),
-            job_id: p.job.clone(),
-            since: p.since,
-            until: p.until,
-            before,
-            limit,
-        })
-        .await?;
-    let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
-    let mut res = Json(AuditList {
-        entries: page.entries,
-        next: next.clone(),
+    Ok(AuditFilter {
+        org,
+        action: p.action.clone(),
+        key_id: p.key.clone(),
+        job_id: p.job.clone(),
+        since: p.since,
+        until: p.until,
+        before,
+        limit,
     })
-    .into_response();
-    if let Some(next) = next
-        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
-    {
-        res.headers_mut().insert(header::LINK, v);
-    }
-    Ok(res)
 }
 
 fn next_url(p: &AuditParams, limit: i64, cursor: &str) -> String {

@@ -23,7 +23,9 @@ use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
 use crate::routes::run_to_end;
 use crate::state::AppState;
-use gitfleet_client::store::{JobCursor, JobFilter, JobRow, JobSort, RunRow};
+use gitfleet_client::store::{
+    JobCount, JobCursor, JobFilter, JobPage as JobStorePage, JobRow, JobSort, RunRow,
+};
 use gitfleet_client::{
     BatchJob, BulkAction, BulkFilter, Client, EnqueueOptions, Enqueued, ErrorKind, JobError,
     JobRecord, JobSpec, JobStatus, QueueError,
@@ -586,7 +588,7 @@ pub async fn events(
 }
 
 /// `GET /v1/jobs` parameters.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// `waiting`, `delayed`, `running`, `done`, `dead` or `cancelled`.
@@ -647,6 +649,30 @@ pub async fn list(
     caller: Caller,
     Params(p): Params<ListParams>,
 ) -> Result<Response, Problem> {
+    let filter = list_filter(&caller, &p)?;
+    let limit = filter.limit;
+    let (page, count) = list_page(&state, &filter).await?;
+    let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
+    let jobs = page.rows;
+    let mut res = Json(JobPage {
+        jobs,
+        next: next.clone(),
+        total: count.total,
+        total_is_estimate: count.is_estimate,
+    })
+    .into_response();
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+    {
+        res.headers_mut().insert(header::LINK, v);
+    }
+    Ok(res)
+}
+
+/// `GET /v1/jobs`'s parameters, checked, as the history's filter for `caller` (its own
+/// organization, or an admin's pick). The dashboard's jobs list builds its filter here too,
+/// so both check and mean the same.
+pub(crate) fn list_filter(caller: &Caller, p: &ListParams) -> Result<JobFilter, Problem> {
     let org = caller.scope(p.org.as_deref())?;
     if let Some(s) = &p.status {
         s.parse::<JobStatus>()
@@ -708,7 +734,7 @@ pub async fn list(
             ),
         ));
     }
-    let filter = JobFilter {
+    Ok(JobFilter {
         status: p.status.clone(),
         op: p.op.clone(),
         org,
@@ -724,26 +750,21 @@ pub async fn list(
         sort,
         before,
         limit,
-    };
-    let (page, count) = tokio::try_join!(
-        state.store.jobs_page(&filter),
-        state.store.count_jobs(&filter)
-    )?;
-    let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
-    let jobs = page.rows;
-    let mut res = Json(JobPage {
-        jobs,
-        next: next.clone(),
-        total: count.total,
-        total_is_estimate: count.is_estimate,
+        not_deleted: false,
     })
-    .into_response();
-    if let Some(next) = next
-        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
-    {
-        res.headers_mut().insert(header::LINK, v);
-    }
-    Ok(res)
+}
+
+/// A page of the history for `filter` and how many jobs match it in all (exact up to
+/// [`gitfleet_client::store::EXACT_COUNT_MAX`], else the planner's estimate, said so): what
+/// `GET /v1/jobs` answers and the dashboard's lists show.
+pub(crate) async fn list_page(
+    state: &AppState,
+    filter: &JobFilter,
+) -> Result<(JobStorePage, JobCount), Problem> {
+    Ok(tokio::try_join!(
+        state.store.jobs_page(filter),
+        state.store.count_jobs(filter)
+    )?)
 }
 
 /// The URL of the page after this one: the same filters, the new cursor.
@@ -1163,7 +1184,8 @@ async fn bulk_inner(
             StatusCode::CONFLICT,
             "conflict",
             format!(
-                "{count} jobs match now, more than the {expect} expected; nothing was done                  (run the dry run again and confirm its count)"
+                "{count} jobs match now, more than the {expect} expected; nothing was done \
+                 (run the dry run again and confirm its count)"
             ),
         )
         .with_field("expect"));

@@ -5,13 +5,19 @@
 //!
 //! - [`session`]: sign-in with an API key, the session cookie (a token whose SHA-256 is kept
 //!   in Postgres, so every replica knows it), CSRF tokens, sign-out.
-//! - [`views`]: the overview, the jobs list, a job's page and its actions (retry, cancel),
+//! - [`views`]: the overview, the jobs list, a job's page and its actions (retry, cancel,
+//!   delete, run now),
 //!   reading through the same store and client calls as `/v1`.
+//! - [`bulk`]: the delayed and dead views, their actions per job, for the ticked jobs and
+//!   for all matching a filter (a dry run's count, then a confirmation).
+//! - [`audit`]: the audit log.
 //! - [`live`]: server-sent events for live pages, computed once per interval per process
 //!   for every open page.
 //!
 //! docs/dashboard.md says what each role sees and may do.
 
+pub mod audit;
+pub mod bulk;
 pub mod chart;
 pub mod live;
 pub mod session;
@@ -58,6 +64,20 @@ fn routes(b: &str) -> Router<AppState> {
         .route(&format!("{b}/jobs/{{id}}"), get(views::job))
         .route(&format!("{b}/jobs/{{id}}/retry"), post(views::retry))
         .route(&format!("{b}/jobs/{{id}}/cancel"), post(views::cancel))
+        .route(&format!("{b}/jobs/{{id}}/delete"), post(views::delete))
+        .route(&format!("{b}/jobs/{{id}}/run-now"), post(views::run_now))
+        .route(&format!("{b}/delayed"), get(bulk::delayed))
+        .route(
+            &format!("{b}/delayed/selected"),
+            post(bulk::delayed_selected),
+        )
+        .route(&format!("{b}/delayed/confirm"), get(bulk::delayed_confirm))
+        .route(&format!("{b}/delayed/all"), post(bulk::delayed_all))
+        .route(&format!("{b}/dead"), get(bulk::dead))
+        .route(&format!("{b}/dead/selected"), post(bulk::dead_selected))
+        .route(&format!("{b}/dead/confirm"), get(bulk::dead_confirm))
+        .route(&format!("{b}/dead/all"), post(bulk::dead_all))
+        .route(&format!("{b}/audit"), get(audit::audit))
         .route(&format!("{b}/live"), get(live::stream))
         .route(&format!("{b}/live/stats"), get(live::stats))
         .route(&format!("{b}/assets/{{name}}"), get(asset))
@@ -124,7 +144,7 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
 pub struct Chrome {
     pub base: String,
     pub title: String,
-    /// `overview`, `jobs` (the nav's current item), or empty.
+    /// The nav's current item (`overview`, `jobs`, `delayed`, `dead`, `audit`), or empty.
     pub nav: &'static str,
     pub user: Option<User>,
     pub csrf: String,

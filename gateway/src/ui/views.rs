@@ -14,10 +14,10 @@ use super::{Chrome, chart, error_page, html, problem_page, see_other, show_time,
 use crate::audit::Surface;
 use crate::auth::Caller;
 use crate::problem::Problem;
-use crate::routes::jobs::{JobAction, act, check_id, visible};
+use crate::routes::jobs::{JobAction, ListParams, act, check_id, list_filter, list_page, visible};
 use crate::state::AppState;
-use gitfleet_client::store::{JobCursor, JobFilter, JobRow, MinuteCount};
-use gitfleet_client::{JobRecord, JobStatus};
+use gitfleet_client::JobRecord;
+use gitfleet_client::store::{JobCount, JobFilter, JobRow, MinuteCount};
 use gitfleet_contract::{Redactor, Role};
 
 /// The states a job can be in, in the order the pages list them.
@@ -198,9 +198,21 @@ struct JobsPage {
     next: String,
     filtered: bool,
     error: String,
+    total: String,
+    /// The sortable columns' headers: the label, the link that sorts by it, and the arrow
+    /// of the order shown now (empty when the list is in another order).
+    enqueued_sort: SortLink,
+    finished_sort: SortLink,
 }
 
-/// A job's row as the list (and the live updates) show it.
+/// A column header that sorts the list.
+pub struct SortLink {
+    pub url: String,
+    pub arrow: &'static str,
+    pub title: String,
+}
+
+/// A job's row as the lists (and the live updates) show it.
 pub struct RowView {
     pub id: String,
     pub url: String,
@@ -215,11 +227,32 @@ pub struct RowView {
     pub sandbox_url: String,
     pub worker: String,
     pub enqueued: String,
+    pub finished: String,
+    /// When a delayed job is due (its delay, or its retry's backoff).
+    pub due: String,
     pub error_kind: String,
+    /// The error's message, redacted and cut to a line.
+    pub error_message: String,
 }
 
-fn row_view(base: &str, r: &JobRow) -> RowView {
+/// The longest error message a list's row shows.
+const ROW_ERROR_MAX: usize = 160;
+
+pub(crate) fn row_view(base: &str, r: &JobRow) -> RowView {
     let sandbox = r.sandbox_id.clone().unwrap_or_default();
+    let mut error_message = r
+        .error_message
+        .as_deref()
+        .map(|m| Redactor::default().redact(m))
+        .unwrap_or_default();
+    if error_message.len() > ROW_ERROR_MAX {
+        let mut cut = ROW_ERROR_MAX;
+        while !error_message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error_message.truncate(cut);
+        error_message.push('…');
+    }
     RowView {
         url: format!("{base}/jobs/{}", r.job_id),
         id: r.job_id.clone(),
@@ -238,7 +271,10 @@ fn row_view(base: &str, r: &JobRow) -> RowView {
         sandbox,
         worker: r.worker_id.clone().unwrap_or_default(),
         enqueued: show_time(r.enqueued_at),
+        finished: show_time(r.finished_at),
+        due: show_time(r.retry_at),
         error_kind: r.error_kind.clone().unwrap_or_default(),
+        error_message,
     }
 }
 
@@ -246,6 +282,15 @@ pub fn attempts(n: i32, max: Option<i32>) -> String {
     match max {
         Some(m) if m > 0 => format!("{n}/{m}"),
         _ => n.to_string(),
+    }
+}
+
+/// How many jobs match, as a list's heading says it: exact, or marked as an estimate.
+pub(crate) fn show_total(c: &JobCount) -> String {
+    match (c.total, c.is_estimate) {
+        (1, false) => "1 job".to_string(),
+        (n, false) => format!("{n} jobs"),
+        (n, true) => format!("about {n} jobs (an estimate)"),
     }
 }
 
@@ -270,6 +315,18 @@ pub struct ListQuery {
     pub until: String,
     #[serde(default)]
     pub org: String,
+    /// A job id, or the start of one.
+    #[serde(default)]
+    pub id: String,
+    /// Text in the error message.
+    #[serde(default)]
+    pub q: String,
+    /// The repository of the jobs' sandboxes.
+    #[serde(default)]
+    pub repo: String,
+    /// `GET /v1/jobs`'s `sort` (empty: newest enqueued first).
+    #[serde(default)]
+    pub sort: String,
     #[serde(default)]
     pub cursor: String,
 }
@@ -280,7 +337,7 @@ fn opt(v: &str) -> Option<String> {
 }
 
 /// A time filter: RFC 3339, or what an `<input type=datetime-local>` sends (UTC).
-fn time_filter(name: &str, v: &str) -> Result<Option<DateTime<Utc>>, Problem> {
+pub(crate) fn time_filter(name: &str, v: &str) -> Result<Option<DateTime<Utc>>, Problem> {
     let v = v.trim();
     if v.is_empty() {
         return Ok(None);
@@ -300,7 +357,12 @@ fn time_filter(name: &str, v: &str) -> Result<Option<DateTime<Utc>>, Problem> {
 }
 
 impl ListQuery {
-    fn query_string(&self, cursor: Option<&str>) -> String {
+    /// The filters as a query string (without the cursor unless given; `sort` as given).
+    pub(crate) fn query_string(&self, cursor: Option<&str>) -> String {
+        self.query_with_sort(&self.sort, cursor)
+    }
+
+    fn query_with_sort(&self, sort: &str, cursor: Option<&str>) -> String {
         let mut q = Vec::new();
         for (k, v) in [
             ("status", &self.status),
@@ -312,6 +374,10 @@ impl ListQuery {
             ("since", &self.since),
             ("until", &self.until),
             ("org", &self.org),
+            ("id", &self.id),
+            ("q", &self.q),
+            ("repo", &self.repo),
+            ("sort", &sort.to_string()),
         ] {
             if !v.trim().is_empty() {
                 q.push(format!("{k}={}", urlencode(v.trim())));
@@ -323,37 +389,62 @@ impl ListQuery {
         q.join("&")
     }
 
-    fn filter(&self, caller: &Caller) -> Result<JobFilter, Problem> {
-        let status = opt(&self.status);
-        if let Some(s) = &status {
-            s.parse::<JobStatus>()
-                .map_err(|e| Problem::bad_param("status", e))?;
-        }
-        let before = opt(&self.cursor)
-            .map(|c| JobCursor::decode(&c))
-            .transpose()
-            .map_err(|e| Problem::bad_param("cursor", e))?;
-        Ok(JobFilter {
-            status,
+    /// The history's filter for `caller`: the form's fields as `GET /v1/jobs`'s
+    /// parameters, checked by the API's own code ([`list_filter`]).
+    pub(crate) fn filter(&self, caller: &Caller) -> Result<JobFilter, Problem> {
+        let params = ListParams {
+            status: opt(&self.status),
             op: opt(&self.op),
-            org: scope(caller, Some(&self.org))?,
             agent: opt(&self.agent),
             task: opt(&self.task),
             sandbox: opt(&self.sandbox),
             queue: opt(&self.queue),
             since: time_filter("since", &self.since)?,
             until: time_filter("until", &self.until)?,
-            before,
-            limit: PAGE,
-            // Search, the repository filter and other orders are the API's for now
-            // (`GET /v1/jobs?q=&id=&repo=&sort=`); the page lists newest first.
-            ..JobFilter::default()
-        })
+            org: opt(&self.org),
+            id: opt(&self.id),
+            q: opt(&self.q),
+            repo: opt(&self.repo),
+            sort: opt(&self.sort),
+            limit: Some(PAGE),
+            cursor: opt(&self.cursor),
+        };
+        list_filter(caller, &params)
+    }
+
+    /// The header of a column sorted by `column` (`enqueued` or `finished`): a click sorts
+    /// newest first, a second oldest first.
+    fn sort_link(&self, base: &str, column: &str) -> SortLink {
+        let now = if self.sort.trim().is_empty() {
+            "enqueued_desc"
+        } else {
+            self.sort.trim()
+        };
+        let desc = format!("{column}_desc");
+        let asc = format!("{column}_asc");
+        let (next, arrow) = if now == desc {
+            (asc, "↓")
+        } else if now == asc {
+            (desc, "↑")
+        } else {
+            (desc, "")
+        };
+        let title = if next.ends_with("_asc") {
+            format!("sort by {column} time, oldest first")
+        } else {
+            format!("sort by {column} time, newest first")
+        };
+        SortLink {
+            url: format!("{base}/jobs?{}", self.query_with_sort(&next, None)),
+            arrow,
+            title,
+        }
     }
 }
 
-/// `GET <base>/jobs`: the history, newest first, filtered, a page at a time (the cursor
-/// of `GET /v1/jobs`: every page is one bounded, indexed query).
+/// `GET <base>/jobs`: the history, filtered, searched (by job id, by text in the error
+/// message) and sorted as `GET /v1/jobs` does, a page at a time (its cursor: every page is
+/// one bounded, indexed query), with the total (exact when cheap, else an estimate).
 pub async fn jobs(
     State(state): State<AppState>,
     session: Session,
@@ -364,20 +455,19 @@ pub async fn jobs(
     let mut error = String::new();
     let mut rows = Vec::new();
     let mut next = String::new();
-    match f.filter(&session.caller) {
-        Ok(filter) => match state.store.jobs_page(&filter).await {
-            Ok(page) => {
-                rows = page.rows.iter().map(|r| row_view(&base, r)).collect();
-                if let Some(c) = page.next {
-                    next = format!("{base}/jobs?{}", f.query_string(Some(&c.encode())));
-                }
+    let mut total = String::new();
+    let listed = match f.filter(&session.caller) {
+        Ok(filter) => list_page(&state, &filter).await,
+        Err(p) => Err(p),
+    };
+    match listed {
+        Ok((page, count)) => {
+            rows = page.rows.iter().map(|r| row_view(&base, r)).collect();
+            total = show_total(&count);
+            if let Some(c) = page.next {
+                next = format!("{base}/jobs?{}", f.query_string(Some(&c.encode())));
             }
-            Err(e) => {
-                let p: Problem = e.into();
-                status = p.status();
-                error = p.detail.clone();
-            }
-        },
+        }
         Err(p) => {
             status = p.status();
             error = p.detail.clone();
@@ -387,17 +477,20 @@ pub async fn jobs(
         .iter()
         .map(|s| (s.to_string(), f.status.trim() == *s))
         .collect();
-    let filtered = !f.query_string(None).is_empty();
+    let filtered = !f.query_with_sort("", None).is_empty();
     let page = JobsPage {
         c: Chrome::new(&state, "Jobs", "jobs")
             .signed_in(&session)
             .live(),
+        enqueued_sort: f.sort_link(&base, "enqueued"),
+        finished_sort: f.sort_link(&base, "finished"),
         f,
         states,
         rows,
         next,
         filtered,
         error,
+        total,
     };
     html(status, &page)
 }
@@ -410,8 +503,8 @@ struct JobPage {
     c: Chrome,
     j: JobView,
     runs: Vec<RunView>,
-    /// The caller may retry and cancel (operator and above): the buttons are there, shown
-    /// when the job's state allows them.
+    /// The caller may act on jobs (operator and above): the buttons are there, shown when
+    /// the job's state allows them.
     actions: bool,
     notice: String,
 }
@@ -437,6 +530,8 @@ pub struct JobView {
     pub sandbox_url: String,
     pub retry_url: String,
     pub cancel_url: String,
+    pub delete_url: String,
+    pub run_now_url: String,
 }
 
 struct RunView {
@@ -446,6 +541,86 @@ struct RunView {
     started: String,
     duration: String,
     error: String,
+    /// The git commands of the run, in the order they began; `None` when the run recorded
+    /// none (it still runs, its worker died, or it predates the record).
+    steps: Option<Vec<StepView>>,
+    /// Commands past the record's limit: counted, not kept.
+    steps_dropped: i32,
+    /// The steps' time added up, and the slowest command's share of it.
+    steps_total: String,
+    slowest: String,
+}
+
+/// One git command a run ran: its name (never an argument), the part of the worker that
+/// ran it, when it began in the run, how long it took, how it ended.
+struct StepView {
+    command: String,
+    phase: String,
+    at: String,
+    duration: String,
+    outcome: String,
+    /// The exit status or signal, when it was not 0.
+    code: String,
+    /// Whether it ended any other way than `ok` (marked on the page).
+    failed: bool,
+    /// Where it sits in the run's git time line, for the page's bar: its start and its
+    /// length as percentages of the span from the run's start to its last step's end.
+    bar_x: String,
+    bar_width: String,
+}
+
+/// A value's name as its JSON has it (`ls-remote`, `push_group`).
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn step_ms(n: u64) -> String {
+    ms(Some(n as f64))
+}
+
+fn steps_view(steps: &[gitfleet_contract::steps::GitStep]) -> (Vec<StepView>, String, String) {
+    let span = steps
+        .iter()
+        .map(|s| s.at_ms + s.ms)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let total: u64 = steps.iter().map(|s| s.ms).sum();
+    let views = steps
+        .iter()
+        .map(|s| {
+            let outcome = wire_name(&s.outcome);
+            StepView {
+                command: wire_name(&s.command),
+                phase: wire_name(&s.phase).replace('_', " "),
+                at: format!("+{}", step_ms(s.at_ms)),
+                duration: step_ms(s.ms),
+                failed: outcome != "ok",
+                code: s.code.map(|c| c.to_string()).unwrap_or_default(),
+                outcome,
+                bar_x: format!("{:.2}", s.at_ms as f64 * 100.0 / span),
+                // Never thinner than can be seen.
+                bar_width: format!("{:.2}", (s.ms as f64 * 100.0 / span).max(0.4)),
+            }
+        })
+        .collect();
+    let top = steps
+        .iter()
+        .max_by_key(|s| s.ms)
+        .filter(|_| total > 0)
+        .map(|s| {
+            format!(
+                "the slowest: {} ({}, {}% of the git time)",
+                wire_name(&s.command),
+                step_ms(s.ms),
+                s.ms * 100 / total
+            )
+        })
+        .unwrap_or_default();
+    (views, step_ms(total), top)
 }
 
 /// Pretty JSON, redacted, cut to a size a page can show.
@@ -543,33 +718,49 @@ pub async fn job(
         sandbox,
         retry_url: format!("{base}/jobs/{}/retry", record.job_id),
         cancel_url: format!("{base}/jobs/{}/cancel", record.job_id),
+        delete_url: format!("{base}/jobs/{}/delete", record.job_id),
+        run_now_url: format!("{base}/jobs/{}/run-now", record.job_id),
     };
     let runs = history
         .map(|h| {
             h.runs
                 .into_iter()
-                .map(|r| RunView {
-                    attempt: r.attempt,
-                    worker: r.worker_id,
-                    outcome: r.outcome,
-                    started: show_time(r.started_at),
-                    duration: ms(r.duration_ms),
-                    error: match (r.error_kind, r.error_message) {
-                        (Some(k), Some(m)) => {
-                            format!("{k}: {}", Redactor::default().redact(&m))
+                .map(|r| {
+                    let (steps, steps_total, slowest) = match &r.git_steps {
+                        Some(steps) => {
+                            let (v, total, top) = steps_view(steps);
+                            (Some(v), total, top)
                         }
-                        (Some(k), None) => k,
-                        _ => String::new(),
-                    },
+                        None => (None, String::new(), String::new()),
+                    };
+                    RunView {
+                        attempt: r.attempt,
+                        worker: r.worker_id,
+                        outcome: r.outcome,
+                        started: show_time(r.started_at),
+                        duration: ms(r.duration_ms),
+                        error: match (r.error_kind, r.error_message) {
+                            (Some(k), Some(m)) => {
+                                format!("{k}: {}", Redactor::default().redact(&m))
+                            }
+                            (Some(k), None) => k,
+                            _ => String::new(),
+                        },
+                        steps,
+                        steps_dropped: r.git_steps_dropped,
+                        steps_total,
+                        slowest,
+                    }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let notice = match q.done.as_deref() {
-        Some("retried") => "Sent back to its queue with fresh attempts.".to_string(),
-        Some("cancelled") => "Cancelled: it will not run.".to_string(),
-        _ => String::new(),
-    };
+    let notice = q
+        .done
+        .as_deref()
+        .and_then(action_of)
+        .map(|a| said(a).to_string())
+        .unwrap_or_default();
     let page = JobPage {
         c: Chrome::new(&state, format!("Job {id}"), "jobs")
             .signed_in(&session)
@@ -589,19 +780,51 @@ fn from_script(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes() == b"fetch")
 }
 
-/// A job's action (retry, cancel) from a form: the session's CSRF token first, then the
-/// same code as the API's route, whose checks (role, organization, state) answer as there.
+/// A job's action by the name its URL and the page's `done=` use.
+fn action_of(name: &str) -> Option<JobAction> {
+    match name {
+        "retry" | "retried" => Some(JobAction::Retry),
+        "cancel" | "cancelled" => Some(JobAction::Cancel),
+        "delete" | "deleted" => Some(JobAction::Delete),
+        "run-now" | "run_now" => Some(JobAction::RunNow),
+        _ => None,
+    }
+}
+
+/// What the page says once `action` is done.
+pub(crate) fn said(action: JobAction) -> &'static str {
+    match action {
+        JobAction::Retry => "Sent back to its queue with fresh attempts.",
+        JobAction::Cancel => "Cancelled: it will not run.",
+        JobAction::Delete => "Deleted: gone from the queue (the history keeps its row).",
+        JobAction::RunNow => "Sent to its queue to run now.",
+    }
+}
+
+/// The `done=` of the page shown after `action`.
+fn done_name(action: JobAction) -> &'static str {
+    match action {
+        JobAction::Retry => "retried",
+        JobAction::Cancel => "cancelled",
+        JobAction::Delete => "deleted",
+        JobAction::RunNow => "run_now",
+    }
+}
+
+/// A job's action (retry, cancel, delete, run now) from a form: the session's CSRF token
+/// first, then the same code as the API's route ([`act`]), whose checks (role,
+/// organization, state) answer as there.
 async fn action(
     state: AppState,
     session: Session,
     headers: HeaderMap,
     id: String,
     form: Option<CsrfForm>,
-    what: &'static str,
+    what: JobAction,
 ) -> Response {
     let script = from_script(&headers);
     if !session.check_csrf(form.as_ref().and_then(|f| f.csrf.as_deref())) {
-        tracing::info!(key_id = %session.caller.key_id, action = what, "dashboard action without its CSRF token refused");
+        tracing::info!(key_id = %session.caller.key_id, action = what.audit_name(), "dashboard action without its CSRF token refused");
         if script {
             return (
                 StatusCode::FORBIDDEN,
@@ -616,34 +839,29 @@ async fn action(
     }
     // As the API's handlers do: to its end even if the browser goes away, with its audit
     // entry (surface `ui`).
-    let action = if what == "retry" {
-        JobAction::Retry
-    } else {
-        JobAction::Cancel
-    };
-    let done = act(&state, &session.caller, Surface::Ui, action, &id).await;
-    match done {
+    match act(&state, &session.caller, Surface::Ui, what, &id).await {
         Ok(record) => {
-            tracing::info!(key_id = %session.caller.key_id, job_id = %id, action = what, "dashboard action");
+            tracing::info!(key_id = %session.caller.key_id, job_id = %id, action = what.audit_name(), "dashboard action");
             if script {
-                let said = if what == "retry" {
-                    "Sent back to its queue with fresh attempts."
+                let status = if what == JobAction::Delete {
+                    "deleted".to_string()
                 } else {
-                    "Cancelled: it will not run."
+                    record.status.to_string()
                 };
-                return (StatusCode::OK, format!("{said} ({})", record.status)).into_response();
+                return (StatusCode::OK, format!("{} ({status})", said(what))).into_response();
             }
-            let done = if what == "retry" {
-                "retried"
-            } else {
-                "cancelled"
-            };
-            see_other(&format!("{}/jobs/{id}?done={done}", state.config.ui.base))
+            see_other(&format!(
+                "{}/jobs/{id}?done={}",
+                state.config.ui.base,
+                done_name(what)
+            ))
         }
         Err(p) if script => (p.status(), p.detail.clone()).into_response(),
         Err(p) => problem_page(&state, &session, p),
     }
 }
+
+type FormResult = Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>;
 
 /// `POST <base>/jobs/{id}/retry` (operator): as `POST /v1/jobs/{id}/retry`.
 pub async fn retry(
@@ -651,10 +869,10 @@ pub async fn retry(
     session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    form: FormResult,
 ) -> Response {
     let form = form.ok().map(|axum::Form(f)| f);
-    action(state, session, headers, id, form, "retry").await
+    action(state, session, headers, id, form, JobAction::Retry).await
 }
 
 /// `POST <base>/jobs/{id}/cancel` (operator): as `DELETE /v1/jobs/{id}`.
@@ -663,10 +881,34 @@ pub async fn cancel(
     session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    form: FormResult,
 ) -> Response {
     let form = form.ok().map(|axum::Form(f)| f);
-    action(state, session, headers, id, form, "cancel").await
+    action(state, session, headers, id, form, JobAction::Cancel).await
+}
+
+/// `POST <base>/jobs/{id}/delete` (operator): as `POST /v1/jobs/{id}/delete`.
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormResult,
+) -> Response {
+    let form = form.ok().map(|axum::Form(f)| f);
+    action(state, session, headers, id, form, JobAction::Delete).await
+}
+
+/// `POST <base>/jobs/{id}/run-now` (operator): as `POST /v1/jobs/{id}/run-now`.
+pub async fn run_now(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormResult,
+) -> Response {
+    let form = form.ok().map(|axum::Form(f)| f);
+    action(state, session, headers, id, form, JobAction::RunNow).await
 }
 
 /// A page for a path the dashboard does not have.
