@@ -62,10 +62,10 @@ fn routes(b: &str) -> Router<AppState> {
         .route(&format!("{b}/signout"), post(session::signout))
         .route(&format!("{b}/jobs"), get(views::jobs))
         .route(&format!("{b}/jobs/{{id}}"), get(views::job))
-        .route(&format!("{b}/jobs/{{id}}/retry"), post(views::retry))
-        .route(&format!("{b}/jobs/{{id}}/cancel"), post(views::cancel))
-        .route(&format!("{b}/jobs/{{id}}/delete"), post(views::delete))
-        .route(&format!("{b}/jobs/{{id}}/run-now"), post(views::run_now))
+        .route(
+            &format!("{b}/jobs/{{id}}/{{action}}"),
+            post(views::job_action),
+        )
         .route(&format!("{b}/delayed"), get(bulk::delayed))
         .route(
             &format!("{b}/delayed/selected"),

@@ -863,52 +863,32 @@ async fn action(
 
 type FormResult = Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>;
 
-/// `POST <base>/jobs/{id}/retry` (operator): as `POST /v1/jobs/{id}/retry`.
-pub async fn retry(
+/// `POST <base>/jobs/{id}/{action}` (operator): `retry`, `cancel`, `delete` or `run-now`,
+/// as `POST /v1/jobs/{id}/retry`, `DELETE /v1/jobs/{id}`, `POST /v1/jobs/{id}/delete` and
+/// `/run-now`.
+pub async fn job_action(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, name)): Path<(String, String)>,
     form: FormResult,
 ) -> Response {
+    let what = match name.as_str() {
+        "retry" => JobAction::Retry,
+        "cancel" => JobAction::Cancel,
+        "delete" => JobAction::Delete,
+        "run-now" => JobAction::RunNow,
+        _ => {
+            return error_page(
+                &state,
+                Some(&session),
+                StatusCode::NOT_FOUND,
+                "the dashboard has no such action (retry, cancel, delete, run-now)",
+            );
+        }
+    };
     let form = form.ok().map(|axum::Form(f)| f);
-    action(state, session, headers, id, form, JobAction::Retry).await
-}
-
-/// `POST <base>/jobs/{id}/cancel` (operator): as `DELETE /v1/jobs/{id}`.
-pub async fn cancel(
-    State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: FormResult,
-) -> Response {
-    let form = form.ok().map(|axum::Form(f)| f);
-    action(state, session, headers, id, form, JobAction::Cancel).await
-}
-
-/// `POST <base>/jobs/{id}/delete` (operator): as `POST /v1/jobs/{id}/delete`.
-pub async fn delete(
-    State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: FormResult,
-) -> Response {
-    let form = form.ok().map(|axum::Form(f)| f);
-    action(state, session, headers, id, form, JobAction::Delete).await
-}
-
-/// `POST <base>/jobs/{id}/run-now` (operator): as `POST /v1/jobs/{id}/run-now`.
-pub async fn run_now(
-    State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: FormResult,
-) -> Response {
-    let form = form.ok().map(|axum::Form(f)| f);
-    action(state, session, headers, id, form, JobAction::RunNow).await
+    action(state, session, headers, id, form, what).await
 }
 
 /// A page for a path the dashboard does not have.
