@@ -1,10 +1,9 @@
 //! `GET /v1/audit`: the audit log, newest first, a page at a time (operator and admin keys:
 //! an organization's own entries; an admin's, every organization's or `org`'s).
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,6 +12,7 @@ use crate::auth::Caller;
 use crate::extract::Params;
 use crate::problem::Problem;
 use crate::routes::jobs::{check_id, urlencode};
+use crate::routes::page_response;
 use crate::state::AppState;
 use gitfleet_client::store::{AuditEntry, AuditFilter, JobCursor};
 use gitfleet_contract::Role;
@@ -76,17 +76,11 @@ pub async fn list(
     let limit = filter.limit;
     let page = state.store.audit_page(&filter).await?;
     let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
-    let mut res = Json(AuditList {
+    let page = AuditList {
         entries: page.entries,
         next: next.clone(),
-    })
-    .into_response();
-    if let Some(next) = next
-        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
-    {
-        res.headers_mut().insert(header::LINK, v);
-    }
-    Ok(res)
+    };
+    Ok(page_response(&page, page.next.as_deref()))
 }
 
 /// `GET /v1/audit`'s parameters, checked, as the log's filter for `caller` (operator and

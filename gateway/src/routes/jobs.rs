@@ -21,7 +21,7 @@ use crate::audit::{Audit, Surface};
 use crate::auth::Caller;
 use crate::extract::{Body, Params, Path, json, json_value};
 use crate::problem::Problem;
-use crate::routes::run_to_end;
+use crate::routes::{page_response, run_to_end};
 use crate::state::AppState;
 use gitfleet_client::store::{
     JobCount, JobCursor, JobFilter, JobPage as JobStorePage, JobRow, JobSort, RunRow,
@@ -654,19 +654,13 @@ pub async fn list(
     let (page, count) = list_page(&state, &filter).await?;
     let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
     let jobs = page.rows;
-    let mut res = Json(JobPage {
+    let page = JobPage {
         jobs,
         next: next.clone(),
         total: count.total,
         total_is_estimate: count.is_estimate,
-    })
-    .into_response();
-    if let Some(next) = next
-        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
-    {
-        res.headers_mut().insert(header::LINK, v);
-    }
-    Ok(res)
+    };
+    Ok(page_response(&page, page.next.as_deref()))
 }
 
 /// `GET /v1/jobs`'s parameters, checked, as the history's filter for `caller` (its own

@@ -7,7 +7,24 @@ pub mod jobs;
 pub mod repositories;
 pub mod schedule;
 
+use axum::Json;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
 use crate::problem::Problem;
+
+/// A page of a list as JSON, with its next page's URL (also in the page, as `next`) in a
+/// `Link: <…>; rel="next"` header when there is one.
+pub(crate) fn page_response(page: impl Serialize, next: Option<&str>) -> Response {
+    let mut res = Json(page).into_response();
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+    {
+        res.headers_mut().insert(header::LINK, v);
+    }
+    res
+}
 
 /// Runs a change to the queue (an enqueue, a retry, a cancel) in a task of its own, so that
 /// it ends even if the caller hangs up: the request's future is dropped then, and a change

@@ -5,8 +5,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+
+use axum::response::Response;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,7 @@ use crate::auth::Caller;
 use crate::extract::Params;
 use crate::problem::Problem;
 use crate::routes::jobs::urlencode;
+use crate::routes::page_response;
 use crate::state::AppState;
 use gitfleet_client::store::{HitRates, RepoCursor, RepoFilter, RepoSort, RepositoryRow};
 
@@ -87,17 +88,11 @@ pub async fn list(
     };
     let page = state.store.repositories(&filter).await?;
     let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
-    let mut res = Json(RepositoryPage {
+    let page = RepositoryPage {
         repositories: page.rows,
         next: next.clone(),
-    })
-    .into_response();
-    if let Some(next) = next
-        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
-    {
-        res.headers_mut().insert(header::LINK, v);
-    }
-    Ok(res)
+    };
+    Ok(page_response(&page, page.next.as_deref()))
 }
 
 /// The URL of the page after this one: the same filters, the new cursor.
