@@ -7,12 +7,16 @@
 //!   in Postgres, so every replica knows it), CSRF tokens, sign-out.
 //! - [`views`]: the overview, the jobs list, a job's page and its actions (retry, cancel),
 //!   reading through the same store and client calls as `/v1`.
+//! - [`fleet`]: workers (drain, undrain), sandboxes (release), repositories, the schedule
+//!   (run a task now), organizations and their keys, through the functions their `/v1`
+//!   routes call.
 //! - [`live`]: server-sent events for live pages, computed once per interval per process
 //!   for every open page.
 //!
 //! docs/dashboard.md says what each role sees and may do.
 
 pub mod chart;
+pub mod fleet;
 pub mod live;
 pub mod session;
 pub mod views;
@@ -58,6 +62,18 @@ fn routes(b: &str) -> Router<AppState> {
         .route(&format!("{b}/jobs/{{id}}"), get(views::job))
         .route(&format!("{b}/jobs/{{id}}/retry"), post(views::retry))
         .route(&format!("{b}/jobs/{{id}}/cancel"), post(views::cancel))
+        .route(&format!("{b}/workers"), get(fleet::workers))
+        .route(&format!("{b}/workers/{{id}}/drain"), post(fleet::drain))
+        .route(&format!("{b}/workers/{{id}}/undrain"), post(fleet::undrain))
+        .route(&format!("{b}/sandboxes"), get(fleet::sandboxes))
+        .route(
+            &format!("{b}/sandboxes/{{id}}/release"),
+            post(fleet::release),
+        )
+        .route(&format!("{b}/repositories"), get(fleet::repositories))
+        .route(&format!("{b}/schedule"), get(fleet::schedule))
+        .route(&format!("{b}/schedule/{{task}}/run"), post(fleet::run))
+        .route(&format!("{b}/orgs"), get(fleet::orgs))
         .route(&format!("{b}/live"), get(live::stream))
         .route(&format!("{b}/live/stats"), get(live::stats))
         .route(&format!("{b}/assets/{{name}}"), get(asset))
@@ -124,7 +140,8 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
 pub struct Chrome {
     pub base: String,
     pub title: String,
-    /// `overview`, `jobs` (the nav's current item), or empty.
+    /// The nav's current item (`overview`, `jobs`, `workers`, `sandboxes`,
+    /// `repositories`, `schedule`, `orgs`), or empty.
     pub nav: &'static str,
     pub user: Option<User>,
     pub csrf: String,
