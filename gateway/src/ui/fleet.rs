@@ -75,19 +75,20 @@ fn ago(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-/// Checks a form's CSRF token; `Err` is the `403` page to answer.
-fn check_form(
+/// Checks a form's CSRF token: `None` when it is the session's, else the `403` page to
+/// answer.
+fn refuse_form(
     state: &AppState,
     session: &Session,
     form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
     what: &str,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let sent = form.ok().and_then(|axum::Form(f)| f.csrf);
     if session.check_csrf(sent.as_deref()) {
-        return Ok(());
+        return None;
     }
     tracing::info!(key_id = %session.caller.key_id, action = what, "dashboard action without its CSRF token refused");
-    Err(csrf_refused(state, session))
+    Some(csrf_refused(state, session))
 }
 
 // ---------------------------------------------------------------- workers
@@ -227,7 +228,7 @@ async fn drain_form(
     } else {
         "undrain"
     };
-    if let Err(refused) = check_form(&state, &session, form, name) {
+    if let Some(refused) = refuse_form(&state, &session, form, name) {
         return refused;
     }
     match drain_worker(&state, &session.caller, &id, what).await {
@@ -279,6 +280,8 @@ struct SandboxesPage {
 
 struct SandboxView {
     id: String,
+    /// Its own part, after the worker's id (the worker has a column of its own).
+    short_id: String,
     repo: String,
     branch: String,
     agent_branch: String,
@@ -374,6 +377,11 @@ pub async fn sandboxes(
                 jobs_url: format!("{base}/jobs?sandbox={}", urlencode(&s.sandbox_id)),
                 release_url: format!("{base}/sandboxes/{}/release", urlencode(&s.sandbox_id)),
                 live: s.status != "terminated",
+                short_id: s
+                    .sandbox_id
+                    .rsplit_once('.')
+                    .map(|(_, own)| own.to_string())
+                    .unwrap_or_else(|| s.sandbox_id.clone()),
                 id: s.sandbox_id,
                 repo: s.repo_url,
                 branch: s.branch,
@@ -431,7 +439,7 @@ pub async fn release(
     Path(id): Path<String>,
     form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if let Err(refused) = check_form(&state, &session, form, "release") {
+    if let Some(refused) = refuse_form(&state, &session, form, "release") {
         return refused;
     }
     match release_sandbox(&state, &session.caller, Surface::Ui, &id).await {
@@ -737,7 +745,7 @@ pub async fn run(
     Path(task): Path<String>,
     form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if let Err(refused) = check_form(&state, &session, form, "schedule.run") {
+    if let Some(refused) = refuse_form(&state, &session, form, "schedule.run") {
         return refused;
     }
     match run_task(&state, &session.caller, task).await {

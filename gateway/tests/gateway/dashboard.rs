@@ -17,13 +17,13 @@ use crate::support::{World, world_with};
 /// The live interval the tests run the gateway with.
 const LIVE_MS: &str = "300";
 
-fn ui_tests_dir() -> PathBuf {
+pub(crate) fn ui_tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("ui-tests")
 }
 
 /// Debian's chromium: `GITFLEET_TEST_CHROMIUM`, else `/usr/bin/chromium`. Panics, saying
 /// how to get it, when it is missing: the test must not pass without its browser.
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     let path = std::env::var_os("GITFLEET_TEST_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -37,7 +37,7 @@ fn chromium() -> PathBuf {
 
 /// `npm ci` in gateway/ui-tests once, when its node_modules lacks the pinned
 /// playwright-core (never a browser download: playwright-core has none).
-fn node_modules() {
+pub(crate) fn node_modules() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let dir = ui_tests_dir();
