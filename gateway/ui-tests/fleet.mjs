@@ -261,24 +261,28 @@ try {
     w.getByRole("button", { name: "Drain", exact: true }).click(),
   ]);
   assert.match(await ad.locator("#flash").innerText(), /asked to drain/);
-  // It finishes the sleeps it holds (draining), then holds nothing (drained).
-  await until("the page says draining or drained", 10000, async () => {
+  // A job enqueued now, while the worker finishes the sleeps it holds, is not taken.
+  const later = await call(keys.operator, "POST", "/v1/jobs", { op: "echo", args: { after: "drain" } });
+  assert.equal(later.status, 201, later.text);
+  await until("the page says draining", 10000, async () => {
     await ad.reload();
     const s = await field(ad, "worker", worker, "state").innerText();
-    return s === "draining" || s === "drained" || s;
+    return s === "draining" || s;
   });
+  assert.equal(await w.locator(`a[href$="/jobs/${acmeJob}"]`).count(), 1, "draining, it still runs what it holds");
   assert.equal(await w.getByRole("button", { name: "Drain", exact: true }).count(), 0, "no Drain on a draining worker");
   assert.equal(await w.getByRole("button", { name: "Undrain" }).count(), 1, "Undrain instead");
-  await until("the page says drained", 45000, async () => {
+  await ad.screenshot({ path: join(shots, "workers-draining.png"), fullPage: true });
+  // Then it holds nothing (drained).
+  await until("the page says drained", 60000, async () => {
     await ad.reload();
     const s = await field(ad, "worker", worker, "state").innerText();
     return s === "drained" || s;
   });
   assert.match(await field(ad, "worker", worker, "busy").innerText(), /^0 of /);
+  assert.equal((await call(keys.operator, "GET", `/v1/jobs/${acmeJob}`)).body.status, "done", "it finished the job it held");
   await ad.screenshot({ path: join(shots, "workers-drained.png"), fullPage: true });
-  const later = await call(keys.operator, "POST", "/v1/jobs", { op: "echo", args: { after: "drain" } });
-  assert.equal(later.status, 201, later.text);
-  await sleep(2500);
+  await sleep(1000);
   const waiting = await call(keys.operator, "GET", `/v1/jobs/${later.body.job_id}`);
   assert.equal(waiting.body.status, "waiting", `a job enqueued after the drain waits: ${waiting.text}`);
   await Promise.all([

@@ -63,8 +63,8 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
     let repo = daemon.url("app.git");
     let ours = sandbox(&w, &operator, &repo, "a1").await;
     let theirs = sandbox(&w, &globex, &repo, "g1").await;
-    let acme_job = enqueue(&w, &operator, json!({"op": "sleep", "args": {"ms": 20000}})).await;
-    let globex_job = enqueue(&w, &globex, json!({"op": "sleep", "args": {"ms": 20000}})).await;
+    let acme_job = enqueue(&w, &operator, json!({"op": "sleep", "args": {"ms": 30000}})).await;
+    let globex_job = enqueue(&w, &globex, json!({"op": "sleep", "args": {"ms": 30000}})).await;
     eventually(
         "both sleeps run, both sandboxes are in the registry, the repository is counted",
         Duration::from_secs(30),
