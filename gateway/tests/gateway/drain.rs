@@ -78,12 +78,14 @@ async fn only_an_admin_drains_a_worker_and_the_workers_list_shows_it_drain() {
             .await
         }
     };
-    // Draining, it takes nothing new (a job enqueued now waits) and finishes what it holds.
-    let me = listed("draining").await;
-    assert_eq!(me["busy"], 1, "{me}");
+    // From the request on, it takes nothing new: a job enqueued at once (before the worker
+    // has heard of the drain at a beat: Redis refuses its fetch) waits. Draining, it
+    // finishes what it holds.
     let job = w.post(&producer, "/v1/jobs", &json!({"op": "echo"})).await;
     assert_eq!(job.status, 201, "{}", job.text);
     let job_id = job.body["job_id"].as_str().unwrap().to_string();
+    let me = listed("draining").await;
+    assert_eq!(me["busy"], 1, "{me}");
     let me = listed("drained").await;
     assert_eq!(me["busy"], 0, "{me}");
     let r = w.get(&producer, &format!("/v1/jobs/{held_id}")).await;
