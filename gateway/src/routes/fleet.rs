@@ -79,9 +79,10 @@ pub struct WorkerAnswer {
 pub async fn drain(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    drain_as(state, caller, id, true).await
+    drain_as(state, caller, surface, id, Drain::Drain).await
 }
 
 /// Whether to drain a worker or withdraw its drain.
@@ -91,24 +92,35 @@ pub enum Drain {
     Undrain,
 }
 
+impl Drain {
+    /// The action's name in the audit log.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            Drain::Drain => "worker.drain",
+            Drain::Undrain => "worker.undrain",
+        }
+    }
+}
+
 /// `POST /v1/workers/{id}/undrain` (admin): withdraws a drain; once drained (at once, if
 /// it had not begun), the worker takes jobs again.
 pub async fn undrain(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    drain_as(state, caller, id, false).await
+    drain_as(state, caller, surface, id, Drain::Undrain).await
 }
 
 async fn drain_as(
     state: AppState,
     caller: Caller,
+    surface: Surface,
     id: String,
-    drain: bool,
+    what: Drain,
 ) -> Result<Response, Problem> {
-    let what = if drain { Drain::Drain } else { Drain::Undrain };
-    let worker = drain_worker(&state, &caller, &id, what).await?;
+    let worker = drain_worker(&state, &caller, surface, &id, what).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, "/v1/workers".to_string())],
@@ -117,10 +129,30 @@ async fn drain_as(
         .into_response())
 }
 
-/// Drains worker `id` (or withdraws its drain) for `caller` (admin only); the worker as it
-/// is listed now. What `POST /v1/workers/{id}/drain` and `/undrain` do, and the
-/// dashboard's buttons.
+/// Drains worker `id` (or withdraws its drain) for `caller` (admin only), to its end even
+/// if the caller hangs up, with its audit entry (from `surface`; fleet-wide, as a worker
+/// serves every organization); the worker as it is listed now. What
+/// `POST /v1/workers/{id}/drain` and `/undrain` do, and the dashboard's buttons.
 pub async fn drain_worker(
+    state: &AppState,
+    caller: &Caller,
+    surface: Surface,
+    id: &str,
+    what: Drain,
+) -> Result<WorkerInfo, Problem> {
+    let (st, caller, id) = (state.clone(), caller.clone(), id.to_string());
+    run_to_end(async move {
+        let mut audit = Audit::new(what.audit_name(), &caller, surface);
+        audit.org = None;
+        audit.target = Some(id.clone());
+        let r = drain_now(&st, &caller, &id, what).await;
+        audit.finish(&st, &caller, &r);
+        r
+    })
+    .await?
+}
+
+async fn drain_now(
     state: &AppState,
     caller: &Caller,
     id: &str,

@@ -13,9 +13,11 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Audit, Surface};
 use crate::auth::Caller;
 use crate::extract::{Params, Path};
 use crate::problem::Problem;
+use crate::routes::run_to_end;
 use crate::state::AppState;
 use gitfleet_client::store::SchedulerRun;
 use gitfleet_contract::rfc3339_micros;
@@ -166,9 +168,10 @@ pub struct RunAccepted {
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(task): Path<String>,
 ) -> Result<Response, Problem> {
-    let body = run_task(&state, &caller, task).await?;
+    let body = run_task(&state, &caller, surface, task).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, "/v1/schedule".to_string())],
@@ -177,13 +180,28 @@ pub async fn run(
         .into_response())
 }
 
-/// Asks the leader to run `task` now, for an admin: what `POST /v1/schedule/{task}/run`
-/// does, and the dashboard's Run now button.
+/// Asks the leader to run `task` now, for an admin, to its end even if the caller hangs
+/// up, with its audit entry (`schedule.run`, from `surface`; fleet-wide): what
+/// `POST /v1/schedule/{task}/run` does, and the dashboard's Run now button.
 pub async fn run_task(
     state: &AppState,
     caller: &Caller,
+    surface: Surface,
     task: String,
 ) -> Result<RunAccepted, Problem> {
+    let (st, caller) = (state.clone(), caller.clone());
+    run_to_end(async move {
+        let mut audit = Audit::new("schedule.run", &caller, surface);
+        audit.org = None;
+        audit.target = Some(task.clone());
+        let r = ask_run(&st, &caller, task).await;
+        audit.finish(&st, &caller, &r);
+        r
+    })
+    .await?
+}
+
+async fn ask_run(state: &AppState, caller: &Caller, task: String) -> Result<RunAccepted, Problem> {
     require_admin(caller, "running a task")?;
     if !SCHEDULER_TASKS.contains(&task.as_str()) {
         return Err(Problem::not_found(format!(

@@ -231,7 +231,7 @@ async fn drain_form(
     if let Some(refused) = refuse_form(&state, &session, form, name) {
         return refused;
     }
-    match drain_worker(&state, &session.caller, &id, what).await {
+    match drain_worker(&state, &session.caller, Surface::Ui, &id, what).await {
         Ok(_) => see_other(&format!(
             "{}/workers?done={name}&what={}",
             state.config.ui.base,
@@ -748,7 +748,7 @@ pub async fn run(
     if let Some(refused) = refuse_form(&state, &session, form, "schedule.run") {
         return refused;
     }
-    match run_task(&state, &session.caller, task).await {
+    match run_task(&state, &session.caller, Surface::Ui, task).await {
         Ok(a) => see_other(&format!(
             "{}/schedule?done=run&task={}&leader={}",
             state.config.ui.base,

@@ -198,6 +198,36 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
         "no release of the other organization's sandbox: {}",
         refused.text
     );
+    // Drain, undrain and run now from the dashboard are in the audit log (surface `ui`,
+    // fleet-wide), and so are the viewer's refused ones.
+    for action in ["worker.drain", "worker.undrain", "schedule.run"] {
+        let entries = eventually(
+            format!("{action} in the audit log"),
+            Duration::from_secs(30),
+            async || {
+                let a = w.get(&admin, &format!("/v1/audit?action={action}")).await;
+                let entries = a.body["entries"].as_array().cloned().unwrap_or_default();
+                entries
+                    .iter()
+                    .any(|e| e["outcome"] == "ok")
+                    .then_some(entries)
+                    .ok_or(a.text)
+            },
+        )
+        .await;
+        let done = entries.iter().find(|e| e["outcome"] == "ok").unwrap();
+        assert_eq!(done["surface"], "ui", "{done}");
+        assert_eq!(done["key_role"], "admin", "{done}");
+        assert!(done["org_id"].is_null(), "{done}");
+        if action != "worker.undrain" {
+            assert!(
+                entries
+                    .iter()
+                    .any(|e| e["key_role"] == "viewer" && e["outcome"] == "auth"),
+                "the viewer's forged {action} is recorded as refused: {entries:?}"
+            );
+        }
+    }
     // The manual run is recorded.
     let s = w.get(&admin, "/v1/schedule").await;
     assert!(
