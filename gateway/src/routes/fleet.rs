@@ -292,13 +292,12 @@ pub async fn release_sandbox(
     surface: Surface,
     id: &str,
 ) -> Result<(JobRecord, String), Problem> {
-    let (caller, id) = (caller.clone(), id.to_string());
-    let mut audit = Audit::new("sandbox.release", &caller, surface);
-    audit.target = Some(id.clone());
-    let owner = match release_target(state, &caller, &id).await {
+    let mut audit = Audit::new("sandbox.release", caller, surface);
+    audit.target = Some(id.to_string());
+    let owner = match release_target(state, caller, id).await {
         Ok(owner) => owner,
         Err(p) => {
-            audit.finish(state, &caller, &Err::<(), _>(p.clone()));
+            audit.finish(state, caller, &Err::<(), _>(p.clone()));
             return Err(p);
         }
     };
