@@ -1,5 +1,6 @@
 //! The audit log's gateway side: every action handler (retry, cancel, delete, run now, the
-//! bulk actions, releasing a sandbox, making and revoking keys) fills an [`Audit`] as it
+//! bulk actions, releasing a sandbox, making and revoking keys, draining and undraining a
+//! worker, running a scheduler task now) fills an [`Audit`] as it
 //! goes and hands it, with how the action ended, to the background writer
 //! ([`Audit::finish`]): never a write in the request path, and nothing lost while Postgres is
 //! away (the writer keeps it in memory, then in its spool). `GET /v1/audit` reads it back.

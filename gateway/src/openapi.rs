@@ -819,9 +819,10 @@ fn drain_worker(b: &mut Builder) -> Operation {
          there when it learns of the drain (at its next heartbeat). It says `draining`, then, \
          when its last job is done, `drained`: its live sandboxes are removed and it idles, \
          still listed, until undrained or stopped. Asking again changes nothing. Admin keys \
-         only: a worker serves every organization.",
+         only: a worker serves every organization. An audit entry (`worker.drain`).",
         Some(Role::Admin),
     )
+    .param(surface_header())
     .param(worker_id_param())
     .answer(
         202,
@@ -842,9 +843,11 @@ fn undrain_worker(b: &mut Builder) -> Operation {
     Operation::new(
         "Undrain a worker",
         "Withdraws a drain: a drained worker takes jobs again within a heartbeat; one still \
-         draining finishes its drain first, then takes jobs again. Admin keys only.",
+         draining finishes its drain first, then takes jobs again. Admin keys only. An audit \
+         entry (`worker.undrain`).",
         Some(Role::Admin),
     )
+    .param(surface_header())
     .param(worker_id_param())
     .answer(
         202,
@@ -880,9 +883,10 @@ fn run_task(b: &mut Builder) -> Operation {
         "The request goes to the leader through Redis; it runs the task once, within a leader \
          check (`GITFLEET_SCHEDULER_LEADER_CHECK_MS`), recorded like any run at the tick this \
          answer gives (`trigger` `manual` in `GET /v1/schedule`). No leader: `503`, nothing \
-         is queued. Admin keys only.",
+         is queued. Admin keys only. An audit entry (`schedule.run`).",
         Some(Role::Admin),
     )
+    .param(surface_header())
     .param(path_param(
         "task",
         "The task: `eviction`, `priority`, `health_check`, `cleanup`, `template_rebuild` or \

@@ -36,7 +36,8 @@ pub struct AuditEntry {
     /// `api`, or `ui` (the dashboard): as the caller says.
     pub surface: String,
     /// `job.retry`, `job.cancel`, `job.delete`, `job.run_now`, `jobs.retry`,
-    /// `jobs.delete`, `jobs.run_now`, `sandbox.release`, `key.create`, `key.revoke`.
+    /// `jobs.delete`, `jobs.run_now`, `sandbox.release`, `key.create`, `key.revoke`,
+    /// `worker.drain`, `worker.undrain`, `schedule.run`.
     pub action: String,
     /// What it acted on besides jobs: a sandbox's id, a key's id.
     pub target: Option<String>,

@@ -26,7 +26,8 @@ pub struct AuditParams {
     #[schemars(regex(pattern = crate::openapi::ORG_PATTERN))]
     pub org: Option<String>,
     /// One action: `job.retry`, `job.cancel`, `job.delete`, `job.run_now`, `jobs.retry`,
-    /// `jobs.delete`, `jobs.run_now`, `sandbox.release`, `key.create`, `key.revoke`.
+    /// `jobs.delete`, `jobs.run_now`, `sandbox.release`, `key.create`, `key.revoke`,
+    /// `worker.drain`, `worker.undrain`, `schedule.run`.
     pub action: Option<String>,
     /// Entries of one key (its public id).
     pub key: Option<String>,
@@ -55,6 +56,9 @@ pub const ACTIONS: &[&str] = &[
     "sandbox.release",
     "key.create",
     "key.revoke",
+    "worker.drain",
+    "worker.undrain",
+    "schedule.run",
 ];
 
 /// A page of the audit log, newest first.

@@ -47,6 +47,14 @@ pub async fn workers(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<WorkerList>, Problem> {
+    Ok(Json(WorkerList {
+        workers: workers_for(&state, &caller).await?,
+    }))
+}
+
+/// The live workers as `caller` may see them: what `GET /v1/workers` answers, and the
+/// dashboard's Workers page shows.
+pub async fn workers_for(state: &AppState, caller: &Caller) -> Result<Vec<WorkerInfo>, Problem> {
     let mut workers = state.client.workers().await?;
     if !caller.is_admin() {
         for w in &mut workers {
@@ -54,7 +62,7 @@ pub async fn workers(
             w.running.retain(|j| caller.sees(j.org.as_deref()));
         }
     }
-    Ok(Json(WorkerList { workers }))
+    Ok(workers)
 }
 
 /// What `POST /v1/workers/{id}/drain` and `/undrain` answer: the worker as it is listed
@@ -71,9 +79,27 @@ pub struct WorkerAnswer {
 pub async fn drain(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    drain_as(state, caller, id, true).await
+    drain_as(state, caller, surface, id, Drain::Drain).await
+}
+
+/// Whether to drain a worker or withdraw its drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    Drain,
+    Undrain,
+}
+
+impl Drain {
+    /// The action's name in the audit log.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            Drain::Drain => "worker.drain",
+            Drain::Undrain => "worker.undrain",
+        }
+    }
 }
 
 /// `POST /v1/workers/{id}/undrain` (admin): withdraws a drain; once drained (at once, if
@@ -81,17 +107,58 @@ pub async fn drain(
 pub async fn undrain(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    drain_as(state, caller, id, false).await
+    drain_as(state, caller, surface, id, Drain::Undrain).await
 }
 
 async fn drain_as(
     state: AppState,
     caller: Caller,
+    surface: Surface,
     id: String,
-    drain: bool,
+    what: Drain,
 ) -> Result<Response, Problem> {
+    let worker = drain_worker(&state, &caller, surface, &id, what).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, "/v1/workers".to_string())],
+        Json(WorkerAnswer { worker }),
+    )
+        .into_response())
+}
+
+/// Drains worker `id` (or withdraws its drain) for `caller` (admin only), to its end even
+/// if the caller hangs up, with its audit entry (from `surface`; fleet-wide, as a worker
+/// serves every organization); the worker as it is listed now. What
+/// `POST /v1/workers/{id}/drain` and `/undrain` do, and the dashboard's buttons.
+pub async fn drain_worker(
+    state: &AppState,
+    caller: &Caller,
+    surface: Surface,
+    id: &str,
+    what: Drain,
+) -> Result<WorkerInfo, Problem> {
+    let (st, caller, id) = (state.clone(), caller.clone(), id.to_string());
+    run_to_end(async move {
+        let mut audit = Audit::new(what.audit_name(), &caller, surface);
+        audit.org = None;
+        audit.target = Some(id.clone());
+        let r = drain_now(&st, &caller, &id, what).await;
+        audit.finish(&st, &caller, &r);
+        r
+    })
+    .await?
+}
+
+async fn drain_now(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    what: Drain,
+) -> Result<WorkerInfo, Problem> {
+    let drain = what == Drain::Drain;
     if !caller.is_admin() {
         return Err(Problem::forbidden(format!(
             "this key's role is {}; draining a worker needs admin (a worker serves every \
@@ -99,12 +166,12 @@ async fn drain_as(
             caller.role
         )));
     }
-    gitfleet_contract::validate_worker_id(&id).map_err(|e| Problem::bad_param("id", e.message))?;
+    gitfleet_contract::validate_worker_id(id).map_err(|e| Problem::bad_param("id", e.message))?;
     let queue = state.client.queue();
     let found = if drain {
-        queue.drain_worker(&id).await?
+        queue.drain_worker(id).await?
     } else {
-        queue.undrain_worker(&id).await?
+        queue.undrain_worker(id).await?
     };
     let not_found = || Problem::not_found(format!("no live worker {id}"));
     if !found {
@@ -118,12 +185,7 @@ async fn drain_as(
         .find(|w| w.worker_id == id)
         .ok_or_else(not_found)?;
     tracing::info!(worker = %id, key = %caller.key_id, drain, "worker drain asked for");
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, "/v1/workers".to_string())],
-        Json(WorkerAnswer { worker }),
-    )
-        .into_response())
+    Ok(worker)
 }
 
 /// `GET /v1/sandboxes` parameters.
@@ -156,6 +218,18 @@ pub async fn sandboxes(
     caller: Caller,
     Params(p): Params<SandboxParams>,
 ) -> Result<Json<SandboxList>, Problem> {
+    Ok(Json(SandboxList {
+        sandboxes: sandboxes_for(&state, &caller, p).await?,
+    }))
+}
+
+/// The registry's sandboxes matching `p` that `caller` may see, most recently used first:
+/// what `GET /v1/sandboxes` answers, and the dashboard's Sandboxes page shows.
+pub async fn sandboxes_for(
+    state: &AppState,
+    caller: &Caller,
+    p: SandboxParams,
+) -> Result<Vec<SandboxRow>, Problem> {
     let org = caller.scope(p.org.as_deref())?;
     const STATUSES: [&str; 5] = ["initializing", "ready", "in_use", "error", "terminated"];
     if let Some(s) = &p.status
@@ -184,9 +258,7 @@ pub async fn sandboxes(
         repo: p.repo,
         limit,
     };
-    Ok(Json(SandboxList {
-        sandboxes: state.store.sandboxes_filtered(&filter).await?,
-    }))
+    Ok(state.store.sandboxes_filtered(&filter).await?)
 }
 
 /// How long `DELETE /v1/sandboxes/{id}` waits for the release before answering `202`.
@@ -201,12 +273,31 @@ pub async fn release(
     surface: Surface,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let mut audit = Audit::new("sandbox.release", &caller, surface);
-    audit.target = Some(id.clone());
-    let owner = match release_target(&state, &caller, &id).await {
+    let (record, location) = release_sandbox(&state, &caller, surface, &id).await?;
+    let status = if record.status.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, [(header::LOCATION, location)], Json(record)).into_response())
+}
+
+/// Releases live sandbox `id` for `caller` (operator and above, its organization's): the
+/// `release` job with its audit entry (from `surface`), then up to 30 s waiting for it to
+/// end. The job's record as it is then, and its `/v1/jobs/{id}` path. What
+/// `DELETE /v1/sandboxes/{id}` does, and the dashboard's Release button.
+pub async fn release_sandbox(
+    state: &AppState,
+    caller: &Caller,
+    surface: Surface,
+    id: &str,
+) -> Result<(JobRecord, String), Problem> {
+    let mut audit = Audit::new("sandbox.release", caller, surface);
+    audit.target = Some(id.to_string());
+    let owner = match release_target(state, caller, id).await {
         Ok(owner) => owner,
         Err(p) => {
-            audit.finish(&state, &caller, &Err::<(), _>(p.clone()));
+            audit.finish(state, caller, &Err::<(), _>(p.clone()));
             return Err(p);
         }
     };
@@ -238,12 +329,7 @@ pub async fn release(
     let Some(record) = record else {
         return Err(Problem::not_found(format!("job {} expired", job.job_id)));
     };
-    let status = if record.status.is_final() {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    Ok((status, [(header::LOCATION, location)], Json(record)).into_response())
+    Ok((record, location))
 }
 
 /// The live sandbox `DELETE /v1/sandboxes/{id}` is for, if the caller may release it.
@@ -290,14 +376,28 @@ pub async fn usage(
         return Err(Problem::not_found(format!("no organization {org}")));
     }
     let spend = state.store.org(&org).await?;
-    let live = state.client.queue().org_sandbox_count(&org).await?;
-    Ok(Json(Usage {
+    Ok(Json(usage_of(&state, spend).await?))
+}
+
+/// An organization's usage from its spend (the record's) and its live sandboxes (counted
+/// in the Redis registry, fleet-wide): what `GET /v1/orgs/{org}/usage` answers, and each
+/// row of the dashboard's Organizations page.
+pub async fn usage_of(
+    state: &AppState,
+    spend: gitfleet_client::store::OrgSpend,
+) -> Result<Usage, Problem> {
+    let live = state
+        .client
+        .queue()
+        .org_sandbox_count(&spend.org_id)
+        .await?;
+    Ok(Usage {
         over_budget: spend.over_budget(),
-        org,
         monthly_budget_usd: spend.monthly_budget_usd,
         spend_usd: spend.spend_usd,
         live_sandboxes: live,
-    }))
+        org: spend.org_id,
+    })
 }
 
 /// `POST /v1/keys` (admin): a new key; its `key` is shown this once.
@@ -410,10 +510,20 @@ pub async fn list_keys(
     caller: Caller,
     Params(p): Params<KeyParams>,
 ) -> Result<Json<KeyList>, Problem> {
-    caller.require(Role::Admin)?;
     Ok(Json(KeyList {
-        keys: state.store.list_keys(p.org.as_deref()).await?,
+        keys: keys_for(&state, &caller, p.org.as_deref()).await?,
     }))
+}
+
+/// Every key (never a secret), newest first, of organization `org` or of all: admin only.
+/// What `GET /v1/keys` answers, and the dashboard's Organizations page lists.
+pub async fn keys_for(
+    state: &AppState,
+    caller: &Caller,
+    org: Option<&str>,
+) -> Result<Vec<ApiKey>, Problem> {
+    caller.require(Role::Admin)?;
+    Ok(state.store.list_keys(org).await?)
 }
 
 /// `DELETE /v1/keys/{id}` (admin): revokes a key (within the key cache time everywhere).

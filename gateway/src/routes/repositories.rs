@@ -16,7 +16,7 @@ use crate::problem::Problem;
 use crate::routes::jobs::urlencode;
 use crate::routes::page_response;
 use crate::state::AppState;
-use gitfleet_client::store::{HitRates, RepoCursor, RepoFilter, RepoSort, RepositoryRow};
+use gitfleet_client::store::{HitRates, RepoCursor, RepoFilter, RepoPage, RepoSort, RepositoryRow};
 
 /// `GET /v1/repositories` parameters.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -57,6 +57,27 @@ pub async fn list(
     caller: Caller,
     Params(p): Params<RepoParams>,
 ) -> Result<Response, Problem> {
+    let page = repositories_for(&state, &caller, &p).await?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
+    let page = RepositoryPage {
+        repositories: page.rows,
+        next,
+    };
+    Ok(page_response(&page, page.next.as_deref()))
+}
+
+/// Repositories per page when `limit` is not given.
+const DEFAULT_LIMIT: i64 = 100;
+
+/// One page of the repositories matching `p` that `caller` may see, with the next page's
+/// cursor: what `GET /v1/repositories` answers, and the dashboard's Repositories page
+/// shows.
+pub async fn repositories_for(
+    state: &AppState,
+    caller: &Caller,
+    p: &RepoParams,
+) -> Result<RepoPage, Problem> {
     let org = caller.scope(p.org.as_deref())?;
     let sort = match p.sort.as_deref() {
         None => RepoSort::Recent,
@@ -64,7 +85,7 @@ pub async fn list(
             Problem::bad_param("sort", format!("unknown order {s:?}; known: recent, uses"))
         })?,
     };
-    let limit = p.limit.unwrap_or(100);
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=500).contains(&limit) {
         return Err(Problem::bad_param(
             "limit",
@@ -86,13 +107,7 @@ pub async fn list(
         after,
         limit,
     };
-    let page = state.store.repositories(&filter).await?;
-    let next = page.next.map(|c| next_url(&p, limit, &c.encode()));
-    let page = RepositoryPage {
-        repositories: page.rows,
-        next: next.clone(),
-    };
-    Ok(page_response(&page, page.next.as_deref()))
+    Ok(state.store.repositories(&filter).await?)
 }
 
 /// The URL of the page after this one: the same filters, the new cursor.
@@ -136,6 +151,18 @@ pub async fn hit_rate(
     caller: Caller,
     Params(p): Params<HitRateParams>,
 ) -> Result<Json<HitRates>, Problem> {
-    let org = caller.scope(p.org.as_deref())?;
-    Ok(Json(state.store.hit_rates(org.as_deref()).await?))
+    Ok(Json(
+        hit_rates_for(&state, &caller, p.org.as_deref()).await?,
+    ))
+}
+
+/// The cache hit rates of the caller's organization (an admin's: of `org`, or the
+/// fleet's): what `GET /v1/cache/hit-rate` answers, and the dashboard's overview shows.
+pub async fn hit_rates_for(
+    state: &AppState,
+    caller: &Caller,
+    org: Option<&str>,
+) -> Result<HitRates, Problem> {
+    let org = caller.scope(org)?;
+    Ok(state.store.hit_rates(org.as_deref()).await?)
 }

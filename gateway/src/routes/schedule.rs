@@ -13,9 +13,11 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Audit, Surface};
 use crate::auth::Caller;
 use crate::extract::{Params, Path};
 use crate::problem::Problem;
+use crate::routes::run_to_end;
 use crate::state::AppState;
 use gitfleet_client::store::SchedulerRun;
 use gitfleet_contract::rfc3339_micros;
@@ -85,8 +87,18 @@ pub async fn get(
     caller: Caller,
     Params(p): Params<ScheduleParams>,
 ) -> Result<Json<Schedule>, Problem> {
-    require_admin(&caller, "reading the schedule")?;
-    let limit = p.limit.unwrap_or(50);
+    Ok(Json(schedule_for(&state, &caller, p.limit).await?))
+}
+
+/// The leader, every task's next tick and the `limit` most recent runs (default 50), for
+/// an admin: what `GET /v1/schedule` answers, and the dashboard's Schedule page shows.
+pub async fn schedule_for(
+    state: &AppState,
+    caller: &Caller,
+    limit: Option<i64>,
+) -> Result<Schedule, Problem> {
+    require_admin(caller, "reading the schedule")?;
+    let limit = limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(Problem::bad_param(
             "limit",
@@ -116,7 +128,7 @@ pub async fn get(
             }
         })
         .collect();
-    Ok(Json(Schedule {
+    Ok(Schedule {
         leader: leader.map(|l| LeaderInfo {
             replica: l.replica,
             since: l.since,
@@ -134,7 +146,7 @@ pub async fn get(
                 run,
             })
             .collect(),
-    }))
+    })
 }
 
 /// `POST /v1/schedule/{task}/run`: accepted; the leader runs it within a leader check.
@@ -156,9 +168,41 @@ pub struct RunAccepted {
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
+    surface: Surface,
     Path(task): Path<String>,
 ) -> Result<Response, Problem> {
-    require_admin(&caller, "running a task")?;
+    let body = run_task(&state, &caller, surface, task).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, "/v1/schedule".to_string())],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// Asks the leader to run `task` now, for an admin, to its end even if the caller hangs
+/// up, with its audit entry (`schedule.run`, from `surface`; fleet-wide): what
+/// `POST /v1/schedule/{task}/run` does, and the dashboard's Run now button.
+pub async fn run_task(
+    state: &AppState,
+    caller: &Caller,
+    surface: Surface,
+    task: String,
+) -> Result<RunAccepted, Problem> {
+    let (st, caller) = (state.clone(), caller.clone());
+    run_to_end(async move {
+        let mut audit = Audit::new("schedule.run", &caller, surface);
+        audit.org = None;
+        audit.target = Some(task.clone());
+        let r = ask_run(&st, &caller, task).await;
+        audit.finish(&st, &caller, &r);
+        r
+    })
+    .await?
+}
+
+async fn ask_run(state: &AppState, caller: &Caller, task: String) -> Result<RunAccepted, Problem> {
+    require_admin(caller, "running a task")?;
     if !SCHEDULER_TASKS.contains(&task.as_str()) {
         return Err(Problem::not_found(format!(
             "no scheduler task {task:?}; the tasks are {}",
@@ -174,18 +218,12 @@ pub async fn run(
     let request = RunRequest::now(&task, &caller.key_id);
     state.client.queue().request_run(&request).await?;
     tracing::info!(task = %task, request = %request.id, key = %caller.key_id, "task run asked for");
-    let body = RunAccepted {
+    Ok(RunAccepted {
         request_id: request.id.clone(),
         tick: request.tick(),
         task,
         leader: leader.replica,
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, "/v1/schedule".to_string())],
-        Json(body),
-    )
-        .into_response())
+    })
 }
 
 /// The schedule is the whole fleet's (every organization's upkeep): admin keys only.

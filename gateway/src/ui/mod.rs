@@ -11,6 +11,9 @@
 //! - [`bulk`]: the delayed and dead views, their actions per job, for the ticked jobs and
 //!   for all matching a filter (a dry run's count, then a confirmation).
 //! - [`audit`]: the audit log.
+//! - [`fleet`]: workers (drain, undrain), sandboxes (release), repositories, the schedule
+//!   (run a task now), organizations and their keys, through the functions their `/v1`
+//!   routes call.
 //! - [`live`]: server-sent events for live pages, computed once per interval per process
 //!   for every open page.
 //!
@@ -19,6 +22,7 @@
 pub mod audit;
 pub mod bulk;
 pub mod chart;
+pub mod fleet;
 pub mod live;
 pub mod session;
 pub mod views;
@@ -78,6 +82,18 @@ fn routes(b: &str) -> Router<AppState> {
         .route(&format!("{b}/dead/confirm"), get(bulk::dead_confirm))
         .route(&format!("{b}/dead/all"), post(bulk::dead_all))
         .route(&format!("{b}/audit"), get(audit::audit))
+        .route(&format!("{b}/workers"), get(fleet::workers))
+        .route(&format!("{b}/workers/{{id}}/drain"), post(fleet::drain))
+        .route(&format!("{b}/workers/{{id}}/undrain"), post(fleet::undrain))
+        .route(&format!("{b}/sandboxes"), get(fleet::sandboxes))
+        .route(
+            &format!("{b}/sandboxes/{{id}}/release"),
+            post(fleet::release),
+        )
+        .route(&format!("{b}/repositories"), get(fleet::repositories))
+        .route(&format!("{b}/schedule"), get(fleet::schedule))
+        .route(&format!("{b}/schedule/{{task}}/run"), post(fleet::run))
+        .route(&format!("{b}/orgs"), get(fleet::orgs))
         .route(&format!("{b}/live"), get(live::stream))
         .route(&format!("{b}/live/stats"), get(live::stats))
         .route(&format!("{b}/assets/{{name}}"), get(asset))
@@ -144,7 +160,8 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
 pub struct Chrome {
     pub base: String,
     pub title: String,
-    /// The nav's current item (`overview`, `jobs`, `delayed`, `dead`, `audit`), or empty.
+    /// The nav's current item (`overview`, `jobs`, `delayed`, `dead`, `audit`, `workers`,
+    /// `sandboxes`, `repositories`, `schedule`, `orgs`), or empty.
     pub nav: &'static str,
     pub user: Option<User>,
     pub csrf: String,

@@ -47,6 +47,8 @@ struct OverviewPage {
     busy: u64,
     slots: u64,
     sandboxes: Option<SandboxView>,
+    /// The cache hit rate, last hour and last day (as `GET /v1/cache/hit-rate`).
+    hit_rate: Option<(String, String)>,
     pickup: Option<PickupView>,
     hour_svg: String,
     day_svg: String,
@@ -84,6 +86,14 @@ fn ms(v: Option<f64>) -> String {
         None => "—".into(),
         Some(v) if v < 1000.0 => format!("{v:.0} ms"),
         Some(v) => format!("{:.1} s", v / 1000.0),
+    }
+}
+
+/// A cache hit rate as the overview shows it: `75% (3 of 4)`, or `—` when nothing was made.
+fn hit_rate(r: &gitfleet_client::store::HitRate) -> String {
+    match r.rate {
+        Some(rate) => format!("{:.0}% ({} of {})", rate * 100.0, r.cache_hits, r.made),
+        None => "—".into(),
     }
 }
 
@@ -144,6 +154,11 @@ pub async fn overview(
             )
         }
     };
+    let hit_rate =
+        crate::routes::repositories::hit_rates_for(&state, &session.caller, org.as_deref())
+            .await
+            .ok()
+            .map(|r| (hit_rate(&r.last_hour), hit_rate(&r.last_day)));
     let now_min = now.timestamp().div_euclid(60);
     let hour = chart::buckets(&minutes, now_min, 60, 1);
     let day = chart::buckets(&minutes, now_min, 24, 60);
@@ -170,6 +185,7 @@ pub async fn overview(
             in_use: s.in_use,
             pooled: s.pooled,
         }),
+        hit_rate,
         pickup: pickup.map(|p| PickupView {
             jobs: p.jobs,
             p50: ms(p.p50_ms),

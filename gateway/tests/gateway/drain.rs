@@ -1,7 +1,8 @@
 //! Draining a worker and the schedule through the API: only admin keys may (viewer,
 //! producer and operator keys are refused with 403 problems); an unknown worker or task is
-//! 404; asking to run a task with no scheduler leading is 503; a drained worker says so in
-//! `GET /v1/workers` and takes jobs again when undrained.
+//! 404; asking to run a task with no scheduler leading is 503; a draining worker finishes
+//! the job it holds and takes no new one, says so in `GET /v1/workers` (`draining`, then
+//! `drained`), and takes jobs again when undrained.
 
 use std::time::Duration;
 
@@ -36,6 +37,23 @@ async fn only_an_admin_drains_a_worker_and_the_workers_list_shows_it_drain() {
     let p = w.post(&admin, "/v1/workers/-bad/drain", &json!({})).await;
     assert_eq!(p.problem(400, "invalid_input")["field"], "id", "{}", p.text);
 
+    // A job that runs a while: the worker holds it when it is asked to drain.
+    let producer = w.key("acme", Role::Producer).await;
+    let held = w
+        .post(
+            &producer,
+            "/v1/jobs",
+            &json!({"op": "sleep", "args": {"ms": 4000}}),
+        )
+        .await;
+    assert_eq!(held.status, 201, "{}", held.text);
+    let held_id = held.body["job_id"].as_str().unwrap().to_string();
+    eventually("the sleep runs", Duration::from_secs(30), async || {
+        let r = w.get(&producer, &format!("/v1/jobs/{held_id}")).await;
+        (r.body["status"] == "running").then_some(()).ok_or(r.text)
+    })
+    .await;
+
     let a = w.post(&admin, &path, &json!({})).await;
     assert_eq!(a.status, 202, "{}", a.text);
     assert_eq!(a.header("location"), Some("/v1/workers"));
@@ -60,13 +78,23 @@ async fn only_an_admin_drains_a_worker_and_the_workers_list_shows_it_drain() {
             .await
         }
     };
-    let me = listed("drained").await;
-    assert_eq!(me["busy"], 0, "{me}");
-    // Drained, it takes nothing: a job waits.
-    let producer = w.key("acme", Role::Producer).await;
+    // From the request on, it takes nothing new: a job enqueued at once (before the worker
+    // has heard of the drain at a beat: Redis refuses its fetch) waits. Draining, it
+    // finishes what it holds.
     let job = w.post(&producer, "/v1/jobs", &json!({"op": "echo"})).await;
     assert_eq!(job.status, 201, "{}", job.text);
     let job_id = job.body["job_id"].as_str().unwrap().to_string();
+    let me = listed("draining").await;
+    assert_eq!(me["busy"], 1, "{me}");
+    let me = listed("drained").await;
+    assert_eq!(me["busy"], 0, "{me}");
+    let r = w.get(&producer, &format!("/v1/jobs/{held_id}")).await;
+    assert_eq!(
+        r.body["status"], "done",
+        "the job it held is finished: {}",
+        r.text
+    );
+    // Drained, it takes nothing: the job still waits.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = w.get(&producer, &format!("/v1/jobs/{job_id}")).await;
     assert_eq!(r.body["status"], "waiting", "{}", r.text);

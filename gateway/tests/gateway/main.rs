@@ -7,6 +7,7 @@ mod support;
 mod actions;
 mod auth;
 mod dashboard;
+mod dashboard_fleet;
 mod dashboard_jobs;
 mod drain;
 mod errors;

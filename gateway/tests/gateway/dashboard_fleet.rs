@@ -1,0 +1,250 @@
+//! The dashboard's fleet views (workers, sandboxes, repositories, schedule,
+//! organizations) in a real browser (`gateway/ui-tests/fleet.mjs`, Debian's chromium
+//! driven by playwright-core) against the gateway binary, a worker, a scheduler replica and
+//! a git server on loopback: an admin drains the worker from its page and it stops taking
+//! jobs, then undrains it; an operator releases a sandbox; a viewer has no action and its
+//! forged actions are refused; an admin runs a scheduler task now; an organization's key is
+//! not allowed on the Organizations page.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use gitfleet_contract::Role;
+use gitfleet_testkit::{GitDaemon, eventually, fixtures};
+use serde_json::{Value, json};
+
+use crate::dashboard::{chromium, node_modules, ui_tests_dir};
+use crate::support::{World, world};
+
+/// A job enqueued through the API; its id.
+async fn enqueue(w: &World, key: &str, job: Value) -> String {
+    let a = w.post(key, "/v1/jobs", &job).await;
+    assert_eq!(a.status, 201, "{job}: {}", a.text);
+    a.body["job_id"].as_str().expect("job_id").to_string()
+}
+
+/// A clone as `key`'s organization; the sandbox's id.
+async fn sandbox(w: &World, key: &str, url: &str, agent: &str) -> String {
+    let result = w
+        .run_ok(
+            key,
+            json!({"op": "clone", "args": {"repo_url": url, "agent_id": agent, "task_id": "t1"}}),
+        )
+        .await;
+    result["sandbox_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a sandbox id in {result}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
+    let browser = chromium();
+    tokio::task::spawn_blocking(node_modules)
+        .await
+        .expect("npm ci");
+    let w = world().await;
+    let daemon = GitDaemon::start(&w.fleet.remotes()).expect("a git daemon");
+    fixtures::bare_repo(&w.fleet.remotes(), "app.git", &[("README.md", "app\n")]);
+    let viewer = w.key("acme", Role::Viewer).await;
+    let operator = w.key("acme", Role::Operator).await;
+    let admin = w.key("fleet", Role::Admin).await;
+    let globex = w.key("globex", Role::Producer).await;
+    let worker = w.fleet.worker_ids()[0].to_string();
+    w.fleet
+        .store()
+        .set_budget("acme", Some(25.0))
+        .await
+        .expect("a budget");
+
+    // A sandbox of each organization; then a job of each that runs a while, so the worker
+    // has busy slots to show (and is draining, not drained, when the admin drains it).
+    let repo = daemon.url("app.git");
+    let ours = sandbox(&w, &operator, &repo, "a1").await;
+    let theirs = sandbox(&w, &globex, &repo, "g1").await;
+    let acme_job = enqueue(&w, &operator, json!({"op": "sleep", "args": {"ms": 30000}})).await;
+    let globex_job = enqueue(&w, &globex, json!({"op": "sleep", "args": {"ms": 30000}})).await;
+    eventually(
+        "both sleeps run, both sandboxes are in the registry, the repository is counted",
+        Duration::from_secs(30),
+        async || {
+            let workers = w.get(&admin, "/v1/workers").await;
+            let running: Vec<&str> = workers.body["workers"][0]["running"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|j| j["job_id"].as_str()).collect())
+                .unwrap_or_default();
+            let boxes = w.get(&admin, "/v1/sandboxes").await;
+            let listed: Vec<&str> = boxes.body["sandboxes"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|s| s["sandbox_id"].as_str()).collect())
+                .unwrap_or_default();
+            let repos = w.get(&admin, "/v1/repositories").await;
+            let counted = repos.body["repositories"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["repo_url"] == repo.as_str()));
+            (running.contains(&acme_job.as_str())
+                && running.contains(&globex_job.as_str())
+                && listed.contains(&ours.as_str())
+                && listed.contains(&theirs.as_str())
+                && counted)
+                .then_some(())
+                .ok_or(format!("{}\n{}\n{}", workers.text, boxes.text, repos.text))
+        },
+    )
+    .await;
+
+    // A scheduler replica in this process, on the fleet's Redis and Postgres (as
+    // drain.rs starts it): its tasks run only when asked.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut config = gitfleet_scheduler::SchedulerConfig {
+        leader_check: Duration::from_millis(200),
+        ..Default::default()
+    };
+    for s in [&mut config.eviction.schedule, &mut config.priority.schedule] {
+        *s = gitfleet_scheduler::config::Schedule::parse("0 0 3 * * *").unwrap();
+    }
+    let ctx = gitfleet_scheduler::Context {
+        store: w.fleet.store().clone(),
+        queue: w.fleet.queue().clone(),
+        replica: "ui-test-replica".into(),
+        config,
+    };
+    let sched = tokio::spawn(gitfleet_scheduler::cron::run(ctx, stop.clone()));
+    eventually("a leader", Duration::from_secs(30), async || {
+        let s = w.get(&admin, "/v1/schedule").await;
+        (!s.body["leader"].is_null()).then_some(()).ok_or(s.text)
+    })
+    .await;
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    let (base, api) = (w.gw.url("/ui"), w.gw.url(""));
+    let out = tokio::task::spawn_blocking({
+        let env: Vec<(&str, String)> = vec![
+            ("GF_BASE", base),
+            ("GF_API", api),
+            ("GF_VIEWER_KEY", viewer.clone()),
+            ("GF_OPERATOR_KEY", operator.clone()),
+            ("GF_ADMIN_KEY", admin.clone()),
+            ("GF_WORKER", worker.clone()),
+            ("GF_SANDBOX", ours.clone()),
+            ("GF_OTHER_SANDBOX", theirs.clone()),
+            ("GF_ACME_JOB", acme_job.clone()),
+            ("GF_OTHER_JOB", globex_job.clone()),
+            ("GF_REPO", repo.clone()),
+            ("GF_SCREENSHOTS", shots.display().to_string()),
+            ("GF_CHROMIUM", browser.display().to_string()),
+        ];
+        move || {
+            Command::new("node")
+                .arg(ui_tests_dir().join("fleet.mjs"))
+                .current_dir(ui_tests_dir())
+                .envs(env)
+                .output()
+                .expect("run node")
+        }
+    })
+    .await
+    .expect("the browser test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "the browser test failed ({}):\n{text}\n--- the gateway's log ---\n{}",
+        out.status,
+        w.gw.log_text()
+    );
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+    stop.cancel();
+    sched.await.unwrap();
+
+    // What the browser did, as the API has it. The worker is undrained and took the job
+    // that waited while it was drained.
+    let workers = w.get(&admin, "/v1/workers").await;
+    let me = &workers.body["workers"][0];
+    assert_eq!(me["state"], "running", "{}", workers.text);
+    assert!(me["drain_requested_at"].is_null(), "{}", workers.text);
+    // Our sandbox was released (its release job by the dashboard, in the audit log with
+    // surface `ui`); the other organization's survived the operator's forged release
+    // (until the drain removed every sandbox of the worker).
+    w.delete(&operator, &format!("/v1/sandboxes/{ours}"))
+        .await
+        .problem(404, "not_found");
+    let audit = eventually(
+        "the dashboard's release in the audit log",
+        Duration::from_secs(30),
+        async || {
+            let a = w.get(&admin, "/v1/audit?action=sandbox.release").await;
+            a.body["entries"]
+                .as_array()
+                .and_then(|e| e.iter().find(|e| e["outcome"] == "ok").cloned())
+                .ok_or(a.text)
+        },
+    )
+    .await;
+    assert_eq!(audit["surface"], "ui", "{audit}");
+    assert_eq!(audit["target"], ours.as_str(), "{audit}");
+    assert_eq!(audit["org_id"], "acme", "{audit}");
+    let refused = w.get(&admin, "/v1/audit?action=sandbox.release").await;
+    let entries = refused.body["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["target"] != theirs.as_str() || e["outcome"] != "ok"),
+        "no release of the other organization's sandbox: {}",
+        refused.text
+    );
+    // Drain, undrain and run now from the dashboard are in the audit log (surface `ui`,
+    // fleet-wide), and so are the viewer's refused ones.
+    for action in ["worker.drain", "worker.undrain", "schedule.run"] {
+        let entries = eventually(
+            format!("{action} in the audit log"),
+            Duration::from_secs(30),
+            async || {
+                let a = w.get(&admin, &format!("/v1/audit?action={action}")).await;
+                let entries = a.body["entries"].as_array().cloned().unwrap_or_default();
+                entries
+                    .iter()
+                    .any(|e| e["outcome"] == "ok")
+                    .then_some(entries)
+                    .ok_or(a.text)
+            },
+        )
+        .await;
+        let done = entries.iter().find(|e| e["outcome"] == "ok").unwrap();
+        assert_eq!(done["surface"], "ui", "{done}");
+        assert_eq!(done["key_role"], "admin", "{done}");
+        assert!(done["org_id"].is_null(), "{done}");
+        if action != "worker.undrain" {
+            assert!(
+                entries
+                    .iter()
+                    .any(|e| e["key_role"] == "viewer" && e["outcome"] == "auth"),
+                "the viewer's forged {action} is recorded as refused: {entries:?}"
+            );
+        }
+    }
+    // The manual run is recorded.
+    let s = w.get(&admin, "/v1/schedule").await;
+    assert!(
+        s.body["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["task"] == "priority" && r["trigger"] == "manual" && r["outcome"] == "ok"),
+        "{}",
+        s.text
+    );
+    // No key in the gateway's log.
+    let log = w.gw.log_text();
+    for key in [&viewer, &operator, &admin] {
+        assert!(
+            !log.contains(&key[21..]),
+            "a key's secret is in the gateway's log"
+        );
+    }
+}
