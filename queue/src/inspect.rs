@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use serde::Serialize;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
 use super::scripts::{REGISTER_WAITER, RETRY_DEAD, STATS, WATCH};
-use super::{Queue, QueueError};
+use super::{Blocking, Queue, QueueError};
 use gitfleet_contract::{JobError, JobRecord, JobSpec, JobStatus, time_from_micros};
 
 /// Counts for one queue, as `gitfleet queues` prints them.
@@ -55,7 +54,8 @@ impl Queue {
     /// waiter sees it.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {
         let deadline = Instant::now() + timeout;
-        let mut blocking = None;
+        let mut blocking: Option<Blocking> = None;
+        let mut retried = false;
         loop {
             let mut conn = self.conn();
             // Register as a waiter before reading the status: a worker finishing in between
@@ -69,27 +69,41 @@ impl Queue {
             } else {
                 None
             };
-            let Some(record) = record else {
-                return Ok(None);
-            };
             let left = deadline.saturating_duration_since(Instant::now());
-            if record.status.is_final() || left.is_zero() {
-                return Ok(Some(record));
+            let answer = match record {
+                None => Some(None),
+                Some(r) if r.status.is_final() || left.is_zero() => Some(Some(r)),
+                Some(_) => None,
+            };
+            if let Some(answer) = answer {
+                if let Some(b) = blocking {
+                    b.reuse();
+                }
+                return Ok(answer);
             }
-            if blocking.is_none() {
-                blocking = Some(self.blocking_connection().await?);
-            }
+            let b = match &mut blocking {
+                Some(b) => b,
+                None => blocking.insert(self.blocking().await?),
+            };
             let wake = self.keys.wake(id);
-            let conn = blocking.as_mut().expect("set above");
             // BLMOVE from a list to itself rotates it: the token stays for other waiters.
-            let _: Option<String> = redis::cmd("BLMOVE")
+            let moved: Result<Option<String>, _> = redis::cmd("BLMOVE")
                 .arg(&wake)
                 .arg(&wake)
                 .arg("RIGHT")
                 .arg("LEFT")
                 .arg(left.as_secs_f64().max(0.01))
-                .query_async(conn)
-                .await?;
+                .query_async(b.conn())
+                .await;
+            if let Err(e) = moved {
+                let stale = b.reused && !retried;
+                blocking = None;
+                if !stale {
+                    return Err(e.into());
+                }
+                // A kept connection gone stale: once more, on a new one.
+                retried = true;
+            }
         }
     }
 
@@ -174,8 +188,17 @@ pub struct JobWatch {
     events: String,
     /// The id of the last log entry given out.
     last: String,
-    /// A connection of its own for the blocking reads, made at the first.
-    blocking: Option<MultiplexedConnection>,
+    /// The connection for the blocking reads, taken at the first; given back to the
+    /// queue's idle ones when the watch ends between two reads.
+    blocking: Option<Blocking>,
+}
+
+impl Drop for JobWatch {
+    fn drop(&mut self) {
+        if let Some(b) = self.blocking.take() {
+            b.reuse();
+        }
+    }
 }
 
 /// One change of a job's state: its state fields just after it.
@@ -216,22 +239,29 @@ impl JobWatch {
     /// The changes since the last call (oldest first), waiting up to `timeout` for the
     /// first; empty when none came.
     pub async fn changes(&mut self, timeout: Duration) -> Result<Vec<JobChange>, QueueError> {
-        if self.blocking.is_none() {
-            self.blocking = Some(self.queue.blocking_connection().await?);
-        }
-        let conn = self.blocking.as_mut().expect("set above");
         let opts = StreamReadOptions::default()
             .block(timeout.as_millis().max(1) as usize)
             .count(CHANGES_MAX);
-        let reply: Option<StreamReadReply> = match conn
-            .xread_options(&[&self.events], &[&self.last], &opts)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                // The next read starts on a new connection.
-                self.blocking = None;
-                return Err(e.into());
+        let mut retried = false;
+        let reply: Option<StreamReadReply> = loop {
+            // Out of `self` while the read blocks: a read cut off drops the connection with
+            // it, and only one that answered goes back (see [`Blocking`]).
+            let mut b = match self.blocking.take() {
+                Some(b) => b,
+                None => self.queue.blocking().await?,
+            };
+            let read = b
+                .conn()
+                .xread_options(&[&self.events], &[&self.last], &opts)
+                .await;
+            match read {
+                Ok(r) => {
+                    self.blocking = Some(b);
+                    break r;
+                }
+                // A kept connection gone stale: once more, on a new one.
+                Err(_) if b.reused && !retried => retried = true,
+                Err(e) => return Err(e.into()),
             }
         };
         let mut changes = Vec::new();

@@ -22,6 +22,7 @@ mod registry;
 mod scripts;
 mod workers;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -141,6 +142,40 @@ pub struct Queue {
     conn: ConnectionManager,
     keys: Keys,
     config: QueueConfig,
+    /// Connections for blocking commands that finished theirs, kept for the next wait or
+    /// watch (see [`Blocking`]).
+    idle_blocking: Arc<Mutex<Vec<MultiplexedConnection>>>,
+}
+
+/// Blocking connections kept idle at most: what a busy gateway's concurrent waits reuse.
+const IDLE_BLOCKING_MAX: usize = 64;
+
+/// A connection for one blocking command at a time (a wait's `BLMOVE`, a watch's `XREAD`),
+/// taken from the queue's idle ones or made. [`Blocking::reuse`] gives it back once its
+/// command has answered; dropped otherwise (its command cut off, an error), it is closed:
+/// a connection still blocked in Redis would stall whoever took it next.
+pub(crate) struct Blocking {
+    conn: Option<MultiplexedConnection>,
+    idle: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    /// Taken from the idle ones: it may have gone stale (Redis restarted meanwhile), so a
+    /// command that fails on it is worth one more try on a new connection.
+    pub(crate) reused: bool,
+}
+
+impl Blocking {
+    pub(crate) fn conn(&mut self) -> &mut MultiplexedConnection {
+        self.conn.as_mut().expect("held until reused")
+    }
+
+    /// Its command answered: the connection goes back to the idle ones.
+    pub(crate) fn reuse(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.idle.lock().expect("not poisoned");
+            if idle.len() < IDLE_BLOCKING_MAX {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -172,6 +207,7 @@ impl Queue {
             conn,
             keys,
             config,
+            idle_blocking: Arc::default(),
         })
     }
 
@@ -203,5 +239,20 @@ impl Queue {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?)
+    }
+
+    /// A blocking connection from the idle ones, or a new one (see [`Blocking`]).
+    pub(crate) async fn blocking(&self) -> Result<Blocking, QueueError> {
+        let kept = self.idle_blocking.lock().expect("not poisoned").pop();
+        let reused = kept.is_some();
+        let conn = match kept {
+            Some(conn) => conn,
+            None => self.blocking_connection().await?,
+        };
+        Ok(Blocking {
+            conn: Some(conn),
+            idle: self.idle_blocking.clone(),
+            reused,
+        })
     }
 }

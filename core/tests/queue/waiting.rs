@@ -154,3 +154,84 @@ async fn a_watch_is_told_every_change_of_state_in_order() {
     );
     t.shutdown().await;
 }
+
+/// `total_connections_received` of the Redis at `url`.
+async fn connections_made(url: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO stats has total_connections_received")
+}
+
+/// Waits and watches one after another share one blocking connection instead of making one
+/// each, and one kept while Redis restarted is replaced, not failed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_reuse_their_blocking_connection_and_survive_a_restart() {
+    // A Redis of its own, so that its connection count is this test's alone.
+    let mut server = gitfleet_testkit::RedisServer::start().await;
+    let queue = gitfleet_queue::Queue::connect(gitfleet_queue::QueueConfig {
+        redis_url: server.url(),
+        key_prefix: "reuse:".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let job = queue
+        .enqueue(
+            "nobody-serves",
+            &JobSpec::new("echo", json!({})),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    let wait = async || {
+        let r = queue
+            .wait(&job.job_id, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, JobStatus::Waiting);
+    };
+    wait().await;
+    let before = connections_made(&server.url()).await;
+    for _ in 0..10 {
+        wait().await;
+        let (_, mut watch) = queue.watch(&job.job_id).await.unwrap().unwrap();
+        assert!(
+            watch
+                .changes(Duration::from_millis(20))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let made = connections_made(&server.url()).await - before;
+    // The count's own connection, each time; none for the waits and watches.
+    assert_eq!(made, 1, "connections made by 10 waits and 10 watches");
+
+    // Redis restarts (from its append-only file, the job still there): the kept connection
+    // is dead, and the next wait makes a new one instead of failing.
+    server.restart().await;
+    eventually(
+        "the queue reconnects",
+        Duration::from_secs(20),
+        async || queue.ping().await.map_err(|e| e.to_string()),
+    )
+    .await;
+    wait().await;
+    let (_, mut watch) = queue.watch(&job.job_id).await.unwrap().unwrap();
+    assert!(
+        watch
+            .changes(Duration::from_millis(20))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
