@@ -389,14 +389,16 @@ async fn run(plan: &Plan, binary: &std::path::Path) -> anyhow::Result<String> {
             }
         ));
     }
-    let one = windows[1].per_interval() - idle;
-    let many = windows[2].per_interval() - idle;
+    let (one, many) = (&windows[1], &windows[2]);
     out.push_str(&format!(
-        "beyond the idle gateway's: {one:.2} transactions per interval with 1 page, {many:.2} with {} \
-         ({}).\n",
-        plan.streams,
-        if (many - one).abs() <= 0.5 {
-            "one query set per interval, whatever the number of pages"
+        "{} pages: {:.2} transactions per interval, 1 page: {:.2}, none: {idle:.2} ({}).\n",
+        many.streams,
+        many.per_interval(),
+        one.per_interval(),
+        if many.query_sets == one.query_sets
+            && (many.per_interval() - one.per_interval()).abs() <= 0.5
+        {
+            "as many pages cost what one does: one query set per interval"
         } else {
             "NOT one query set per interval"
         }

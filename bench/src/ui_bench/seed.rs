@@ -41,7 +41,8 @@ pub async fn history(pool: &PgPool, jobs: u64) -> anyhow::Result<(Duration, Dura
     Ok((history, started.elapsed()))
 }
 
-/// A dead job's history row, as the record writer would have written it.
+/// A dead job's history row, as the record writer would have written it (its times are
+/// its record's: the jobs of one enqueue call share one).
 struct DeadRow {
     id: String,
     org: String,
@@ -51,6 +52,8 @@ struct DeadRow {
     sandbox: String,
     kind: &'static str,
     message: String,
+    /// When the queue enqueued it (µs since the epoch, its record's).
+    enqueued_us: i64,
 }
 
 /// `n` dead jobs on [`DEAD_QUEUE`] of `queue`, over ten organizations, each enqueued,
@@ -153,6 +156,7 @@ pub async fn dead_jobs(queue: &Queue, pool: &PgPool, n: usize) -> anyhow::Result
                 sandbox,
                 kind: e.kind.as_str(),
                 message: e.message.clone(),
+                enqueued_us: d.enqueued_at_us,
             });
         }
         made += chunk;
@@ -167,9 +171,12 @@ INSERT INTO jobs (job_id, op, queue, org_id, agent_id, task_id, sandbox_id, stat
                   phase, max_attempts, worker_id, error_kind, error_message, enqueued_at,
                   started_at, finished_at, updated_at)
 SELECT id, op, $9, org, agent, task, sandbox, 'dead', 1, 2, 3, 'ui-bench-seeder', kind, message,
-       now() - interval '1 minute', now() - interval '59 seconds', now(), now()
+       t, t + interval '5 milliseconds', t + interval '20 milliseconds',
+       t + interval '20 milliseconds'
   FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-              $7::text[], $8::text[]) AS d (id, org, op, agent, task, sandbox, kind, message)
+              $7::text[], $8::text[], $10::bigint[])
+           AS d (id, org, op, agent, task, sandbox, kind, message, us),
+       LATERAL (SELECT to_timestamp(us / 1e6) AS t) AS times
 "#,
     )
     .bind(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
@@ -181,6 +188,7 @@ SELECT id, op, $9, org, agent, task, sandbox, 'dead', 1, 2, 3, 'ui-bench-seeder'
     .bind(rows.iter().map(|r| r.kind.to_string()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.message.clone()).collect::<Vec<_>>())
     .bind(DEAD_QUEUE)
+    .bind(rows.iter().map(|r| r.enqueued_us).collect::<Vec<_>>())
     .execute(pool)
     .await
     .context("the dead jobs' history rows")?;
