@@ -903,7 +903,7 @@ fn run_task(b: &mut Builder) -> Operation {
             &[SCHEDULE_LOCATION],
         ),
     )
-    .problems(&[403, 404, 500, 503])
+    .problems(&[400, 403, 404, 500, 503])
 }
 
 fn list_sandboxes(b: &mut Builder) -> Operation {

@@ -212,7 +212,9 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
     }
 
     /// Jobs that finished (done or dead) since `since`, per minute, of `org` or of every
-    /// organization (`jobs_finished_idx`).
+    /// organization: an index-only scan of `jobs_finished_state_idx` (0009). The minute is
+    /// computed in `float8` (`date_part`): `EXTRACT` answers `numeric`, whose arithmetic was
+    /// most of the query's time over a day of a busy fleet's jobs.
     pub async fn finished_per_minute(
         &self,
         since: DateTime<Utc>,
@@ -220,7 +222,7 @@ SELECT job_id, op, queue, status, attempts, max_attempts, org_id, agent_id, task
     ) -> Result<Vec<MinuteCount>, StoreError> {
         let rows = sqlx::query!(
             r#"
-SELECT (floor(EXTRACT(EPOCH FROM finished_at) / 60))::bigint AS "minute!",
+SELECT (floor(date_part('epoch', finished_at) / 60))::bigint AS "minute!",
        count(*) FILTER (WHERE status = 'done') AS "done!",
        count(*) FILTER (WHERE status = 'dead') AS "dead!"
   FROM jobs

@@ -658,11 +658,17 @@ fn push_conditions(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, f: &JobFilter
             .push_bind(format!("%{}%", like_escape(text)));
     }
     if let Some(repo) = &f.repo {
-        // The registry knows each sandbox's repository; its (repo_url, ...) index finds
-        // them, and the jobs' sandbox index their jobs.
-        q.push(" AND sandbox_id IN (SELECT sandbox_id FROM git_sandboxes WHERE repo_url = ")
-            .push_bind(repo.clone())
-            .push(")");
+        // The registry knows each sandbox's repository (`git_sandboxes_repo_idx`, 0009),
+        // and the jobs' sandbox index their jobs. An array, not `IN (SELECT ...)`: as a
+        // semi-join the planner walked the time index and looked each job's sandbox up
+        // (100 ms for a repository with 0.4% of a million jobs); the array is read first
+        // and its jobs found by `jobs_sandbox_idx`, so a page costs what the repository's
+        // jobs number, whatever the size of the history.
+        q.push(
+            " AND sandbox_id = ANY (ARRAY(SELECT sandbox_id FROM git_sandboxes WHERE repo_url = ",
+        )
+        .push_bind(repo.clone())
+        .push("))");
     }
     if f.not_deleted {
         q.push(" AND deleted_at IS NULL");
