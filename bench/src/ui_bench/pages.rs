@@ -105,7 +105,11 @@ pub const PAGES: &[Page] = &[
         "/ui/jobs?status=dead",
     ),
     page("jobs ?q= (rare text)", Who::Admin, "/ui/jobs?q={text_rare}"),
-    page("jobs ?q= (common text)", Who::Admin, "/ui/jobs?q={text_common}"),
+    page(
+        "jobs ?q= (common text)",
+        Who::Admin,
+        "/ui/jobs?q={text_common}",
+    ),
     page("jobs ?q=, one org", Who::Org, "/ui/jobs?q={text_common}"),
     page("jobs ?id= (prefix)", Who::Admin, "/ui/jobs?id={id_prefix}"),
     page("jobs ?repo=", Who::Admin, "/ui/jobs?repo={repo}"),
