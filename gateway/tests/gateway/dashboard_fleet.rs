@@ -7,7 +7,8 @@
 //! not allowed on the Organizations page. The Workers and Sandboxes pages are live: a drain
 //! and a release made through the API show on the open page without a reload, a viewer's
 //! updates never carry another organization's job or sandbox, and several open pages cost
-//! one query set per interval.
+//! one query set per interval; its rows come and go with the workers
+//! (`gateway/ui-tests/workers_live.mjs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -262,4 +263,83 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
             "a key's secret is in the gateway's log"
         );
     }
+}
+
+/// The next line the browser test prints (each also printed here); panics saying `what`
+/// when it ends or takes over a minute.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut String,
+    what: &str,
+) -> String {
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the browser test said nothing for a minute, waiting for {what}:\n{seen}")
+        })
+        .expect("its output")
+        .unwrap_or_else(|| panic!("the browser test ended, waiting for {what}:\n{seen}"));
+    println!("{line}");
+    seen.push_str(&line);
+    seen.push('\n');
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_workers_page_adds_and_removes_the_rows_of_workers_that_come_and_go() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    let browser = chromium();
+    tokio::task::spawn_blocking(node_modules)
+        .await
+        .expect("npm ci");
+    let mut w = world_with(&[("GITFLEET_GATEWAY_UI_LIVE_MS", LIVE_MS)]).await;
+    let admin = w.key("fleet", Role::Admin).await;
+    let first = w.fleet.worker_ids()[0].to_string();
+    let mut node = tokio::process::Command::new("node")
+        .arg(ui_tests_dir().join("workers_live.mjs"))
+        .current_dir(ui_tests_dir())
+        .envs([
+            ("GF_BASE", w.gw.url("/ui")),
+            ("GF_ADMIN_KEY", admin.clone()),
+            ("GF_WORKER", first),
+            ("GF_CHROMIUM", browser.display().to_string()),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node");
+    let mut stdin = node.stdin.take().expect("its stdin");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().expect("its stdout")).lines();
+    let mut seen = String::new();
+    while next_line(&mut lines, &mut seen, "ready").await != "ready" {}
+
+    // A worker registers while the page is open; then it stops.
+    let added = w.fleet.add_worker().await;
+    stdin
+        .write_all(format!("add {added}\n").as_bytes())
+        .await
+        .expect("tell the browser test");
+    while next_line(&mut lines, &mut seen, "its row").await != "seen" {}
+    w.fleet.stop_worker(&added).await;
+    stdin
+        .write_all(format!("gone {added}\n").as_bytes())
+        .await
+        .expect("tell the browser test");
+    drop(stdin);
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("in time")
+    {
+        println!("{line}");
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = node.wait().await.expect("node ends");
+    assert!(
+        status.success() && seen.contains(" passed, 0 failed"),
+        "the browser test failed ({status}):\n{seen}\n--- the gateway's log ---\n{}",
+        w.gw.log_text()
+    );
 }
