@@ -101,7 +101,7 @@ pub struct LiveStats {
     pub sandboxes_pages: usize,
 }
 
-/// A stream's count in its page's number, given back when the stream ends.
+/// An open stream, counted among its page's streams until it ends.
 struct Listening {
     live: Arc<Live>,
     page: Page,
