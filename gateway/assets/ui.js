@@ -16,7 +16,8 @@
   function setField(root, name, value) {
     root.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) {
       if (el.textContent !== value) el.textContent = value;
-      if (name === "status") el.className = el.className.replace(/\bst-[a-z_]+\b/, "st-" + value);
+      // A state's badge (a job's, a worker's, a sandbox's) takes the state's colour.
+      if (el.classList.contains("st")) el.className = el.className.replace(/\bst-[a-z_]*(?=\s|$)/, "st-" + value);
     });
   }
 
@@ -45,6 +46,84 @@
     });
   }
 
+  function byData(root, attr, id) {
+    return root.querySelector("tr[data-" + attr + '="' + (window.CSS ? CSS.escape(id) : id) + '"]');
+  }
+
+  // A worker's running jobs: a link to each, and how many are another organization's.
+  function fillRunning(cell, w) {
+    var shown = JSON.stringify([w.running, w.hidden, w.idle]);
+    if (cell.dataset.shown === shown) return;
+    cell.dataset.shown = shown;
+    cell.textContent = "";
+    function line(cls, text) {
+      var el = document.createElement(cls === "muted" ? "span" : "div");
+      el.className = cls;
+      el.textContent = text;
+      cell.appendChild(el);
+      return el;
+    }
+    w.running.forEach(function (j) {
+      var div = line("nowrap", "");
+      var a = document.createElement("a");
+      a.className = "mono";
+      a.href = j.url;
+      a.textContent = j.id;
+      var detail = document.createElement("span");
+      detail.className = "muted small";
+      detail.textContent = j.detail;
+      div.append(a, " ", detail);
+    });
+    if (w.hidden > 0) line("muted small", w.hidden + " of another organization");
+    if (w.idle) line("muted", "—");
+  }
+
+  // The Workers page: each listed worker's row updated, or added (from the page's empty
+  // row), and the rows of workers no longer listed removed.
+  var WORKER_FIELDS = ["id", "host", "state", "drain_asked", "busy", "queues", "heartbeat", "started", "version"];
+  function applyWorkers(rows) {
+    var tbody = document.querySelector("table.workers tbody");
+    var pattern = document.getElementById("worker-row");
+    if (!tbody || !pattern) return;
+    var listed = {};
+    rows.forEach(function (w) {
+      listed[w.id] = true;
+      var tr = byData(tbody, "worker", w.id);
+      if (!tr) {
+        tr = pattern.content.querySelector("tr").cloneNode(true);
+        tr.dataset.worker = w.id;
+        tbody.insertBefore(tr, tbody.querySelector("tr[data-empty]"));
+      }
+      WORKER_FIELDS.forEach(function (k) { setField(tr, k, w[k]); });
+      showBox(tr, "host", w.host !== "");
+      tr.querySelectorAll("form[data-drain]").forEach(function (f) {
+        var drain = f.dataset.drain === "drain";
+        var url = drain ? w.drain_url : w.undrain_url;
+        if (f.getAttribute("action") !== url) f.setAttribute("action", url);
+        f.hidden = !(drain ? w.can_drain : w.can_undrain);
+      });
+      var cell = tr.querySelector("[data-running]");
+      if (cell) fillRunning(cell, w);
+    });
+    tbody.querySelectorAll("tr[data-worker]").forEach(function (tr) {
+      if (!listed[tr.dataset.worker]) tr.remove();
+    });
+    var empty = tbody.querySelector("tr[data-empty]");
+    if (empty) empty.hidden = rows.length > 0;
+  }
+
+  // The Sandboxes page: the rows it lists whose sandbox changed; an ended one is marked
+  // and loses its Release button.
+  function applySandboxes(rows) {
+    rows.forEach(function (s) {
+      var tr = byData(document, "sandbox", s.id);
+      if (!tr) return;
+      ["status", "tier", "time_left", "uses", "errors"].forEach(function (k) { setField(tr, k, s[k]); });
+      tr.classList.toggle("ended", !s.live);
+      if (!s.live) tr.querySelectorAll("form[data-release]").forEach(function (f) { f.hidden = true; });
+    });
+  }
+
   var STATES = ["waiting", "delayed", "running", "done", "dead", "cancelled"];
 
   function applyTick(t) {
@@ -70,6 +149,8 @@
         if (el) el.textContent = String(t.workers[k]);
       });
     }
+    if (t.worker_rows) applyWorkers(t.worker_rows);
+    if (t.sandbox_rows) applySandboxes(t.sandbox_rows);
     body.dataset.liveSeq = String(t.seq);
   }
 

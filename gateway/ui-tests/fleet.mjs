@@ -7,6 +7,8 @@
 //   GF_VIEWER_KEY, GF_OPERATOR_KEY   keys of organization acme; GF_ADMIN_KEY an admin's
 //   GF_WORKER        the one worker's id
 //   GF_SANDBOX       a live sandbox of acme; GF_OTHER_SANDBOX one of globex
+//   GF_SPARE_SANDBOX another live sandbox of acme, released through the API
+//   GF_LIVE_MS       the gateway's live interval
 //   GF_ACME_JOB      an acme job running on the worker; GF_OTHER_JOB a globex one
 //   GF_REPO          the repository both sandboxes are clones of
 //   GF_SCREENSHOTS   where to save a picture of every view
@@ -30,6 +32,8 @@ const keys = { viewer: env("GF_VIEWER_KEY"), operator: env("GF_OPERATOR_KEY"), a
 const worker = env("GF_WORKER");
 const ourSandbox = env("GF_SANDBOX");
 const theirSandbox = env("GF_OTHER_SANDBOX");
+const spareSandbox = env("GF_SPARE_SANDBOX");
+const liveMs = Number(env("GF_LIVE_MS"));
 const acmeJob = env("GF_ACME_JOB");
 const otherJob = env("GF_OTHER_JOB");
 const repo = env("GF_REPO");
@@ -94,6 +98,40 @@ async function signIn(key) {
   return { context, page };
 }
 
+/** Page script: keeps every live update the page's stream delivers, as sent, in
+ * `window.__ticks` (the page's own EventSource, wrapped). */
+function keepTicks() {
+  const Real = window.EventSource;
+  if (!Real || Real.__kept) return;
+  window.__ticks = [];
+  function Kept(url, options) {
+    const source = new Real(url, options);
+    source.addEventListener("tick", (e) => window.__ticks.push(e.data));
+    return source;
+  }
+  Kept.prototype = Real.prototype;
+  Object.assign(Kept, { CONNECTING: Real.CONNECTING, OPEN: Real.OPEN, CLOSED: Real.CLOSED, __kept: true });
+  window.EventSource = Kept;
+}
+
+async function waitLive(page) {
+  await page.waitForSelector('#live[data-state="on"]', { timeout: 15000 });
+}
+
+/** Waits until the page has applied `n` more live updates. */
+async function moreTicks(page, n) {
+  const seq = () => page.evaluate(() => Number(document.body.dataset.liveSeq || 0));
+  const from = await seq();
+  await until(`${n} more live updates`, 15000, async () => (await seq()) >= from + n || `at ${await seq()}, from ${from}`);
+}
+
+async function stats(page) {
+  return page.evaluate(async (url) => (await fetch(url, { credentials: "same-origin" })).json(), base + "/live/stats");
+}
+
+/** The live state of the worker's row as the page shows it now. */
+const liveState = (page) => page.evaluate((id) => document.querySelector(`tr[data-worker="${id}"] [data-field="state"]`)?.textContent, worker);
+
 const csrfOf = (page) => page.inputValue('form[action$="/signout"] input[name=csrf]');
 const row = (page, attr, id) => page.locator(`tr[data-${attr}="${id}"]`);
 const field = (page, attr, id, name) => row(page, attr, id).locator(`[data-field="${name}"]`).first();
@@ -137,6 +175,31 @@ try {
   }
   ok("viewer: workers (its jobs only), sandboxes (its own), repositories; no buttons; schedule and organizations 403");
 
+  step("a viewer's live Workers and Sandboxes pages are sent its organization's jobs and sandboxes only");
+  await v.context.addInitScript(keepTicks);
+  await vp.goto(`${base}/workers`);
+  await waitLive(vp);
+  await until("three updates with the workers' rows", 15000, async () => {
+    const n = await vp.evaluate(() => window.__ticks.filter((d) => JSON.parse(d).worker_rows).length);
+    return n >= 3 || `${n} so far`;
+  });
+  let sent = (await vp.evaluate(() => window.__ticks)).join("\n");
+  assert.ok(sent.includes(acmeJob), "acme's running job is in the updates");
+  assert.ok(!sent.includes(otherJob), "globex's running job id is never sent to acme's viewer");
+  assert.ok(!(await vp.content()).includes(otherJob), "nor shown");
+  assert.match(await row(vp, "worker", worker).innerText(), /1 of another organization/, "the live row still counts it");
+  assert.equal(await vp.getByRole("button", { name: "Drain", exact: true }).count(), 0, "no Drain button after live updates");
+  await vp.goto(`${base}/sandboxes`);
+  await waitLive(vp);
+  await until("three updates with the sandboxes' rows", 15000, async () => {
+    const n = await vp.evaluate(() => window.__ticks.filter((d) => JSON.parse(d).sandbox_rows).length);
+    return n >= 3 || `${n} so far`;
+  });
+  sent = (await vp.evaluate(() => window.__ticks)).join("\n");
+  assert.ok(sent.includes(ourSandbox), "acme's live sandbox is in the first look's rows");
+  assert.ok(!sent.includes(theirSandbox), "globex's sandbox is never sent to acme's viewer");
+  ok("viewer: live updates carry acme's running job and sandboxes, never globex's");
+
   step("a viewer's forged actions, with its own valid CSRF token, are refused and change nothing");
   await vp.goto(`${base}/workers`);
   const vcsrf = await csrfOf(vp);
@@ -171,6 +234,22 @@ try {
   assert.equal(await postFromPage(op, `/sandboxes/${ourSandbox}/release`, { csrf: "0".repeat(64) }), 403, "a wrong token: 403");
   assert.equal(await postFromPage(op, `/workers/${worker}/drain`, {}), 403, "no token on drain: 403");
   assert.ok((await sandboxRow(keys.operator, ourSandbox)).status !== "terminated", "still live");
+
+  step("an operator's open Sandboxes page follows a release made through the API, without a reload");
+  await op.goto(`${base}/sandboxes`);
+  await waitLive(op);
+  await op.evaluate(() => { window.__samePage = "yes"; });
+  assert.notEqual(await field(op, "sandbox", spareSandbox, "status").innerText(), "terminated");
+  assert.equal(await row(op, "sandbox", spareSandbox).getByRole("button", { name: "Release" }).count(), 1);
+  await moreTicks(op, 2);
+  const released = await call(keys.operator, "DELETE", `/v1/sandboxes/${spareSandbox}`);
+  assert.equal(released.status, 200, released.text);
+  await op.waitForFunction((id) => document.querySelector(`tr[data-sandbox="${id}"] [data-field="status"]`).textContent === "terminated", spareSandbox, { timeout: 30000 });
+  assert.equal(await op.evaluate(() => window.__samePage), "yes", "no reload");
+  assert.match(await row(op, "sandbox", spareSandbox).getAttribute("class"), /\bended\b/, "marked ended");
+  assert.equal(await row(op, "sandbox", spareSandbox).getByRole("button", { name: "Release" }).count(), 0, "its Release button went");
+  assert.notEqual(await field(op, "sandbox", ourSandbox, "status").innerText(), "terminated", "the other stays live");
+  ok("the open Sandboxes page showed the release (terminated, no Release button) without a reload");
 
   await op.goto(`${base}/sandboxes`);
   const ours = row(op, "sandbox", ourSandbox);
@@ -235,7 +314,7 @@ try {
   await ad.screenshot({ path: join(shots, "schedule.png"), fullPage: true });
   await ad.goto(`${base}/repositories`);
   assert.match(await field(ad, "repo", repo, "pinned").innerText(), /top 10 #1/, "the priority run pinned the repository");
-  assert.equal(await field(ad, "repo", repo, "uses").innerText(), "2");
+  assert.equal(await field(ad, "repo", repo, "uses").innerText(), "3");
   await row(ad, "repo", repo).locator("summary").click();
   assert.equal(await row(ad, "repo", repo).locator(`tr[data-mirror="${worker}"]`).count(), 1, "the worker's mirror");
   await ad.screenshot({ path: join(shots, "repositories.png"), fullPage: true });
@@ -256,48 +335,88 @@ try {
   assert.equal(await postFromPage(ad, `/workers/${worker}/drain`, {}), 403, "no token: 403");
   assert.equal((await workerNow()).drain_requested_at, null, "not drained by a post without a token");
   await ad.screenshot({ path: join(shots, "workers.png"), fullPage: true });
-  await Promise.all([
-    ad.waitForURL((u) => u.searchParams.get("done") === "drain"),
-    w.getByRole("button", { name: "Drain", exact: true }).click(),
-  ]);
-  assert.match(await ad.locator("#flash").innerText(), /asked to drain/);
+  // Drained through the API while the page is open: the row follows without a reload.
+  await waitLive(ad);
+  await ad.evaluate(() => { window.__samePage = "yes"; });
+  const drained = await call(keys.admin, "POST", `/v1/workers/${worker}/drain`);
+  assert.equal(drained.status, 202, drained.text);
   // A job enqueued now, while the worker finishes the sleeps it holds, is not taken.
   const later = await call(keys.operator, "POST", "/v1/jobs", { op: "echo", args: { after: "drain" } });
   assert.equal(later.status, 201, later.text);
-  await until("the page says draining", 10000, async () => {
-    await ad.reload();
-    const s = await field(ad, "worker", worker, "state").innerText();
+  await until("the open page says draining", 10000, async () => {
+    const s = await liveState(ad);
     return s === "draining" || s;
   });
   assert.equal(await w.locator(`a[href$="/jobs/${acmeJob}"]`).count(), 1, "draining, it still runs what it holds");
   assert.equal(await w.getByRole("button", { name: "Drain", exact: true }).count(), 0, "no Drain on a draining worker");
   assert.equal(await w.getByRole("button", { name: "Undrain" }).count(), 1, "Undrain instead");
+  assert.match(await field(ad, "worker", worker, "drain_asked").innerText(), /^drain asked /);
   await ad.screenshot({ path: join(shots, "workers-draining.png"), fullPage: true });
   // Then it holds nothing (drained).
-  await until("the page says drained", 60000, async () => {
-    await ad.reload();
-    const s = await field(ad, "worker", worker, "state").innerText();
+  await until("the open page says drained", 60000, async () => {
+    const s = await liveState(ad);
     return s === "drained" || s;
   });
   assert.match(await field(ad, "worker", worker, "busy").innerText(), /^0 of /);
+  assert.equal(await w.locator(`a[href$="/jobs/${acmeJob}"]`).count(), 0, "its finished job is no longer listed");
   assert.equal((await call(keys.operator, "GET", `/v1/jobs/${acmeJob}`)).body.status, "done", "it finished the job it held");
   await ad.screenshot({ path: join(shots, "workers-drained.png"), fullPage: true });
   await sleep(1000);
   const waiting = await call(keys.operator, "GET", `/v1/jobs/${later.body.job_id}`);
   assert.equal(waiting.body.status, "waiting", `a job enqueued after the drain waits: ${waiting.text}`);
+  const undrained = await call(keys.admin, "POST", `/v1/workers/${worker}/undrain`);
+  assert.equal(undrained.status, 202, undrained.text);
+  const done = await call(keys.operator, "GET", `/v1/jobs/${later.body.job_id}?wait=30`);
+  assert.equal(done.body.status, "done", `undrained, it runs the job: ${done.text}`);
+  await until("the open page says running", 15000, async () => {
+    const s = await liveState(ad);
+    return s === "running" || s;
+  });
+  assert.equal(await w.getByRole("button", { name: "Drain", exact: true }).count(), 1, "Drain again");
+  assert.equal(await w.getByRole("button", { name: "Undrain" }).count(), 0);
+  assert.equal(await field(ad, "worker", worker, "drain_asked").innerText(), "");
+  assert.equal(await ad.evaluate(() => window.__samePage), "yes", "all of it without a reload");
+  ok("drained through the API, the open page showed draining, then drained with no busy slot, then running once undrained; a job waited meanwhile");
+
+  step("the Drain and Undrain buttons of the page");
+  await Promise.all([
+    ad.waitForURL((u) => u.searchParams.get("done") === "drain"),
+    w.getByRole("button", { name: "Drain", exact: true }).click(),
+  ]);
+  assert.match(await ad.locator("#flash").innerText(), /asked to drain/);
+  await until("the page says drained (it holds nothing)", 15000, async () => {
+    const s = await liveState(ad);
+    return s === "drained" || s;
+  });
   await Promise.all([
     ad.waitForURL((u) => u.searchParams.get("done") === "undrain"),
     w.getByRole("button", { name: "Undrain" }).click(),
   ]);
-  const done = await call(keys.operator, "GET", `/v1/jobs/${later.body.job_id}?wait=30`);
-  assert.equal(done.body.status, "done", `undrained, it runs the job: ${done.text}`);
   await until("the page says running", 15000, async () => {
-    await ad.reload();
-    const s = await field(ad, "worker", worker, "state").innerText();
+    const s = await liveState(ad);
     return s === "running" || s;
   });
   assert.equal(await w.getByRole("button", { name: "Drain", exact: true }).count(), 1, "Drain again");
-  ok("drained from the page: draining, then drained with no busy slot; a job waited; undrained, it ran");
+  ok("drained and undrained from the page's buttons");
+
+  step("several open live pages cost one query set per interval");
+  const more = [await a.context.newPage(), await a.context.newPage(), await a.context.newPage()];
+  await more[0].goto(`${base}/workers`);
+  await more[1].goto(`${base}/sandboxes`);
+  await more[2].goto(`${base}/sandboxes`);
+  for (const p of more) await waitLive(p);
+  const before = await stats(ad);
+  const waitMs = 3000;
+  await sleep(waitMs);
+  const after = await stats(ad);
+  const ran = after.query_sets - before.query_sets;
+  const most = Math.ceil(waitMs / liveMs) + 2;
+  assert.ok(after.subscribers >= 4, `four pages listen: ${JSON.stringify(after)}`);
+  assert.ok(after.workers_pages >= 2 && after.sandboxes_pages >= 2, `two Workers pages and two Sandboxes pages: ${JSON.stringify(after)}`);
+  assert.ok(ran >= 1 && ran <= most, `${ran} query sets in ${waitMs} ms with ${after.subscribers} pages (at most ${most})`);
+  console.log(`   ${ran} query sets in ${waitMs} ms for ${after.subscribers} live pages (interval ${liveMs} ms)`);
+  for (const p of more) await p.close();
+  ok(`${ran} query sets for ${after.subscribers} live pages in ${waitMs} ms`);
 
   step("the views on a phone and in dark mode");
   const phoneCtx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: "dark", storageState: await a.context.storageState() });

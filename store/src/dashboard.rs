@@ -10,7 +10,7 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
-use crate::history::JobRow;
+use crate::history::{JobRow, SandboxRow};
 use crate::keys::ApiKey;
 
 /// A new random token: 256 bits from the operating system, as unpadded base64url (43
@@ -155,6 +155,37 @@ SELECT k.id, k.org_id, k.role, k.name, k.created_at, k.expires_at, k.revoked_at,
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The live sandboxes (`git_sandboxes_live_idx`, a partial index of the few not
+    /// terminated) and those of `ids` whatever their state (the unique index), most recently
+    /// used first, `limit` at most: the dashboard's live Sandboxes page reads the ones live
+    /// at its last look again, to see them change and end. One query however many pages
+    /// listen.
+    pub async fn sandboxes_live_or(
+        &self,
+        ids: &[String],
+        limit: i64,
+    ) -> Result<Vec<SandboxRow>, StoreError> {
+        Ok(sqlx::query_as::<_, SandboxRow>(
+            r#"
+SELECT sandbox_id, worker_id, status, org_id, agent_id, task_id, repo_url, branch, agent_branch,
+       last_operation, use_count, error_count, last_error, is_pooled, source, ttl_tier, expires_at,
+       (CASE WHEN expires_at IS NOT NULL
+             THEN GREATEST(0, EXTRACT(EPOCH FROM (expires_at - now()))) END)::float8
+           AS time_left_secs,
+       EXTRACT(EPOCH FROM (now() - created_at))::float8 AS age_secs,
+       created_at, last_used_at, terminated_at
+  FROM git_sandboxes
+ WHERE status <> 'terminated' OR sandbox_id = ANY($1)
+ ORDER BY last_used_at DESC, sandbox_id
+ LIMIT $2
+"#,
+        )
+        .bind(ids)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Job rows written after (`since`, `after_id`) in the order (write time, job id),

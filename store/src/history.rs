@@ -311,7 +311,7 @@ pub struct JobHistory {
 }
 
 /// A sandbox's row in the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct SandboxRow {
     pub sandbox_id: String,
     pub worker_id: String,

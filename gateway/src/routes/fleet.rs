@@ -55,14 +55,20 @@ pub async fn workers(
 /// The live workers as `caller` may see them: what `GET /v1/workers` answers, and the
 /// dashboard's Workers page shows.
 pub async fn workers_for(state: &AppState, caller: &Caller) -> Result<Vec<WorkerInfo>, Problem> {
-    let mut workers = state.client.workers().await?;
+    Ok(workers_seen_by(caller, state.client.workers().await?))
+}
+
+/// `workers` as `caller` may see them: an admin every job each runs; any other key its
+/// organization's only, and no held list. What `GET /v1/workers`, the Workers page and its
+/// live updates show.
+pub fn workers_seen_by(caller: &Caller, mut workers: Vec<WorkerInfo>) -> Vec<WorkerInfo> {
     if !caller.is_admin() {
         for w in &mut workers {
             w.held.clear();
             w.running.retain(|j| caller.sees(j.org.as_deref()));
         }
     }
-    Ok(workers)
+    workers
 }
 
 /// What `POST /v1/workers/{id}/drain` and `/undrain` answer: the worker as it is listed

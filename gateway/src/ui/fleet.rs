@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::session::{CsrfForm, Session, csrf_refused};
 use super::{Chrome, html, problem_page, see_other, show_time, urlencode};
@@ -23,6 +24,7 @@ use crate::routes::repositories::{RepoParams, repositories_for};
 use crate::routes::schedule::{run_task, schedule_for};
 use crate::state::AppState;
 use gitfleet_client::WorkerInfo;
+use gitfleet_client::store::SandboxRow;
 use gitfleet_contract::Role;
 
 /// Repositories per page.
@@ -98,6 +100,9 @@ fn refuse_form(
 struct WorkersPage {
     c: Chrome,
     workers: Vec<WorkerView>,
+    /// An empty row, the pattern of the rows a live update adds (one, in a list for the
+    /// template's loop).
+    blank: Vec<WorkerView>,
     /// The caller may drain (admin).
     admin: bool,
     notice: String,
@@ -131,6 +136,65 @@ struct RunningView {
     op: String,
     org: String,
     since: String,
+}
+
+impl RunningView {
+    /// What follows its link: its op, organization and how long it has run.
+    fn detail(&self) -> String {
+        if self.org.is_empty() {
+            format!("{} · {}", self.op, self.since)
+        } else {
+            format!("{} · {} · {}", self.op, self.org, self.since)
+        }
+    }
+}
+
+impl WorkerView {
+    fn blank() -> Self {
+        WorkerView {
+            id: String::new(),
+            host: String::new(),
+            version: String::new(),
+            queues: String::new(),
+            busy: 0,
+            slots: String::new(),
+            running: Vec::new(),
+            hidden: 0,
+            heartbeat: String::new(),
+            started: String::new(),
+            state: String::new(),
+            drain_asked: String::new(),
+            drain_url: String::new(),
+            undrain_url: String::new(),
+            can_drain: false,
+            can_undrain: false,
+        }
+    }
+}
+
+/// A worker as a live update carries it to the Workers page: what its row shows, worded
+/// as the page words it (the caller's filter applied before, by
+/// [`crate::routes::fleet::workers_seen_by`]).
+pub fn worker_json(base: &str, w: &WorkerInfo, now: DateTime<Utc>) -> Value {
+    let v = worker_view(base, w, now);
+    json!({
+        "id": v.id,
+        "host": v.host,
+        "version": v.version,
+        "queues": v.queues,
+        "state": v.state,
+        "drain_asked": if v.drain_asked.is_empty() { String::new() } else { format!("drain asked {}", v.drain_asked) },
+        "busy": format!("{} of {}", v.busy, v.slots),
+        "idle": v.busy == 0,
+        "running": v.running.iter().map(|j| json!({"id": j.id, "url": j.url, "detail": j.detail()})).collect::<Vec<_>>(),
+        "hidden": v.hidden,
+        "heartbeat": format!("{} ago", v.heartbeat),
+        "started": v.started,
+        "can_drain": v.can_drain,
+        "can_undrain": v.can_undrain,
+        "drain_url": v.drain_url,
+        "undrain_url": v.undrain_url,
+    })
 }
 
 fn worker_view(base: &str, w: &WorkerInfo, now: DateTime<Utc>) -> WorkerView {
@@ -208,8 +272,11 @@ pub async fn workers(
         _ => String::new(),
     };
     let page = WorkersPage {
-        c: Chrome::new(&state, "Workers", "workers").signed_in(&session),
+        c: Chrome::new(&state, "Workers", "workers")
+            .signed_in(&session)
+            .live_page("workers"),
         workers: list.iter().map(|w| worker_view(&base, w, now)).collect(),
+        blank: vec![WorkerView::blank()],
         admin: session.caller.is_admin(),
         notice,
     };
@@ -299,6 +366,47 @@ struct SandboxView {
     live: bool,
 }
 
+/// A registry row as the Sandboxes page shows it.
+fn sandbox_view(base: &str, s: SandboxRow) -> SandboxView {
+    SandboxView {
+        jobs_url: format!("{base}/jobs?sandbox={}", urlencode(&s.sandbox_id)),
+        release_url: format!("{base}/sandboxes/{}/release", urlencode(&s.sandbox_id)),
+        live: s.status != "terminated",
+        short_id: s
+            .sandbox_id
+            .rsplit_once('.')
+            .map(|(_, own)| own.to_string())
+            .unwrap_or_else(|| s.sandbox_id.clone()),
+        id: s.sandbox_id,
+        repo: s.repo_url,
+        branch: s.branch,
+        agent_branch: s.agent_branch,
+        org: s.org_id.unwrap_or_default(),
+        agent: s.agent_id.unwrap_or_default(),
+        status: s.status,
+        tier: s.ttl_tier.unwrap_or_default(),
+        time_left: s.time_left_secs.map(span).unwrap_or_else(|| "—".into()),
+        worker: s.worker_id,
+        age: s.age_secs.map(span).unwrap_or_else(|| "—".into()),
+        uses: s.use_count,
+        errors: s.error_count,
+    }
+}
+
+/// A sandbox as a live update carries it to the Sandboxes page: what changes in its row.
+pub fn sandbox_json(base: &str, s: SandboxRow) -> Value {
+    let v = sandbox_view(base, s);
+    json!({
+        "id": v.id,
+        "status": v.status,
+        "tier": v.tier,
+        "time_left": v.time_left,
+        "uses": v.uses.to_string(),
+        "errors": if v.errors > 0 { format!("({} failed)", v.errors) } else { String::new() },
+        "live": v.live,
+    })
+}
+
 /// The Sandboxes page's filters, as its form sends them (empty: not set).
 #[derive(Debug, Default, Deserialize)]
 pub struct SandboxQuery {
@@ -371,32 +479,7 @@ pub async fn sandboxes(
         Err(p) => Err(p),
     };
     let rows = match found {
-        Ok(rows) => rows
-            .into_iter()
-            .map(|s| SandboxView {
-                jobs_url: format!("{base}/jobs?sandbox={}", urlencode(&s.sandbox_id)),
-                release_url: format!("{base}/sandboxes/{}/release", urlencode(&s.sandbox_id)),
-                live: s.status != "terminated",
-                short_id: s
-                    .sandbox_id
-                    .rsplit_once('.')
-                    .map(|(_, own)| own.to_string())
-                    .unwrap_or_else(|| s.sandbox_id.clone()),
-                id: s.sandbox_id,
-                repo: s.repo_url,
-                branch: s.branch,
-                agent_branch: s.agent_branch,
-                org: s.org_id.unwrap_or_default(),
-                agent: s.agent_id.unwrap_or_default(),
-                status: s.status,
-                tier: s.ttl_tier.unwrap_or_default(),
-                time_left: s.time_left_secs.map(span).unwrap_or_else(|| "—".into()),
-                worker: s.worker_id,
-                age: s.age_secs.map(span).unwrap_or_else(|| "—".into()),
-                uses: s.use_count,
-                errors: s.error_count,
-            })
-            .collect(),
+        Ok(rows) => rows.into_iter().map(|s| sandbox_view(&base, s)).collect(),
         Err(p) => {
             status = p.status();
             error = p.detail.clone();
@@ -418,7 +501,9 @@ pub async fn sandboxes(
         .map(|s| (s.to_string(), f.status.trim() == *s))
         .collect();
     let page = SandboxesPage {
-        c: Chrome::new(&state, "Sandboxes", "sandboxes").signed_in(&session),
+        c: Chrome::new(&state, "Sandboxes", "sandboxes")
+            .signed_in(&session)
+            .live_page("sandboxes"),
         filtered: f.filtered(),
         f,
         statuses,

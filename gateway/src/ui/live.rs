@@ -2,41 +2,52 @@
 //! `GITFLEET_GATEWAY_UI_LIVE_MS` and hands the same update to every open page (a tokio
 //! broadcast channel), so the database sees one set of queries per interval however many
 //! pages are open: the job rows written since the last look (Postgres, `jobs_updated_idx`),
-//! the queues' counts and the workers (Redis). The task runs only while some page
-//! listens: the first subscriber starts it, and it ends at the first interval with none.
+//! the queues' counts and the workers with the jobs each runs (Redis), and, only while a
+//! Sandboxes page listens, the live sandboxes and those live at the last look (Postgres,
+//! one bounded query on the registry's partial index of live sandboxes). The task runs
+//! only while some page listens: the first subscriber starts it, and it ends at the first
+//! interval with none.
 //!
 //! Each page's stream (`GET <base>/live`, server-sent events) sends an update filtered to
-//! what its session may see: another organization's jobs are left out. `GET
-//! <base>/live/stats` says how many query sets the process has run and how many pages
-//! listen, so a test or a bench can count them.
+//! what its session may see: another organization's jobs, and sandboxes, are left out; a
+//! Workers page (`?page=workers`) also gets each worker's row, a Sandboxes page
+//! (`?page=sandboxes`) the sandboxes whose row changed. `GET <base>/live/stats` says how
+//! many query sets the process has run and how many pages listen, so a test or a bench can
+//! count them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::fleet::{sandbox_json, worker_json};
 use super::session::Session;
 use super::show_time;
 use super::views::{attempts, shown_json};
+use crate::problem::Problem;
+use crate::routes::fleet::workers_seen_by;
 use crate::state::AppState;
-use gitfleet_client::QueueStats;
-use gitfleet_client::store::JobRow;
+use gitfleet_client::store::{JobRow, SandboxRow};
+use gitfleet_client::{QueueStats, WorkerInfo};
 
 /// Rows read per interval at most; more are read at the next.
 const ROWS_PER_TICK: i64 = 500;
 /// How far back each look reaches again, for rows whose write committed late (another
 /// process's clock, a slow transaction): rows seen already are not sent twice.
 const OVERLAP: Duration = Duration::from_secs(3);
+/// Sandboxes read per interval at most while a Sandboxes page listens (live ones are few:
+/// a worker's slots).
+const SANDBOXES_PER_TICK: i64 = 500;
 
 /// One interval's update, for every page.
 pub struct Tick {
@@ -47,6 +58,20 @@ pub struct Tick {
     pub queues: Option<Vec<QueueStats>>,
     /// Live workers, busy slots, slots, when Redis answered.
     pub workers: Option<(u64, u64, u64)>,
+    /// Every registered worker (unfiltered: each page's stream filters), when Redis
+    /// answered.
+    pub fleet: Option<Vec<WorkerInfo>>,
+    /// The sandboxes whose row changed since the last look (a live one's first look
+    /// included), when a Sandboxes page listens and Postgres answered.
+    pub sandboxes: Option<Vec<SandboxRow>>,
+}
+
+/// Which page a stream is for: the pages whose rows the feed carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Other,
+    Workers,
+    Sandboxes,
 }
 
 /// The shared live feed of one gateway process.
@@ -56,6 +81,9 @@ pub struct Live {
     running: Mutex<bool>,
     query_sets: AtomicU64,
     interval: Duration,
+    /// Streams of Workers pages, and of Sandboxes pages, open now.
+    workers_pages: AtomicUsize,
+    sandboxes_pages: AtomicUsize,
 }
 
 /// What `GET <base>/live/stats` answers.
@@ -67,6 +95,33 @@ pub struct LiveStats {
     pub subscribers: usize,
     pub interval_ms: u64,
     pub running: bool,
+    /// Of them, Workers pages, and Sandboxes pages (the registry is read only while one
+    /// listens).
+    pub workers_pages: usize,
+    pub sandboxes_pages: usize,
+}
+
+/// An open stream, counted among its page's streams until it ends.
+struct Listening {
+    live: Arc<Live>,
+    page: Page,
+}
+
+impl Listening {
+    fn new(live: Arc<Live>, page: Page) -> Self {
+        if let Some(n) = live.pages(page) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        Self { live, page }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if let Some(n) = self.live.pages(self.page) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Live {
@@ -77,6 +132,16 @@ impl Live {
             running: Mutex::new(false),
             query_sets: AtomicU64::new(0),
             interval,
+            workers_pages: AtomicUsize::new(0),
+            sandboxes_pages: AtomicUsize::new(0),
+        }
+    }
+
+    fn pages(&self, page: Page) -> Option<&AtomicUsize> {
+        match page {
+            Page::Workers => Some(&self.workers_pages),
+            Page::Sandboxes => Some(&self.sandboxes_pages),
+            Page::Other => None,
         }
     }
 
@@ -86,6 +151,8 @@ impl Live {
             subscribers: self.tx.receiver_count(),
             interval_ms: self.interval.as_millis() as u64,
             running: *self.running.lock().expect("not poisoned"),
+            workers_pages: self.workers_pages.load(Ordering::Relaxed),
+            sandboxes_pages: self.sandboxes_pages.load(Ordering::Relaxed),
         }
     }
 
@@ -112,6 +179,8 @@ async fn run(state: AppState) {
     let mut sent: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut caught_up = true;
     let mut seq = 0u64;
+    // The sandboxes live at the last look, and what their rows said then.
+    let mut boxes: HashMap<String, BoxMark> = HashMap::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -138,10 +207,23 @@ async fn run(state: AppState) {
         } else {
             (since, last_id.as_str())
         };
-        let (changes, queues, workers) = tokio::join!(
+        let watched: Option<Vec<String>> = if live.sandboxes_pages.load(Ordering::Relaxed) > 0 {
+            Some(boxes.keys().cloned().collect())
+        } else {
+            // Nobody looks: the next look starts afresh.
+            boxes.clear();
+            None
+        };
+        let (changes, queues, workers, registry) = tokio::join!(
             state.store.jobs_changed_since(from, after, ROWS_PER_TICK),
             state.client.queues(),
             state.client.workers(),
+            async {
+                match &watched {
+                    Some(ids) => Some(state.store.sandboxes_live_or(ids, SANDBOXES_PER_TICK).await),
+                    None => None,
+                }
+            },
         );
         let mut jobs = Vec::new();
         match changes {
@@ -163,7 +245,16 @@ async fn run(state: AppState) {
             }
             Err(e) => tracing::debug!(error = %e, "live: cannot read the job rows"),
         }
-        let workers = workers.ok().map(|ws| {
+        let sandboxes = match registry {
+            Some(Ok(rows)) => Some(changed_sandboxes(&mut boxes, rows)),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "live: cannot read the sandbox registry");
+                None
+            }
+            None => None,
+        };
+        let fleet = workers.ok();
+        let workers = fleet.as_ref().map(|ws| {
             let live: Vec<_> = ws.iter().filter(|w| !w.declared_dead).collect();
             (
                 live.len() as u64,
@@ -178,8 +269,54 @@ async fn run(state: AppState) {
             jobs,
             queues: queues.ok(),
             workers,
+            fleet,
+            sandboxes,
         }));
     }
+}
+
+/// What a sandbox's row said at a look: its state, uses, failures, tier, expiry, last use.
+type BoxMark = (
+    String,
+    i32,
+    i32,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn box_mark(s: &SandboxRow) -> BoxMark {
+    (
+        s.status.clone(),
+        s.use_count,
+        s.error_count,
+        s.ttl_tier.clone(),
+        s.expires_at,
+        s.last_used_at,
+    )
+}
+
+/// Of a look's `rows` (the live sandboxes and those live at the last look), the ones whose
+/// row is not as `seen` had it; `seen` becomes the live ones now (a sandbox that ended is
+/// sent once, then no longer looked at).
+fn changed_sandboxes(
+    seen: &mut HashMap<String, BoxMark>,
+    rows: Vec<SandboxRow>,
+) -> Vec<SandboxRow> {
+    let mut now = HashMap::new();
+    let mut changed = Vec::new();
+    for r in rows {
+        let mark = box_mark(&r);
+        let same = seen.get(&r.sandbox_id) == Some(&mark);
+        if r.status != "terminated" {
+            now.insert(r.sandbox_id.clone(), mark);
+        }
+        if !same {
+            changed.push(r);
+        }
+    }
+    *seen = now;
+    changed
 }
 
 /// A job row as a live update carries it: what its row on a page and its page show.
@@ -197,13 +334,37 @@ fn job_json(r: &JobRow) -> Value {
     })
 }
 
+/// `GET <base>/live` parameters.
+#[derive(Debug, Deserialize)]
+pub struct LiveParams {
+    /// `workers` or `sandboxes`: that page's rows too. Empty: the jobs, queues and counts.
+    #[serde(default)]
+    page: String,
+}
+
 /// `GET <base>/live`: the page's stream of updates (`event: tick`), each with the jobs the
-/// session may see whose rows changed, the queues' counts and the workers.
+/// session may see whose rows changed, the queues' counts and the workers; for a Workers
+/// page each worker's row (its jobs as the session may see them), for a Sandboxes page
+/// the session's sandboxes whose row changed.
 pub async fn stream(
     State(state): State<AppState>,
     session: Session,
-) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    Query(params): Query<LiveParams>,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let page = match params.page.as_str() {
+        "" => Page::Other,
+        "workers" => Page::Workers,
+        "sandboxes" => Page::Sandboxes,
+        other => {
+            return Err(Problem::bad_param(
+                "page",
+                format!("unknown live page {other:?}; known: workers, sandboxes"),
+            ));
+        }
+    };
+    let listening = Listening::new(state.live.clone(), page);
     let rx = state.live.subscribe(&state);
+    let base = state.config.ui.base.clone();
     let caller = session.caller;
     let ticks = futures::stream::unfold(rx, |mut rx| async move {
         loop {
@@ -224,19 +385,40 @@ pub async fn stream(
                 .filter(|r| caller.sees(r.org_id.as_deref()))
                 .map(job_json)
                 .collect();
-            let data = json!({
+            let _still = &listening;
+            let mut data = json!({
                 "seq": t.seq,
                 "jobs": jobs,
                 "queues": t.queues,
                 "workers": t.workers.map(|(n, busy, slots)| json!({"live": n, "busy": busy, "slots": slots})),
             });
+            if page == Page::Workers
+                && let Some(fleet) = &t.fleet
+            {
+                let now = Utc::now();
+                let rows: Vec<Value> = workers_seen_by(&caller, fleet.clone())
+                    .iter()
+                    .map(|w| worker_json(&base, w, now))
+                    .collect();
+                data["worker_rows"] = Value::Array(rows);
+            }
+            if page == Page::Sandboxes
+                && let Some(boxes) = &t.sandboxes
+            {
+                let rows: Vec<Value> = boxes
+                    .iter()
+                    .filter(|s| caller.sees(s.org_id.as_deref()))
+                    .map(|s| sandbox_json(&base, s.clone()))
+                    .collect();
+                data["sandbox_rows"] = Value::Array(rows);
+            }
             Ok(Event::default()
                 .event("tick")
                 .id(t.seq.to_string())
                 .data(data.to_string()))
         })
         .take_until(stop);
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 /// `GET <base>/live/stats`: the process's live feed, counted.

@@ -212,6 +212,13 @@ impl Chrome {
         self.live = Some(format!("{}/live", self.base));
         self
     }
+
+    /// Live, as `page` (`workers`, `sandboxes`): its stream also carries that page's rows,
+    /// and the feed reads them only while such a page listens.
+    pub fn live_page(mut self, page: &str) -> Self {
+        self.live = Some(format!("{}/live?page={page}", self.base));
+        self
+    }
 }
 
 #[derive(Template)]

@@ -4,7 +4,11 @@
 //! a git server on loopback: an admin drains the worker from its page and it stops taking
 //! jobs, then undrains it; an operator releases a sandbox; a viewer has no action and its
 //! forged actions are refused; an admin runs a scheduler task now; an organization's key is
-//! not allowed on the Organizations page.
+//! not allowed on the Organizations page. The Workers and Sandboxes pages are live: a drain
+//! and a release made through the API show on the open page without a reload, a viewer's
+//! updates never carry another organization's job or sandbox, and several open pages cost
+//! one query set per interval; its rows come and go with the workers
+//! (`gateway/ui-tests/workers_live.mjs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -14,8 +18,8 @@ use gitfleet_contract::Role;
 use gitfleet_testkit::{GitDaemon, eventually, fixtures};
 use serde_json::{Value, json};
 
-use crate::dashboard::{chromium, node_modules, ui_tests_dir};
-use crate::support::{World, world};
+use crate::dashboard::{LIVE_MS, chromium, node_modules, ui_tests_dir};
+use crate::support::{World, world_with};
 
 /// A job enqueued through the API; its id.
 async fn enqueue(w: &World, key: &str, job: Value) -> String {
@@ -44,7 +48,7 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
     tokio::task::spawn_blocking(node_modules)
         .await
         .expect("npm ci");
-    let w = world().await;
+    let w = world_with(&[("GITFLEET_GATEWAY_UI_LIVE_MS", LIVE_MS)]).await;
     let daemon = GitDaemon::start(&w.fleet.remotes()).expect("a git daemon");
     fixtures::bare_repo(&w.fleet.remotes(), "app.git", &[("README.md", "app\n")]);
     let viewer = w.key("acme", Role::Viewer).await;
@@ -63,6 +67,8 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
     let repo = daemon.url("app.git");
     let ours = sandbox(&w, &operator, &repo, "a1").await;
     let theirs = sandbox(&w, &globex, &repo, "g1").await;
+    // Another of acme's, released through the API while its Sandboxes page is open.
+    let spare = sandbox(&w, &operator, &repo, "a2").await;
     let acme_job = enqueue(&w, &operator, json!({"op": "sleep", "args": {"ms": 30000}})).await;
     let globex_job = enqueue(&w, &globex, json!({"op": "sleep", "args": {"ms": 30000}})).await;
     eventually(
@@ -87,6 +93,7 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
                 && running.contains(&globex_job.as_str())
                 && listed.contains(&ours.as_str())
                 && listed.contains(&theirs.as_str())
+                && listed.contains(&spare.as_str())
                 && counted)
                 .then_some(())
                 .ok_or(format!("{}\n{}\n{}", workers.text, boxes.text, repos.text))
@@ -129,6 +136,8 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
             ("GF_WORKER", worker.clone()),
             ("GF_SANDBOX", ours.clone()),
             ("GF_OTHER_SANDBOX", theirs.clone()),
+            ("GF_SPARE_SANDBOX", spare.clone()),
+            ("GF_LIVE_MS", LIVE_MS.to_string()),
             ("GF_ACME_JOB", acme_job.clone()),
             ("GF_OTHER_JOB", globex_job.clone()),
             ("GF_REPO", repo.clone()),
@@ -181,7 +190,11 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
             let a = w.get(&admin, "/v1/audit?action=sandbox.release").await;
             a.body["entries"]
                 .as_array()
-                .and_then(|e| e.iter().find(|e| e["outcome"] == "ok").cloned())
+                .and_then(|e| {
+                    e.iter()
+                        .find(|e| e["outcome"] == "ok" && e["target"] == ours.as_str())
+                        .cloned()
+                })
                 .ok_or(a.text)
         },
     )
@@ -209,14 +222,17 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
                 let entries = a.body["entries"].as_array().cloned().unwrap_or_default();
                 entries
                     .iter()
-                    .any(|e| e["outcome"] == "ok")
+                    .any(|e| e["outcome"] == "ok" && e["surface"] == "ui")
                     .then_some(entries)
                     .ok_or(a.text)
             },
         )
         .await;
-        let done = entries.iter().find(|e| e["outcome"] == "ok").unwrap();
-        assert_eq!(done["surface"], "ui", "{done}");
+        // The page's (the live test also drains through the API, surface `api`).
+        let done = entries
+            .iter()
+            .find(|e| e["outcome"] == "ok" && e["surface"] == "ui")
+            .unwrap_or_else(|| panic!("{action} from the dashboard: {entries:?}"));
         assert_eq!(done["key_role"], "admin", "{done}");
         assert!(done["org_id"].is_null(), "{done}");
         if action != "worker.undrain" {
@@ -247,4 +263,83 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
             "a key's secret is in the gateway's log"
         );
     }
+}
+
+/// The next line the browser test prints (each also printed here); panics saying `what`
+/// when it ends or takes over a minute.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut String,
+    what: &str,
+) -> String {
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the browser test said nothing for a minute, waiting for {what}:\n{seen}")
+        })
+        .expect("its output")
+        .unwrap_or_else(|| panic!("the browser test ended, waiting for {what}:\n{seen}"));
+    println!("{line}");
+    seen.push_str(&line);
+    seen.push('\n');
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_workers_page_adds_and_removes_the_rows_of_workers_that_come_and_go() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    let browser = chromium();
+    tokio::task::spawn_blocking(node_modules)
+        .await
+        .expect("npm ci");
+    let mut w = world_with(&[("GITFLEET_GATEWAY_UI_LIVE_MS", LIVE_MS)]).await;
+    let admin = w.key("fleet", Role::Admin).await;
+    let first = w.fleet.worker_ids()[0].to_string();
+    let mut node = tokio::process::Command::new("node")
+        .arg(ui_tests_dir().join("workers_live.mjs"))
+        .current_dir(ui_tests_dir())
+        .envs([
+            ("GF_BASE", w.gw.url("/ui")),
+            ("GF_ADMIN_KEY", admin.clone()),
+            ("GF_WORKER", first),
+            ("GF_CHROMIUM", browser.display().to_string()),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node");
+    let mut stdin = node.stdin.take().expect("its stdin");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().expect("its stdout")).lines();
+    let mut seen = String::new();
+    while next_line(&mut lines, &mut seen, "ready").await != "ready" {}
+
+    // A worker registers while the page is open; then it stops.
+    let added = w.fleet.add_worker().await;
+    stdin
+        .write_all(format!("add {added}\n").as_bytes())
+        .await
+        .expect("tell the browser test");
+    while next_line(&mut lines, &mut seen, "its row").await != "seen" {}
+    w.fleet.stop_worker(&added).await;
+    stdin
+        .write_all(format!("gone {added}\n").as_bytes())
+        .await
+        .expect("tell the browser test");
+    drop(stdin);
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("in time")
+    {
+        println!("{line}");
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = node.wait().await.expect("node ends");
+    assert!(
+        status.success() && seen.contains(" passed, 0 failed"),
+        "the browser test failed ({status}):\n{seen}\n--- the gateway's log ---\n{}",
+        w.gw.log_text()
+    );
 }
