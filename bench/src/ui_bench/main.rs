@@ -28,6 +28,8 @@ mod live;
 mod pages;
 mod seed;
 // Shared with git-bench; this bench uses its percentiles, not its summaries.
+#[path = "../run_env.rs"]
+mod run_env;
 #[allow(dead_code)]
 #[path = "../git_bench/stats.rs"]
 mod stats;
@@ -45,6 +47,7 @@ use gitfleet_store::Store;
 use gitfleet_testkit::postgres::TestDatabase;
 
 use crate::pages::{Measured, PAGES, Samples, Visitor};
+use crate::run_env::{ensure_loopback, load_average, shutdown_signal, workspace_commit};
 
 /// The goal: every page's p95 at most this.
 const GOAL_P95_MS: f64 = 50.0;
@@ -408,54 +411,4 @@ async fn run(plan: &Plan, binary: &std::path::Path) -> anyhow::Result<String> {
 
 fn purge_now(p: &Prefix) {
     gitfleet_testkit::redis_keys::purge_prefix(&p.url, &p.prefix);
-}
-
-fn ensure_loopback(url: &str) -> anyhow::Result<()> {
-    let host = url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.rsplit('@').next())
-        .and_then(|hostport| hostport.split([':', '/']).next())
-        .unwrap_or("");
-    anyhow::ensure!(
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
-        "{url}: the bench only runs against a Redis on loopback"
-    );
-    Ok(())
-}
-
-/// `git describe --always --dirty` of the workspace measured.
-fn workspace_commit() -> String {
-    std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The 1-minute load average (the machine is shared: anything above its cores is someone
-/// else's work competing with the run).
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-/// Resolves on SIGINT or SIGTERM, naming the signal.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
 }

@@ -75,6 +75,44 @@ pub(crate) fn node_modules() {
     });
 }
 
+/// Runs `script` (of gateway/ui-tests) in node, in Debian's chromium, with `env` and the
+/// screenshots folder and the browser every script takes, and asserts that it ran every
+/// check and all passed (the gateway's log is in the failure). Its output.
+pub(crate) async fn run_browser_script(
+    w: &World,
+    script: &str,
+    mut env: Vec<(&'static str, String)>,
+) -> String {
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    env.push(("GF_SCREENSHOTS", shots.display().to_string()));
+    env.push(("GF_CHROMIUM", chromium().display().to_string()));
+    let script = ui_tests_dir().join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .current_dir(ui_tests_dir())
+            .envs(env)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("the browser test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "the browser test failed ({}):\n{text}\n--- the gateway's log ---\n{}",
+        out.status,
+        w.gw.log_text()
+    );
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+    text
+}
+
 /// A job enqueued through the API; its id.
 pub(crate) async fn enqueue(w: &World, key: &str, job: serde_json::Value) -> String {
     let a = w.post(key, "/v1/jobs", &job).await;
@@ -84,7 +122,7 @@ pub(crate) async fn enqueue(w: &World, key: &str, job: serde_json::Value) -> Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_a_browser_signs_in_shows_and_retries_live_by_role() {
-    let browser = chromium();
+    chromium();
     tokio::task::spawn_blocking(node_modules)
         .await
         .expect("npm ci");
@@ -138,44 +176,21 @@ async fn the_dashboard_in_a_browser_signs_in_shows_and_retries_live_by_role() {
     )
     .await;
 
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    let base = w.gw.url("/ui");
-    let out = tokio::task::spawn_blocking({
-        let (viewer, operator, admin) = (viewer.clone(), operator.clone(), admin.clone());
-        let (dead, delayed, other) = (dead.clone(), delayed.clone(), other.clone());
-        move || {
-            Command::new("node")
-                .arg(ui_tests_dir().join("dashboard.mjs"))
-                .current_dir(ui_tests_dir())
-                .env("GF_BASE", base)
-                .env("GF_VIEWER_KEY", viewer)
-                .env("GF_OPERATOR_KEY", operator)
-                .env("GF_ADMIN_KEY", admin)
-                .env("GF_DEAD_JOB", dead)
-                .env("GF_DELAYED_JOB", delayed)
-                .env("GF_OTHER_JOB", other)
-                .env("GF_LIVE_MS", LIVE_MS)
-                .env("GF_SCREENSHOTS", shots)
-                .env("GF_CHROMIUM", browser)
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .expect("the browser test");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "the browser test failed ({}):\n{text}\n--- the gateway's log ---\n{}",
-        out.status,
-        w.gw.log_text()
-    );
-    assert!(text.contains(" passed, 0 failed"), "{text}");
+    let _text = run_browser_script(
+        &w,
+        "dashboard.mjs",
+        vec![
+            ("GF_BASE", w.gw.url("/ui")),
+            ("GF_VIEWER_KEY", viewer.clone()),
+            ("GF_OPERATOR_KEY", operator.clone()),
+            ("GF_ADMIN_KEY", admin.clone()),
+            ("GF_DEAD_JOB", dead.clone()),
+            ("GF_DELAYED_JOB", delayed.clone()),
+            ("GF_OTHER_JOB", other.clone()),
+            ("GF_LIVE_MS", LIVE_MS.to_string()),
+        ],
+    )
+    .await;
 
     // What the browser did, as the queue has it.
     let retried = w.get(&operator, &format!("/v1/jobs/{dead}")).await;

@@ -10,15 +10,13 @@
 //! one query set per interval; its rows come and go with the workers
 //! (`gateway/ui-tests/workers_live.mjs`).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use gitfleet_contract::Role;
 use gitfleet_testkit::{GitDaemon, eventually, fixtures};
 use serde_json::{Value, json};
 
-use crate::dashboard::{LIVE_MS, chromium, node_modules, ui_tests_dir};
+use crate::dashboard::{LIVE_MS, chromium, node_modules, run_browser_script, ui_tests_dir};
 use crate::support::{World, world_with};
 
 /// A job enqueued through the API; its id.
@@ -44,7 +42,7 @@ async fn sandbox(w: &World, key: &str, url: &str, agent: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
-    let browser = chromium();
+    chromium();
     tokio::task::spawn_blocking(node_modules)
         .await
         .expect("npm ci");
@@ -124,12 +122,12 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
     })
     .await;
 
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    let (base, api) = (w.gw.url("/ui"), w.gw.url(""));
-    let out = tokio::task::spawn_blocking({
-        let env: Vec<(&str, String)> = vec![
-            ("GF_BASE", base),
-            ("GF_API", api),
+    let _text = run_browser_script(
+        &w,
+        "fleet.mjs",
+        vec![
+            ("GF_BASE", w.gw.url("/ui")),
+            ("GF_API", w.gw.url("")),
             ("GF_VIEWER_KEY", viewer.clone()),
             ("GF_OPERATOR_KEY", operator.clone()),
             ("GF_ADMIN_KEY", admin.clone()),
@@ -141,33 +139,9 @@ async fn the_fleet_views_in_a_browser_drain_release_and_run_by_role() {
             ("GF_ACME_JOB", acme_job.clone()),
             ("GF_OTHER_JOB", globex_job.clone()),
             ("GF_REPO", repo.clone()),
-            ("GF_SCREENSHOTS", shots.display().to_string()),
-            ("GF_CHROMIUM", browser.display().to_string()),
-        ];
-        move || {
-            Command::new("node")
-                .arg(ui_tests_dir().join("fleet.mjs"))
-                .current_dir(ui_tests_dir())
-                .envs(env)
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .expect("the browser test");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "the browser test failed ({}):\n{text}\n--- the gateway's log ---\n{}",
-        out.status,
-        w.gw.log_text()
-    );
-    assert!(text.contains(" passed, 0 failed"), "{text}");
+        ],
+    )
+    .await;
     stop.cancel();
     sched.await.unwrap();
 

@@ -6,8 +6,6 @@
 //! viewer, who sees no button and whose forged actions are refused.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use gitfleet_contract::Role;
@@ -16,7 +14,7 @@ use gitfleet_testkit::{GitDaemon, eventually};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
-use crate::dashboard::{LIVE_MS, chromium, enqueue, node_modules, ui_tests_dir};
+use crate::dashboard::{LIVE_MS, chromium, enqueue, node_modules, run_browser_script};
 use crate::support::{World, world_with};
 
 /// Waits for job `id` to end; its record.
@@ -40,7 +38,7 @@ async fn dead_sleep(w: &World, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_views_search_show_git_steps_and_act_per_job_selected_and_by_filter() {
-    let browser = chromium();
+    chromium();
     tokio::task::spawn_blocking(node_modules)
         .await
         .expect("npm ci");
@@ -130,47 +128,22 @@ async fn the_job_views_search_show_git_steps_and_act_per_job_selected_and_by_fil
     )
     .await;
 
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    let base = w.gw.url("/ui");
-    let api = w.gw.url("");
-    let out = tokio::task::spawn_blocking({
-        let (viewer, operator) = (viewer.clone(), operator.clone());
-        let (clones, sleeps, delayed) = (clones.join(","), sleeps.join(","), delayed.join(","));
-        let cloned = cloned.clone();
-        move || {
-            Command::new("node")
-                .arg(ui_tests_dir().join("jobs.mjs"))
-                .current_dir(ui_tests_dir())
-                .env("GF_BASE", base)
-                .env("GF_API", api)
-                .env("GF_VIEWER_KEY", viewer)
-                .env("GF_OPERATOR_KEY", operator)
-                .env("GF_CLONE_JOB", cloned)
-                .env("GF_DEAD_CLONES", clones)
-                .env("GF_DEAD_SLEEPS", sleeps)
-                .env("GF_DELAYED", delayed)
-                .env("GF_SEARCH_TEXT", "later-2")
-                .env("GF_SCREENSHOTS", shots)
-                .env("GF_CHROMIUM", browser)
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .expect("the browser test");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "the browser test failed ({}):\n{text}\n--- the gateway's log ---\n{}",
-        out.status,
-        w.gw.log_text()
-    );
-    assert!(text.contains(" passed, 0 failed"), "{text}");
+    let _text = run_browser_script(
+        &w,
+        "jobs.mjs",
+        vec![
+            ("GF_BASE", w.gw.url("/ui")),
+            ("GF_API", w.gw.url("")),
+            ("GF_VIEWER_KEY", viewer.clone()),
+            ("GF_OPERATOR_KEY", operator.clone()),
+            ("GF_CLONE_JOB", cloned.clone()),
+            ("GF_DEAD_CLONES", clones.join(",")),
+            ("GF_DEAD_SLEEPS", sleeps.join(",")),
+            ("GF_DELAYED", delayed.join(",")),
+            ("GF_SEARCH_TEXT", "later-2".to_string()),
+        ],
+    )
+    .await;
 
     // What the browser did, as the queue has it: every clone ran to done (three by filter,
     // two ticked); the sleeps (and the one the browser made for the stale confirmation) are
