@@ -162,6 +162,17 @@ async fn an_admin_manages_keys_and_a_secret_is_shown_once_and_stored_nowhere() {
                 "{:?}",
                 redis.zrange::<_, Vec<String>>(&k, 0, -1).await.unwrap()
             ),
+            // A watched job's log of its changes (`job:<id>:events`): every entry's fields.
+            "stream" => format!(
+                "{:?}",
+                redis::cmd("XRANGE")
+                    .arg(&k)
+                    .arg("-")
+                    .arg("+")
+                    .query_async::<redis::Value>(&mut redis)
+                    .await
+                    .unwrap()
+            ),
             other => panic!("{k}: unexpected type {other}"),
         };
         assert!(
